@@ -1,0 +1,35 @@
+//! One error type for everything the engine can refuse.
+
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum Error {
+    #[error("invalid address: {0}")]
+    Address(String),
+    #[error("invalid key: {0}")]
+    Key(String),
+    #[error("invalid topology: {0}")]
+    Topology(String),
+    #[error("no route: {0}")]
+    NoRoute(String),
+    #[error("sphinx: {0}")]
+    Sphinx(String),
+    #[error("malformed packet: {0}")]
+    MalformedPacket(String),
+    #[error("malformed frame: {0}")]
+    MalformedFrame(String),
+    #[error("handshake failed: {0}")]
+    Handshake(String),
+    #[error("message too large: {size} bytes (limit {limit})")]
+    MessageTooLarge { size: usize, limit: usize },
+    #[error("not connected to the gateway")]
+    NotConnected,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<sphinx_packet::Error> for Error {
+    fn from(e: sphinx_packet::Error) -> Self {
+        Error::Sphinx(e.to_string())
+    }
+}

@@ -1,0 +1,374 @@
+//! The network as the directory describes it, and route selection over it.
+//!
+//! The JSON types here are the directory's wire format (`GET
+//! /api/presence/topology`, and the bodies nodes announce themselves with);
+//! the directory server serialises the very same structs.
+
+use crate::address::{decode_key, encode_key, KEY_LENGTH};
+use crate::error::{Error, Result};
+use rand::seq::IndexedRandom;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sphinx_packet::route::{Node, NodeAddressBytes};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use x25519_dalek::PublicKey;
+
+pub const LAYERS: u8 = 3;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MixNodeJson {
+    /// `ip:port` of the node's mixnet listener.
+    pub host: String,
+    /// base58 x25519 Sphinx key.
+    pub pub_key: String,
+    pub layer: u8,
+    pub version: String,
+    #[serde(default)]
+    pub location: String,
+    /// Unix time in nanoseconds the directory last heard from the node.
+    #[serde(default)]
+    pub last_seen: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayJson {
+    /// `ws://ip:port` where clients connect.
+    pub client_listener: String,
+    /// `ip:port` of the gateway's mixnet listener.
+    pub mixnet_listener: String,
+    /// base58 ed25519 identity key: the gateway part of client addresses.
+    pub identity_key: String,
+    /// base58 x25519 Sphinx key.
+    pub sphinx_key: String,
+    pub version: String,
+    #[serde(default)]
+    pub location: String,
+    #[serde(default)]
+    pub last_seen: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopologyJson {
+    #[serde(default)]
+    pub mix_nodes: Vec<MixNodeJson>,
+    #[serde(default)]
+    pub gateway_nodes: Vec<GatewayJson>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MixNode {
+    pub address: SocketAddr,
+    pub sphinx_key: PublicKey,
+    pub layer: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gateway {
+    pub identity_key: [u8; KEY_LENGTH],
+    pub sphinx_key: PublicKey,
+    pub mix_address: SocketAddr,
+    pub client_listener: String,
+}
+
+impl MixNode {
+    pub fn sphinx_node(&self) -> Node {
+        Node::new(encode_node_address(self.address), self.sphinx_key)
+    }
+}
+
+impl Gateway {
+    pub fn sphinx_node(&self) -> Node {
+        Node::new(encode_node_address(self.mix_address), self.sphinx_key)
+    }
+
+    pub fn identity_b58(&self) -> String {
+        encode_key(&self.identity_key)
+    }
+}
+
+/// A validated topology: every layer has a node, every key parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    layers: [Vec<MixNode>; LAYERS as usize],
+    gateways: Vec<Gateway>,
+    /// Why entries were left out (bad keys, other versions); for logs.
+    pub rejected: Vec<String>,
+}
+
+/// Versions are compatible when major.minor match, as in Nym.
+pub fn versions_compatible(a: &str, b: &str) -> bool {
+    fn major_minor(v: &str) -> Option<(&str, &str)> {
+        let mut it = v.trim().split('.');
+        Some((it.next()?, it.next()?))
+    }
+    matches!((major_minor(a), major_minor(b)), (Some(x), Some(y)) if x == y)
+}
+
+fn parse_x25519(text: &str, what: &str) -> Result<PublicKey> {
+    decode_key(text, what)
+        .map(PublicKey::from)
+        .map_err(|e| Error::Topology(e.to_string().replace("invalid address: ", "")))
+}
+
+fn parse_socket(text: &str, what: &str) -> Result<SocketAddr> {
+    text.parse()
+        .map_err(|_| Error::Topology(format!("{what} '{text}' is not ip:port")))
+}
+
+impl MixNode {
+    pub fn from_json(j: &MixNodeJson) -> Result<Self> {
+        if !(1..=LAYERS).contains(&j.layer) {
+            return Err(Error::Topology(format!("mixnode {} has layer {}, not 1..3", j.host, j.layer)));
+        }
+        Ok(MixNode {
+            address: parse_socket(&j.host, "mixnode host")?,
+            sphinx_key: parse_x25519(&j.pub_key, "mixnode key")?,
+            layer: j.layer,
+        })
+    }
+}
+
+impl Gateway {
+    pub fn from_json(j: &GatewayJson) -> Result<Self> {
+        let identity_key = decode_key(&j.identity_key, "gateway identity key")
+            .map_err(|e| Error::Topology(e.to_string()))?;
+        ed25519_dalek::VerifyingKey::from_bytes(&identity_key)
+            .map_err(|_| Error::Topology("gateway identity key is not an ed25519 point".into()))?;
+        Ok(Gateway {
+            identity_key,
+            sphinx_key: parse_x25519(&j.sphinx_key, "gateway sphinx key")?,
+            mix_address: parse_socket(&j.mixnet_listener, "gateway mixnet listener")?,
+            client_listener: j.client_listener.clone(),
+        })
+    }
+}
+
+impl Topology {
+    /// Validates the directory's view for a client of `our_version`.
+    pub fn from_json(json: &TopologyJson, our_version: &str) -> Result<Self> {
+        let mut layers: [Vec<MixNode>; 3] = Default::default();
+        let mut gateways = Vec::new();
+        let mut rejected = Vec::new();
+        for j in &json.mix_nodes {
+            if !versions_compatible(&j.version, our_version) {
+                rejected.push(format!("mixnode {}: version {} is not {our_version}", j.host, j.version));
+                continue;
+            }
+            match MixNode::from_json(j) {
+                Ok(node) => layers[usize::from(node.layer - 1)].push(node),
+                Err(e) => rejected.push(e.to_string()),
+            }
+        }
+        for j in &json.gateway_nodes {
+            if !versions_compatible(&j.version, our_version) {
+                rejected.push(format!("gateway {}: version {} is not {our_version}", j.identity_key, j.version));
+                continue;
+            }
+            match Gateway::from_json(j) {
+                Ok(g) => gateways.push(g),
+                Err(e) => rejected.push(e.to_string()),
+            }
+        }
+        for (i, layer) in layers.iter().enumerate() {
+            if layer.is_empty() {
+                return Err(Error::Topology(format!(
+                    "no usable mixnode in layer {} ({} entries rejected: {})",
+                    i + 1,
+                    rejected.len(),
+                    rejected.join("; ")
+                )));
+            }
+        }
+        if gateways.is_empty() {
+            return Err(Error::Topology("no usable gateway".into()));
+        }
+        Ok(Topology { layers, gateways, rejected })
+    }
+
+    pub fn parse(json_text: &str, our_version: &str) -> Result<Self> {
+        let json: TopologyJson = serde_json::from_str(json_text)
+            .map_err(|e| Error::Topology(format!("not topology JSON: {e}")))?;
+        Self::from_json(&json, our_version)
+    }
+
+    pub fn layer(&self, layer: u8) -> &[MixNode] {
+        self.layers
+            .get(usize::from(layer.wrapping_sub(1)))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    pub fn mixnodes(&self) -> impl Iterator<Item = &MixNode> {
+        self.layers.iter().flatten()
+    }
+
+    pub fn gateways(&self) -> &[Gateway] {
+        &self.gateways
+    }
+
+    pub fn gateway(&self, identity_key: &[u8; KEY_LENGTH]) -> Option<&Gateway> {
+        self.gateways.iter().find(|g| &g.identity_key == identity_key)
+    }
+
+    /// One random mixnode per layer, then the recipient's gateway.
+    pub fn random_route<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        gateway_identity: &[u8; KEY_LENGTH],
+    ) -> Result<Vec<Node>> {
+        let gateway = self.gateway(gateway_identity).ok_or_else(|| {
+            Error::NoRoute(format!("gateway {} is not in the topology", encode_key(gateway_identity)))
+        })?;
+        let mut route = Vec::with_capacity(usize::from(LAYERS) + 1);
+        for layer in &self.layers {
+            // from_json guarantees no layer is empty
+            let node = layer
+                .choose(rng)
+                .ok_or_else(|| Error::NoRoute("empty layer".into()))?;
+            route.push(node.sphinx_node());
+        }
+        route.push(gateway.sphinx_node());
+        Ok(route)
+    }
+}
+
+/// A node's routing address inside Sphinx headers: version byte (4 or 6),
+/// port (u16 big endian), IP octets, zero padded to 32 bytes.
+pub fn encode_node_address(addr: SocketAddr) -> NodeAddressBytes {
+    let mut bytes = [0u8; 32];
+    bytes[1..3].copy_from_slice(&addr.port().to_be_bytes());
+    match addr.ip() {
+        IpAddr::V4(ip) => {
+            bytes[0] = 4;
+            bytes[3..7].copy_from_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            bytes[0] = 6;
+            bytes[3..19].copy_from_slice(&ip.octets());
+        }
+    }
+    NodeAddressBytes::from_bytes(bytes)
+}
+
+pub fn decode_node_address(address: &NodeAddressBytes) -> Result<SocketAddr> {
+    let b = address.as_bytes();
+    let port = u16::from_be_bytes([b[1], b[2]]);
+    let ip = match b[0] {
+        4 => IpAddr::V4(Ipv4Addr::new(b[3], b[4], b[5], b[6])),
+        6 => {
+            let mut o = [0u8; 16];
+            o.copy_from_slice(&b[3..19]);
+            IpAddr::V6(Ipv6Addr::from(o))
+        }
+        v => return Err(Error::MalformedPacket(format!("unknown node address version {v}"))),
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::SeedableRng;
+    use x25519_dalek::StaticSecret;
+
+    pub fn b58_x25519(seed: u8) -> String {
+        encode_key(PublicKey::from(&StaticSecret::from([seed; 32])).as_bytes())
+    }
+
+    pub fn b58_ed25519(seed: u8) -> String {
+        encode_key(ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key().as_bytes())
+    }
+
+    fn sample() -> TopologyJson {
+        let mix = |layer: u8, port: u16| MixNodeJson {
+            host: format!("127.0.0.1:{port}"),
+            pub_key: b58_x25519(port as u8),
+            layer,
+            version: "0.8.0".into(),
+            location: "here".into(),
+            last_seen: 1,
+        };
+        TopologyJson {
+            mix_nodes: vec![mix(1, 1), mix(2, 2), mix(3, 3), mix(3, 4)],
+            gateway_nodes: vec![GatewayJson {
+                client_listener: "ws://127.0.0.1:9000".into(),
+                mixnet_listener: "127.0.0.1:1789".into(),
+                identity_key: b58_ed25519(9),
+                sphinx_key: b58_x25519(10),
+                version: "0.8.3".into(),
+                location: "here".into(),
+                last_seen: 1,
+            }],
+        }
+    }
+
+    #[test]
+    fn json_shape_is_the_directorys() {
+        let text = serde_json::to_string(&sample()).unwrap();
+        for field in ["mixNodes", "gatewayNodes", "pubKey", "lastSeen", "clientListener", "mixnetListener", "identityKey", "sphinxKey"] {
+            assert!(text.contains(field), "{field} missing from {text}");
+        }
+        let t = Topology::parse(&text, "0.8.1").unwrap();
+        assert_eq!(t.layer(3).len(), 2);
+        assert_eq!(t.gateways().len(), 1);
+    }
+
+    #[test]
+    fn missing_layer_bad_keys_and_versions_are_refused() {
+        let mut j = sample();
+        j.mix_nodes.retain(|m| m.layer != 2);
+        assert!(Topology::from_json(&j, "0.8.0").unwrap_err().to_string().contains("layer 2"));
+
+        let mut j = sample();
+        j.mix_nodes[0].pub_key = "not-base58-0OIl".into();
+        let e = Topology::from_json(&j, "0.8.0").unwrap_err().to_string();
+        assert!(e.contains("layer 1") && e.contains("mixnode key"), "{e}");
+
+        let mut j = sample();
+        j.mix_nodes[2].version = "0.7.0".into();
+        j.mix_nodes[3].version = "1.8.0".into();
+        assert!(Topology::from_json(&j, "0.8.0").unwrap_err().to_string().contains("layer 3"));
+
+        let mut j = sample();
+        j.mix_nodes[3].version = "0.7.0".into();
+        let t = Topology::from_json(&j, "0.8.0").unwrap();
+        assert_eq!(t.layer(3).len(), 1);
+        assert_eq!(t.rejected.len(), 1);
+
+        let mut j = sample();
+        j.gateway_nodes[0].mixnet_listener = "nowhere".into();
+        assert!(Topology::from_json(&j, "0.8.0").unwrap_err().to_string().contains("no usable gateway"));
+        assert!(Topology::parse("{\"mixNodes\": 3}", "0.8.0").is_err());
+    }
+
+    #[test]
+    fn route_is_one_node_per_layer_then_the_gateway() {
+        let t = Topology::from_json(&sample(), "0.8.0").unwrap();
+        let g = t.gateways()[0].identity_key;
+        let mut rng = rand::rngs::StdRng::from_seed([3; 32]);
+        for _ in 0..20 {
+            let route = t.random_route(&mut rng, &g).unwrap();
+            assert_eq!(route.len(), 4);
+            for (i, node) in route[..3].iter().enumerate() {
+                let addr = decode_node_address(&node.address).unwrap();
+                let m = t.mixnodes().find(|m| m.address == addr).unwrap();
+                assert_eq!(usize::from(m.layer), i + 1);
+            }
+            assert_eq!(decode_node_address(&route[3].address).unwrap(), t.gateways()[0].mix_address);
+        }
+        assert!(t.random_route(&mut rng, &[0; 32]).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn node_addresses_round_trip(ip4 in any::<[u8; 4]>(), ip6 in any::<[u8; 16]>(), port in any::<u16>()) {
+            for addr in [SocketAddr::from((ip4, port)), SocketAddr::from((ip6, port))] {
+                prop_assert_eq!(decode_node_address(&encode_node_address(addr)).unwrap(), addr);
+            }
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Framing of Sphinx packets between nodes (and inside gateway `Forward`
+//! requests): one flag byte naming the packet size, then the packet.
+//!
+//! Packet sizes are fixed per flag, so a frame needs no length field and every
+//! packet of one size looks alike on the wire. An unknown flag means the
+//! stream has lost its framing; the receiver must drop the connection.
+
+use crate::error::{Error, Result};
+use sphinx_packet::header::HEADER_SIZE;
+use sphinx_packet::payload::PAYLOAD_OVERHEAD_SIZE;
+
+/// The sizes of packet a node accepts. Flag 2 is kept free for the small
+/// acknowledgement packets of the reliability layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum PacketSize {
+    /// 2048-byte plaintext payload, a 2413-byte packet: Nym's default.
+    #[default]
+    Regular = 1,
+    Extended8 = 3,
+    Extended16 = 4,
+    Extended32 = 5,
+}
+
+impl PacketSize {
+    pub const ALL: [PacketSize; 4] = [
+        PacketSize::Regular,
+        PacketSize::Extended8,
+        PacketSize::Extended16,
+        PacketSize::Extended32,
+    ];
+
+    pub fn from_flag(flag: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| *s as u8 == flag)
+    }
+
+    pub fn flag(self) -> u8 {
+        self as u8
+    }
+
+    /// Bytes of plaintext a packet of this size carries to its destination.
+    pub fn plaintext_size(self) -> usize {
+        match self {
+            PacketSize::Regular => 2048,
+            PacketSize::Extended8 => 8 * 1024,
+            PacketSize::Extended16 => 16 * 1024,
+            PacketSize::Extended32 => 32 * 1024,
+        }
+    }
+
+    /// The `payload_size` argument of sphinx-packet's builder.
+    pub fn sphinx_payload_size(self) -> usize {
+        self.plaintext_size() + PAYLOAD_OVERHEAD_SIZE
+    }
+
+    /// Length of the whole Sphinx packet (header + payload).
+    pub fn packet_len(self) -> usize {
+        HEADER_SIZE + self.sphinx_payload_size()
+    }
+
+    pub fn from_packet_len(len: usize) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.packet_len() == len)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PacketSize::Regular => "regular",
+            PacketSize::Extended8 => "extended8",
+            PacketSize::Extended16 => "extended16",
+            PacketSize::Extended32 => "extended32",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// `flag || packet`. Fails when the packet's length is not one of the sizes.
+pub fn encode(packet: &[u8]) -> Result<Vec<u8>> {
+    let size = PacketSize::from_packet_len(packet.len()).ok_or_else(|| {
+        Error::MalformedFrame(format!("{} bytes is no known packet size", packet.len()))
+    })?;
+    let mut out = Vec::with_capacity(1 + packet.len());
+    out.push(size.flag());
+    out.extend_from_slice(packet);
+    Ok(out)
+}
+
+/// Splits one whole frame (as carried inside a message) into size and packet.
+pub fn decode(frame: &[u8]) -> Result<(PacketSize, &[u8])> {
+    let (&flag, packet) = frame
+        .split_first()
+        .ok_or_else(|| Error::MalformedFrame("empty frame".into()))?;
+    let size = PacketSize::from_flag(flag)
+        .ok_or_else(|| Error::MalformedFrame(format!("unknown packet size flag {flag}")))?;
+    if packet.len() != size.packet_len() {
+        return Err(Error::MalformedFrame(format!(
+            "{} packet must be {} bytes, got {}",
+            size.name(),
+            size.packet_len(),
+            packet.len()
+        )));
+    }
+    Ok((size, packet))
+}
+
+/// Incremental decoder for a TCP stream of frames.
+#[derive(Debug, Default)]
+pub struct FrameDecoder {
+    buf: Vec<u8>,
+}
+
+impl FrameDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes held that do not (yet) make a whole frame.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next whole packet, `Ok(None)` when more bytes are needed, or an
+    /// error when the stream is corrupt (the caller drops the connection).
+    pub fn next_packet(&mut self) -> Result<Option<(PacketSize, Vec<u8>)>> {
+        let Some(&flag) = self.buf.first() else {
+            return Ok(None);
+        };
+        let size = PacketSize::from_flag(flag)
+            .ok_or_else(|| Error::MalformedFrame(format!("unknown packet size flag {flag}")))?;
+        let need = 1 + size.packet_len();
+        if self.buf.len() < need {
+            return Ok(None);
+        }
+        let packet = self.buf[1..need].to_vec();
+        self.buf.drain(..need);
+        Ok(Some((size, packet)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn regular_packet_is_2413_bytes() {
+        assert_eq!(PacketSize::Regular.packet_len(), 2413);
+    }
+
+    #[test]
+    fn decoder_splits_a_stream_and_rejects_unknown_flags() {
+        let p1 = vec![7u8; PacketSize::Regular.packet_len()];
+        let p2 = vec![9u8; PacketSize::Extended8.packet_len()];
+        let mut stream = encode(&p1).unwrap();
+        stream.extend(encode(&p2).unwrap());
+        let mut d = FrameDecoder::new();
+        for chunk in stream.chunks(1000) {
+            d.push(chunk);
+        }
+        assert_eq!(d.next_packet().unwrap(), Some((PacketSize::Regular, p1)));
+        assert_eq!(d.next_packet().unwrap(), Some((PacketSize::Extended8, p2)));
+        assert_eq!(d.next_packet().unwrap(), None);
+        d.push(&[0xEE, 1, 2]);
+        assert!(d.next_packet().is_err());
+        assert!(encode(&[1, 2, 3]).is_err());
+        assert!(decode(&[1, 2, 3]).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..6000)) {
+            let mut d = FrameDecoder::new();
+            d.push(&bytes);
+            while let Ok(Some(_)) = d.next_packet() {}
+            let _ = decode(&bytes);
+        }
+    }
+}

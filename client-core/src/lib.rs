@@ -7,8 +7,12 @@
 //! carry out what [`Client`] asks for.
 
 pub mod address;
+pub mod app_api;
+pub mod client;
 pub mod error;
+pub mod fragment;
 pub mod keys;
+pub mod payload;
 pub mod topology;
 pub mod wire;
 
@@ -17,3 +21,4 @@ pub use error::{Error, Result};
 
 /// The version this engine speaks; the directory's nodes must match major.minor.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use client::{Client, ClientConfig, ClientEvent};

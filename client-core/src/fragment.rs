@@ -1,0 +1,406 @@
+//! Splitting messages into fixed-size fragments and putting them back together.
+//!
+//! Header (11 bytes): `set id (u32 BE, non-zero) || total (u8) || position
+//! (u8, 1-based) || link kind (u8: 0 none, 1 previous set, 2 next set) ||
+//! link set id (u32 BE, 0 when none)`. A set holds at most 255 fragments;
+//! longer messages are chains of sets: the first fragment of every set but
+//! the first names the previous set, the last fragment of every full set but
+//! the last names the next one. Fragments may arrive in any order, twice,
+//! or never (then the set is dropped after a timeout).
+
+use crate::error::{Error, Result};
+use rand::Rng;
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+pub const HEADER_LEN: usize = 11;
+pub const MAX_SET_LEN: usize = 255;
+/// Longest chain walked; 255 sets of 255 fragments is far past any size limit.
+const MAX_CHAIN: usize = 255;
+/// Completed set ids remembered so late duplicates aren't delivered twice.
+const REMEMBERED_COMPLETED: usize = 65_536;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    None,
+    Previous(u32),
+    Next(u32),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fragment {
+    pub set_id: u32,
+    pub total: u8,
+    pub position: u8,
+    pub link: Link,
+    pub data: Vec<u8>,
+}
+
+impl Fragment {
+    pub fn encode(&self) -> Vec<u8> {
+        let (kind, id) = match self.link {
+            Link::None => (0u8, 0u32),
+            Link::Previous(id) => (1, id),
+            Link::Next(id) => (2, id),
+        };
+        let mut out = Vec::with_capacity(HEADER_LEN + self.data.len());
+        out.extend_from_slice(&self.set_id.to_be_bytes());
+        out.push(self.total);
+        out.push(self.position);
+        out.push(kind);
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(&self.data);
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let bad = |why: &str| Err(Error::MalformedPacket(format!("fragment: {why}")));
+        if bytes.len() < HEADER_LEN {
+            return bad("shorter than its header");
+        }
+        let set_id = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        let (total, position, kind) = (bytes[4], bytes[5], bytes[6]);
+        let link_id = u32::from_be_bytes([bytes[7], bytes[8], bytes[9], bytes[10]]);
+        if set_id == 0 {
+            return bad("set id 0");
+        }
+        if total == 0 || position == 0 || position > total {
+            return bad("position outside 1..=total");
+        }
+        let link = match (kind, link_id) {
+            (0, 0) => Link::None,
+            (1, id) if id != 0 && position == 1 => Link::Previous(id),
+            (2, id) if id != 0 && position == total && usize::from(total) == MAX_SET_LEN => Link::Next(id),
+            _ => return bad("invalid link"),
+        };
+        Ok(Fragment { set_id, total, position, link, data: bytes[HEADER_LEN..].to_vec() })
+    }
+}
+
+/// Splits `message` into fragments carrying at most `max_data` bytes each.
+/// An empty message is one empty fragment.
+pub fn split<R: Rng + ?Sized>(rng: &mut R, message: &[u8], max_data: usize) -> Vec<Fragment> {
+    let max_data = max_data.max(1);
+    let chunks: Vec<&[u8]> = if message.is_empty() {
+        vec![&[][..]]
+    } else {
+        message.chunks(max_data).collect()
+    };
+    let set_count = chunks.len().div_ceil(MAX_SET_LEN);
+    let mut set_ids: Vec<u32> = Vec::with_capacity(set_count);
+    while set_ids.len() < set_count {
+        let id = rng.next_u32();
+        if id != 0 && !set_ids.contains(&id) {
+            set_ids.push(id);
+        }
+    }
+    let mut fragments = Vec::with_capacity(chunks.len());
+    for (set_index, set_chunks) in chunks.chunks(MAX_SET_LEN).enumerate() {
+        let total = set_chunks.len() as u8;
+        for (i, data) in set_chunks.iter().enumerate() {
+            let position = i as u8 + 1;
+            let link = if position == 1 && set_index > 0 {
+                Link::Previous(set_ids[set_index - 1])
+            } else if position == total && set_index + 1 < set_count {
+                Link::Next(set_ids[set_index + 1])
+            } else {
+                Link::None
+            };
+            fragments.push(Fragment { set_id: set_ids[set_index], total, position, link, data: data.to_vec() });
+        }
+    }
+    fragments
+}
+
+#[derive(Debug)]
+struct PartialSet {
+    total: u8,
+    fragments: Vec<Option<Vec<u8>>>,
+    received: usize,
+    previous: Option<u32>,
+    next: Option<u32>,
+    bytes: usize,
+    last_activity: Duration,
+}
+
+impl PartialSet {
+    fn is_complete(&self) -> bool {
+        self.received == usize::from(self.total)
+    }
+}
+
+/// What happened to one fragment.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Insert {
+    /// Held until its message is whole.
+    Buffered,
+    /// The last missing piece: here is the whole message.
+    Complete(Vec<u8>),
+    /// Seen before (or its message was already delivered): ignored.
+    Duplicate,
+    /// Contradicts what earlier fragments of its set said: ignored.
+    Inconsistent,
+}
+
+/// Reassembles messages from fragments in any order.
+#[derive(Debug)]
+pub struct Reassembler {
+    sets: HashMap<u32, PartialSet>,
+    completed: HashMap<u32, ()>,
+    completed_order: VecDeque<u32>,
+    timeout: Duration,
+    max_buffered_bytes: usize,
+    buffered_bytes: usize,
+}
+
+impl Reassembler {
+    pub fn new(timeout: Duration, max_buffered_bytes: usize) -> Self {
+        Reassembler {
+            sets: HashMap::new(),
+            completed: HashMap::new(),
+            completed_order: VecDeque::new(),
+            timeout,
+            max_buffered_bytes,
+            buffered_bytes: 0,
+        }
+    }
+
+    pub fn pending_sets(&self) -> usize {
+        self.sets.len()
+    }
+
+    pub fn insert(&mut self, fragment: Fragment, now: Duration) -> Insert {
+        if self.completed.contains_key(&fragment.set_id) {
+            return Insert::Duplicate;
+        }
+        let set = self.sets.entry(fragment.set_id).or_insert_with(|| PartialSet {
+            total: fragment.total,
+            fragments: vec![None; usize::from(fragment.total)],
+            received: 0,
+            previous: None,
+            next: None,
+            bytes: 0,
+            last_activity: now,
+        });
+        if set.total != fragment.total {
+            return Insert::Inconsistent;
+        }
+        let slot = &mut set.fragments[usize::from(fragment.position - 1)];
+        if slot.is_some() {
+            return Insert::Duplicate;
+        }
+        match fragment.link {
+            Link::Previous(id) => set.previous = Some(id),
+            Link::Next(id) => set.next = Some(id),
+            Link::None => {}
+        }
+        set.bytes += fragment.data.len();
+        self.buffered_bytes += fragment.data.len();
+        *slot = Some(fragment.data);
+        set.received += 1;
+        set.last_activity = now;
+        let complete = set.is_complete();
+        self.touch_chain(fragment.set_id, now);
+        if complete {
+            if let Some(message) = self.try_assemble(fragment.set_id) {
+                return Insert::Complete(message);
+            }
+        }
+        self.enforce_budget(fragment.set_id);
+        Insert::Buffered
+    }
+
+    /// Keeps the earlier sets of a chain alive while later ones still arrive.
+    fn touch_chain(&mut self, mut id: u32, now: Duration) {
+        for _ in 0..MAX_CHAIN {
+            let Some(previous) = self.sets.get_mut(&id).and_then(|s| {
+                s.last_activity = now;
+                s.previous
+            }) else {
+                return;
+            };
+            id = previous;
+        }
+    }
+
+    fn try_assemble(&mut self, id: u32) -> Option<Vec<u8>> {
+        let mut head = id;
+        for _ in 0..MAX_CHAIN {
+            let set = self.sets.get(&head)?;
+            if !set.is_complete() {
+                return None;
+            }
+            match set.previous {
+                None => break,
+                Some(p) => head = p,
+            }
+        }
+        let mut chain = vec![head];
+        loop {
+            let set = self.sets.get(chain.last()?)?;
+            if !set.is_complete() {
+                return None;
+            }
+            match set.next {
+                None => break,
+                Some(next) if chain.len() < MAX_CHAIN && !chain.contains(&next) => chain.push(next),
+                Some(_) => return None,
+            }
+        }
+        let mut message = Vec::with_capacity(chain.iter().filter_map(|id| self.sets.get(id)).map(|s| s.bytes).sum());
+        for id in &chain {
+            let set = self.sets.remove(id)?;
+            self.buffered_bytes -= set.bytes;
+            for data in set.fragments.into_iter().flatten() {
+                message.extend_from_slice(&data);
+            }
+            self.remember_completed(*id);
+        }
+        Some(message)
+    }
+
+    fn remember_completed(&mut self, id: u32) {
+        self.completed.insert(id, ());
+        self.completed_order.push_back(id);
+        if self.completed_order.len() > REMEMBERED_COMPLETED {
+            if let Some(old) = self.completed_order.pop_front() {
+                self.completed.remove(&old);
+            }
+        }
+    }
+
+    /// Drops the least recently active sets (never `keep`) while over budget.
+    fn enforce_budget(&mut self, keep: u32) {
+        while self.buffered_bytes > self.max_buffered_bytes {
+            let victim = self
+                .sets
+                .iter()
+                .filter(|(id, _)| **id != keep)
+                .min_by_key(|(_, s)| s.last_activity)
+                .map(|(id, _)| *id);
+            match victim {
+                Some(id) => self.drop_set(id),
+                None => return,
+            }
+        }
+    }
+
+    fn drop_set(&mut self, id: u32) {
+        if let Some(set) = self.sets.remove(&id) {
+            self.buffered_bytes -= set.bytes;
+        }
+    }
+
+    /// Drops sets that saw nothing for the timeout; returns how many.
+    pub fn expire(&mut self, now: Duration) -> usize {
+        let stale: Vec<u32> = self
+            .sets
+            .iter()
+            .filter(|(_, s)| s.last_activity + self.timeout <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &stale {
+            self.drop_set(*id);
+        }
+        stale.len()
+    }
+
+    pub fn next_expiry(&self) -> Option<Duration> {
+        self.sets.values().map(|s| s.last_activity + self.timeout).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+
+    const BIG: usize = usize::MAX;
+
+    fn deliver_all(fragments: Vec<Fragment>, r: &mut Reassembler) -> Vec<Vec<u8>> {
+        fragments
+            .into_iter()
+            .filter_map(|f| match r.insert(f, Duration::ZERO) {
+                Insert::Complete(m) => Some(m),
+                _ => None,
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn any_order_with_duplicates_reassembles_once(
+            len in 0usize..40_000, max_data in 1usize..300, seed in any::<[u8; 32]>()
+        ) {
+            let mut rng = rand::rngs::StdRng::from_seed(seed);
+            let message: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let mut fragments = split(&mut rng, &message, max_data);
+            for f in &fragments {
+                prop_assert_eq!(Fragment::decode(&f.encode()).unwrap(), f.clone());
+            }
+            let dupes: Vec<Fragment> = fragments.iter().step_by(3).cloned().collect();
+            fragments.extend(dupes);
+            fragments.shuffle(&mut rng);
+            let mut r = Reassembler::new(Duration::from_secs(60), BIG);
+            let got = deliver_all(fragments, &mut r);
+            prop_assert_eq!(got, vec![message]);
+            prop_assert_eq!(r.pending_sets(), 0);
+        }
+
+        #[test]
+        fn a_lost_fragment_means_no_delivery_then_expiry(len in 1usize..20_000, lost in any::<prop::sample::Index>(), seed in any::<[u8; 32]>()) {
+            let mut rng = rand::rngs::StdRng::from_seed(seed);
+            let message = vec![7u8; len];
+            let mut fragments = split(&mut rng, &message, 64);
+            fragments.remove(lost.index(fragments.len()));
+            fragments.shuffle(&mut rng);
+            let mut r = Reassembler::new(Duration::from_secs(5), BIG);
+            prop_assert!(deliver_all(fragments, &mut r).is_empty());
+            prop_assert!(r.pending_sets() > 0 || len <= 64);
+            prop_assert_eq!(r.next_expiry().is_some(), r.pending_sets() > 0);
+            r.expire(Duration::from_secs(5));
+            prop_assert_eq!(r.pending_sets(), 0);
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = Fragment::decode(&bytes);
+        }
+    }
+
+    #[test]
+    fn long_messages_link_sets_and_empty_messages_work() {
+        let mut rng = rand::rngs::StdRng::from_seed([9; 32]);
+        let message: Vec<u8> = (0..600u32).flat_map(|i| i.to_be_bytes()).collect();
+        let fragments = split(&mut rng, &message, 4);
+        assert_eq!(fragments.len(), 600);
+        let sets: std::collections::HashSet<u32> = fragments.iter().map(|f| f.set_id).collect();
+        assert_eq!(sets.len(), 3);
+        assert!(matches!(fragments[254].link, Link::Next(_)));
+        assert!(matches!(fragments[255].link, Link::Previous(_)));
+        let mut r = Reassembler::new(Duration::from_secs(1), BIG);
+        let mut reversed = fragments.clone();
+        reversed.reverse();
+        assert_eq!(deliver_all(reversed, &mut r), vec![message]);
+        // a retransmitted fragment of a delivered message is not delivered again
+        assert_eq!(r.insert(fragments[10].clone(), Duration::ZERO), Insert::Duplicate);
+
+        let empty = split(&mut rng, &[], 100);
+        assert_eq!(empty.len(), 1);
+        assert_eq!(deliver_all(empty, &mut r), vec![Vec::<u8>::new()]);
+    }
+
+    #[test]
+    fn memory_budget_drops_oldest_sets() {
+        let mut rng = rand::rngs::StdRng::from_seed([4; 32]);
+        let mut r = Reassembler::new(Duration::from_secs(60), 1000);
+        for t in 0..10u64 {
+            let f = split(&mut rng, &[1u8; 600], 300);
+            r.insert(f[0].clone(), Duration::from_secs(t));
+        }
+        assert!(r.pending_sets() <= 4);
+    }
+}

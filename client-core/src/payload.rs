@@ -1,0 +1,146 @@
+//! What one Sphinx payload carries from sender to recipient.
+//!
+//! The gateway removes the last Sphinx layer, so everything it could read is
+//! sealed again end to end: `ephemeral x25519 key (32) || ChaCha20-Poly1305(
+//! kind (1) || body length (2, BE) || body || zero padding)`. The key is
+//! HKDF(DH(ephemeral, recipient key)), fresh for every packet, so packets of
+//! one message can't be linked by their keys and every payload is the same
+//! size: a gateway can't tell cover from data, nor a last fragment from a
+//! full one.
+
+use crate::error::{Error, Result};
+use crate::wire::mix_frame::PacketSize;
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use hkdf::Hkdf;
+use rand::CryptoRng;
+use sha2::Sha256;
+use x25519_dalek::{PublicKey, StaticSecret};
+
+const EPHEMERAL_LEN: usize = 32;
+const TAG_LEN: usize = 16;
+const CONTENT_HEADER_LEN: usize = 3;
+const KDF_INFO: &[u8] = b"nym-e2e-payload-v1";
+
+/// What the payload is, readable only by its recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PayloadKind {
+    /// A loop cover packet the client sent to itself; never delivered.
+    LoopCover = 0,
+    /// A fragment of an application message (see [`crate::fragment`]).
+    Fragment = 1,
+    // 2.. are left for acknowledgements and reply-SURB carrying fragments.
+}
+
+impl PayloadKind {
+    fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(PayloadKind::LoopCover),
+            1 => Some(PayloadKind::Fragment),
+            _ => None,
+        }
+    }
+}
+
+/// Bytes of body a payload of `size` can carry.
+pub fn body_capacity(size: PacketSize) -> usize {
+    size.plaintext_size() - EPHEMERAL_LEN - TAG_LEN - CONTENT_HEADER_LEN
+}
+
+fn cipher(shared: &[u8; 32], ephemeral: &[u8; 32], recipient: &[u8; 32]) -> ChaCha20Poly1305 {
+    let hk = Hkdf::<Sha256>::new(None, shared);
+    let mut key = [0u8; 32];
+    // 32 bytes is always a valid HKDF-SHA256 output length.
+    let _ = hk.expand(&[KDF_INFO, ephemeral, recipient].concat(), &mut key);
+    ChaCha20Poly1305::new(Key::from_slice(&key))
+}
+
+/// Seals `body` for `recipient`; the result is exactly `size.plaintext_size()` bytes.
+pub fn seal<R: CryptoRng + ?Sized>(
+    rng: &mut R,
+    recipient: &PublicKey,
+    kind: PayloadKind,
+    body: &[u8],
+    size: PacketSize,
+) -> Result<Vec<u8>> {
+    let capacity = body_capacity(size);
+    if body.len() > capacity {
+        return Err(Error::MessageTooLarge { size: body.len(), limit: capacity });
+    }
+    let ephemeral = StaticSecret::random_from_rng(rng);
+    let ephemeral_pub = PublicKey::from(&ephemeral);
+    let shared = ephemeral.diffie_hellman(recipient);
+
+    let mut content = Vec::with_capacity(CONTENT_HEADER_LEN + capacity);
+    content.push(kind as u8);
+    content.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    content.extend_from_slice(body);
+    content.resize(CONTENT_HEADER_LEN + capacity, 0);
+
+    // The key is fresh for every payload, so a fixed nonce is safe.
+    let sealed = cipher(shared.as_bytes(), ephemeral_pub.as_bytes(), recipient.as_bytes())
+        .encrypt(Nonce::from_slice(&[0u8; 12]), content.as_slice())
+        .map_err(|_| Error::MalformedPacket("payload encryption failed".into()))?;
+    let mut out = Vec::with_capacity(size.plaintext_size());
+    out.extend_from_slice(ephemeral_pub.as_bytes());
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// Opens a payload addressed to `secret`'s public key.
+pub fn open(secret: &StaticSecret, payload: &[u8]) -> Result<(PayloadKind, Vec<u8>)> {
+    if payload.len() < EPHEMERAL_LEN + TAG_LEN + CONTENT_HEADER_LEN {
+        return Err(Error::MalformedPacket(format!("payload of {} bytes is too short", payload.len())));
+    }
+    let mut ephemeral = [0u8; 32];
+    ephemeral.copy_from_slice(&payload[..EPHEMERAL_LEN]);
+    let shared = secret.diffie_hellman(&PublicKey::from(ephemeral));
+    let recipient = PublicKey::from(secret);
+    let content = cipher(shared.as_bytes(), &ephemeral, recipient.as_bytes())
+        .decrypt(Nonce::from_slice(&[0u8; 12]), &payload[EPHEMERAL_LEN..])
+        .map_err(|_| Error::MalformedPacket("payload failed authentication".into()))?;
+    let kind = PayloadKind::from_byte(content[0])
+        .ok_or_else(|| Error::MalformedPacket(format!("unknown payload kind {}", content[0])))?;
+    let len = usize::from(u16::from_be_bytes([content[1], content[2]]));
+    let body = content
+        .get(CONTENT_HEADER_LEN..CONTENT_HEADER_LEN + len)
+        .ok_or_else(|| Error::MalformedPacket("payload body length exceeds the payload".into()))?;
+    Ok((kind, body.to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::SeedableRng;
+
+    proptest! {
+        #[test]
+        fn seal_open_round_trip(body in proptest::collection::vec(any::<u8>(), 0..1997), seed in any::<[u8; 32]>()) {
+            let mut rng = rand::rngs::StdRng::from_seed(seed);
+            let secret = StaticSecret::random_from_rng(&mut rng);
+            let sealed = seal(&mut rng, &PublicKey::from(&secret), PayloadKind::Fragment, &body, PacketSize::Regular).unwrap();
+            prop_assert_eq!(sealed.len(), 2048);
+            prop_assert_eq!(open(&secret, &sealed).unwrap(), (PayloadKind::Fragment, body));
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2100)) {
+            let secret = StaticSecret::from([1u8; 32]);
+            prop_assert!(open(&secret, &bytes).is_err());
+        }
+    }
+
+    #[test]
+    fn only_the_recipient_can_open_and_sizes_are_enforced() {
+        let mut rng = rand::rngs::StdRng::from_seed([2; 32]);
+        let alice = StaticSecret::random_from_rng(&mut rng);
+        let eve = StaticSecret::random_from_rng(&mut rng);
+        let sealed = seal(&mut rng, &PublicKey::from(&alice), PayloadKind::LoopCover, b"", PacketSize::Regular).unwrap();
+        assert!(open(&eve, &sealed).is_err());
+        assert_eq!(open(&alice, &sealed).unwrap().0, PayloadKind::LoopCover);
+        let too_big = vec![0u8; body_capacity(PacketSize::Regular) + 1];
+        assert!(seal(&mut rng, &PublicKey::from(&alice), PayloadKind::Fragment, &too_big, PacketSize::Regular).is_err());
+    }
+}

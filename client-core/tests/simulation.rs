@@ -1,0 +1,348 @@
+//! Deterministic simulation: real client state machines, real Sphinx, real
+//! gateway handshake, but an in-memory network and a fake clock. No sockets,
+//! no sleeping: simulated minutes run in seconds and every run is the same.
+
+use ed25519_dalek::SigningKey;
+use nym_client_core::address::encode_key;
+use nym_client_core::keys::ClientKeys;
+use nym_client_core::payload::{self, PayloadKind};
+use nym_client_core::topology::{decode_node_address, GatewayJson, MixNodeJson, Topology, TopologyJson};
+use nym_client_core::wire::gateway::{ClientRequest, GatewayHandshake, GatewayResponse, Session};
+use nym_client_core::wire::mix_frame;
+use nym_client_core::{Client, ClientConfig, ClientEvent, Recipient};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use sphinx_packet::{ProcessedPacketData, SphinxPacket};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::time::Duration;
+use x25519_dalek::{PublicKey, StaticSecret};
+
+const LINK_LATENCY: Duration = Duration::from_millis(1);
+
+struct SimGateway {
+    identity: SigningKey,
+    sphinx: StaticSecret,
+    /// client index -> session (once authenticated) or pending handshake
+    sessions: HashMap<usize, Session>,
+    pending: HashMap<usize, GatewayHandshake>,
+    /// x25519 client key -> client index
+    clients: HashMap<[u8; 32], usize>,
+}
+
+enum Delivery {
+    /// Bytes arriving at the node listening on this address.
+    Node(SocketAddr, Vec<u8>),
+    /// A websocket frame from client i to its gateway.
+    ToGateway(usize, Vec<u8>),
+    /// A websocket frame from the gateway to client i.
+    ToClient(usize, Vec<u8>),
+}
+
+struct Sim {
+    now: Duration,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(Duration, u64)>>,
+    in_flight: HashMap<u64, Delivery>,
+    mixnodes: HashMap<SocketAddr, StaticSecret>,
+    gateways: Vec<SimGateway>,
+    gateway_by_mix_addr: HashMap<SocketAddr, usize>,
+    clients: Vec<Client>,
+    client_gateway: Vec<usize>,
+    received: Vec<Vec<Vec<u8>>>,
+    rng: StdRng,
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+impl Sim {
+    /// 3 layers x 2 mixnodes, `gateways` gateways, one client per entry of `client_gateways`.
+    fn new(client_gateways: &[usize], gateways: usize, config: ClientConfig) -> Self {
+        let mut rng = StdRng::from_seed([42; 32]);
+        let mut json = TopologyJson::default();
+        let mut mixnodes = HashMap::new();
+        for layer in 1..=3u8 {
+            for i in 0..2u16 {
+                let a = addr(1000 + u16::from(layer) * 10 + i);
+                let sk = StaticSecret::random_from_rng(&mut rng);
+                json.mix_nodes.push(MixNodeJson {
+                    host: a.to_string(),
+                    pub_key: encode_key(PublicKey::from(&sk).as_bytes()),
+                    layer,
+                    version: nym_client_core::VERSION.into(),
+                    location: "sim".into(),
+                    last_seen: 0,
+                });
+                mixnodes.insert(a, sk);
+            }
+        }
+        let mut sim_gateways = Vec::new();
+        let mut gateway_by_mix_addr = HashMap::new();
+        for g in 0..gateways {
+            let identity = SigningKey::from_bytes(&[g as u8 + 1; 32]);
+            let sphinx = StaticSecret::random_from_rng(&mut rng);
+            let a = addr(2000 + g as u16);
+            json.gateway_nodes.push(GatewayJson {
+                client_listener: format!("ws://127.0.0.1:{}", 3000 + g),
+                mixnet_listener: a.to_string(),
+                identity_key: encode_key(identity.verifying_key().as_bytes()),
+                sphinx_key: encode_key(PublicKey::from(&sphinx).as_bytes()),
+                version: nym_client_core::VERSION.into(),
+                location: "sim".into(),
+                last_seen: 0,
+            });
+            gateway_by_mix_addr.insert(a, g);
+            sim_gateways.push(SimGateway {
+                identity,
+                sphinx,
+                sessions: HashMap::new(),
+                pending: HashMap::new(),
+                clients: HashMap::new(),
+            });
+        }
+        let topology = Topology::from_json(&json, nym_client_core::VERSION).unwrap();
+        let mut clients = Vec::new();
+        for (i, &g) in client_gateways.iter().enumerate() {
+            let keys = ClientKeys::generate(&mut rng);
+            sim_gateways[g].clients.insert(*keys.public().as_bytes(), i);
+            let gw_identity = sim_gateways[g].identity.verifying_key().to_bytes();
+            let mut c = Client::new(keys, gw_identity, config.clone(), [i as u8 + 100; 32]);
+            c.handle_topology(topology.clone());
+            clients.push(c);
+        }
+        Sim {
+            now: Duration::ZERO,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            in_flight: HashMap::new(),
+            mixnodes,
+            gateways: sim_gateways,
+            gateway_by_mix_addr,
+            received: vec![Vec::new(); clients.len()],
+            client_gateway: client_gateways.to_vec(),
+            clients,
+            rng,
+        }
+    }
+
+    fn schedule(&mut self, after: Duration, d: Delivery) {
+        self.seq += 1;
+        self.queue.push(Reverse((self.now + after, self.seq)));
+        self.in_flight.insert(self.seq, d);
+    }
+
+    fn connect_all(&mut self) {
+        for i in 0..self.clients.len() {
+            self.clients[i].handle_gateway_connected(self.now);
+        }
+        self.pump_clients();
+    }
+
+    /// Moves everything the clients want to say onto the network.
+    fn pump_clients(&mut self) {
+        for i in 0..self.clients.len() {
+            while let Some(frame) = self.clients[i].poll_transmit() {
+                self.schedule(LINK_LATENCY, Delivery::ToGateway(i, frame));
+            }
+            while let Some(ev) = self.clients[i].poll_event() {
+                match ev {
+                    ClientEvent::Received(m) => self.received[i].push(m),
+                    ClientEvent::Connected => {}
+                    ClientEvent::GatewayError(e) => panic!("client {i}: {e}"),
+                }
+            }
+        }
+    }
+
+    fn gateway_from_client(&mut self, i: usize, frame: Vec<u8>) {
+        let g = self.client_gateway[i];
+        let gw = &mut self.gateways[g];
+        if let Some(session) = gw.sessions.get_mut(&i) {
+            let request = ClientRequest::decode(&session.open(&frame).unwrap()).unwrap();
+            let ClientRequest::Forward { next_hop, frame } = request else { panic!("unexpected request") };
+            let to = decode_node_address(&sphinx_packet::route::NodeAddressBytes::from_bytes(next_hop)).unwrap();
+            self.schedule(LINK_LATENCY, Delivery::Node(to, frame));
+        } else if let Some(pending) = gw.pending.remove(&i) {
+            let (mut session, key) = pending.verify(&frame).expect("client proves its key");
+            assert_eq!(gw.clients.get(&key), Some(&i));
+            let ok = session.seal(&GatewayResponse::Authenticated { stored: 0 }.encode());
+            gw.sessions.insert(i, session);
+            self.schedule(LINK_LATENCY, Delivery::ToClient(i, ok));
+        } else {
+            let (pending, reply) = GatewayHandshake::respond(&mut self.rng, &gw.identity, &frame).unwrap();
+            gw.pending.insert(i, pending);
+            self.schedule(LINK_LATENCY, Delivery::ToClient(i, reply));
+        }
+    }
+
+    fn node_receives(&mut self, at: SocketAddr, frame: Vec<u8>) {
+        let (_, packet) = mix_frame::decode(&frame).unwrap();
+        let packet = SphinxPacket::from_bytes(packet).unwrap();
+        if let Some(sk) = self.mixnodes.get(&at) {
+            match packet.process(sk).unwrap().data {
+                ProcessedPacketData::ForwardHop { next_hop_packet, next_hop_address, delay } => {
+                    let to = decode_node_address(&next_hop_address).unwrap();
+                    let frame = mix_frame::encode(&next_hop_packet.to_bytes()).unwrap();
+                    self.schedule(delay.to_duration() + LINK_LATENCY, Delivery::Node(to, frame));
+                }
+                ProcessedPacketData::FinalHop { .. } => panic!("mixnode got a final hop"),
+            }
+            return;
+        }
+        let g = self.gateway_by_mix_addr[&at];
+        let gw = &mut self.gateways[g];
+        match packet.process(&gw.sphinx).unwrap().data {
+            ProcessedPacketData::FinalHop { destination, payload, .. } => {
+                let client = gw.clients[destination.as_bytes_ref()];
+                let plaintext = payload.recover_plaintext().unwrap();
+                let frame = gw.sessions.get_mut(&client).unwrap().seal(&GatewayResponse::Deliver { payload: plaintext }.encode());
+                self.schedule(LINK_LATENCY, Delivery::ToClient(client, frame));
+            }
+            ProcessedPacketData::ForwardHop { .. } => panic!("gateway got a forward hop"),
+        }
+    }
+
+    /// Runs the network until `until` (simulated) or `done` holds.
+    fn run_until(&mut self, until: Duration, mut done: impl FnMut(&Sim) -> bool) {
+        while self.now < until && !done(self) {
+            let next_net = self.queue.peek().map(|Reverse((t, _))| *t);
+            let next_timer = self.clients.iter().filter_map(|c| c.poll_timeout()).min();
+            let Some(next) = [next_net, next_timer].into_iter().flatten().min() else { break };
+            self.now = next.max(self.now);
+            while let Some(Reverse((t, seq))) = self.queue.peek().copied() {
+                if t > self.now {
+                    break;
+                }
+                self.queue.pop();
+                match self.in_flight.remove(&seq).unwrap() {
+                    Delivery::Node(a, f) => self.node_receives(a, f),
+                    Delivery::ToGateway(i, f) => self.gateway_from_client(i, f),
+                    Delivery::ToClient(i, f) => self.clients[i].handle_gateway_frame(&f, self.now),
+                }
+            }
+            for c in &mut self.clients {
+                if c.poll_timeout().is_some_and(|t| t <= self.now) {
+                    c.handle_timeout(self.now);
+                }
+            }
+            self.pump_clients();
+        }
+    }
+}
+
+fn message(len: usize, salt: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(7).wrapping_add(salt)).collect()
+}
+
+#[test]
+fn alice_and_bob_exchange_messages_of_all_sizes_with_cover_traffic() {
+    // alice on gateway 0, bob on gateway 1; today's default rates.
+    let mut sim = Sim::new(&[0, 1], 2, ClientConfig::default());
+    sim.connect_all();
+    sim.run_until(Duration::from_secs(5), |s| s.clients.iter().all(|c| c.is_connected()));
+    assert!(sim.clients.iter().all(|c| c.is_connected()));
+
+    let alice = sim.clients[0].address();
+    let bob = sim.clients[1].address();
+    let sizes = [0usize, 1, 1985, 1986, 1987, 5000, 100_000, 1 << 20];
+    let mut to_bob = Vec::new();
+    let mut to_alice = Vec::new();
+    for (k, &len) in sizes.iter().enumerate() {
+        let m = message(len, k as u8);
+        sim.clients[0].send(bob, m.clone(), sim.now).unwrap();
+        to_bob.push(m);
+        let m = message(len / 3, 100 + k as u8);
+        sim.clients[0].send(alice, m.clone(), sim.now).unwrap();
+        to_alice.push(m);
+    }
+    let reply = b"winston, so lovely to hear from you!".to_vec();
+    sim.clients[1].send(alice, reply.clone(), sim.now).unwrap();
+    to_alice.push(reply);
+    sim.pump_clients();
+
+    let (na, nb) = (to_alice.len(), to_bob.len());
+    sim.run_until(Duration::from_secs(600), |s| s.received[0].len() >= na && s.received[1].len() >= nb);
+    // keep running a little: nothing more may arrive (no duplicates, no cover)
+    let t = sim.now + Duration::from_secs(2);
+    sim.run_until(t, |_| false);
+
+    let sort = |mut v: Vec<Vec<u8>>| {
+        v.sort();
+        v
+    };
+    assert_eq!(sort(sim.received[1].clone()), sort(to_bob));
+    assert_eq!(sort(sim.received[0].clone()), sort(to_alice));
+    for c in &sim.clients {
+        let s = c.stats();
+        assert!(s.cover_packets_sent > 0 && s.cover_packets_received > 0, "{s:?}");
+        assert_eq!(s.malformed_packets, 0);
+        assert_eq!(c.queued_packets(), 0);
+    }
+}
+
+#[test]
+fn unthrottled_client_sends_as_fast_as_it_can_and_nothing_else() {
+    let config = ClientConfig {
+        average_hop_delay: Duration::ZERO,
+        average_packet_delay: Duration::ZERO,
+        loop_cover_delay: Duration::ZERO,
+        ..ClientConfig::default()
+    };
+    let mut sim = Sim::new(&[0], 1, config);
+    sim.connect_all();
+    sim.run_until(Duration::from_secs(1), |s| s.clients[0].is_connected());
+    let me = sim.clients[0].address();
+    let m = message(300_000, 3);
+    sim.clients[0].send(me, m.clone(), sim.now).unwrap();
+    sim.pump_clients();
+    sim.run_until(Duration::from_secs(60), |s| !s.received[0].is_empty());
+    assert_eq!(sim.received[0], vec![m]);
+    let s = sim.clients[0].stats();
+    assert_eq!(s.cover_packets_sent, 0);
+    // all fragments, no more: 300_000 bytes at 1986 per packet
+    assert_eq!(s.real_packets_sent, 300_000u64.div_ceil(1986));
+    // with no delays and 1 ms links, 4 hops + 2 websocket legs is 6 ms
+    assert!(sim.now < Duration::from_millis(100), "took {:?}", sim.now);
+}
+
+#[test]
+fn sphinx_packet_unwraps_hop_by_hop_to_the_same_bytes() {
+    let mut rng = StdRng::from_seed([8; 32]);
+    let node_keys: Vec<StaticSecret> = (0..4).map(|_| StaticSecret::random_from_rng(&mut rng)).collect();
+    let route: Vec<sphinx_packet::route::Node> = node_keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| sphinx_packet::route::Node::new(nym_client_core::topology::encode_node_address(addr(5000 + i as u16)), PublicKey::from(k)))
+        .collect();
+    let recipient_keys = ClientKeys::generate(&mut rng);
+    let recipient = Recipient::new(*recipient_keys.public().as_bytes(), [0; 32]);
+    let size = mix_frame::PacketSize::Regular;
+    let body = message(1500, 9);
+    let sealed = payload::seal(&mut rng, recipient_keys.public(), PayloadKind::Fragment, &body, size).unwrap();
+    let bytes = nym_client_core::client::build_sphinx_packet(&mut rng, &route, &recipient, &sealed, Duration::from_millis(15), size).unwrap();
+    assert_eq!(bytes.len(), 2413);
+
+    let mut packet = SphinxPacket::from_bytes(&bytes).unwrap();
+    for (hop, key) in node_keys.iter().enumerate() {
+        match packet.process(key).unwrap().data {
+            ProcessedPacketData::ForwardHop { next_hop_packet, next_hop_address, .. } => {
+                assert!(hop < 3, "hop {hop} should be final");
+                assert_eq!(decode_node_address(&next_hop_address).unwrap(), addr(5001 + hop as u16));
+                assert_eq!(next_hop_packet.to_bytes().len(), 2413);
+                packet = next_hop_packet;
+            }
+            ProcessedPacketData::FinalHop { destination, payload, .. } => {
+                assert_eq!(hop, 3);
+                assert_eq!(destination.as_bytes(), recipient.client_key);
+                let plaintext = payload.recover_plaintext().unwrap();
+                assert_eq!(plaintext, sealed);
+                assert_eq!(payload::open(recipient_keys.secret(), &plaintext).unwrap(), (PayloadKind::Fragment, body));
+                return;
+            }
+        }
+    }
+    panic!("packet never reached its final hop");
+}

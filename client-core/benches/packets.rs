@@ -1,1 +1,115 @@
-fn main(){}
+//! Per-packet cost of turning a 1 MiB message into Sphinx packets with the
+//! whole client engine (fragment, seal end to end, pick a route, build the
+//! Sphinx packet, frame, seal for the gateway), beside sphinx-packet's raw
+//! build for the same route and payload size, in the same run.
+//!
+//! `cargo bench -p nym-client-core --bench packets`
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ed25519_dalek::SigningKey;
+use nym_client_core::address::encode_key;
+use nym_client_core::keys::ClientKeys;
+use nym_client_core::topology::{GatewayJson, MixNodeJson, Topology, TopologyJson};
+use nym_client_core::wire::gateway::{GatewayHandshake, GatewayResponse};
+use nym_client_core::wire::mix_frame::PacketSize;
+use nym_client_core::{Client, ClientConfig};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use sphinx_packet::header::delays::Delay;
+use sphinx_packet::route::{Destination, DestinationAddressBytes};
+use sphinx_packet::SphinxPacketBuilder;
+use std::time::Duration;
+use x25519_dalek::{PublicKey, StaticSecret};
+
+const MESSAGE: usize = 1 << 20;
+
+fn network(rng: &mut StdRng, gateway: &SigningKey) -> Topology {
+    let mut json = TopologyJson::default();
+    for layer in 1..=3u8 {
+        for i in 0..2u8 {
+            json.mix_nodes.push(MixNodeJson {
+                host: format!("127.0.0.1:{}", 1000 + u16::from(layer * 10 + i)),
+                pub_key: encode_key(PublicKey::from(&StaticSecret::random_from_rng(rng)).as_bytes()),
+                layer,
+                version: nym_client_core::VERSION.into(),
+                location: String::new(),
+                last_seen: 0,
+            });
+        }
+    }
+    json.gateway_nodes.push(GatewayJson {
+        client_listener: "ws://127.0.0.1:9000".into(),
+        mixnet_listener: "127.0.0.1:1790".into(),
+        identity_key: encode_key(gateway.verifying_key().as_bytes()),
+        sphinx_key: encode_key(PublicKey::from(&StaticSecret::random_from_rng(rng)).as_bytes()),
+        version: nym_client_core::VERSION.into(),
+        location: String::new(),
+        last_seen: 0,
+    });
+    Topology::from_json(&json, nym_client_core::VERSION).expect("valid topology")
+}
+
+/// A connected, unthrottled client (handshake done against an in-memory gateway).
+fn connected_client(rng: &mut StdRng, gateway: &SigningKey, topology: Topology) -> Client {
+    let config = ClientConfig {
+        average_packet_delay: Duration::ZERO,
+        loop_cover_delay: Duration::ZERO,
+        ..ClientConfig::default()
+    };
+    let mut client = Client::new(ClientKeys::generate(rng), gateway.verifying_key().to_bytes(), config, [1; 32]);
+    client.handle_topology(topology);
+    client.handle_gateway_connected(Duration::ZERO);
+    let hello = client.poll_transmit().expect("hello");
+    let (pending, reply) = GatewayHandshake::respond(rng, gateway, &hello).expect("respond");
+    client.handle_gateway_frame(&reply, Duration::ZERO);
+    let auth = client.poll_transmit().expect("authenticate");
+    let (mut session, _) = pending.verify(&auth).expect("verify");
+    client.handle_gateway_frame(&session.seal(&GatewayResponse::Authenticated { stored: 0 }.encode()), Duration::ZERO);
+    assert!(client.is_connected());
+    client
+}
+
+fn bench(c: &mut Criterion) {
+    let mut rng = StdRng::from_seed([7; 32]);
+    let gateway = SigningKey::from_bytes(&[3; 32]);
+    let topology = network(&mut rng, &gateway);
+    let mut client = connected_client(&mut rng, &gateway, topology.clone());
+    let recipient = client.address();
+    let packets = MESSAGE.div_ceil(client.fragment_capacity()) as u64;
+    let message = vec![0xA5u8; MESSAGE];
+
+    let mut group = c.benchmark_group("1MiB message to Sphinx packets");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(packets));
+
+    group.bench_function("client engine (per packet)", |b| {
+        b.iter(|| {
+            client.send(recipient, message.clone(), Duration::ZERO).expect("send");
+            let mut n = 0u64;
+            while let Some(frame) = client.poll_transmit() {
+                n += frame.len() as u64 / 2400;
+            }
+            assert_eq!(n, packets);
+        })
+    });
+
+    let route = topology.random_route(&mut rng, &gateway.verifying_key().to_bytes()).expect("route");
+    let destination = Destination::new(DestinationAddressBytes::from_bytes(recipient.client_key), [0; 16]);
+    let chunk = vec![0xA5u8; PacketSize::Regular.plaintext_size()];
+    group.bench_function("raw sphinx-packet build (per packet)", |b| {
+        b.iter(|| {
+            for _ in 0..packets {
+                let delays: Vec<Delay> = (0..route.len()).map(|_| Delay::new_from_millis(15)).collect();
+                let packet = SphinxPacketBuilder::new()
+                    .with_payload_size(PacketSize::Regular.sphinx_payload_size())
+                    .build_packet(&chunk, &route, &destination, &delays)
+                    .expect("build");
+                criterion::black_box(packet.to_bytes());
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -11,6 +11,7 @@
 //! second Poisson stream of loop cover packets. An observer of the client's
 //! link sees the same rate whether or not the user is talking.
 
+use crate::ack::{self, AckKey};
 use crate::address::Recipient;
 use crate::error::{Error, Result};
 use crate::fragment::{self, Fragment, Insert, Reassembler};
@@ -25,7 +26,8 @@ use rand_distr::{Distribution, Exp};
 use sphinx_packet::header::delays::Delay;
 use sphinx_packet::route::{Destination, DestinationAddressBytes};
 use sphinx_packet::SphinxPacketBuilder;
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::Duration;
 use x25519_dalek::{PublicKey, StaticSecret};
 
@@ -46,6 +48,13 @@ pub struct ClientConfig {
     /// An incomplete message is dropped after this long without a fragment.
     pub incomplete_message_timeout: Duration,
     pub max_message_size: usize,
+    /// A packet not acknowledged within (its route delays + its ack's route
+    /// delays) x `ack_wait_multiplier` + `ack_wait_addition` is sent again,
+    /// on a fresh route.
+    pub ack_wait_multiplier: f64,
+    pub ack_wait_addition: Duration,
+    /// Retransmissions of one packet before its message is given up.
+    pub max_retransmissions: u32,
 }
 
 impl Default for ClientConfig {
@@ -58,6 +67,9 @@ impl Default for ClientConfig {
             packet_size: PacketSize::Regular,
             incomplete_message_timeout: Duration::from_secs(60),
             max_message_size: 64 * 1024 * 1024,
+            ack_wait_multiplier: 1.5,
+            ack_wait_addition: Duration::from_millis(800),
+            max_retransmissions: 20,
         }
     }
 }
@@ -69,8 +81,10 @@ pub enum ClientEvent {
     /// A whole message for the application.
     Received(Vec<u8>),
     /// Something the application should hear about: the gateway refused us,
-    /// or a queued message could not be sent.
+    /// or a frame from it was bad.
     GatewayError(String),
+    /// A message (the id [`Client::send`] returned) could not be delivered.
+    SendFailed { message_id: u64, recipient: Recipient, reason: String },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -83,6 +97,8 @@ pub struct ClientStats {
     pub duplicate_fragments: u64,
     pub malformed_packets: u64,
     pub expired_sets: u64,
+    pub acks_received: u64,
+    pub retransmissions: u64,
 }
 
 enum Connection {
@@ -94,8 +110,15 @@ enum Connection {
 }
 
 struct QueuedFragment {
+    message_id: u64,
     recipient: Recipient,
     fragment: Vec<u8>,
+    retransmissions: u32,
+}
+
+/// A packet sent and not yet acknowledged.
+struct InFlight {
+    fragment: QueuedFragment,
 }
 
 pub struct Client {
@@ -112,6 +135,16 @@ pub struct Client {
     next_cover_at: Option<Duration>,
     reassembler: Reassembler,
     stats: ClientStats,
+    ack_key: AckKey,
+    /// Messages given up recently, so their stragglers aren't retried.
+    failed: Vec<u64>,
+    /// ack id -> the packet it acknowledges
+    in_flight: HashMap<u64, InFlight>,
+    /// (deadline, ack id); entries whose ack came are skipped when popped.
+    ack_deadlines: BinaryHeap<Reverse<(Duration, u64)>>,
+    next_message_id: u64,
+    /// The latest `now` seen, for work done inside `poll_transmit`.
+    last_now: Duration,
 }
 
 /// Exponentially distributed with the given mean; zero mean gives zero.
@@ -128,7 +161,14 @@ fn sample_exp<R: Rng + ?Sized>(rng: &mut R, mean: Duration) -> Duration {
 impl Client {
     pub fn new(keys: ClientKeys, gateway_identity: [u8; 32], config: ClientConfig, rng_seed: [u8; 32]) -> Self {
         let reassembler = Reassembler::new(config.incomplete_message_timeout, config.max_message_size.saturating_mul(4));
+        let ack_key = AckKey::derive(keys.secret());
         Client {
+            ack_key,
+            failed: Vec::new(),
+            in_flight: HashMap::new(),
+            ack_deadlines: BinaryHeap::new(),
+            next_message_id: 1,
+            last_now: Duration::ZERO,
             keys,
             gateway_identity,
             config,
@@ -166,6 +206,11 @@ impl Client {
         self.queue.len()
     }
 
+    /// Packets sent and not yet acknowledged.
+    pub fn unacknowledged_packets(&self) -> usize {
+        self.in_flight.len()
+    }
+
     pub fn topology(&self) -> Option<&Topology> {
         self.topology.as_ref()
     }
@@ -175,7 +220,8 @@ impl Client {
     }
 
     /// The websocket to the gateway is open: start the handshake.
-    pub fn handle_gateway_connected(&mut self, _now: Duration) {
+    pub fn handle_gateway_connected(&mut self, now: Duration) {
+        self.last_now = self.last_now.max(now);
         self.transmits.clear();
         let (handshake, hello) = ClientHandshake::start(&mut self.rng, self.keys.secret(), self.gateway_identity);
         self.connection = Connection::Handshaking(handshake);
@@ -192,6 +238,7 @@ impl Client {
     }
 
     pub fn handle_gateway_frame(&mut self, frame: &[u8], now: Duration) {
+        self.last_now = self.last_now.max(now);
         match std::mem::replace(&mut self.connection, Connection::Down) {
             Connection::Down => {}
             Connection::Handshaking(handshake) => match handshake.finish(frame) {
@@ -247,6 +294,17 @@ impl Client {
 
     fn handle_payload(&mut self, payload: &[u8], now: Duration) {
         self.stats.packets_received += 1;
+        if payload.len() == ack::ACK_PAYLOAD_LEN {
+            match self.ack_key.open(payload) {
+                Some(id) => {
+                    self.stats.acks_received += 1;
+                    // Unknown ids are the acks of cover packets, or late ones.
+                    self.in_flight.remove(&id);
+                }
+                None => self.stats.malformed_packets += 1,
+            }
+            return;
+        }
         let opened = payload::open(self.keys.secret(), payload);
         match opened {
             Ok((PayloadKind::LoopCover, _)) => self.stats.cover_packets_received += 1,
@@ -271,9 +329,11 @@ impl Client {
         payload::body_capacity(self.config.packet_size) - fragment::HEADER_LEN
     }
 
-    /// Queues `message` for `recipient`. Fails at once, with nothing queued,
-    /// when it can't be sent: too large, no topology yet, unknown gateway.
-    pub fn send(&mut self, recipient: Recipient, message: Vec<u8>, _now: Duration) -> Result<()> {
+    /// Queues `message` for `recipient` and returns its id (named again if
+    /// it fails later). Fails at once, with nothing queued, when it can't be
+    /// sent: too large, no topology yet, unknown gateway.
+    pub fn send(&mut self, recipient: Recipient, message: Vec<u8>, now: Duration) -> Result<u64> {
+        self.last_now = self.last_now.max(now);
         if message.len() > self.config.max_message_size {
             return Err(Error::MessageTooLarge { size: message.len(), limit: self.config.max_message_size });
         }
@@ -285,10 +345,12 @@ impl Client {
             )));
         }
         let capacity = self.fragment_capacity();
+        let message_id = self.next_message_id;
+        self.next_message_id += 1;
         for f in fragment::split(&mut self.rng, &message, capacity) {
-            self.queue.push_back(QueuedFragment { recipient, fragment: f.encode() });
+            self.queue.push_back(QueuedFragment { message_id, recipient, fragment: f.encode(), retransmissions: 0 });
         }
-        Ok(())
+        Ok(message_id)
     }
 
     fn start_streams(&mut self, now: Duration) {
@@ -299,7 +361,9 @@ impl Client {
     }
 
     pub fn handle_timeout(&mut self, now: Duration) {
+        self.last_now = self.last_now.max(now);
         self.stats.expired_sets += self.reassembler.expire(now) as u64;
+        self.retransmit_unacknowledged(now);
         if !self.is_connected() {
             return;
         }
@@ -327,8 +391,57 @@ impl Client {
         }
     }
 
+    /// Puts packets whose ack is overdue back at the head of the queue, or
+    /// gives their message up after too many tries.
+    fn retransmit_unacknowledged(&mut self, now: Duration) {
+        let mut again = Vec::new();
+        while let Some(Reverse((deadline, id))) = self.ack_deadlines.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            self.ack_deadlines.pop();
+            let Some(sent) = self.in_flight.remove(&id) else { continue };
+            let mut fragment = sent.fragment;
+            if fragment.retransmissions >= self.config.max_retransmissions {
+                self.fail_message(fragment.message_id, fragment.recipient, format!(
+                    "a packet was not acknowledged after {} retransmissions",
+                    fragment.retransmissions
+                ));
+                continue;
+            }
+            fragment.retransmissions += 1;
+            self.stats.retransmissions += 1;
+            again.push(fragment);
+        }
+        for fragment in again.into_iter().rev() {
+            if !self.failed_recently(fragment.message_id) {
+                self.queue.push_front(fragment);
+            }
+        }
+    }
+
+    fn failed_recently(&self, message_id: u64) -> bool {
+        // A failed message leaves nothing behind in the queue or in flight;
+        // fragments retried in the same pass are filtered by fail_message.
+        self.failed.contains(&message_id)
+    }
+
+    fn fail_message(&mut self, message_id: u64, recipient: Recipient, reason: String) {
+        if self.failed.contains(&message_id) {
+            return;
+        }
+        self.failed.push(message_id);
+        if self.failed.len() > 1024 {
+            self.failed.remove(0);
+        }
+        self.queue.retain(|q| q.message_id != message_id);
+        self.in_flight.retain(|_, f| f.fragment.message_id != message_id);
+        self.events.push_back(ClientEvent::SendFailed { message_id, recipient, reason });
+    }
+
     pub fn poll_timeout(&self) -> Option<Duration> {
-        [self.next_packet_at, self.next_cover_at, self.reassembler.next_expiry()]
+        let next_retransmission = self.ack_deadlines.peek().map(|Reverse((t, _))| *t);
+        [self.next_packet_at, self.next_cover_at, self.reassembler.next_expiry(), next_retransmission]
             .into_iter()
             .flatten()
             .min()
@@ -356,20 +469,17 @@ impl Client {
     /// Sends the next queued fragment; false when the queue is empty.
     fn send_next_real(&mut self) -> bool {
         while let Some(q) = self.queue.pop_front() {
-            match self.build_frame(&q.recipient, PayloadKind::Fragment, &q.fragment) {
-                Ok(frame) => {
+            let ack_id = self.rng.next_u64();
+            match self.build_frame(&q.recipient, PayloadKind::Fragment, &q.fragment, ack_id) {
+                Ok((frame, round_trip_delay)) => {
                     self.stats.real_packets_sent += 1;
                     self.transmits.push_back(frame);
+                    let wait = round_trip_delay.mul_f64(self.config.ack_wait_multiplier) + self.config.ack_wait_addition;
+                    self.ack_deadlines.push(Reverse((self.last_now + wait, ack_id)));
+                    self.in_flight.insert(ack_id, InFlight { fragment: q });
                     return true;
                 }
-                Err(e) => {
-                    self.events.push_back(ClientEvent::GatewayError(format!(
-                        "a message to {} was dropped: {e}",
-                        q.recipient
-                    )));
-                    // The rest of that message can't complete either.
-                    self.queue.retain(|other| other.recipient != q.recipient);
-                }
+                Err(e) => self.fail_message(q.message_id, q.recipient, e.to_string()),
             }
         }
         false
@@ -377,28 +487,40 @@ impl Client {
 
     fn send_cover(&mut self) {
         let me = self.address();
-        if let Ok(frame) = self.build_frame(&me, PayloadKind::LoopCover, &[]) {
+        // Its ack id is random and not tracked: the ack is dropped on arrival.
+        let ack_id = self.rng.next_u64();
+        if let Ok((frame, _)) = self.build_frame(&me, PayloadKind::LoopCover, &[], ack_id) {
             self.stats.cover_packets_sent += 1;
             self.transmits.push_back(frame);
         }
     }
 
-    /// One sealed gateway frame carrying one Sphinx packet to `recipient`.
-    fn build_frame(&mut self, recipient: &Recipient, kind: PayloadKind, body: &[u8]) -> Result<Vec<u8>> {
+    /// One sealed gateway frame carrying one Sphinx packet (with a SURB-ACK
+    /// for `ack_id`) to `recipient`, and the total mixing delay of the packet
+    /// and its ack.
+    fn build_frame(&mut self, recipient: &Recipient, kind: PayloadKind, body: &[u8], ack_id: u64) -> Result<(Vec<u8>, Duration)> {
+        if !self.is_connected() {
+            return Err(Error::NotConnected);
+        }
+        let me = self.address();
         let topology = self.topology.as_ref().ok_or_else(|| Error::NoRoute("no network topology".into()))?;
+        let hop_delay = self.config.average_hop_delay;
+        let (surb_ack, ack_delay) = ack::build_surb_ack(&mut self.rng, topology, &me, &self.ack_key, ack_id, hop_delay)?;
         let route = topology.random_route(&mut self.rng, &recipient.gateway_key)?;
-        let payload = payload::seal(&mut self.rng, &PublicKey::from(recipient.client_key), kind, body, self.config.packet_size)?;
-        let packet = build_sphinx_packet(&mut self.rng, &route, recipient, &payload, self.config.average_hop_delay, self.config.packet_size)?;
+        let sealed = payload::seal(&mut self.rng, &PublicKey::from(recipient.client_key), kind, body, self.config.packet_size)?;
+        let payload = [surb_ack.as_slice(), &sealed].concat();
+        let (packet, delay) = build_sphinx_packet(&mut self.rng, &route, recipient, &payload, hop_delay, self.config.packet_size)?;
         let request = ClientRequest::Forward { next_hop: route[0].address.to_bytes(), frame: mix_frame::encode(&packet)? };
         match &mut self.connection {
-            Connection::Up(session) => Ok(session.seal(&request.encode())),
+            Connection::Up(session) => Ok((session.seal(&request.encode()), delay + ack_delay)),
             _ => Err(Error::NotConnected),
         }
     }
 }
 
 /// Builds the Sphinx packet bytes for `payload` along `route` (mixnodes,
-/// then the recipient's gateway), with exponential per-hop delays.
+/// then the recipient's gateway), with exponential per-hop delays; returns
+/// the packet and the sum of its delays.
 pub fn build_sphinx_packet<R: rand::CryptoRng + ?Sized>(
     rng: &mut R,
     route: &[sphinx_packet::route::Node],
@@ -406,7 +528,7 @@ pub fn build_sphinx_packet<R: rand::CryptoRng + ?Sized>(
     payload: &[u8],
     average_hop_delay: Duration,
     packet_size: PacketSize,
-) -> Result<Vec<u8>> {
+) -> Result<(Vec<u8>, Duration)> {
     let delays: Vec<Delay> = route
         .iter()
         .map(|_| Delay::new_from_nanos(sample_exp(rng, average_hop_delay).as_nanos() as u64))
@@ -417,7 +539,8 @@ pub fn build_sphinx_packet<R: rand::CryptoRng + ?Sized>(
         .with_payload_size(packet_size.sphinx_payload_size())
         .with_initial_secret(&initial_secret)
         .build_packet(payload, route, &destination, &delays)?;
-    Ok(packet.to_bytes())
+    let total = delays.iter().map(|d| d.to_duration()).sum();
+    Ok((packet.to_bytes(), total))
 }
 
 #[cfg(test)]

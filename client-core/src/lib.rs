@@ -6,6 +6,7 @@
 //! (tokio) and wasm (browser) shims feed bytes and timer expiries in and
 //! carry out what [`Client`] asks for.
 
+pub mod ack;
 pub mod address;
 pub mod app_api;
 pub mod client;

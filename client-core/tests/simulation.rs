@@ -3,6 +3,7 @@
 //! no sleeping: simulated minutes run in seconds and every run is the same.
 
 use ed25519_dalek::SigningKey;
+use nym_client_core::ack::{split_final_payload, FinalPayload};
 use nym_client_core::address::encode_key;
 use nym_client_core::keys::ClientKeys;
 use nym_client_core::payload::{self, PayloadKind};
@@ -51,7 +52,13 @@ struct Sim {
     clients: Vec<Client>,
     client_gateway: Vec<usize>,
     received: Vec<Vec<Vec<u8>>>,
+    failed: Vec<Vec<u64>>,
     rng: StdRng,
+    /// Probability that a packet between nodes is lost.
+    loss: f64,
+    /// Nodes that swallow everything (crashed).
+    dead: Vec<SocketAddr>,
+    lost_packets: u64,
 }
 
 fn addr(port: u16) -> SocketAddr {
@@ -122,6 +129,10 @@ impl Sim {
             gateways: sim_gateways,
             gateway_by_mix_addr,
             received: vec![Vec::new(); clients.len()],
+            failed: vec![Vec::new(); clients.len()],
+            loss: 0.0,
+            dead: Vec::new(),
+            lost_packets: 0,
             client_gateway: client_gateways.to_vec(),
             clients,
             rng,
@@ -129,6 +140,12 @@ impl Sim {
     }
 
     fn schedule(&mut self, after: Duration, d: Delivery) {
+        if let Delivery::Node(to, _) = &d {
+            if self.dead.contains(to) || rand::RngExt::random_bool(&mut self.rng, self.loss) {
+                self.lost_packets += 1;
+                return;
+            }
+        }
         self.seq += 1;
         self.queue.push(Reverse((self.now + after, self.seq)));
         self.in_flight.insert(self.seq, d);
@@ -152,6 +169,7 @@ impl Sim {
                     ClientEvent::Received(m) => self.received[i].push(m),
                     ClientEvent::Connected => {}
                     ClientEvent::GatewayError(e) => panic!("client {i}: {e}"),
+                    ClientEvent::SendFailed { message_id, .. } => self.failed[i].push(message_id),
                 }
             }
         }
@@ -198,8 +216,19 @@ impl Sim {
             ProcessedPacketData::FinalHop { destination, payload, .. } => {
                 let client = gw.clients[destination.as_bytes_ref()];
                 let plaintext = payload.recover_plaintext().unwrap();
-                let frame = gw.sessions.get_mut(&client).unwrap().seal(&GatewayResponse::Deliver { payload: plaintext }.encode());
+                // As the real gateway does: send the SURB-ACK on, deliver the rest.
+                let (content, ack) = match split_final_payload(&plaintext).unwrap() {
+                    FinalPayload::Ack(p) => (p.to_vec(), None),
+                    FinalPayload::WithSurbAck { ack_first_hop, ack_packet, content } => {
+                        let to = decode_node_address(&ack_first_hop).unwrap();
+                        (content.to_vec(), Some((to, mix_frame::encode(ack_packet).unwrap())))
+                    }
+                };
+                let frame = gw.sessions.get_mut(&client).unwrap().seal(&GatewayResponse::Deliver { payload: content }.encode());
                 self.schedule(LINK_LATENCY, Delivery::ToClient(client, frame));
+                if let Some((to, frame)) = ack {
+                    self.schedule(LINK_LATENCY, Delivery::Node(to, frame));
+                }
             }
             ProcessedPacketData::ForwardHop { .. } => panic!("gateway got a forward hop"),
         }
@@ -247,7 +276,7 @@ fn alice_and_bob_exchange_messages_of_all_sizes_with_cover_traffic() {
 
     let alice = sim.clients[0].address();
     let bob = sim.clients[1].address();
-    let sizes = [0usize, 1, 1985, 1986, 1987, 5000, 100_000, 1 << 20];
+    let sizes = [0usize, 1, 1552, 1553, 1554, 5000, 100_000, 1 << 20];
     let mut to_bob = Vec::new();
     let mut to_alice = Vec::new();
     for (k, &len) in sizes.iter().enumerate() {
@@ -280,18 +309,85 @@ fn alice_and_bob_exchange_messages_of_all_sizes_with_cover_traffic() {
         assert!(s.cover_packets_sent > 0 && s.cover_packets_received > 0, "{s:?}");
         assert_eq!(s.malformed_packets, 0);
         assert_eq!(c.queued_packets(), 0);
+        assert_eq!(c.unacknowledged_packets(), 0, "every packet acknowledged");
+        assert_eq!(s.retransmissions, 0, "a lossless network needs no retransmission");
     }
 }
 
-#[test]
-fn unthrottled_client_sends_as_fast_as_it_can_and_nothing_else() {
-    let config = ClientConfig {
+fn unthrottled() -> ClientConfig {
+    ClientConfig {
         average_hop_delay: Duration::ZERO,
         average_packet_delay: Duration::ZERO,
         loop_cover_delay: Duration::ZERO,
         ..ClientConfig::default()
-    };
-    let mut sim = Sim::new(&[0], 1, config);
+    }
+}
+
+fn connected(client_gateways: &[usize], gateways: usize, config: ClientConfig) -> Sim {
+    let mut sim = Sim::new(client_gateways, gateways, config);
+    sim.connect_all();
+    sim.run_until(Duration::from_secs(5), |s| s.clients.iter().all(|c| c.is_connected()));
+    assert!(sim.clients.iter().all(|c| c.is_connected()));
+    sim
+}
+
+#[test]
+fn lost_packets_are_retransmitted_and_delivered_exactly_once() {
+    let mut sim = connected(&[0, 1], 2, ClientConfig { loop_cover_delay: Duration::ZERO, ..ClientConfig::default() });
+    sim.loss = 0.08;
+    let bob = sim.clients[1].address();
+    let messages: Vec<Vec<u8>> = (0..30).map(|i| message(100 + i * 700, i as u8)).collect();
+    for m in &messages {
+        sim.clients[0].send(bob, m.clone(), sim.now).unwrap();
+    }
+    sim.pump_clients();
+    sim.run_until(Duration::from_secs(600), |s| s.received[1].len() >= 30 && s.clients[0].unacknowledged_packets() == 0 && s.clients[0].queued_packets() == 0);
+    let t = sim.now + Duration::from_secs(10);
+    sim.run_until(t, |_| false);
+    assert!(sim.lost_packets > 0);
+    assert!(sim.clients[0].stats().retransmissions > 0);
+    let mut got = sim.received[1].clone();
+    got.sort();
+    let mut want = messages;
+    want.sort();
+    assert_eq!(got, want, "each message exactly once");
+    assert!(sim.failed[0].is_empty());
+}
+
+#[test]
+fn a_crashed_mixnode_is_routed_around() {
+    let mut sim = connected(&[0, 0], 1, unthrottled());
+    sim.dead.push(addr(1020)); // one of the two layer-2 nodes
+    let bob = sim.clients[1].address();
+    let messages: Vec<Vec<u8>> = (0..50).map(|i| message(3000, i as u8)).collect();
+    for m in &messages {
+        sim.clients[0].send(bob, m.clone(), sim.now).unwrap();
+    }
+    sim.pump_clients();
+    sim.run_until(Duration::from_secs(600), |s| s.received[1].len() >= 50);
+    assert_eq!(sim.received[1].len(), 50);
+    assert!(sim.clients[0].stats().retransmissions > 0);
+}
+
+#[test]
+fn an_undeliverable_message_fails_with_its_id() {
+    let mut config = unthrottled();
+    config.max_retransmissions = 3;
+    let mut sim = connected(&[0, 0], 1, config);
+    sim.dead.extend([addr(1020), addr(1021)]); // all of layer 2
+    let bob = sim.clients[1].address();
+    let id = sim.clients[0].send(bob, b"into the void".to_vec(), sim.now).unwrap();
+    sim.pump_clients();
+    sim.run_until(Duration::from_secs(600), |s| !s.failed[0].is_empty());
+    assert_eq!(sim.failed[0], vec![id]);
+    assert_eq!(sim.clients[0].stats().retransmissions, 3);
+    assert_eq!(sim.clients[0].unacknowledged_packets(), 0);
+    assert!(sim.received[1].is_empty());
+}
+
+#[test]
+fn unthrottled_client_sends_as_fast_as_it_can_and_nothing_else() {
+    let mut sim = Sim::new(&[0], 1, unthrottled());
     sim.connect_all();
     sim.run_until(Duration::from_secs(1), |s| s.clients[0].is_connected());
     let me = sim.clients[0].address();
@@ -302,8 +398,8 @@ fn unthrottled_client_sends_as_fast_as_it_can_and_nothing_else() {
     assert_eq!(sim.received[0], vec![m]);
     let s = sim.clients[0].stats();
     assert_eq!(s.cover_packets_sent, 0);
-    // all fragments, no more: 300_000 bytes at 1986 per packet
-    assert_eq!(s.real_packets_sent, 300_000u64.div_ceil(1986));
+    // all fragments, no more: 300_000 bytes at 1553 per packet
+    assert_eq!(s.real_packets_sent, 300_000u64.div_ceil(1553));
     // with no delays and 1 ms links, 4 hops + 2 websocket legs is 6 ms
     assert!(sim.now < Duration::from_millis(100), "took {:?}", sim.now);
 }
@@ -322,7 +418,7 @@ fn sphinx_packet_unwraps_hop_by_hop_to_the_same_bytes() {
     let size = mix_frame::PacketSize::Regular;
     let body = message(1500, 9);
     let sealed = payload::seal(&mut rng, recipient_keys.public(), PayloadKind::Fragment, &body, size).unwrap();
-    let bytes = nym_client_core::client::build_sphinx_packet(&mut rng, &route, &recipient, &sealed, Duration::from_millis(15), size).unwrap();
+    let (bytes, _) = nym_client_core::client::build_sphinx_packet(&mut rng, &route, &recipient, &sealed, Duration::from_millis(15), size).unwrap();
     assert_eq!(bytes.len(), 2413);
 
     let mut packet = SphinxPacket::from_bytes(&bytes).unwrap();
@@ -339,6 +435,7 @@ fn sphinx_packet_unwraps_hop_by_hop_to_the_same_bytes() {
                 assert_eq!(destination.as_bytes(), recipient.client_key);
                 let plaintext = payload.recover_plaintext().unwrap();
                 assert_eq!(plaintext, sealed);
+                let _ = split_final_payload;
                 assert_eq!(payload::open(recipient_keys.secret(), &plaintext).unwrap(), (PayloadKind::Fragment, body));
                 return;
             }

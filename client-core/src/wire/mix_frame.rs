@@ -9,22 +9,24 @@ use crate::error::{Error, Result};
 use sphinx_packet::header::HEADER_SIZE;
 use sphinx_packet::payload::PAYLOAD_OVERHEAD_SIZE;
 
-/// The sizes of packet a node accepts. Flag 2 is kept free for the small
-/// acknowledgement packets of the reliability layer.
+/// The sizes of packet a node accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(u8)]
 pub enum PacketSize {
     /// 2048-byte plaintext payload, a 2413-byte packet: Nym's default.
     #[default]
     Regular = 1,
+    /// The small packets of SURB-ACKs: an encrypted acknowledgement id.
+    Ack = 2,
     Extended8 = 3,
     Extended16 = 4,
     Extended32 = 5,
 }
 
 impl PacketSize {
-    pub const ALL: [PacketSize; 4] = [
+    pub const ALL: [PacketSize; 5] = [
         PacketSize::Regular,
+        PacketSize::Ack,
         PacketSize::Extended8,
         PacketSize::Extended16,
         PacketSize::Extended32,
@@ -42,6 +44,7 @@ impl PacketSize {
     pub fn plaintext_size(self) -> usize {
         match self {
             PacketSize::Regular => 2048,
+            PacketSize::Ack => crate::ack::ACK_PAYLOAD_LEN,
             PacketSize::Extended8 => 8 * 1024,
             PacketSize::Extended16 => 16 * 1024,
             PacketSize::Extended32 => 32 * 1024,
@@ -65,14 +68,16 @@ impl PacketSize {
     pub fn name(self) -> &'static str {
         match self {
             PacketSize::Regular => "regular",
+            PacketSize::Ack => "ack",
             PacketSize::Extended8 => "extended8",
             PacketSize::Extended16 => "extended16",
             PacketSize::Extended32 => "extended32",
         }
     }
 
+    /// Sizes a client may choose for its data packets (not `Ack`).
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.name() == name)
+        Self::ALL.into_iter().filter(|s| *s != PacketSize::Ack).find(|s| s.name() == name)
     }
 }
 

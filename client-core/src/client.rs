@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::fragment::{self, Fragment, Insert, Reassembler};
 use crate::keys::ClientKeys;
 use crate::payload::{self, PayloadKind};
+use crate::reply::{self, Envelope, ReplyStore, SenderTag};
 use crate::topology::Topology;
 use crate::wire::gateway::{ClientHandshake, ClientRequest, GatewayResponse, Session};
 use crate::wire::mix_frame::{self, PacketSize};
@@ -30,6 +31,9 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::Duration;
 use x25519_dalek::{PublicKey, StaticSecret};
+
+/// SURBs asked for beyond what a waiting reply needs.
+const REPLY_SURB_TOP_UP: usize = 10;
 
 /// Timer-driven sends to make up when the shim wakes late; more than this
 /// would turn a stall into a burst an observer could see.
@@ -83,8 +87,13 @@ pub enum ClientEvent {
     /// Something the application should hear about: the gateway refused us,
     /// or a frame from it was bad.
     GatewayError(String),
-    /// A message (the id [`Client::send`] returned) could not be delivered.
-    SendFailed { message_id: u64, recipient: Recipient, reason: String },
+    /// An anonymous message: answer it with [`Client::reply`] and the tag.
+    ReceivedWithSenderTag { message: Vec<u8>, sender_tag: SenderTag },
+    /// A message (the id `send`, `send_anonymous` or `reply` returned) could
+    /// not be delivered; `recipient` is `None` for replies.
+    SendFailed { message_id: u64, recipient: Option<Recipient>, reason: String },
+    /// SURBs or reply keys changed: persist [`Client::export_reply_store`].
+    ReplyStoreChanged,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -109,11 +118,29 @@ enum Connection {
     Up(Session),
 }
 
+/// How a fragment travels.
+#[derive(Clone)]
+enum Via {
+    /// A normal packet to the recipient's address, acknowledged.
+    Forward(Recipient),
+    /// Through a SURB someone gave us; single use, so not retransmitted.
+    Surb(Vec<u8>),
+}
+
 struct QueuedFragment {
     message_id: u64,
-    recipient: Recipient,
+    via: Via,
     fragment: Vec<u8>,
     retransmissions: u32,
+}
+
+impl QueuedFragment {
+    fn recipient(&self) -> Option<Recipient> {
+        match &self.via {
+            Via::Forward(r) => Some(*r),
+            Via::Surb(_) => None,
+        }
+    }
 }
 
 /// A packet sent and not yet acknowledged.
@@ -145,10 +172,13 @@ pub struct Client {
     next_message_id: u64,
     /// The latest `now` seen, for work done inside `poll_transmit`.
     last_now: Duration,
+    replies: ReplyStore,
+    /// Reply fragments waiting for more SURBs, per sender tag.
+    waiting_for_surbs: HashMap<SenderTag, VecDeque<(u64, Vec<u8>)>>,
 }
 
 /// Exponentially distributed with the given mean; zero mean gives zero.
-fn sample_exp<R: Rng + ?Sized>(rng: &mut R, mean: Duration) -> Duration {
+pub(crate) fn sample_exp<R: Rng + ?Sized>(rng: &mut R, mean: Duration) -> Duration {
     if mean.is_zero() {
         return Duration::ZERO;
     }
@@ -169,6 +199,8 @@ impl Client {
             ack_deadlines: BinaryHeap::new(),
             next_message_id: 1,
             last_now: Duration::ZERO,
+            replies: ReplyStore::default(),
+            waiting_for_surbs: HashMap::new(),
             keys,
             gateway_identity,
             config,
@@ -305,20 +337,65 @@ impl Client {
             }
             return;
         }
-        let opened = payload::open(self.keys.secret(), payload);
+        let opened = if payload.len() == 16 + self.config.packet_size.sphinx_payload_size() {
+            self.open_reply(payload)
+        } else {
+            payload::open(self.keys.secret(), payload)
+        };
         match opened {
             Ok((PayloadKind::LoopCover, _)) => self.stats.cover_packets_received += 1,
             Ok((PayloadKind::Fragment, body)) => match Fragment::decode(&body) {
                 Ok(f) => match self.reassembler.insert(f, now) {
-                    Insert::Complete(message) => {
-                        self.stats.messages_received += 1;
-                        self.events.push_back(ClientEvent::Received(message));
-                    }
+                    Insert::Complete(message) => self.handle_message(message, now),
                     Insert::Duplicate => self.stats.duplicate_fragments += 1,
                     Insert::Inconsistent => self.stats.malformed_packets += 1,
                     Insert::Buffered => {}
                 },
                 Err(_) => self.stats.malformed_packets += 1,
+            },
+            Err(_) => self.stats.malformed_packets += 1,
+        }
+    }
+
+    /// `identifier || payload` from a SURB we made: only we can read it.
+    fn open_reply(&mut self, bytes: &[u8]) -> Result<(PayloadKind, Vec<u8>)> {
+        let (identifier, payload) = bytes.split_at(16);
+        let identifier: [u8; 16] = identifier.try_into().map_err(|_| Error::MalformedPacket("short reply".into()))?;
+        let recovery = self
+            .replies
+            .take_recovery(&identifier)
+            .ok_or_else(|| Error::MalformedPacket("reply through an unknown or used SURB".into()))?;
+        self.events.push_back(ClientEvent::ReplyStoreChanged);
+        let payload = sphinx_packet::payload::Payload::from_bytes(payload)?;
+        payload::decode_content(&recovery.recover_plaintext(payload)?)
+    }
+
+    fn handle_message(&mut self, message: Vec<u8>, now: Duration) {
+        match Envelope::decode(message) {
+            Ok(Envelope::Plain(m)) => {
+                self.stats.messages_received += 1;
+                self.events.push_back(ClientEvent::Received(m));
+            }
+            Ok(Envelope::Repliable { sender_tag, surbs, message }) => {
+                self.stats.messages_received += 1;
+                self.replies.add_surbs(sender_tag, surbs);
+                self.release_waiting_replies(sender_tag);
+                self.events.push_back(ClientEvent::ReplyStoreChanged);
+                self.events.push_back(ClientEvent::ReceivedWithSenderTag { message, sender_tag });
+            }
+            Ok(Envelope::MoreSurbs { sender_tag, surbs }) => {
+                self.replies.add_surbs(sender_tag, surbs);
+                self.release_waiting_replies(sender_tag);
+                self.events.push_back(ClientEvent::ReplyStoreChanged);
+            }
+            Ok(Envelope::SurbRequest { sender_tag, count }) => match self.replies.recipient_of_tag(&sender_tag) {
+                Some(recipient) => {
+                    let count = usize::from(count).min(reply::MAX_SURBS_PER_MESSAGE);
+                    if let Err(e) = self.send_envelope_with_surbs(recipient, sender_tag, count, None, now) {
+                        self.events.push_back(ClientEvent::GatewayError(format!("could not send more reply SURBs: {e}")));
+                    }
+                }
+                None => self.stats.malformed_packets += 1,
             },
             Err(_) => self.stats.malformed_packets += 1,
         }
@@ -334,8 +411,133 @@ impl Client {
     /// sent: too large, no topology yet, unknown gateway.
     pub fn send(&mut self, recipient: Recipient, message: Vec<u8>, now: Duration) -> Result<u64> {
         self.last_now = self.last_now.max(now);
+        self.check_sendable(&recipient, message.len())?;
+        Ok(self.enqueue_forward(recipient, &Envelope::Plain(message).encode()))
+    }
+
+    /// Like [`Client::send`], but the recipient gets a sender tag instead of
+    /// our address, and `reply_surbs` single-use blocks to answer with.
+    pub fn send_anonymous(&mut self, recipient: Recipient, message: Vec<u8>, reply_surbs: usize, now: Duration) -> Result<u64> {
+        self.last_now = self.last_now.max(now);
+        if reply_surbs > reply::MAX_SURBS_PER_MESSAGE {
+            return Err(Error::MessageTooLarge { size: reply_surbs, limit: reply::MAX_SURBS_PER_MESSAGE });
+        }
+        self.check_sendable(&recipient, message.len() + reply_surbs * reply::SURB_LEN)?;
+        let sender_tag = reply::sender_tag_for(self.keys.secret(), &recipient);
+        self.send_envelope_with_surbs(recipient, sender_tag, reply_surbs, Some(message), now)
+    }
+
+    /// Makes `count` SURBs back to us and sends them to `recipient`: with
+    /// `message` as an anonymous message, without as a top-up.
+    fn send_envelope_with_surbs(
+        &mut self,
+        recipient: Recipient,
+        sender_tag: SenderTag,
+        count: usize,
+        message: Option<Vec<u8>>,
+        _now: Duration,
+    ) -> Result<u64> {
+        let me = self.address();
+        let topology = self.topology.as_ref().ok_or_else(|| Error::NoRoute("no network topology yet".into()))?;
+        let mut surbs = Vec::with_capacity(count);
+        let mut recoveries = Vec::with_capacity(count);
+        for _ in 0..count {
+            let (surb, recovery) = reply::create_surb(&mut self.rng, topology, &me, self.config.average_hop_delay)?;
+            surbs.push(surb);
+            recoveries.push(recovery);
+        }
+        for r in &recoveries {
+            self.replies.remember_recovery(r);
+        }
+        self.replies.remember_tag(sender_tag, recipient);
+        self.events.push_back(ClientEvent::ReplyStoreChanged);
+        let envelope = match message {
+            Some(message) => Envelope::Repliable { sender_tag, surbs, message },
+            None => Envelope::MoreSurbs { sender_tag, surbs },
+        };
+        Ok(self.enqueue_forward(recipient, &envelope.encode()))
+    }
+
+    /// Answers an anonymous message through the SURBs its sender gave us.
+    /// When they run short, the last one asks the sender for more, and the
+    /// rest of the reply waits for them.
+    pub fn reply(&mut self, sender_tag: SenderTag, message: Vec<u8>, now: Duration) -> Result<u64> {
+        self.last_now = self.last_now.max(now);
         if message.len() > self.config.max_message_size {
             return Err(Error::MessageTooLarge { size: message.len(), limit: self.config.max_message_size });
+        }
+        let tag_text = reply::encode_sender_tag(&sender_tag);
+        if !self.replies.knows_tag(&sender_tag) {
+            return Err(Error::UnknownSenderTag(tag_text));
+        }
+        let have = self.replies.surbs_left(&sender_tag);
+        if have == 0 {
+            return Err(Error::NoSurbsLeft(tag_text));
+        }
+        let capacity = payload::reply_body_capacity(self.config.packet_size) - fragment::HEADER_LEN;
+        let fragments = fragment::split(&mut self.rng, &Envelope::Plain(message).encode(), capacity);
+        let message_id = self.next_message_id;
+        self.next_message_id += 1;
+        let needed = fragments.len();
+        // Keep one SURB to ask for more when these won't do, or would leave none.
+        let ask_for_more = have <= needed + 1 && have > 1 || have < needed;
+        let usable = if ask_for_more { have - 1 } else { have };
+        let mut fragments = fragments.into_iter().map(|f| f.encode());
+        for fragment in fragments.by_ref().take(usable.min(needed)) {
+            if let Some(surb) = self.replies.take_surb(&sender_tag) {
+                self.queue.push_back(QueuedFragment { message_id, via: Via::Surb(surb), fragment, retransmissions: 0 });
+            }
+        }
+        let rest: VecDeque<(u64, Vec<u8>)> = fragments.map(|f| (message_id, f)).collect();
+        if ask_for_more {
+            let wanted = (rest.len() + REPLY_SURB_TOP_UP).min(reply::MAX_SURBS_PER_MESSAGE) as u16;
+            let request = Envelope::SurbRequest { sender_tag, count: wanted }.encode();
+            // A request is a few bytes: one fragment, one SURB.
+            let request = fragment::split(&mut self.rng, &request, capacity).into_iter().next();
+            if let (Some(surb), Some(f)) = (self.replies.take_surb(&sender_tag), request) {
+                self.queue.push_back(QueuedFragment { message_id: 0, via: Via::Surb(surb), fragment: f.encode(), retransmissions: 0 });
+            }
+        }
+        if !rest.is_empty() {
+            self.waiting_for_surbs.entry(sender_tag).or_default().extend(rest);
+        }
+        self.events.push_back(ClientEvent::ReplyStoreChanged);
+        Ok(message_id)
+    }
+
+    /// Queues reply fragments that were waiting for SURBs we now have.
+    fn release_waiting_replies(&mut self, sender_tag: SenderTag) {
+        let Some(waiting) = self.waiting_for_surbs.get_mut(&sender_tag) else { return };
+        while !waiting.is_empty() {
+            let Some(surb) = self.replies.take_surb(&sender_tag) else { break };
+            if let Some((message_id, fragment)) = waiting.pop_front() {
+                self.queue.push_back(QueuedFragment { message_id, via: Via::Surb(surb), fragment, retransmissions: 0 });
+            }
+        }
+        if waiting.is_empty() {
+            self.waiting_for_surbs.remove(&sender_tag);
+        }
+    }
+
+    /// Unused SURBs we hold for answering `sender_tag`.
+    pub fn reply_surbs_left(&self, sender_tag: &SenderTag) -> usize {
+        self.replies.surbs_left(sender_tag)
+    }
+
+    /// The reply state to persist (SURBs we hold, keys to read replies).
+    pub fn export_reply_store(&self) -> Vec<u8> {
+        self.replies.to_bytes()
+    }
+
+    /// Restores what [`Client::export_reply_store`] saved.
+    pub fn import_reply_store(&mut self, bytes: &[u8]) -> Result<()> {
+        self.replies = ReplyStore::from_bytes(bytes)?;
+        Ok(())
+    }
+
+    fn check_sendable(&self, recipient: &Recipient, len: usize) -> Result<()> {
+        if len > self.config.max_message_size {
+            return Err(Error::MessageTooLarge { size: len, limit: self.config.max_message_size });
         }
         let topology = self.topology.as_ref().ok_or_else(|| Error::NoRoute("no network topology yet".into()))?;
         if topology.gateway(&recipient.gateway_key).is_none() {
@@ -344,13 +546,17 @@ impl Client {
                 crate::address::encode_key(&recipient.gateway_key)
             )));
         }
+        Ok(())
+    }
+
+    fn enqueue_forward(&mut self, recipient: Recipient, message: &[u8]) -> u64 {
         let capacity = self.fragment_capacity();
         let message_id = self.next_message_id;
         self.next_message_id += 1;
-        for f in fragment::split(&mut self.rng, &message, capacity) {
-            self.queue.push_back(QueuedFragment { message_id, recipient, fragment: f.encode(), retransmissions: 0 });
+        for f in fragment::split(&mut self.rng, message, capacity) {
+            self.queue.push_back(QueuedFragment { message_id, via: Via::Forward(recipient), fragment: f.encode(), retransmissions: 0 });
         }
-        Ok(message_id)
+        message_id
     }
 
     fn start_streams(&mut self, now: Duration) {
@@ -403,7 +609,8 @@ impl Client {
             let Some(sent) = self.in_flight.remove(&id) else { continue };
             let mut fragment = sent.fragment;
             if fragment.retransmissions >= self.config.max_retransmissions {
-                self.fail_message(fragment.message_id, fragment.recipient, format!(
+                let recipient = fragment.recipient();
+                self.fail_message(fragment.message_id, recipient, format!(
                     "a packet was not acknowledged after {} retransmissions",
                     fragment.retransmissions
                 ));
@@ -426,7 +633,7 @@ impl Client {
         self.failed.contains(&message_id)
     }
 
-    fn fail_message(&mut self, message_id: u64, recipient: Recipient, reason: String) {
+    fn fail_message(&mut self, message_id: u64, recipient: Option<Recipient>, reason: String) {
         if self.failed.contains(&message_id) {
             return;
         }
@@ -469,8 +676,22 @@ impl Client {
     /// Sends the next queued fragment; false when the queue is empty.
     fn send_next_real(&mut self) -> bool {
         while let Some(q) = self.queue.pop_front() {
+            let recipient = match &q.via {
+                Via::Forward(recipient) => *recipient,
+                Via::Surb(surb) => match self.build_reply_frame(surb, &q.fragment) {
+                    Ok(frame) => {
+                        self.stats.real_packets_sent += 1;
+                        self.transmits.push_back(frame);
+                        return true;
+                    }
+                    Err(e) => {
+                        self.fail_message(q.message_id, None, e.to_string());
+                        continue;
+                    }
+                },
+            };
             let ack_id = self.rng.next_u64();
-            match self.build_frame(&q.recipient, PayloadKind::Fragment, &q.fragment, ack_id) {
+            match self.build_frame(&recipient, PayloadKind::Fragment, &q.fragment, ack_id) {
                 Ok((frame, round_trip_delay)) => {
                     self.stats.real_packets_sent += 1;
                     self.transmits.push_back(frame);
@@ -479,7 +700,7 @@ impl Client {
                     self.in_flight.insert(ack_id, InFlight { fragment: q });
                     return true;
                 }
-                Err(e) => self.fail_message(q.message_id, q.recipient, e.to_string()),
+                Err(e) => self.fail_message(q.message_id, Some(recipient), e.to_string()),
             }
         }
         false
@@ -492,6 +713,18 @@ impl Client {
         if let Ok((frame, _)) = self.build_frame(&me, PayloadKind::LoopCover, &[], ack_id) {
             self.stats.cover_packets_sent += 1;
             self.transmits.push_back(frame);
+        }
+    }
+
+    /// One sealed gateway frame carrying a reply fragment through `surb`.
+    fn build_reply_frame(&mut self, surb: &[u8], fragment: &[u8]) -> Result<Vec<u8>> {
+        let size = self.config.packet_size;
+        let content = payload::encode_content(PayloadKind::Fragment, fragment, size.plaintext_size());
+        let (packet, first_hop) = sphinx_packet::SURB::from_bytes(surb)?.use_surb(&content, size.sphinx_payload_size())?;
+        let request = ClientRequest::Forward { next_hop: first_hop.to_bytes(), frame: mix_frame::encode(&packet.to_bytes())? };
+        match &mut self.connection {
+            Connection::Up(session) => Ok(session.seal(&request.encode())),
+            _ => Err(Error::NotConnected),
         }
     }
 

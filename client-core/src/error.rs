@@ -24,6 +24,10 @@ pub enum Error {
     MessageTooLarge { size: usize, limit: usize },
     #[error("not connected to the gateway")]
     NotConnected,
+    #[error("unknown sender tag: {0}")]
+    UnknownSenderTag(String),
+    #[error("no reply SURBs left for sender tag {0}")]
+    NoSurbsLeft(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -14,6 +14,7 @@ pub mod error;
 pub mod fragment;
 pub mod keys;
 pub mod payload;
+pub mod reply;
 pub mod topology;
 pub mod wire;
 

@@ -30,7 +30,6 @@ pub enum PayloadKind {
     LoopCover = 0,
     /// A fragment of an application message (see [`crate::fragment`]).
     Fragment = 1,
-    // 2.. are left for acknowledgements and reply-SURB carrying fragments.
 }
 
 impl PayloadKind {
@@ -77,12 +76,7 @@ pub fn seal<R: CryptoRng + ?Sized>(
     let ephemeral = StaticSecret::random_from_rng(rng);
     let ephemeral_pub = PublicKey::from(&ephemeral);
     let shared = ephemeral.diffie_hellman(recipient);
-
-    let mut content = Vec::with_capacity(CONTENT_HEADER_LEN + capacity);
-    content.push(kind as u8);
-    content.extend_from_slice(&(body.len() as u16).to_be_bytes());
-    content.extend_from_slice(body);
-    content.resize(CONTENT_HEADER_LEN + capacity, 0);
+    let content = encode_content(kind, body, CONTENT_HEADER_LEN + capacity);
 
     // The key is fresh for every payload, so a fixed nonce is safe.
     let sealed = cipher(shared.as_bytes(), ephemeral_pub.as_bytes(), recipient.as_bytes())
@@ -106,13 +100,36 @@ pub fn open(secret: &StaticSecret, payload: &[u8]) -> Result<(PayloadKind, Vec<u
     let content = cipher(shared.as_bytes(), &ephemeral, recipient.as_bytes())
         .decrypt(Nonce::from_slice(&[0u8; 12]), &payload[EPHEMERAL_LEN..])
         .map_err(|_| Error::MalformedPacket("payload failed authentication".into()))?;
-    let kind = PayloadKind::from_byte(content[0])
-        .ok_or_else(|| Error::MalformedPacket(format!("unknown payload kind {}", content[0])))?;
-    let len = usize::from(u16::from_be_bytes([content[1], content[2]]));
+    decode_content(&content)
+}
+
+/// `kind || body length || body || zeros`, exactly `len` bytes (callers
+/// check that the body fits).
+pub fn encode_content(kind: PayloadKind, body: &[u8], len: usize) -> Vec<u8> {
+    let mut content = Vec::with_capacity(len.max(CONTENT_HEADER_LEN + body.len()));
+    content.push(kind as u8);
+    content.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    content.extend_from_slice(body);
+    content.resize(len.max(content.len()), 0);
+    content
+}
+
+pub fn decode_content(content: &[u8]) -> Result<(PayloadKind, Vec<u8>)> {
+    let [kind, a, b, ..] = *content else {
+        return Err(Error::MalformedPacket("payload content too short".into()));
+    };
+    let kind = PayloadKind::from_byte(kind).ok_or_else(|| Error::MalformedPacket(format!("unknown payload kind {kind}")))?;
+    let len = usize::from(u16::from_be_bytes([a, b]));
     let body = content
         .get(CONTENT_HEADER_LEN..CONTENT_HEADER_LEN + len)
         .ok_or_else(|| Error::MalformedPacket("payload body length exceeds the payload".into()))?;
     Ok((kind, body.to_vec()))
+}
+
+/// Bytes of body a reply (sent through a SURB, no SURB-ACK, no end-to-end
+/// layer: only the SURB's creator can read it) of `size` can carry.
+pub fn reply_body_capacity(size: PacketSize) -> usize {
+    size.plaintext_size() - CONTENT_HEADER_LEN
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! no sleeping: simulated minutes run in seconds and every run is the same.
 
 use ed25519_dalek::SigningKey;
-use nym_client_core::ack::{split_final_payload, FinalPayload};
+use nym_client_core::ack::gateway_final_hop;
 use nym_client_core::address::encode_key;
 use nym_client_core::keys::ClientKeys;
 use nym_client_core::payload::{self, PayloadKind};
@@ -52,6 +52,7 @@ struct Sim {
     clients: Vec<Client>,
     client_gateway: Vec<usize>,
     received: Vec<Vec<Vec<u8>>>,
+    anonymous: Vec<Vec<(Vec<u8>, nym_client_core::reply::SenderTag)>>,
     failed: Vec<Vec<u64>>,
     rng: StdRng,
     /// Probability that a packet between nodes is lost.
@@ -130,6 +131,7 @@ impl Sim {
             gateway_by_mix_addr,
             received: vec![Vec::new(); clients.len()],
             failed: vec![Vec::new(); clients.len()],
+            anonymous: vec![Vec::new(); clients.len()],
             loss: 0.0,
             dead: Vec::new(),
             lost_packets: 0,
@@ -170,6 +172,8 @@ impl Sim {
                     ClientEvent::Connected => {}
                     ClientEvent::GatewayError(e) => panic!("client {i}: {e}"),
                     ClientEvent::SendFailed { message_id, .. } => self.failed[i].push(message_id),
+                    ClientEvent::ReceivedWithSenderTag { message, sender_tag } => self.anonymous[i].push((message, sender_tag)),
+                    ClientEvent::ReplyStoreChanged => {}
                 }
             }
         }
@@ -189,11 +193,11 @@ impl Sim {
             let ok = session.seal(&GatewayResponse::Authenticated { stored: 0 }.encode());
             gw.sessions.insert(i, session);
             self.schedule(LINK_LATENCY, Delivery::ToClient(i, ok));
-        } else {
-            let (pending, reply) = GatewayHandshake::respond(&mut self.rng, &gw.identity, &frame).unwrap();
+        } else if let Ok((pending, reply)) = GatewayHandshake::respond(&mut self.rng, &gw.identity, &frame) {
             gw.pending.insert(i, pending);
             self.schedule(LINK_LATENCY, Delivery::ToClient(i, reply));
-        }
+        } // else: a frame of a closed session, still in flight: dropped
+
     }
 
     fn node_receives(&mut self, at: SocketAddr, frame: Vec<u8>) {
@@ -213,21 +217,17 @@ impl Sim {
         let g = self.gateway_by_mix_addr[&at];
         let gw = &mut self.gateways[g];
         match packet.process(&gw.sphinx).unwrap().data {
-            ProcessedPacketData::FinalHop { destination, payload, .. } => {
+            ProcessedPacketData::FinalHop { destination, identifier, payload } => {
                 let client = gw.clients[destination.as_bytes_ref()];
-                let plaintext = payload.recover_plaintext().unwrap();
                 // As the real gateway does: send the SURB-ACK on, deliver the rest.
-                let (content, ack) = match split_final_payload(&plaintext).unwrap() {
-                    FinalPayload::Ack(p) => (p.to_vec(), None),
-                    FinalPayload::WithSurbAck { ack_first_hop, ack_packet, content } => {
-                        let to = decode_node_address(&ack_first_hop).unwrap();
-                        (content.to_vec(), Some((to, mix_frame::encode(ack_packet).unwrap())))
-                    }
-                };
-                let frame = gw.sessions.get_mut(&client).unwrap().seal(&GatewayResponse::Deliver { payload: content }.encode());
-                self.schedule(LINK_LATENCY, Delivery::ToClient(client, frame));
+                let (content, ack) = gateway_final_hop(identifier, payload).unwrap();
+                // (a client between connections misses it: the sim has no inbox)
+                if let Some(session) = gw.sessions.get_mut(&client) {
+                    let frame = session.seal(&GatewayResponse::Deliver { payload: content }.encode());
+                    self.schedule(LINK_LATENCY, Delivery::ToClient(client, frame));
+                }
                 if let Some((to, frame)) = ack {
-                    self.schedule(LINK_LATENCY, Delivery::Node(to, frame));
+                    self.schedule(LINK_LATENCY, Delivery::Node(decode_node_address(&to).unwrap(), frame));
                 }
             }
             ProcessedPacketData::ForwardHop { .. } => panic!("gateway got a forward hop"),
@@ -435,11 +435,83 @@ fn sphinx_packet_unwraps_hop_by_hop_to_the_same_bytes() {
                 assert_eq!(destination.as_bytes(), recipient.client_key);
                 let plaintext = payload.recover_plaintext().unwrap();
                 assert_eq!(plaintext, sealed);
-                let _ = split_final_payload;
                 assert_eq!(payload::open(recipient_keys.secret(), &plaintext).unwrap(), (PayloadKind::Fragment, body));
                 return;
             }
         }
     }
     panic!("packet never reached its final hop");
+}
+
+#[test]
+fn anonymous_message_and_long_reply_through_surbs_with_top_up() {
+    let mut sim = connected(&[0, 1], 2, ClientConfig { loop_cover_delay: Duration::ZERO, ..ClientConfig::default() });
+    let bob = sim.clients[1].address();
+    let alice = sim.clients[0].address();
+    sim.clients[0].send_anonymous(bob, b"who am I?".to_vec(), 3, sim.now).unwrap();
+    sim.pump_clients();
+    sim.run_until(Duration::from_secs(60), |s| !s.anonymous[1].is_empty());
+    let (message, tag) = sim.anonymous[1][0].clone();
+    assert_eq!(message, b"who am I?");
+    // bob holds a tag, not alice's address
+    assert!(sim.received[1].is_empty());
+    assert_ne!(&tag[..], &alice.to_bytes()[..16]);
+
+    // 20 kB needs 10 reply packets; bob holds 3 SURBs: 2 carry fragments,
+    // the last asks alice for more, the rest of the reply waits for them.
+    let long_reply = message_of(20_000);
+    sim.clients[1].reply(tag, long_reply.clone(), sim.now).unwrap();
+    sim.pump_clients();
+    sim.run_until(Duration::from_secs(120), |s| !s.received[0].is_empty());
+    assert_eq!(sim.received[0], vec![long_reply], "alice gets the reply stripped, exactly once");
+
+    // unknown tags are a clear error
+    let e = sim.clients[1].reply([9; 16], b"x".to_vec(), sim.now).unwrap_err();
+    assert!(e.to_string().contains("unknown sender tag"), "{e}");
+}
+
+#[test]
+fn surbs_and_reply_keys_survive_a_restart() {
+    let mut sim = connected(&[0, 1], 2, unthrottled());
+    let bob = sim.clients[1].address();
+    sim.clients[0].send_anonymous(bob, b"hello".to_vec(), 3, sim.now).unwrap();
+    sim.pump_clients();
+    sim.run_until(Duration::from_secs(60), |s| !s.anonymous[1].is_empty());
+    let tag = sim.anonymous[1][0].1;
+
+    // Both restart from what they persisted.
+    let saved_alice = sim.clients[0].export_reply_store();
+    let saved_bob = sim.clients[1].export_reply_store();
+    for (i, saved) in [(0, saved_alice), (1, saved_bob)] {
+        sim.clients[i].handle_gateway_disconnected(sim.now);
+        sim.clients[i].import_reply_store(&[1, 2, 3]).unwrap_err();
+        sim.clients[i].import_reply_store(&saved).unwrap();
+        sim.gateways[sim.client_gateway[i]].sessions.remove(&i);
+        sim.clients[i].handle_gateway_connected(sim.now);
+    }
+    sim.pump_clients();
+    sim.run_until(sim.now + Duration::from_secs(5), |s| s.clients.iter().all(|c| c.is_connected()));
+
+    // 3 SURBs: the first reply uses one; the second uses one and spends
+    // the last asking alice for more; a third finds none left.
+    sim.clients[1].reply(tag, b"still here".to_vec(), sim.now).unwrap();
+    sim.clients[1].reply(tag, b"last one".to_vec(), sim.now).unwrap();
+    let e = sim.clients[1].reply(tag, b"one too many".to_vec(), sim.now).unwrap_err();
+    assert!(e.to_string().contains("no reply SURBs left"), "{e}");
+    sim.pump_clients();
+    sim.run_until(sim.now + Duration::from_secs(60), |s| s.received[0].len() >= 2);
+    let mut got = sim.received[0].clone();
+    got.sort();
+    assert_eq!(got, vec![b"last one".to_vec(), b"still here".to_vec()]);
+
+    // alice answered the request: bob can reply again
+    sim.run_until(sim.now + Duration::from_secs(60), |s| s.clients[1].reply_surbs_left(&tag) > 0);
+    sim.clients[1].reply(tag, b"after the top-up".to_vec(), sim.now).unwrap();
+    sim.pump_clients();
+    sim.run_until(sim.now + Duration::from_secs(60), |s| s.received[0].len() >= 3);
+    assert_eq!(sim.received[0].last().unwrap(), b"after the top-up");
+}
+
+fn message_of(len: usize) -> Vec<u8> {
+    message(len, 77)
 }

@@ -1,7 +1,8 @@
 //! Per-packet cost of turning a 1 MiB message into Sphinx packets with the
-//! whole client engine (fragment, seal end to end, pick a route, build the
-//! Sphinx packet, frame, seal for the gateway), beside sphinx-packet's raw
-//! build for the same route and payload size, in the same run.
+//! whole client engine (fragment, seal end to end, build the SURB-ACK, pick a
+//! route, build the Sphinx packet, frame, seal for the gateway), beside
+//! sphinx-packet's raw build for the same route and payload size (alone, and
+//! with the ack packet every fragment carries), in the same run.
 //!
 //! `cargo bench -p nym-client-core --bench packets`
 
@@ -87,7 +88,7 @@ fn bench(c: &mut Criterion) {
             client.send(recipient, message.clone(), Duration::ZERO).expect("send");
             let mut n = 0u64;
             while let Some(frame) = client.poll_transmit() {
-                n += frame.len() as u64 / 2400;
+                n += u64::from(frame.len() > 2413);
             }
             assert_eq!(n, packets);
         })
@@ -105,6 +106,27 @@ fn bench(c: &mut Criterion) {
                     .build_packet(&chunk, &route, &destination, &delays)
                     .expect("build");
                 criterion::black_box(packet.to_bytes());
+            }
+        })
+    });
+
+    // What the engine really builds per fragment: the data packet and the
+    // SURB-ACK's small packet (two Sphinx headers).
+    let ack_route = topology.random_route(&mut rng, &gateway.verifying_key().to_bytes()).expect("route");
+    let ack_payload = vec![0u8; PacketSize::Ack.plaintext_size()];
+    group.bench_function("raw sphinx-packet build of packet + ack packet (per packet)", |b| {
+        b.iter(|| {
+            for _ in 0..packets {
+                let delays: Vec<Delay> = (0..route.len()).map(|_| Delay::new_from_millis(15)).collect();
+                let packet = SphinxPacketBuilder::new()
+                    .with_payload_size(PacketSize::Regular.sphinx_payload_size())
+                    .build_packet(&chunk, &route, &destination, &delays)
+                    .expect("build");
+                let ack = SphinxPacketBuilder::new()
+                    .with_payload_size(PacketSize::Ack.sphinx_payload_size())
+                    .build_packet(&ack_payload, &ack_route, &destination, &delays)
+                    .expect("build ack");
+                criterion::black_box((packet.to_bytes(), ack.to_bytes()));
             }
         })
     });

@@ -1,1 +1,67 @@
+//! The small Nym mixnet: a directory, mixnodes and gateways, each runnable as
+//! its own binary or together in one process ([`localnet`]).
+//!
+//! Wire formats come from `nym_client_core::wire` and
+//! `nym_client_core::topology`; nothing here redefines them.
+//!
+//! Binaries: `nym-directory`, `nym-mixnode`, `nym-gateway`, `nym-localnet`
+//! (`--help` on each). Data-dir files: `sphinx_private.pem` (0600) and
+//! `sphinx_public.pem` (mixnodes and gateways), `identity_private.pem` (0600)
+//! and `identity_public.pem` (gateways, ed25519), `gateway.sqlite` (gateway
+//! inbox and registered clients, WAL).
+//!
+//! Every node keeps [`NodeStats`] counters, logged periodically and readable
+//! in-process. Drop reasons: `dropped_malformed` (bad frame flag, truncated
+//! frame at EOF, packet Sphinx refused), `dropped_replayed`,
+//! `dropped_no_route` (undecodable next hop; a forward hop at a gateway; a
+//! final hop at a mixnode), `dropped_unknown_client` (gateway: never
+//! registered), `dropped_queue_full` (peer/delay queue full; inbox full),
+//! `dropped_peer_down` (lost when a peer connection broke mid-write).
 
+pub mod directory;
+pub mod gateway;
+pub mod http;
+pub mod keyfiles;
+pub mod localnet;
+pub mod mixnode;
+pub mod pool;
+pub mod replay;
+pub mod stats;
+
+mod announce;
+mod inbox;
+mod processor;
+
+pub use directory::{start_directory, DirectoryHandle, DirectoryState};
+pub use gateway::{Gateway, GatewayConfig};
+pub use mixnode::{Mixnode, MixnodeConfig};
+pub use stats::{NodeStats, StatsSnapshot};
+
+/// Resolves when the process gets Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `RUST_LOG`-driven logging, default `info`.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}

@@ -1,0 +1,65 @@
+use clap::Parser;
+use nym_mixnet::{Gateway, GatewayConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A Nym gateway: last mix hop and the clients' entry point.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// TCP address for mix packets.
+    #[arg(long, default_value = "127.0.0.1:1790")]
+    mix_listen: SocketAddr,
+    /// Websocket address for clients.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    clients_listen: SocketAddr,
+    /// Host (IP) announced to the directory (default: the listen IP).
+    #[arg(long)]
+    announce_host: Option<String>,
+    /// Directory URL, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    directory: Option<String>,
+    /// Keys and the SQLite inbox live here.
+    #[arg(long, default_value = "./gateway-data")]
+    data_dir: PathBuf,
+    /// Seconds between announcements.
+    #[arg(long, default_value_t = 3.0)]
+    announce_interval: f64,
+    /// Seconds between stats log lines.
+    #[arg(long, default_value_t = 10.0)]
+    stats_interval: f64,
+    /// Messages kept per offline client.
+    #[arg(long, default_value_t = nym_mixnet::gateway::DEFAULT_INBOX_LIMIT)]
+    inbox_limit: u64,
+}
+
+fn secs(v: f64, what: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(v).map_err(|e| anyhow::anyhow!("bad {what}: {e}"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    nym_mixnet::init_logging();
+    let args = Args::parse();
+    let mut c = GatewayConfig::new(args.data_dir);
+    c.mix_listen = args.mix_listen;
+    c.clients_listen = args.clients_listen;
+    c.announce_host = args.announce_host;
+    c.directory = args.directory;
+    c.announce_interval = secs(args.announce_interval, "--announce-interval")?;
+    c.stats_interval = secs(args.stats_interval, "--stats-interval")?;
+    c.inbox_limit = args.inbox_limit;
+    let gw = Gateway::start(c).await?;
+    println!(
+        "gateway identity {} sphinx {} mixnet {} clients {}",
+        gw.identity_key_b58(),
+        gw.sphinx_key_b58(),
+        gw.mix_addr(),
+        gw.client_listener_url()
+    );
+    nym_mixnet::shutdown_signal().await;
+    tracing::info!("shutting down; final stats: {}", gw.stats().snapshot());
+    gw.shutdown().await;
+    Ok(())
+}

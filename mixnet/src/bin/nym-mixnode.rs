@@ -1,0 +1,58 @@
+use clap::Parser;
+use nym_mixnet::{Mixnode, MixnodeConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A Nym mixnode.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Mix layer, 1..=3.
+    #[arg(long)]
+    layer: u8,
+    /// TCP address for mix packets.
+    #[arg(long, default_value = "127.0.0.1:1789")]
+    listen: SocketAddr,
+    /// Address announced to the directory (default: the listen address).
+    #[arg(long)]
+    announce: Option<SocketAddr>,
+    /// Directory URL, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    directory: Option<String>,
+    /// Where the Sphinx key is kept.
+    #[arg(long, default_value = "./mixnode-data")]
+    data_dir: PathBuf,
+    /// Seconds between announcements.
+    #[arg(long, default_value_t = 3.0)]
+    announce_interval: f64,
+    /// Seconds between stats log lines.
+    #[arg(long, default_value_t = 10.0)]
+    stats_interval: f64,
+    /// Sphinx worker threads (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+}
+
+fn secs(v: f64, what: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(v).map_err(|e| anyhow::anyhow!("bad {what}: {e}"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    nym_mixnet::init_logging();
+    let args = Args::parse();
+    let mut c = MixnodeConfig::new(args.layer, args.data_dir);
+    c.listen = args.listen;
+    c.announce = args.announce;
+    c.directory = args.directory;
+    c.announce_interval = secs(args.announce_interval, "--announce-interval")?;
+    c.stats_interval = secs(args.stats_interval, "--stats-interval")?;
+    c.workers = args.workers;
+    let node = Mixnode::start(c).await?;
+    println!("mixnode layer {} {} key {}", node.layer(), node.announce_addr(), node.public_key_b58());
+    nym_mixnet::shutdown_signal().await;
+    tracing::info!("shutting down; final stats: {}", node.stats().snapshot());
+    node.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,342 @@
+//! A whole small mixnet in one process: a directory, `mixnodes_per_layer` x 3
+//! mixnodes and `gateways` gateways, on loopback, free ports by default.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use nym_mixnet::localnet::{Localnet, LocalnetConfig};
+//! let net = Localnet::start(LocalnetConfig::new("/tmp/localnet")).await?;
+//! println!("{}", net.directory_url());
+//! net.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use crate::directory::{start_directory, DirectoryHandle};
+use crate::gateway::{Gateway, GatewayConfig};
+use crate::mixnode::{Mixnode, MixnodeConfig};
+use crate::stats::NodeStats;
+use anyhow::{anyhow, bail, Result};
+use nym_client_core::topology::{TopologyJson, LAYERS};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct LocalnetConfig {
+    /// IP every node binds and announces (default 127.0.0.1).
+    pub host: IpAddr,
+    /// Directory port; 0 picks a free one.
+    pub directory_port: u16,
+    /// Node keys (and gateway inboxes) live in per-node subdirectories here.
+    pub data_dir: PathBuf,
+    pub mixnodes_per_layer: usize,
+    pub gateways: usize,
+    pub announce_interval: Duration,
+    /// Directory entry lifetime without re-announcement.
+    pub expiry: Duration,
+    pub topology_refresh: Duration,
+    pub stats_interval: Duration,
+    /// Sphinx worker threads per node (all nodes share this process).
+    pub workers_per_node: usize,
+    /// How long `start` waits for the topology to be complete.
+    pub start_timeout: Duration,
+}
+
+impl LocalnetConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        LocalnetConfig {
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            directory_port: 0,
+            data_dir: data_dir.into(),
+            mixnodes_per_layer: 2,
+            gateways: 2,
+            announce_interval: Duration::from_secs(2),
+            expiry: crate::directory::DEFAULT_EXPIRY,
+            topology_refresh: Duration::from_secs(5),
+            stats_interval: Duration::from_secs(30),
+            workers_per_node: 1,
+            start_timeout: Duration::from_secs(20),
+        }
+    }
+
+    /// Short announce interval and expiry, for tests.
+    pub fn fast(data_dir: impl Into<PathBuf>) -> Self {
+        LocalnetConfig {
+            announce_interval: Duration::from_millis(200),
+            expiry: Duration::from_secs(2),
+            topology_refresh: Duration::from_millis(500),
+            ..Self::new(data_dir)
+        }
+    }
+
+    /// `$HOME/.nym/localnet` (or `./.nym/localnet` without HOME).
+    pub fn default_data_dir() -> PathBuf {
+        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".nym").join("localnet")
+    }
+}
+
+impl Default for LocalnetConfig {
+    fn default() -> Self {
+        Self::new(Self::default_data_dir())
+    }
+}
+
+/// A mixnode of the localnet (stays valid while the node is killed).
+#[derive(Debug, Clone)]
+pub struct MixnodeInfo {
+    pub layer: u8,
+    pub address: SocketAddr,
+    /// base58 x25519 Sphinx key.
+    pub public_key: String,
+    pub data_dir: PathBuf,
+    pub running: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewayInfo {
+    /// base58 ed25519 identity: the gateway part of client addresses.
+    pub identity_key: String,
+    /// base58 x25519 Sphinx key.
+    pub sphinx_key: String,
+    pub mix_address: SocketAddr,
+    /// `ws://host:port`.
+    pub client_listener: String,
+    pub data_dir: PathBuf,
+    pub running: bool,
+}
+
+struct MixSlot {
+    config: MixnodeConfig,
+    info: MixnodeInfo,
+    node: Option<Mixnode>,
+}
+
+struct GatewaySlot {
+    config: GatewayConfig,
+    info: GatewayInfo,
+    node: Option<Gateway>,
+}
+
+pub struct Localnet {
+    config: LocalnetConfig,
+    directory: DirectoryHandle,
+    mixnodes: Vec<MixSlot>,
+    gateways: Vec<GatewaySlot>,
+}
+
+fn mix_info(node: &Mixnode, data_dir: PathBuf) -> MixnodeInfo {
+    MixnodeInfo { layer: node.layer(), address: node.announce_addr(), public_key: node.public_key_b58(), data_dir, running: true }
+}
+
+fn gateway_info(gw: &Gateway, data_dir: PathBuf) -> GatewayInfo {
+    GatewayInfo {
+        identity_key: gw.identity_key_b58(),
+        sphinx_key: gw.sphinx_key_b58(),
+        mix_address: gw.mix_addr(),
+        client_listener: gw.client_listener_url(),
+        data_dir,
+        running: true,
+    }
+}
+
+impl Localnet {
+    /// Starts everything and returns once the directory lists every node.
+    pub async fn start(config: LocalnetConfig) -> Result<Localnet> {
+        if config.mixnodes_per_layer == 0 || config.gateways == 0 {
+            bail!("a localnet needs at least one mixnode per layer and one gateway");
+        }
+        crate::keyfiles::ensure_dir(&config.data_dir)?;
+        let directory = start_directory(SocketAddr::new(config.host, config.directory_port), config.expiry).await?;
+        let url = directory.url();
+        let mut net = Localnet { config: config.clone(), directory, mixnodes: Vec::new(), gateways: Vec::new() };
+        let started = async {
+            for layer in 1..=LAYERS {
+                for n in 0..config.mixnodes_per_layer {
+                    let dir = config.data_dir.join(format!("mixnode-l{layer}-{n}"));
+                    let mut c = MixnodeConfig::new(layer, &dir);
+                    c.listen = SocketAddr::new(config.host, 0);
+                    c.directory = Some(url.clone());
+                    c.announce_interval = config.announce_interval;
+                    c.stats_interval = config.stats_interval;
+                    c.workers = config.workers_per_node;
+                    let node = Mixnode::start(c.clone()).await?;
+                    // a restart must come back on the same address
+                    c.listen = node.listen_addr();
+                    net.mixnodes.push(MixSlot { config: c, info: mix_info(&node, dir), node: Some(node) });
+                }
+            }
+            for n in 0..config.gateways {
+                let dir = config.data_dir.join(format!("gateway-{n}"));
+                let mut c = GatewayConfig::new(&dir);
+                c.mix_listen = SocketAddr::new(config.host, 0);
+                c.clients_listen = SocketAddr::new(config.host, 0);
+                c.directory = Some(url.clone());
+                c.announce_interval = config.announce_interval;
+                c.topology_refresh = config.topology_refresh;
+                c.stats_interval = config.stats_interval;
+                c.workers = config.workers_per_node;
+                let gw = Gateway::start(c.clone()).await?;
+                c.mix_listen = gw.mix_addr();
+                c.clients_listen = gw.clients_addr();
+                net.gateways.push(GatewaySlot { config: c, info: gateway_info(&gw, dir), node: Some(gw) });
+            }
+            net.wait_for_topology(config.start_timeout).await
+        };
+        match started.await {
+            Ok(_) => Ok(net),
+            Err(e) => {
+                net.shutdown().await;
+                Err(e)
+            }
+        }
+    }
+
+    pub fn config(&self) -> &LocalnetConfig {
+        &self.config
+    }
+
+    /// `http://host:port` of the directory.
+    pub fn directory_url(&self) -> String {
+        self.directory.url()
+    }
+
+    /// The directory's current (unexpired) view.
+    pub fn topology(&self) -> TopologyJson {
+        self.directory.state.topology()
+    }
+
+    /// Waits until every running node is in the directory's topology.
+    pub async fn wait_for_topology(&self, timeout: Duration) -> Result<TopologyJson> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let topo = self.topology();
+            let mix_ok = self
+                .mixnodes
+                .iter()
+                .filter(|s| s.node.is_some())
+                .all(|s| topo.mix_nodes.iter().any(|m| m.host == s.info.address.to_string() && m.pub_key == s.info.public_key));
+            let gw_ok = self
+                .gateways
+                .iter()
+                .filter(|s| s.node.is_some())
+                .all(|s| topo.gateway_nodes.iter().any(|g| g.identity_key == s.info.identity_key && g.mixnet_listener == s.info.mix_address.to_string()));
+            if mix_ok && gw_ok {
+                return Ok(topo);
+            }
+            if Instant::now() >= deadline {
+                bail!("topology incomplete after {timeout:?}: {} mixnodes, {} gateways listed", topo.mix_nodes.len(), topo.gateway_nodes.len());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Mixnodes in layer order (index i is layer i / mixnodes_per_layer + 1).
+    pub fn mixnodes(&self) -> Vec<MixnodeInfo> {
+        self.mixnodes.iter().map(|s| MixnodeInfo { running: s.node.is_some(), ..s.info.clone() }).collect()
+    }
+
+    pub fn gateways(&self) -> Vec<GatewayInfo> {
+        self.gateways.iter().map(|s| GatewayInfo { running: s.node.is_some(), ..s.info.clone() }).collect()
+    }
+
+    /// The running mixnode `i` (None when killed or out of range).
+    pub fn mixnode(&self, i: usize) -> Option<&Mixnode> {
+        self.mixnodes.get(i).and_then(|s| s.node.as_ref())
+    }
+
+    pub fn gateway(&self, i: usize) -> Option<&Gateway> {
+        self.gateways.get(i).and_then(|s| s.node.as_ref())
+    }
+
+    /// Counters of the running mixnode `i` (a restart starts new counters).
+    pub fn mixnode_stats(&self, i: usize) -> Option<Arc<NodeStats>> {
+        self.mixnode(i).map(Mixnode::stats)
+    }
+
+    pub fn gateway_stats(&self, i: usize) -> Option<Arc<NodeStats>> {
+        self.gateway(i).map(Gateway::stats)
+    }
+
+    /// Stops mixnode `i` (its port closes; the directory forgets it after the expiry).
+    pub async fn kill_mixnode(&mut self, i: usize) -> Result<()> {
+        let slot = self.mixnodes.get_mut(i).ok_or_else(|| anyhow!("no mixnode {i}"))?;
+        if let Some(node) = slot.node.take() {
+            node.shutdown().await;
+        }
+        Ok(())
+    }
+
+    /// (Re)starts mixnode `i` with the same key and address, and waits until it is announced.
+    pub async fn restart_mixnode(&mut self, i: usize) -> Result<()> {
+        self.kill_mixnode(i).await?;
+        let slot = self.mixnodes.get_mut(i).ok_or_else(|| anyhow!("no mixnode {i}"))?;
+        let node = start_retrying(|| Mixnode::start(slot.config.clone())).await?;
+        slot.node = Some(node);
+        self.wait_for_topology(self.config.start_timeout).await.map(|_| ())
+    }
+
+    /// Stops gateway `i`; its inbox stays on disk.
+    pub async fn kill_gateway(&mut self, i: usize) -> Result<()> {
+        let slot = self.gateways.get_mut(i).ok_or_else(|| anyhow!("no gateway {i}"))?;
+        if let Some(gw) = slot.node.take() {
+            gw.shutdown().await;
+        }
+        Ok(())
+    }
+
+    /// (Re)starts gateway `i` on the same data dir (keys, inbox) and addresses.
+    pub async fn restart_gateway(&mut self, i: usize) -> Result<()> {
+        self.kill_gateway(i).await?;
+        let slot = self.gateways.get_mut(i).ok_or_else(|| anyhow!("no gateway {i}"))?;
+        let gw = start_retrying(|| Gateway::start(slot.config.clone())).await?;
+        slot.node = Some(gw);
+        self.wait_for_topology(self.config.start_timeout).await.map(|_| ())
+    }
+
+    /// Stops every node, then the directory.
+    pub async fn shutdown(self) {
+        for slot in self.mixnodes {
+            if let Some(n) = slot.node {
+                n.shutdown().await;
+            }
+        }
+        for slot in self.gateways {
+            if let Some(g) = slot.node {
+                g.shutdown().await;
+            }
+        }
+        self.directory.shutdown().await;
+    }
+
+    /// A human-readable listing (what `nym-localnet` prints).
+    pub fn describe(&self) -> String {
+        let mut out = format!("directory: {}\n", self.directory_url());
+        for m in self.mixnodes() {
+            out.push_str(&format!("mixnode  layer {}  {}  key {}\n", m.layer, m.address, m.public_key));
+        }
+        for g in self.gateways() {
+            out.push_str(&format!(
+                "gateway  mixnet {}  clients {}  identity {}  sphinx {}\n",
+                g.mix_address, g.client_listener, g.identity_key, g.sphinx_key
+            ));
+        }
+        out
+    }
+}
+
+/// A port just closed can take a moment to be bindable again.
+async fn start_retrying<T, F, Fut>(mut start: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut last = None;
+    for _ in 0..50 {
+        match start().await {
+            Ok(n) => return Ok(n),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(last.unwrap_or_else(|| anyhow!("node did not start")))
+}

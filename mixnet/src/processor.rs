@@ -1,0 +1,240 @@
+//! Sphinx processing shared by mixnodes and gateways: connection readers feed
+//! a small pool of worker threads (the CPU-heavy part), which hand results to
+//! the node; delayed forward hops wait in one heap-driven delay task.
+
+use crate::pool::PeerPool;
+use crate::replay::ReplayFilter;
+use crate::stats::{inc, NodeStats};
+use nym_client_core::topology::decode_node_address;
+use nym_client_core::wire::mix_frame::{self, FrameDecoder};
+use sphinx_packet::{ProcessedPacketData, SphinxPacket};
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::BinaryHeap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use x25519_dalek::StaticSecret;
+
+/// What a worker made of one packet.
+pub(crate) enum Processed {
+    Forward { addr: SocketAddr, frame: Vec<u8>, delay: Duration },
+    Final { destination: [u8; 32], plaintext: Vec<u8> },
+}
+
+pub(crate) type Handler = Arc<dyn Fn(Processed) + Send + Sync>;
+
+pub(crate) fn default_workers() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1)
+}
+
+enum Rejected {
+    Malformed,
+    Replayed,
+    NoRoute,
+}
+
+fn process_one(secret: &StaticSecret, replay: &Mutex<ReplayFilter>, packet: &[u8]) -> Result<Processed, Rejected> {
+    let packet = SphinxPacket::from_bytes(packet).map_err(|_| Rejected::Malformed)?;
+    let expanded = packet.header.compute_expanded_shared_secret(secret);
+    let tag = *expanded.replay_tag();
+    // Verify (MAC) before remembering the tag, so garbage cannot fill the filter.
+    let processed = packet.process_with_expanded_secret(&expanded).map_err(|_| Rejected::Malformed)?;
+    if !replay.lock().unwrap_or_else(|p| p.into_inner()).insert(tag) {
+        return Err(Rejected::Replayed);
+    }
+    match processed.data {
+        ProcessedPacketData::ForwardHop { next_hop_packet, next_hop_address, delay } => {
+            let addr = decode_node_address(&next_hop_address).map_err(|_| Rejected::NoRoute)?;
+            let frame = mix_frame::encode(&next_hop_packet.to_bytes()).map_err(|_| Rejected::Malformed)?;
+            Ok(Processed::Forward { addr, frame, delay: delay.to_duration() })
+        }
+        ProcessedPacketData::FinalHop { destination, payload, .. } => {
+            let plaintext = payload.recover_plaintext().map_err(|_| Rejected::Malformed)?;
+            Ok(Processed::Final { destination: destination.as_bytes(), plaintext })
+        }
+    }
+}
+
+/// Starts `n` worker threads; returns the queue to feed raw Sphinx packets into.
+pub(crate) fn start_workers(
+    n: usize,
+    secret: StaticSecret,
+    stats: Arc<NodeStats>,
+    handler: Handler,
+    cancel: CancellationToken,
+) -> (flume::Sender<Vec<u8>>, Vec<std::thread::JoinHandle<()>>) {
+    let (tx, rx) = flume::bounded::<Vec<u8>>(4096);
+    let replay = Arc::new(Mutex::new(ReplayFilter::default()));
+    let mut threads = Vec::new();
+    for i in 0..n.max(1) {
+        let (rx, secret, stats, handler, cancel, replay) =
+            (rx.clone(), secret.clone(), stats.clone(), handler.clone(), cancel.clone(), replay.clone());
+        let spawned = std::thread::Builder::new().name(format!("sphinx-{i}")).spawn(move || loop {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let packet = match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(p) => p,
+                Err(flume::RecvTimeoutError::Timeout) => continue,
+                Err(flume::RecvTimeoutError::Disconnected) => break,
+            };
+            match process_one(&secret, &replay, &packet) {
+                Ok(out) => handler(out),
+                Err(Rejected::Malformed) => inc(&stats.dropped_malformed),
+                Err(Rejected::Replayed) => inc(&stats.dropped_replayed),
+                Err(Rejected::NoRoute) => inc(&stats.dropped_no_route),
+            }
+        });
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => tracing::error!("cannot spawn sphinx worker: {e}"),
+        }
+    }
+    (tx, threads)
+}
+
+/// Accepts mixnet connections until cancelled; each connection's packets go to `jobs`.
+pub(crate) async fn serve_mix_listener(
+    listener: TcpListener,
+    jobs: flume::Sender<Vec<u8>>,
+    stats: Arc<NodeStats>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                tracing::debug!("mixnet connection from {peer}");
+                tokio::spawn(read_mix_connection(stream, jobs.clone(), stats.clone(), cancel.clone()));
+            }
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn read_mix_connection(mut stream: TcpStream, jobs: flume::Sender<Vec<u8>>, stats: Arc<NodeStats>, cancel: CancellationToken) {
+    let _ = stream.set_nodelay(true);
+    let mut decoder = FrameDecoder::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let read = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = stream.read(&mut buf) => r,
+        };
+        match read {
+            Ok(0) | Err(_) => {
+                if decoder.pending() > 0 {
+                    // a truncated frame at EOF
+                    inc(&stats.dropped_malformed);
+                }
+                return;
+            }
+            Ok(n) => decoder.push(&buf[..n]),
+        }
+        loop {
+            match decoder.next_packet() {
+                Ok(Some((_size, packet))) => {
+                    inc(&stats.received);
+                    if jobs.send_async(packet).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!("closing mixnet connection: {e}");
+                    inc(&stats.dropped_malformed);
+                    inc(&stats.bad_connections);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+struct Delayed {
+    at: Instant,
+    seq: u64,
+    addr: SocketAddr,
+    frame: Vec<u8>,
+}
+
+impl PartialEq for Delayed {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Delayed {}
+impl PartialOrd for Delayed {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Delayed {
+    // reversed: BinaryHeap is a max-heap, we want the earliest first
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+pub(crate) const MAX_DELAYED: usize = 500_000;
+
+/// The single delay queue of a node: one task, one heap, one timer.
+pub(crate) fn spawn_delay_queue(pool: Arc<PeerPool>, stats: Arc<NodeStats>, cancel: CancellationToken) -> mpsc::Sender<(Instant, SocketAddr, Vec<u8>)> {
+    let (tx, mut rx) = mpsc::channel::<(Instant, SocketAddr, Vec<u8>)>(8192);
+    tokio::spawn(async move {
+        let mut heap: BinaryHeap<Delayed> = BinaryHeap::new();
+        let mut seq = 0u64;
+        loop {
+            let next = heap.peek().map(|d| d.at);
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                item = rx.recv() => match item {
+                    Some((at, addr, frame)) => {
+                        if heap.len() >= MAX_DELAYED {
+                            inc(&stats.dropped_queue_full);
+                        } else {
+                            seq += 1;
+                            heap.push(Delayed { at, seq, addr, frame });
+                        }
+                    }
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {}
+            }
+            let now = Instant::now();
+            while heap.peek().is_some_and(|d| d.at <= now) {
+                if let Some(d) = heap.pop() {
+                    pool.send(d.addr, d.frame);
+                }
+            }
+        }
+    });
+    tx
+}
+
+/// Sends a forward hop now, or through the delay queue.
+pub(crate) fn forward(
+    pool: &PeerPool,
+    delays: &mpsc::Sender<(Instant, SocketAddr, Vec<u8>)>,
+    stats: &NodeStats,
+    addr: SocketAddr,
+    frame: Vec<u8>,
+    delay: Duration,
+) {
+    if delay.is_zero() {
+        pool.send(addr, frame);
+    } else if delays.try_send((Instant::now() + delay.min(Duration::from_secs(3600)), addr, frame)).is_err() {
+        inc(&stats.dropped_queue_full);
+    }
+}

@@ -1,0 +1,117 @@
+//! Per-node counters: atomics readable in-process (tests assert on them) and
+//! printed as a periodic log line.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Default)]
+pub struct NodeStats {
+    /// Whole packets read from the mixnet listener (or from clients, at a gateway).
+    pub received: AtomicU64,
+    /// Packets written to the next hop's socket.
+    pub forwarded: AtomicU64,
+    /// Gateway: payloads pushed to a connected client.
+    pub delivered: AtomicU64,
+    /// Gateway: payloads committed to the SQLite inbox.
+    pub stored: AtomicU64,
+    /// Bad frame flag, truncated frame, or a packet Sphinx refused.
+    pub dropped_malformed: AtomicU64,
+    pub dropped_replayed: AtomicU64,
+    /// Next hop address undecodable, not allowed, or a forward hop at a gateway.
+    pub dropped_no_route: AtomicU64,
+    /// Gateway: destination never registered, or its inbox is full.
+    pub dropped_unknown_client: AtomicU64,
+    /// A per-peer (or delay) queue was full.
+    pub dropped_queue_full: AtomicU64,
+    /// Lost when a peer connection broke mid-write.
+    pub dropped_peer_down: AtomicU64,
+    /// Connections closed because their framing was corrupt.
+    pub bad_connections: AtomicU64,
+}
+
+/// A plain copy of the counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub received: u64,
+    pub forwarded: u64,
+    pub delivered: u64,
+    pub stored: u64,
+    pub dropped_malformed: u64,
+    pub dropped_replayed: u64,
+    pub dropped_no_route: u64,
+    pub dropped_unknown_client: u64,
+    pub dropped_queue_full: u64,
+    pub dropped_peer_down: u64,
+    pub bad_connections: u64,
+}
+
+pub(crate) fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl NodeStats {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            received: g(&self.received),
+            forwarded: g(&self.forwarded),
+            delivered: g(&self.delivered),
+            stored: g(&self.stored),
+            dropped_malformed: g(&self.dropped_malformed),
+            dropped_replayed: g(&self.dropped_replayed),
+            dropped_no_route: g(&self.dropped_no_route),
+            dropped_unknown_client: g(&self.dropped_unknown_client),
+            dropped_queue_full: g(&self.dropped_queue_full),
+            dropped_peer_down: g(&self.dropped_peer_down),
+            bad_connections: g(&self.bad_connections),
+        }
+    }
+}
+
+impl fmt::Display for StatsSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "received={} forwarded={} delivered={} stored={} dropped: malformed={} replayed={} no_route={} unknown_client={} queue_full={} peer_down={} bad_connections={}",
+            self.received,
+            self.forwarded,
+            self.delivered,
+            self.stored,
+            self.dropped_malformed,
+            self.dropped_replayed,
+            self.dropped_no_route,
+            self.dropped_unknown_client,
+            self.dropped_queue_full,
+            self.dropped_peer_down,
+            self.bad_connections
+        )
+    }
+}
+
+/// Logs the counters every `interval` while they change.
+pub(crate) fn spawn_stats_logger(name: String, stats: Arc<NodeStats>, interval: Duration, cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let mut last = StatsSnapshot::default();
+        let mut tick = tokio::time::interval(interval.max(Duration::from_millis(100)));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tick.tick() => {
+                    let now = stats.snapshot();
+                    if now != last {
+                        tracing::info!(node = %name, "stats: {now}");
+                        last = now;
+                    }
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,180 @@
+#![allow(dead_code)]
+//! Test helpers: real Sphinx packets, a minimal gateway client, a TCP sink.
+
+use futures_util::{SinkExt, StreamExt};
+use nym_client_core::topology::{encode_node_address, TopologyJson};
+use nym_client_core::wire::gateway::{ClientHandshake, ClientRequest, GatewayResponse, Session};
+use nym_client_core::wire::mix_frame::{self, FrameDecoder, PacketSize};
+use sphinx_packet::header::delays::Delay;
+use sphinx_packet::packet::builder::SphinxPacketBuilder;
+use sphinx_packet::route::{Destination, DestinationAddressBytes, Node};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use x25519_dalek::{PublicKey, StaticSecret};
+
+pub fn random_secret() -> StaticSecret {
+    let mut b = [0u8; 32];
+    rand::fill(&mut b);
+    StaticSecret::from(b)
+}
+
+pub fn node(addr: SocketAddr, key: PublicKey) -> Node {
+    Node::new(encode_node_address(addr), key)
+}
+
+/// A mix frame (flag + Sphinx packet) carrying `msg` over `route` to `dest`.
+pub fn build_frame(msg: &[u8], route: &[Node], dest: &PublicKey, delays_ms: &[u64]) -> Vec<u8> {
+    let destination = Destination::new(DestinationAddressBytes::from_bytes(*dest.as_bytes()), [0; 16]);
+    let delays: Vec<Delay> = delays_ms.iter().map(|d| Delay::new_from_millis(*d)).collect();
+    let packet = SphinxPacketBuilder::new()
+        .with_payload_size(PacketSize::Regular.sphinx_payload_size())
+        .build_packet(msg, route, &destination, &delays)
+        .expect("build packet");
+    mix_frame::encode(&packet.to_bytes()).expect("encode frame")
+}
+
+pub async fn send_tcp(addr: SocketAddr, bytes: &[u8]) {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(bytes).await.expect("write");
+    s.flush().await.expect("flush");
+    // give the node time to read before we close
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+/// Polls `cond` until true or the timeout elapses.
+pub async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cond()
+}
+
+/// A TCP sink that decodes and keeps every mix packet it receives.
+pub struct Sink {
+    pub addr: SocketAddr,
+    pub packets: Arc<Mutex<Vec<Vec<u8>>>>,
+    pub count: Arc<AtomicU64>,
+}
+
+impl Sink {
+    pub async fn start(keep: bool) -> Sink {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
+        let addr = listener.local_addr().expect("addr");
+        let packets: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let count = Arc::new(AtomicU64::new(0));
+        let (p, c) = (packets.clone(), count.clone());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let (p, c) = (p.clone(), c.clone());
+                tokio::spawn(async move {
+                    let mut d = FrameDecoder::new();
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        d.push(&buf[..n]);
+                        while let Ok(Some((_, pkt))) = d.next_packet() {
+                            c.fetch_add(1, Ordering::Relaxed);
+                            if keep {
+                                p.lock().unwrap().push(pkt);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Sink { addr, packets, count }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// A minimal gateway client.
+pub struct TestClient {
+    pub ws: Ws,
+    pub session: Session,
+    pub stored: u32,
+}
+
+impl TestClient {
+    /// Connects, does the handshake; Err when the gateway refuses.
+    pub async fn connect(url: &str, key: &StaticSecret, gateway_identity: [u8; 32]) -> Result<TestClient, String> {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.map_err(|e| e.to_string())?;
+        let (hs, hello) = {
+            let mut rng = rand::rng();
+            ClientHandshake::start(&mut rng, key, gateway_identity)
+        };
+        ws.send(Message::Binary(hello.into())).await.map_err(|e| e.to_string())?;
+        let reply = next_binary(&mut ws, Duration::from_secs(5)).await.ok_or("no handshake reply")?;
+        let (mut session, auth) = hs.finish(&reply).map_err(|e| e.to_string())?;
+        ws.send(Message::Binary(auth.into())).await.map_err(|e| e.to_string())?;
+        let frame = next_binary(&mut ws, Duration::from_secs(5)).await.ok_or("no Authenticated")?;
+        match GatewayResponse::decode(&session.open(&frame).map_err(|e| e.to_string())?) {
+            Ok(GatewayResponse::Authenticated { stored }) => Ok(TestClient { ws, session, stored }),
+            other => Err(format!("unexpected {other:?}")),
+        }
+    }
+
+    pub async fn forward(&mut self, next_hop: [u8; 32], frame: Vec<u8>) {
+        let sealed = self.session.seal(&ClientRequest::Forward { next_hop, frame }.encode());
+        self.ws.send(Message::Binary(sealed.into())).await.expect("send");
+    }
+
+    pub async fn send_raw(&mut self, bytes: Vec<u8>) {
+        self.ws.send(Message::Binary(bytes.into())).await.expect("send");
+    }
+
+    /// The next response, or None after `timeout`.
+    pub async fn recv(&mut self, timeout: Duration) -> Option<GatewayResponse> {
+        let frame = next_binary(&mut self.ws, timeout).await?;
+        GatewayResponse::decode(&self.session.open(&frame).ok()?).ok()
+    }
+
+    pub async fn recv_deliveries(&mut self, n: usize, timeout: Duration) -> Vec<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        while out.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.recv(left).await {
+                Some(GatewayResponse::Deliver { payload }) => out.push(payload),
+                Some(_) => {}
+                None => break,
+            }
+        }
+        out
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+pub async fn next_binary(ws: &mut Ws, timeout: Duration) -> Option<Vec<u8>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => return Some(b.to_vec()),
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => return None,
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
+}
+
+pub fn gateway_identity(topo: &TopologyJson, i: usize) -> [u8; 32] {
+    nym_client_core::address::decode_key(&topo.gateway_nodes[i].identity_key, "gw").expect("identity")
+}

@@ -1,0 +1,145 @@
+//! The built binaries, as separate processes, carry traffic.
+
+mod common;
+
+use common::*;
+use nym_client_core::topology::Topology;
+use nym_mixnet::http::DirectoryClient;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use x25519_dalek::PublicKey;
+
+struct Procs(Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            // SIGTERM first (clean shutdown), then make sure
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        for c in &mut self.0 {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn spawn(bin: &str, args: &[String]) -> Child {
+    Command::new(bin).args(args).env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap()
+}
+
+fn s(v: impl ToString) -> String {
+    v.to_string()
+}
+
+fn start_network(data: &Path, procs: &mut Procs) -> String {
+    // every server binds port 0 and announces the port it got; the directory prints its URL
+    let mut directory = Command::new(env!("CARGO_BIN_EXE_nym-directory"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let stdout = directory.stdout.take().unwrap();
+    procs.0.push(directory);
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+    let url = line.trim().strip_prefix("directory: ").expect("directory prints its URL").to_string();
+    for layer in 1..=3 {
+        let port = 0;
+        procs.0.push(spawn(
+            env!("CARGO_BIN_EXE_nym-mixnode"),
+            &[
+                s("--layer"),
+                s(layer),
+                s("--listen"),
+                format!("127.0.0.1:{port}"),
+                s("--directory"),
+                url.clone(),
+                s("--data-dir"),
+                s(data.join(format!("mix{layer}")).display()),
+                s("--announce-interval"),
+                s("0.3"),
+                s("--workers"),
+                s("1"),
+            ],
+        ));
+    }
+    procs.0.push(spawn(
+        env!("CARGO_BIN_EXE_nym-gateway"),
+        &[
+            s("--mix-listen"),
+            s("127.0.0.1:0"),
+            s("--clients-listen"),
+            s("127.0.0.1:0"),
+            s("--directory"),
+            url.clone(),
+            s("--data-dir"),
+            s(data.join("gw").display()),
+            s("--announce-interval"),
+            s("0.3"),
+        ],
+    ));
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn separate_processes_carry_traffic() {
+    let data = tempfile::tempdir().unwrap();
+    let mut procs = Procs(Vec::new());
+    let url = start_network(data.path(), &mut procs);
+    let dir = DirectoryClient::new(&url).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let topo = loop {
+        if let Ok(json) = dir.topology().await {
+            if let Ok(t) = Topology::from_json(&json, nym_client_core::VERSION) {
+                break (json, t);
+            }
+        }
+        assert!(Instant::now() < deadline, "topology never completed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (json, topo) = topo;
+    let gw = gateway_identity(&json, 0);
+    let bob = random_secret();
+    let alice = random_secret();
+    let mut b = TestClient::connect(&json.gateway_nodes[0].client_listener, &bob, gw).await.unwrap();
+    let mut a = TestClient::connect(&json.gateway_nodes[0].client_listener, &alice, gw).await.unwrap();
+    let mut sent = Vec::new();
+    for i in 0..10u8 {
+        let msg = vec![i; 2000];
+        let route = topo.random_route(&mut rand::rng(), &gw).unwrap();
+        a.forward(*route[0].address.as_bytes(), build_frame(&msg, &route, &PublicKey::from(&bob), &[5, 5, 5, 5])).await;
+        sent.push(msg);
+    }
+    let mut got = b.recv_deliveries(10, Duration::from_secs(10)).await;
+    got.sort();
+    assert_eq!(got, sent);
+    a.close().await;
+    b.close().await;
+
+    // SIGTERM stops every node cleanly (exit status 0) and promptly
+    for c in &procs.0 {
+        assert!(Command::new("kill").arg("-TERM").arg(c.id().to_string()).status().unwrap().success());
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for c in &mut procs.0 {
+        let status = loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "a node did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "{status}");
+    }
+}

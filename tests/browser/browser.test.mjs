@@ -1,0 +1,293 @@
+// The browser client in real headless Chromium against a localnet started
+// here on free ports. Run through ./run.sh (it builds and installs the
+// package and the binaries first).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { createServer } from "node:http";
+import { createServer as createTcpServer, connect as tcpConnect } from "node:net";
+import {
+  startLocalnet, startPageServer, launchBrowser, openDemo, readyAddress, waitInPage,
+  binary, tempDir, freePort, spawnUntil, cleanup,
+} from "./lib.mjs";
+
+const ADDRESS = /^[1-9A-HJ-NP-Za-km-z]{32,44}@[1-9A-HJ-NP-Za-km-z]{32,44}$/;
+let directory, baseUrl, context;
+
+before(async () => {
+  [directory, baseUrl] = await Promise.all([startLocalnet(), startPageServer()]);
+  context = await launchBrowser();
+}, { timeout: 120000 });
+
+after(async () => { await cleanup(); });
+
+// Fast mode: no mixing delay, no throttling (the engine defaults get their own test).
+const fast = (id) => ({ directory, id, fast: "1" });
+
+test("the demo page loads, starts a client and shows its address", { timeout: 60000 }, async () => {
+  const { page, address, errors } = await openDemo(context, baseUrl, fast("load"));
+  assert.match(address, ADDRESS);
+  assert.equal(await page.textContent("#address"), address);
+  assert.match(await page.textContent("#status"), /^connected/);
+  assert.equal(await page.evaluate(() => window.nymClient.isConnected()), true);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test("text and binary sent to itself arrive through the mixnet, byte-exact", { timeout: 60000 }, async () => {
+  const { page, address } = await openDemo(context, baseUrl, fast("loop"));
+  const result = await page.evaluate(async (me) => {
+    const client = window.nymClient;
+    const text = "héllo mixnet ✓ " + "x".repeat(100);
+    // 5000 random bytes (three fragments), with bytes that are never valid UTF-8.
+    const binary = crypto.getRandomValues(new Uint8Array(5000));
+    binary[0] = 0xff; binary[1] = 0xfe;
+    const before = window.nymMessages.length;
+    await client.send(me, text);
+    await client.send(me, binary);
+    const deadline = performance.now() + 30000;
+    while (window.nymMessages.length < before + 2 && performance.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const got = window.nymMessages.slice(before);
+    const gotText = got.find((m) => typeof m === "string");
+    const gotBinary = got.find((m) => m instanceof Uint8Array);
+    return {
+      count: got.length,
+      textEqual: gotText === text,
+      binaryEqual: !!gotBinary && gotBinary.length === binary.length && gotBinary.every((b, i) => b === binary[i]),
+      binaryLength: gotBinary?.length,
+      stats: client.stats(),
+    };
+  }, address);
+  assert.equal(result.count, 2, `messages received: ${JSON.stringify(result)}`);
+  assert.ok(result.textEqual, "the text message arrived unchanged, as a string");
+  assert.ok(result.binaryEqual, `the binary message arrived byte-exact as a Uint8Array (${result.binaryLength} bytes)`);
+  assert.equal(result.stats.messagesReceived, 2);
+  // A binary message shows up as a download link on the page.
+  const link = await page.waitForSelector("#log a[download]");
+  assert.match(await link.textContent(), /5000 bytes/);
+  await page.close();
+});
+
+test("the demo's loop button and file input work", { timeout: 60000 }, async () => {
+  const { page } = await openDemo(context, baseUrl, fast("ui"));
+  await page.click("#ping");
+  await page.waitForFunction(() => /arrived after \d+ ms/.test(document.querySelector("#ping-result").textContent), null, { timeout: 30000 });
+  const bytes = Buffer.from([0, 1, 2, 250, 251, 252, 253, 254, 255]);
+  await page.setInputFiles("#file", { name: "tiny.bin", mimeType: "application/octet-stream", buffer: bytes });
+  await page.click("#send-file"); // empty recipient: to itself
+  const link = await page.waitForSelector("#log a[download]", { timeout: 30000 });
+  const href = await link.getAttribute("href");
+  const downloaded = await page.evaluate(async (url) => Array.from(new Uint8Array(await (await fetch(url)).arrayBuffer())), href);
+  assert.deepEqual(downloaded, Array.from(bytes));
+  await page.close();
+});
+
+test("the engine defaults (mixing delays, Poisson sending, cover traffic) deliver too", { timeout: 60000 }, async () => {
+  const { page, address } = await openDemo(context, baseUrl, { directory, ephemeral: "1" });
+  await page.evaluate((me) => window.nymClient.send(me, "with default delays"), address);
+  await waitInPage(page, () => window.nymMessages.includes("with default delays"));
+  // Cover traffic flows with the defaults: loop cover packets go out and come back.
+  const stats = await waitInPage(page, () => {
+    const s = window.nymClient.stats();
+    return s.coverPacketsSent > 3 && s.coverPacketsReceived > 0 ? s : null;
+  });
+  assert.ok(stats.coverPacketsSent > 3);
+  await page.close();
+});
+
+test("errors reject with a message that says what happened", { timeout: 60000 }, async () => {
+  const { page, address } = await openDemo(context, baseUrl, fast("errors"));
+  const deadPort = await freePort();
+  const errors = await page.evaluate(async ({ directory, deadPort, me }) => {
+    const { NymClient } = await import("nym-client-wasm");
+    const message = async (p) => { try { await p; return "resolved"; } catch (e) { return e instanceof Error ? e.message : `not an Error: ${e}`; } };
+    const client = window.nymClient;
+    return {
+      badAddress: await message(client.send("not-an-address", "x")),
+      badKey: await message(client.send("0OIl@0OIl", "x")),
+      unknownGateway: await message(client.send(me.split("@")[0] + "@" + me.split("@")[0], "x")),
+      badMessage: await message(client.send(me, 42)),
+      noDirectory: await message(NymClient.start(`http://127.0.0.1:${deadPort}`, { ephemeral: true })),
+      badDirectoryUrl: await message(NymClient.start("ftp://nowhere", { ephemeral: true })),
+      noSuchGateway: await message(NymClient.start(directory, { ephemeral: true, gateway: me.split("@")[0] })),
+      badOption: await message(NymClient.start(directory, { ephemeral: true, averagePacketDelayMs: -1 })),
+    };
+  }, { directory, deadPort, me: address });
+  assert.match(errors.badAddress, /invalid address: missing '@'/);
+  assert.match(errors.badKey, /invalid address: client key is not valid base58/);
+  assert.match(errors.unknownGateway, /no route: .*not in the network topology/);
+  assert.match(errors.badMessage, /must be a string or a Uint8Array/);
+  assert.match(errors.noDirectory, /cannot reach the directory at http:\/\/127\.0\.0\.1:\d+\/api\/presence\/topology/);
+  assert.match(errors.badDirectoryUrl, /must start with http/);
+  assert.match(errors.noSuchGateway, /gateway \S+ is not in the directory's topology/);
+  assert.match(errors.badOption, /averagePacketDelayMs must be a number/);
+  // After stop, sending is refused.
+  const stopped = await page.evaluate(async (me) => {
+    await window.nymClient.stop();
+    try { await window.nymClient.send(me, "x"); return "resolved"; } catch (e) { return e.message; }
+  }, address);
+  assert.match(stopped, /the client is stopped/);
+  await page.close();
+});
+
+test("start rejects when the directory has no gateway, the gateway is unreachable or is not who the topology says", { timeout: 60000 }, async () => {
+  const real = await (await fetch(`${directory}/api/presence/topology`)).json();
+  assert.ok(real.gatewayNodes.length >= 2, "the localnet has two gateways");
+  const [g0, g1] = real.gatewayNodes;
+  const deadPort = await freePort();
+  const variants = {
+    nogateway: { ...real, gatewayNodes: [] },
+    deadgateway: { ...real, gatewayNodes: [{ ...g0, clientListener: `ws://127.0.0.1:${deadPort}` }] },
+    // g0's identity, but g1 answers: the handshake's signature check must fail.
+    impostor: { ...real, gatewayNodes: [{ ...g0, clientListener: g1.clientListener }] },
+  };
+  const fake = createServer((req, res) => {
+    const body = variants[req.url.split("/")[1]];
+    res.writeHead(body ? 200 : 500, { "access-control-allow-origin": "*", "content-type": "application/json" });
+    res.end(body ? JSON.stringify(body) : "broken");
+  });
+  await new Promise((r) => fake.listen(0, "127.0.0.1", r));
+  const fakeUrl = `http://127.0.0.1:${fake.address().port}`;
+  try {
+    const { page } = await openDemo(context, baseUrl, fast("fake-dir"));
+    const errors = await page.evaluate(async (fakeUrl) => {
+      const { NymClient } = await import("nym-client-wasm");
+      const message = async (p) => { try { await p; return "resolved"; } catch (e) { return e instanceof Error ? e.message : `not an Error: ${e}`; } };
+      const start = (name) => message(NymClient.start(`${fakeUrl}/${name}`, { ephemeral: true, connectTimeoutMs: 10000 }));
+      return {
+        nogateway: await start("nogateway"),
+        deadgateway: await start("deadgateway"),
+        impostor: await start("impostor"),
+        broken: await start("broken"),
+      };
+    }, fakeUrl);
+    assert.match(errors.nogateway, /invalid topology: no usable gateway/);
+    assert.match(errors.deadgateway, /the connection to the gateway at ws:\/\/127\.0\.0\.1:\d+ closed before the handshake completed/);
+    assert.match(errors.impostor, /handshake failed: gateway signature does not match its identity key/);
+    assert.match(errors.broken, /answered HTTP 500/);
+    await page.close();
+  } finally {
+    fake.close();
+  }
+});
+
+test("a lost gateway connection is reported, the client reconnects and keeps working", { timeout: 90000 }, async () => {
+  const real = await (await fetch(`${directory}/api/presence/topology`)).json();
+  const g0 = real.gatewayNodes[0];
+  const target = new URL(g0.clientListener);
+  // A TCP proxy in front of the gateway's client listener that the test can cut.
+  const sockets = new Set();
+  const proxy = createTcpServer((down) => {
+    const up = tcpConnect(Number(target.port), target.hostname);
+    for (const s of [down, up]) { sockets.add(s); s.on("error", () => {}); s.on("close", () => sockets.delete(s)); }
+    down.pipe(up); up.pipe(down);
+  });
+  await new Promise((r) => proxy.listen(0, "127.0.0.1", r));
+  const topology = { ...real, gatewayNodes: [{ ...g0, clientListener: `ws://127.0.0.1:${proxy.address().port}` }, ...real.gatewayNodes.slice(1)] };
+  const fake = createServer((req, res) => {
+    res.writeHead(200, { "access-control-allow-origin": "*", "content-type": "application/json" }).end(JSON.stringify(topology));
+  });
+  await new Promise((r) => fake.listen(0, "127.0.0.1", r));
+  try {
+    const { page, address } = await openDemo(context, baseUrl, { directory: `http://127.0.0.1:${fake.address().port}`, ephemeral: "1", fast: "1", gateway: g0.identityKey });
+    assert.ok(address.endsWith(`@${g0.identityKey}`));
+    await page.evaluate(() => { window.nymErrors = []; window.nymClient.onError((e) => window.nymErrors.push(e.message)); });
+    for (const s of sockets) s.destroy(); // cut the connection under the client
+    const error = await waitInPage(page, () => window.nymErrors.find((m) => m.includes("lost the connection")));
+    assert.match(error, /lost the connection to the gateway at ws:\/\/127\.0\.0\.1:\d+ \(code \d+\); reconnecting in \d+ ms/);
+    await waitInPage(page, () => window.nymClient.isConnected());
+    await page.evaluate((me) => window.nymClient.send(me, "after reconnect"), address);
+    await waitInPage(page, () => window.nymMessages.includes("after reconnect"));
+    await page.close();
+  } finally {
+    for (const s of sockets) s.destroy();
+    proxy.close();
+    fake.close();
+  }
+});
+
+test("a reload keeps the address (identity in localStorage); ephemeral does not", { timeout: 60000 }, async () => {
+  const { page, address } = await openDemo(context, baseUrl, fast("reload"));
+  const saved = JSON.parse(await page.evaluate(() => localStorage.getItem("nym-client-wasm/reload")));
+  assert.match(saved.privatePem, /-----BEGIN X25519 PRIVATE KEY-----/);
+  assert.match(saved.publicPem, /-----BEGIN X25519 PUBLIC KEY-----/);
+  assert.equal(saved.gateway, address.split("@")[1]);
+  await page.reload();
+  const again = await readyAddress(page);
+  assert.equal(again, address);
+  // And the reloaded client still receives at that address.
+  await page.evaluate((me) => window.nymClient.send(me, "after reload"), again);
+  await waitInPage(page, () => window.nymMessages.includes("after reload"));
+  const eph = await openDemo(context, baseUrl, { ...fast("reload"), ephemeral: "1" });
+  assert.notEqual(eph.address, address);
+  await eph.page.close();
+  await page.close();
+});
+
+test("two browser clients chat through the mixnet", { timeout: 60000 }, async () => {
+  const a = await openDemo(context, baseUrl, fast("alice"));
+  const b = await openDemo(context, baseUrl, fast("bob"));
+  assert.notEqual(a.address, b.address);
+  // Through the demo's chat form.
+  await a.page.fill("#recipient", b.address);
+  await a.page.fill("#message", "hi bob");
+  await a.page.click("#send");
+  await waitInPage(b.page, () => window.nymMessages.includes("hi bob"));
+  await b.page.evaluate((to) => window.nymClient.send(to, "hi alice"), a.address);
+  await waitInPage(a.page, () => window.nymMessages.includes("hi alice"));
+  await a.page.close();
+  await b.page.close();
+});
+
+test("a browser client and a native client exchange messages both ways", { timeout: 120000 }, async (t) => {
+  const nym = binary("nym-client");
+  const probe = nym && spawnSync(nym, ["--help"], { encoding: "utf8" });
+  if (!nym || probe.status !== 0 || !/init/.test(probe.stdout)) {
+    t.skip("SKIPPED: the native nym-client binary is not built (cargo build -p nym-client); browser<->native not tested");
+    return;
+  }
+  const home = tempDir("nym-native-home-");
+  const port = await freePort();
+  const env = { HOME: home, RUST_LOG: "info" };
+  const init = spawnSync(nym, ["init", "--id", "native", "--directory", directory, "--port", String(port)], { env: { ...process.env, ...env }, encoding: "utf8", timeout: 60000 });
+  assert.equal(init.status, 0, `nym-client init failed:\n${init.stdout}\n${init.stderr}`);
+  await spawnUntil(nym, ["run", "--id", "native", "--port", String(port)], {
+    ready: /authenticated with the gateway/, env, name: "nym-client", timeoutMs: 60000,
+  });
+  const { page, address } = await openDemo(context, baseUrl, fast("native-peer"));
+  const result = await page.evaluate(async ({ port, me }) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}`);
+    const inbox = [];
+    const waiters = [];
+    ws.onmessage = (e) => { inbox.push(e.data); waiters.splice(0).forEach((w) => w()); };
+    await new Promise((res, rej) => { ws.onopen = res; ws.onerror = () => rej(new Error("cannot connect to the native client's websocket")); });
+    const next = async (pred, ms = 30000) => {
+      const deadline = Date.now() + ms;
+      for (;;) {
+        const i = inbox.findIndex(pred);
+        if (i >= 0) return inbox.splice(i, 1)[0];
+        if (Date.now() > deadline) throw new Error(`timed out; native websocket got: ${JSON.stringify(inbox)}`);
+        await new Promise((r) => { waiters.push(r); setTimeout(r, 100); });
+      }
+    };
+    ws.send(JSON.stringify({ type: "selfAddress" }));
+    const nativeAddress = JSON.parse(await next((d) => typeof d === "string" && d.includes("selfAddress"))).address;
+    // browser -> native
+    await window.nymClient.send(nativeAddress, "hello native, from the browser");
+    const atNative = await next((d) => d === "hello native, from the browser");
+    // native -> browser
+    ws.send(JSON.stringify({ type: "send", message: "hello browser, from native", recipient: me }));
+    const deadline = performance.now() + 30000;
+    while (!window.nymMessages.includes("hello browser, from native") && performance.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    ws.close();
+    return { nativeAddress, atNative, atBrowser: window.nymMessages.includes("hello browser, from native") };
+  }, { port, me: address });
+  assert.match(result.nativeAddress, ADDRESS);
+  assert.equal(result.atNative, "hello native, from the browser");
+  assert.ok(result.atBrowser, "the native client's message reached the browser");
+  await page.close();
+});

@@ -1,0 +1,766 @@
+//! wasm-bindgen bindings: `NymClient` for JavaScript.
+//!
+//! Driving the engine follows its contract: after every `handle_*` or
+//! `send`, drain `poll_transmit` (binary websocket frames) and `poll_event`
+//! (callbacks), then arm one timer for `poll_timeout`. JS callbacks run only
+//! after the engine's borrow is released, so they may call back into the
+//! client (e.g. reply from `onMessage`).
+
+use crate::bench::BenchSetup;
+use gloo_timers::callback::{Interval, Timeout};
+use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
+use nym_client_core::address::{decode_key, encode_key};
+use nym_client_core::keys::ClientKeys;
+use nym_client_core::topology::Topology;
+use nym_client_core::{Client, ClientConfig, ClientEvent, Recipient};
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_TYPES: &'static str = r#"
+/** Options of `NymClient.start`. Every field is optional. */
+export interface NymClientOptions {
+  /** base58 identity key of the gateway to use. Default: the saved identity's gateway, else a random gateway from the topology. */
+  gateway?: string;
+  /** Don't read or write the identity in localStorage: a fresh address every start. Default false. */
+  ephemeral?: boolean;
+  /** Name of the saved identity (localStorage key `nym-client-wasm/<storageKey>`), to keep several on one origin. Default "default". */
+  storageKey?: string;
+  /** Mean gap (ms) of the main Poisson stream (real or cover packets). 0: no throttling, real packets go out at once and this stream sends no cover. Default 20. */
+  averagePacketDelayMs?: number;
+  /** Mean per-hop mixing delay (ms) put in each packet. 0: no delay. Default 15. */
+  averageHopDelayMs?: number;
+  /** Mean gap (ms) of the loop cover stream. 0: off. Default 200. */
+  loopCoverDelayMs?: number;
+  /** How often (ms) to fetch the topology again. Default 30000. */
+  topologyRefreshMs?: number;
+  /** How long (ms) `start` waits for the gateway handshake. Default 15000. */
+  connectTimeoutMs?: number;
+}
+
+/** What `NymClient.stats()` returns: the engine's counters. */
+export interface NymClientStats {
+  connected: boolean;
+  queuedPackets: number;
+  realPacketsSent: number;
+  coverPacketsSent: number;
+  packetsReceived: number;
+  coverPacketsReceived: number;
+  messagesReceived: number;
+  duplicateFragments: number;
+  malformedPackets: number;
+}
+"#;
+
+#[wasm_bindgen]
+extern "C" {
+    /// `NymClientOptions` of the TypeScript section above.
+    #[wasm_bindgen(typescript_type = "NymClientOptions")]
+    pub type NymClientOptions;
+}
+
+const STORAGE_PREFIX: &str = "nym-client-wasm/";
+/// Messages kept for an `onMessage` callback not registered yet.
+const MAX_BUFFERED_MESSAGES: usize = 1000;
+const RECONNECT_MIN_MS: u32 = 500;
+const RECONNECT_MAX_MS: u32 = 30_000;
+
+fn js_error(message: impl AsRef<str>) -> JsValue {
+    js_sys::Error::new(message.as_ref()).into()
+}
+
+/// The text of a thrown JS value: an Error's message, a string, or its debug form.
+fn describe(value: &JsValue) -> String {
+    if let Some(e) = value.dyn_ref::<js_sys::Error>() {
+        return String::from(e.message());
+    }
+    value.as_string().unwrap_or_else(|| format!("{value:?}"))
+}
+
+fn now() -> Duration {
+    let ms = web_sys::window().and_then(|w| w.performance()).map(|p| p.now()).unwrap_or_else(js_sys::Date::now);
+    Duration::from_secs_f64(ms.max(0.0) / 1000.0)
+}
+
+fn warn(message: &str) {
+    web_sys::console::warn_1(&JsValue::from_str(message));
+}
+
+struct Options {
+    gateway: Option<String>,
+    ephemeral: bool,
+    storage_key: String,
+    config: ClientConfig,
+    topology_refresh_ms: u32,
+    connect_timeout_ms: u32,
+}
+
+fn get(options: &Object, name: &str) -> Result<Option<JsValue>, JsValue> {
+    let value = Reflect::get(options, &JsValue::from_str(name))?;
+    Ok((!value.is_undefined() && !value.is_null()).then_some(value))
+}
+
+fn get_ms(options: &Object, name: &str) -> Result<Option<f64>, JsValue> {
+    match get(options, name)? {
+        None => Ok(None),
+        Some(v) => match v.as_f64() {
+            Some(ms) if (0.0..=86_400_000.0).contains(&ms) => Ok(Some(ms)),
+            _ => Err(js_error(format!("option {name} must be a number of milliseconds (0 to 86400000)"))),
+        },
+    }
+}
+
+fn get_string(options: &Object, name: &str) -> Result<Option<String>, JsValue> {
+    match get(options, name)? {
+        None => Ok(None),
+        Some(v) => v.as_string().map(Some).ok_or_else(|| js_error(format!("option {name} must be a string"))),
+    }
+}
+
+impl Options {
+    fn read(options: Option<&Object>) -> Result<Self, JsValue> {
+        let mut o = Options {
+            gateway: None,
+            ephemeral: false,
+            storage_key: "default".into(),
+            config: ClientConfig::default(),
+            topology_refresh_ms: 30_000,
+            connect_timeout_ms: 15_000,
+        };
+        let Some(options) = options.filter(|o| !o.is_undefined() && !o.is_null()) else { return Ok(o) };
+        if !options.is_object() {
+            return Err(js_error("the options must be an object"));
+        }
+        let ms = |v: f64| Duration::from_secs_f64(v / 1000.0);
+        o.gateway = get_string(options, "gateway")?;
+        if let Some(v) = get(options, "ephemeral")? {
+            o.ephemeral = v.as_bool().ok_or_else(|| js_error("option ephemeral must be a boolean"))?;
+        }
+        if let Some(key) = get_string(options, "storageKey")? {
+            o.storage_key = key;
+        }
+        if let Some(v) = get_ms(options, "averagePacketDelayMs")? {
+            o.config.average_packet_delay = ms(v);
+        }
+        if let Some(v) = get_ms(options, "averageHopDelayMs")? {
+            o.config.average_hop_delay = ms(v);
+        }
+        if let Some(v) = get_ms(options, "loopCoverDelayMs")? {
+            o.config.loop_cover_delay = ms(v);
+        }
+        if let Some(v) = get_ms(options, "topologyRefreshMs")? {
+            o.topology_refresh_ms = (v as u32).max(1000);
+        }
+        if let Some(v) = get_ms(options, "connectTimeoutMs")? {
+            o.connect_timeout_ms = (v as u32).max(1);
+        }
+        Ok(o)
+    }
+}
+
+/// The identity kept across page loads.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SavedIdentity {
+    private_pem: String,
+    public_pem: String,
+    /// base58 identity key of the gateway the address belongs to.
+    gateway: String,
+}
+
+fn local_storage() -> Result<web_sys::Storage, JsValue> {
+    web_sys::window()
+        .ok_or_else(|| js_error("no window"))?
+        .local_storage()
+        .map_err(|e| js_error(format!("localStorage is not available: {}", describe(&e))))?
+        .ok_or_else(|| js_error("localStorage is not available (pass { ephemeral: true } to run without it)"))
+}
+
+fn load_identity(storage_key: &str) -> Result<Option<(ClientKeys, [u8; 32])>, JsValue> {
+    let key = format!("{STORAGE_PREFIX}{storage_key}");
+    let Some(text) = local_storage()?.get_item(&key)? else { return Ok(None) };
+    let unreadable = |e: String| {
+        js_error(format!(
+            "the saved identity in localStorage['{key}'] is unreadable: {e} (remove it, or use another storageKey)"
+        ))
+    };
+    let saved: SavedIdentity = serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
+    let keys = ClientKeys::from_pem(&saved.private_pem, &saved.public_pem).map_err(|e| unreadable(e.to_string()))?;
+    let gateway = decode_key(&saved.gateway, "gateway key").map_err(|e| unreadable(e.to_string()))?;
+    Ok(Some((keys, gateway)))
+}
+
+fn save_identity(storage_key: &str, keys: &ClientKeys, gateway: &[u8; 32]) -> Result<(), JsValue> {
+    let saved = SavedIdentity { private_pem: keys.private_pem(), public_pem: keys.public_pem(), gateway: encode_key(gateway) };
+    let text = serde_json::to_string(&saved).map_err(|e| js_error(format!("cannot save the identity: {e}")))?;
+    local_storage()?
+        .set_item(&format!("{STORAGE_PREFIX}{storage_key}"), &text)
+        .map_err(|e| js_error(format!("cannot save the identity in localStorage: {}", describe(&e))))
+}
+
+async fn fetch_topology(directory: &str) -> Result<Topology, JsValue> {
+    let url = format!("{directory}/api/presence/topology");
+    let window = web_sys::window().ok_or_else(|| js_error("no window: NymClient runs in a browser page"))?;
+    let unreachable = |e: JsValue| js_error(format!("cannot reach the directory at {url}: {}", describe(&e)));
+    let response = JsFuture::from(window.fetch_with_str(&url)).await.map_err(unreachable)?;
+    let response: web_sys::Response = response.dyn_into().map_err(unreachable)?;
+    if !response.ok() {
+        return Err(js_error(format!("the directory at {url} answered HTTP {} {}", response.status(), response.status_text())));
+    }
+    let text = JsFuture::from(response.text().map_err(unreachable)?).await.map_err(unreachable)?;
+    let text = text.as_string().ok_or_else(|| js_error(format!("the directory at {url} sent no text")))?;
+    Topology::parse(&text, nym_client_core::VERSION).map_err(|e| js_error(format!("directory {directory}: {e}")))
+}
+
+struct Handlers {
+    _open: Closure<dyn FnMut(Event)>,
+    _message: Closure<dyn FnMut(MessageEvent)>,
+    _close: Closure<dyn FnMut(CloseEvent)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Starting,
+    Running,
+    Stopped,
+}
+
+struct Inner {
+    client: Client,
+    state: State,
+    directory: String,
+    gateway_url: String,
+    ws: Option<WebSocket>,
+    handlers: Option<Handlers>,
+    /// Handlers of closed sockets: dropped at the next connect, never inside their own call.
+    old_handlers: Vec<Handlers>,
+    timer: Option<(Duration, Timeout)>,
+    reconnect: Option<Timeout>,
+    reconnect_ms: u32,
+    connect_timeout: Option<Timeout>,
+    refresh: Option<Interval>,
+    /// `start`'s promise, until the handshake completes or fails.
+    starting: Option<(Function, Function)>,
+    on_message: Option<Function>,
+    on_error: Option<Function>,
+    buffered: VecDeque<JsValue>,
+}
+
+type Shared = Rc<RefCell<Inner>>;
+
+/// What to tell JavaScript once the engine is released.
+enum Notice {
+    Message(JsValue),
+    Started,
+    StartFailed(String),
+    Error(String),
+}
+
+fn message_value(bytes: Vec<u8>) -> JsValue {
+    match String::from_utf8(bytes) {
+        Ok(text) => JsValue::from_str(&text),
+        Err(e) => Uint8Array::from(e.as_bytes()).into(),
+    }
+}
+
+impl Inner {
+    /// Carries out what the engine asks for; returns the news for JS.
+    fn flush(&mut self, weak: &Weak<RefCell<Inner>>) -> Vec<Notice> {
+        let mut notices = Vec::new();
+        while let Some(frame) = self.client.poll_transmit() {
+            match &self.ws {
+                Some(ws) if ws.ready_state() == WebSocket::OPEN => {
+                    if let Err(e) = ws.send_with_u8_array(&frame) {
+                        notices.push(Notice::Error(format!("cannot send to the gateway: {}", describe(&e))));
+                    }
+                }
+                _ => {} // the engine drops a dead session's frames itself on disconnect
+            }
+        }
+        while let Some(event) = self.client.poll_event() {
+            match event {
+                ClientEvent::Received(bytes) => notices.push(Notice::Message(message_value(bytes))),
+                ClientEvent::Connected => {
+                    self.reconnect_ms = RECONNECT_MIN_MS;
+                    if self.state == State::Starting {
+                        notices.push(Notice::Started);
+                    }
+                }
+                ClientEvent::GatewayError(message) => {
+                    if self.state == State::Starting && !self.client.is_connected() {
+                        notices.push(Notice::StartFailed(message));
+                    } else {
+                        notices.push(Notice::Error(message));
+                    }
+                }
+            }
+        }
+        self.arm_timer(weak);
+        notices
+    }
+
+    fn arm_timer(&mut self, weak: &Weak<RefCell<Inner>>) {
+        let next = if self.state == State::Stopped { None } else { self.client.poll_timeout() };
+        if next == self.timer.as_ref().map(|(at, _)| *at) {
+            return;
+        }
+        self.timer = next.map(|at| {
+            let ms = at.saturating_sub(now()).as_secs_f64() * 1000.0;
+            let weak = weak.clone();
+            let timeout = Timeout::new(ms.ceil().min(f64::from(u32::MAX)) as u32, move || {
+                if let Some(shared) = weak.upgrade() {
+                    with_engine(&shared, |inner| {
+                        inner.timer = None;
+                        inner.client.handle_timeout(now());
+                    });
+                }
+            });
+            (at, timeout)
+        });
+    }
+
+    fn close_socket(&mut self) {
+        if let Some(ws) = self.ws.take() {
+            ws.set_onopen(None);
+            ws.set_onmessage(None);
+            ws.set_onclose(None);
+            let _ = ws.close_with_code_and_reason(1000, "client stopped");
+        }
+        if let Some(h) = self.handlers.take() {
+            self.old_handlers.push(h);
+        }
+    }
+
+    fn shut_down(&mut self) {
+        self.state = State::Stopped;
+        self.close_socket();
+        self.client.handle_gateway_disconnected(now());
+        self.timer = None;
+        self.reconnect = None;
+        self.connect_timeout = None;
+        self.refresh = None;
+    }
+}
+
+impl Drop for Inner {
+    /// A client freed without `stop()`: detach and close the socket so no
+    /// event reaches a dropped closure.
+    fn drop(&mut self) {
+        self.close_socket();
+    }
+}
+
+/// Runs `f` on the engine, then drains it and tells JS what happened.
+fn with_engine(shared: &Shared, f: impl FnOnce(&mut Inner)) {
+    let weak = Rc::downgrade(shared);
+    let notices = match shared.try_borrow_mut() {
+        Ok(mut inner) => {
+            f(&mut inner);
+            inner.flush(&weak)
+        }
+        Err(_) => return, // not reentrant: JS callbacks run after the borrow ends
+    };
+    dispatch(shared, notices);
+}
+
+fn call(callback: &Function, value: &JsValue) {
+    if let Err(e) = callback.call1(&JsValue::NULL, value) {
+        web_sys::console::error_2(&JsValue::from_str("nym-client-wasm: a callback threw:"), &e);
+    }
+}
+
+fn dispatch(shared: &Shared, notices: Vec<Notice>) {
+    for notice in notices {
+        match notice {
+            Notice::Message(value) => {
+                let callback = {
+                    let mut inner = shared.borrow_mut();
+                    if inner.on_message.is_none() {
+                        if inner.buffered.len() == MAX_BUFFERED_MESSAGES {
+                            inner.buffered.pop_front();
+                        }
+                        inner.buffered.push_back(value.clone());
+                    }
+                    inner.on_message.clone()
+                };
+                if let Some(cb) = callback {
+                    call(&cb, &value);
+                }
+            }
+            Notice::Started => {
+                let starting = {
+                    let mut inner = shared.borrow_mut();
+                    inner.state = State::Running;
+                    inner.connect_timeout = None;
+                    inner.starting.take()
+                };
+                if let Some((resolve, _)) = starting {
+                    let _ = resolve.call0(&JsValue::NULL);
+                }
+            }
+            Notice::StartFailed(message) => fail_start(shared, message),
+            Notice::Error(message) => {
+                let callback = shared.borrow().on_error.clone();
+                match callback {
+                    Some(cb) => call(&cb, &js_error(&message)),
+                    None => warn(&format!("nym-client-wasm: {message}")),
+                }
+            }
+        }
+    }
+}
+
+fn fail_start(shared: &Shared, message: String) {
+    let starting = {
+        let mut inner = shared.borrow_mut();
+        inner.shut_down();
+        inner.starting.take()
+    };
+    if let Some((_, reject)) = starting {
+        let _ = reject.call1(&JsValue::NULL, &js_error(message));
+    }
+}
+
+/// Opens the websocket to the gateway and wires it to the engine.
+fn connect(shared: &Shared) -> Result<(), JsValue> {
+    let weak = Rc::downgrade(shared);
+    let mut inner = shared.borrow_mut();
+    inner.old_handlers.clear();
+    let url = inner.gateway_url.clone();
+    let ws = WebSocket::new(&url)
+        .map_err(|e| js_error(format!("cannot open a websocket to the gateway at {url}: {}", describe(&e))))?;
+    ws.set_binary_type(BinaryType::Arraybuffer);
+
+    let w = weak.clone();
+    let open = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+        if let Some(shared) = w.upgrade() {
+            with_engine(&shared, |inner| inner.client.handle_gateway_connected(now()));
+        }
+    });
+    let w = weak.clone();
+    let message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        let Some(shared) = w.upgrade() else { return };
+        match event.data().dyn_into::<js_sys::ArrayBuffer>() {
+            Ok(buffer) => {
+                let frame = Uint8Array::new(&buffer).to_vec();
+                with_engine(&shared, |inner| inner.client.handle_gateway_frame(&frame, now()));
+            }
+            Err(_) => warn("nym-client-wasm: ignored a non-binary frame from the gateway"),
+        }
+    });
+    let w = weak.clone();
+    let close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
+        if let Some(shared) = w.upgrade() {
+            on_close(&shared, &event);
+        }
+    });
+    ws.set_onopen(Some(open.as_ref().unchecked_ref()));
+    ws.set_onmessage(Some(message.as_ref().unchecked_ref()));
+    ws.set_onclose(Some(close.as_ref().unchecked_ref()));
+    inner.ws = Some(ws);
+    inner.handlers = Some(Handlers { _open: open, _message: message, _close: close });
+    Ok(())
+}
+
+fn on_close(shared: &Shared, event: &CloseEvent) {
+    let reason = if event.reason().is_empty() { String::new() } else { format!(", {}", event.reason()) };
+    let (state, url) = {
+        let mut inner = shared.borrow_mut();
+        inner.ws = None;
+        if let Some(h) = inner.handlers.take() {
+            inner.old_handlers.push(h);
+        }
+        (inner.state, inner.gateway_url.clone())
+    };
+    match state {
+        State::Stopped => {}
+        State::Starting => fail_start(
+            shared,
+            format!("the connection to the gateway at {url} closed before the handshake completed (code {}{reason})", event.code()),
+        ),
+        State::Running => {
+            let weak = Rc::downgrade(shared);
+            let delay = {
+                let mut inner = shared.borrow_mut();
+                let delay = inner.reconnect_ms;
+                inner.reconnect_ms = (delay * 2).min(RECONNECT_MAX_MS);
+                let w = weak.clone();
+                inner.reconnect = Some(Timeout::new(delay, move || {
+                    let Some(shared) = w.upgrade() else { return };
+                    if shared.borrow().state != State::Running {
+                        return;
+                    }
+                    if let Err(e) = connect(&shared) {
+                        dispatch(&shared, vec![Notice::Error(describe(&e))]);
+                    }
+                }));
+                delay
+            };
+            with_engine(shared, |inner| inner.client.handle_gateway_disconnected(now()));
+            dispatch(
+                shared,
+                vec![Notice::Error(format!(
+                    "lost the connection to the gateway at {url} (code {}{reason}); reconnecting in {delay} ms",
+                    event.code()
+                ))],
+            );
+        }
+    }
+}
+
+/// A Nym mixnet client running in this page: the nym-client-core engine,
+/// connected to its gateway over a WebSocket.
+///
+/// ```js
+/// import init, { NymClient } from "nym-client-wasm";
+/// await init();
+/// const client = await NymClient.start("http://127.0.0.1:8080");
+/// client.onMessage((msg) => console.log(msg));
+/// await client.send(client.selfAddress(), "hello");
+/// ```
+#[wasm_bindgen]
+pub struct NymClient {
+    shared: Shared,
+}
+
+#[wasm_bindgen]
+impl NymClient {
+    /// Fetches the topology from the directory (`GET {directoryUrl}/api/presence/topology`),
+    /// loads or creates the identity (kept in localStorage unless `ephemeral`), connects to
+    /// the gateway and resolves once the gateway handshake has completed.
+    ///
+    /// Rejects with an Error saying what went wrong: the directory is unreachable or sent
+    /// no usable topology, the gateway is unknown, the connection closed, the gateway
+    /// refused the handshake, or it timed out (`connectTimeoutMs`).
+    pub async fn start(
+        #[wasm_bindgen(js_name = directoryUrl)] directory_url: String,
+        options: Option<NymClientOptions>,
+    ) -> Result<NymClient, JsValue> {
+        let options = Options::read(options.as_ref().map(|o| o.unchecked_ref::<Object>()))?;
+        let directory = directory_url.trim().trim_end_matches('/').to_string();
+        if !(directory.starts_with("http://") || directory.starts_with("https://")) {
+            return Err(js_error(format!("the directory URL must start with http:// or https://, got '{directory_url}'")));
+        }
+        let topology = fetch_topology(&directory).await?;
+
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| js_error(format!("no secure random numbers: {e}")))?;
+        let mut rng = StdRng::from_seed(seed);
+
+        let saved = if options.ephemeral { None } else { load_identity(&options.storage_key)? };
+        let requested = match &options.gateway {
+            Some(g) => Some(decode_key(g.trim(), "gateway key").map_err(|e| js_error(e.to_string()))?),
+            None => None,
+        };
+        let (keys, saved_gateway) = match saved {
+            Some((keys, gateway)) => (keys, Some(gateway)),
+            None => (ClientKeys::generate(&mut rng), None),
+        };
+        let gateway = match (requested, saved_gateway) {
+            (Some(g), _) | (None, Some(g)) => topology.gateway(&g).cloned().ok_or_else(|| {
+                js_error(format!(
+                    "gateway {} is not in the directory's topology ({} gateways listed)",
+                    encode_key(&g),
+                    topology.gateways().len()
+                ))
+            })?,
+            (None, None) => topology
+                .gateways()
+                .choose(&mut rng)
+                .cloned()
+                .ok_or_else(|| js_error("the directory lists no gateway"))?,
+        };
+        if !options.ephemeral {
+            save_identity(&options.storage_key, &keys, &gateway.identity_key)?;
+        }
+
+        let mut engine_seed = [0u8; 32];
+        getrandom::fill(&mut engine_seed).map_err(|e| js_error(format!("no secure random numbers: {e}")))?;
+        let mut client = Client::new(keys, gateway.identity_key, options.config.clone(), engine_seed);
+        client.handle_topology(topology);
+
+        let shared: Shared = Rc::new(RefCell::new(Inner {
+            client,
+            state: State::Starting,
+            directory: directory.clone(),
+            gateway_url: gateway.client_listener.clone(),
+            ws: None,
+            handlers: None,
+            old_handlers: Vec::new(),
+            timer: None,
+            reconnect: None,
+            reconnect_ms: RECONNECT_MIN_MS,
+            connect_timeout: None,
+            refresh: None,
+            starting: None,
+            on_message: None,
+            on_error: None,
+            buffered: VecDeque::new(),
+        }));
+        let handshake = Promise::new(&mut |resolve, reject| {
+            shared.borrow_mut().starting = Some((resolve, reject));
+        });
+        connect(&shared)?;
+        let weak = Rc::downgrade(&shared);
+        let timeout_ms = options.connect_timeout_ms;
+        let url = gateway.client_listener.clone();
+        shared.borrow_mut().connect_timeout = Some(Timeout::new(timeout_ms, move || {
+            if let Some(shared) = weak.upgrade() {
+                fail_start(&shared, format!("no handshake with the gateway at {url} within {timeout_ms} ms"));
+            }
+        }));
+        if let Err(e) = JsFuture::from(handshake).await {
+            shared.borrow_mut().shut_down();
+            return Err(e);
+        }
+
+        let weak = Rc::downgrade(&shared);
+        shared.borrow_mut().refresh = Some(Interval::new(options.topology_refresh_ms, move || {
+            let weak = weak.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                let Some(directory) = weak.upgrade().map(|s| s.borrow().directory.clone()) else { return };
+                let result = fetch_topology(&directory).await;
+                let Some(shared) = weak.upgrade() else { return };
+                match result {
+                    Ok(topology) => with_engine(&shared, |inner| inner.client.handle_topology(topology)),
+                    Err(e) => dispatch(&shared, vec![Notice::Error(format!("topology refresh failed: {}", describe(&e)))]),
+                }
+            });
+        }));
+        Ok(NymClient { shared })
+    }
+
+    /// This client's address, `<base58 client key>@<base58 gateway identity key>`.
+    #[wasm_bindgen(js_name = selfAddress)]
+    pub fn self_address(&self) -> String {
+        self.shared.borrow().client.address().to_string()
+    }
+
+    /// Queues `message` (a string is sent as UTF-8, a Uint8Array as is) for `recipient`
+    /// (`<client key>@<gateway key>`). Resolves once the message is queued in the engine
+    /// (its packets then leave at the configured rate); rejects with the engine's error
+    /// text for a bad address, a recipient gateway missing from the topology, a message
+    /// too large, or a stopped client.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn send(&self, recipient: &str, #[wasm_bindgen(unchecked_param_type = "string | Uint8Array")] message: JsValue) -> Promise {
+        match self.queue(recipient, &message) {
+            Ok(()) => Promise::resolve(&JsValue::UNDEFINED),
+            Err(e) => Promise::reject(&e),
+        }
+    }
+
+    /// Registers the callback for whole messages: a string when the bytes are valid
+    /// UTF-8, else a Uint8Array. Messages that arrived before it was set are delivered now.
+    #[wasm_bindgen(js_name = onMessage)]
+    pub fn on_message(&self, #[wasm_bindgen(unchecked_param_type = "(message: string | Uint8Array) => void")] callback: Function) {
+        let buffered: Vec<JsValue> = {
+            let mut inner = self.shared.borrow_mut();
+            inner.on_message = Some(callback.clone());
+            inner.buffered.drain(..).collect()
+        };
+        for value in buffered {
+            call(&callback, &value);
+        }
+    }
+
+    /// Registers the callback for problems after start: lost connection (the client
+    /// reconnects by itself), gateway errors, dropped messages, failed topology refresh.
+    /// Without one they are logged with console.warn.
+    #[wasm_bindgen(js_name = onError)]
+    pub fn on_error(&self, #[wasm_bindgen(unchecked_param_type = "(error: Error) => void")] callback: Function) {
+        self.shared.borrow_mut().on_error = Some(callback);
+    }
+
+    /// Whether the gateway session is up.
+    #[wasm_bindgen(js_name = isConnected)]
+    pub fn is_connected(&self) -> bool {
+        self.shared.borrow().client.is_connected()
+    }
+
+    /// The engine's packet counters.
+    #[wasm_bindgen(unchecked_return_type = "NymClientStats")]
+    pub fn stats(&self) -> Object {
+        let inner = self.shared.borrow();
+        let s = inner.client.stats();
+        let o = Object::new();
+        let set = |k: &str, v: JsValue| {
+            let _ = Reflect::set(&o, &JsValue::from_str(k), &v);
+        };
+        set("connected", inner.client.is_connected().into());
+        set("queuedPackets", (inner.client.queued_packets() as f64).into());
+        set("realPacketsSent", (s.real_packets_sent as f64).into());
+        set("coverPacketsSent", (s.cover_packets_sent as f64).into());
+        set("packetsReceived", (s.packets_received as f64).into());
+        set("coverPacketsReceived", (s.cover_packets_received as f64).into());
+        set("messagesReceived", (s.messages_received as f64).into());
+        set("duplicateFragments", (s.duplicate_fragments as f64).into());
+        set("malformedPackets", (s.malformed_packets as f64).into());
+        o
+    }
+
+    /// Closes the gateway connection and stops all timers. Messages still queued are dropped.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn stop(&self) -> Promise {
+        self.shared.borrow_mut().shut_down();
+        Promise::resolve(&JsValue::UNDEFINED)
+    }
+}
+
+impl NymClient {
+    fn queue(&self, recipient: &str, message: &JsValue) -> Result<(), JsValue> {
+        let recipient: Recipient = recipient.trim().parse().map_err(|e: nym_client_core::Error| js_error(e.to_string()))?;
+        let bytes = if let Some(text) = message.as_string() {
+            text.into_bytes()
+        } else if let Some(array) = message.dyn_ref::<Uint8Array>() {
+            array.to_vec()
+        } else if let Some(buffer) = message.dyn_ref::<js_sys::ArrayBuffer>() {
+            Uint8Array::new(buffer).to_vec()
+        } else {
+            return Err(js_error("the message must be a string or a Uint8Array"));
+        };
+        let mut result = Ok(());
+        with_engine(&self.shared, |inner| {
+            result = if inner.state == State::Stopped {
+                Err(js_error("the client is stopped"))
+            } else {
+                inner.client.send(recipient, bytes, now()).map_err(|e| js_error(e.to_string()))
+            };
+        });
+        result
+    }
+}
+
+/// Removes the identity saved under `storageKey` (default "default") from localStorage.
+#[wasm_bindgen(js_name = forgetIdentity)]
+pub fn forget_identity(#[wasm_bindgen(js_name = storageKey)] storage_key: Option<String>) -> Result<(), JsValue> {
+    let key = storage_key.unwrap_or_else(|| "default".into());
+    local_storage()?.remove_item(&format!("{STORAGE_PREFIX}{key}"))
+}
+
+/// Benchmark: builds `n` real Sphinx packets (end-to-end sealed payload, 3 mixnodes +
+/// gateway route, Regular size) after a short warm-up; returns milliseconds per packet.
+#[wasm_bindgen(js_name = benchPacketBuild)]
+pub fn bench_packet_build(n: u32) -> Result<f64, JsValue> {
+    let n = n.max(1);
+    let mut setup = BenchSetup::new();
+    setup.build(n / 10 + 1).map_err(|e| js_error(e.to_string()))?;
+    let start = now();
+    setup.build(n).map_err(|e| js_error(e.to_string()))?;
+    Ok((now() - start).as_secs_f64() * 1000.0 / f64::from(n))
+}
+
+/// The engine version this package speaks (nodes must match major.minor).
+#[wasm_bindgen]
+pub fn version() -> String {
+    nym_client_core::VERSION.to_string()
+}

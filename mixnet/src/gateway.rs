@@ -231,7 +231,17 @@ impl Gateway {
         let handler: Handler = {
             let shared = shared.clone();
             Arc::new(move |out| match out {
-                Processed::Final { destination, plaintext } => shared.deliver(destination, plaintext),
+                Processed::Final { destination, deliver, ack } => {
+                    // The SURB-ACK goes back into the mixnet, but only to a layer-1 mixnode.
+                    if let Some((first_hop, frame)) = ack {
+                        if shared.directory.is_none() || shared.first_hop_allowed(&first_hop) {
+                            shared.pool.send(first_hop, frame);
+                        } else {
+                            inc(&shared.stats.dropped_no_route);
+                        }
+                    }
+                    shared.deliver(destination, deliver)
+                }
                 // a gateway is always the last hop
                 Processed::Forward { .. } => inc(&shared.stats.dropped_no_route),
             })

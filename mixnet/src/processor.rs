@@ -5,6 +5,7 @@
 use crate::pool::PeerPool;
 use crate::replay::ReplayFilter;
 use crate::stats::{inc, NodeStats};
+use nym_client_core::ack::gateway_final_hop;
 use nym_client_core::topology::decode_node_address;
 use nym_client_core::wire::mix_frame::{self, FrameDecoder};
 use sphinx_packet::{ProcessedPacketData, SphinxPacket};
@@ -23,7 +24,9 @@ use x25519_dalek::StaticSecret;
 /// What a worker made of one packet.
 pub(crate) enum Processed {
     Forward { addr: SocketAddr, frame: Vec<u8>, delay: Duration },
-    Final { destination: [u8; 32], plaintext: Vec<u8> },
+    /// For a client of this gateway: `deliver` goes to the client; `ack`
+    /// (the SURB-ACK's packet, as a frame) goes on to its first hop.
+    Final { destination: [u8; 32], deliver: Vec<u8>, ack: Option<(SocketAddr, Vec<u8>)> },
 }
 
 pub(crate) type Handler = Arc<dyn Fn(Processed) + Send + Sync>;
@@ -53,9 +56,11 @@ fn process_one(secret: &StaticSecret, replay: &Mutex<ReplayFilter>, packet: &[u8
             let frame = mix_frame::encode(&next_hop_packet.to_bytes()).map_err(|_| Rejected::Malformed)?;
             Ok(Processed::Forward { addr, frame, delay: delay.to_duration() })
         }
-        ProcessedPacketData::FinalHop { destination, payload, .. } => {
-            let plaintext = payload.recover_plaintext().map_err(|_| Rejected::Malformed)?;
-            Ok(Processed::Final { destination: destination.as_bytes(), plaintext })
+        ProcessedPacketData::FinalHop { destination, identifier, payload } => {
+            let (deliver, ack) = gateway_final_hop(identifier, payload).map_err(|_| Rejected::Malformed)?;
+            // A SURB-ACK with a nonsense address is dropped; the message still arrives.
+            let ack = ack.and_then(|(first_hop, frame)| Some((decode_node_address(&first_hop).ok()?, frame)));
+            Ok(Processed::Final { destination: destination.as_bytes(), deliver, ack })
         }
     }
 }

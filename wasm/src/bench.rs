@@ -62,7 +62,7 @@ impl BenchSetup {
             body,
             size,
         )?;
-        let packet =
+        let (packet, _) =
             build_sphinx_packet(&mut self.rng, &route, &self.recipient, &sealed, Duration::from_millis(15), size)?;
         Ok(packet.len())
     }

@@ -290,6 +290,13 @@ impl Inner {
         while let Some(event) = self.client.poll_event() {
             match event {
                 ClientEvent::Received(bytes) => notices.push(Notice::Message(message_value(bytes))),
+                // (sendAnonymous/reply are not in the JS API yet: an anonymous
+                // message is delivered like any other)
+                ClientEvent::ReceivedWithSenderTag { message, .. } => notices.push(Notice::Message(message_value(message))),
+                ClientEvent::SendFailed { message_id, reason, .. } => {
+                    notices.push(Notice::Error(format!("message {message_id} could not be delivered: {reason}")))
+                }
+                ClientEvent::ReplyStoreChanged => {}
                 ClientEvent::Connected => {
                     self.reconnect_ms = RECONNECT_MIN_MS;
                     if self.state == State::Starting {
@@ -733,7 +740,7 @@ impl NymClient {
             result = if inner.state == State::Stopped {
                 Err(js_error("the client is stopped"))
             } else {
-                inner.client.send(recipient, bytes, now()).map_err(|e| js_error(e.to_string()))
+                inner.client.send(recipient, bytes, now()).map(|_| ()).map_err(|e| js_error(e.to_string()))
             };
         });
         result

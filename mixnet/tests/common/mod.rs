@@ -27,13 +27,16 @@ pub fn node(addr: SocketAddr, key: PublicKey) -> Node {
     Node::new(encode_node_address(addr), key)
 }
 
-/// A mix frame (flag + Sphinx packet) carrying `msg` over `route` to `dest`.
+/// A mix frame (flag + Sphinx packet) carrying `msg` over `route` to `dest`,
+/// shaped as the client engine shapes payloads: a SURB-ACK slot first (here
+/// an empty one, which a gateway drops), then the content it delivers.
 pub fn build_frame(msg: &[u8], route: &[Node], dest: &PublicKey, delays_ms: &[u64]) -> Vec<u8> {
     let destination = Destination::new(DestinationAddressBytes::from_bytes(*dest.as_bytes()), [0; 16]);
     let delays: Vec<Delay> = delays_ms.iter().map(|d| Delay::new_from_millis(*d)).collect();
+    let payload = [&[0u8; nym_client_core::ack::SURB_ACK_LEN][..], msg].concat();
     let packet = SphinxPacketBuilder::new()
         .with_payload_size(PacketSize::Regular.sphinx_payload_size())
-        .build_packet(msg, route, &destination, &delays)
+        .build_packet(&payload, route, &destination, &delays)
         .expect("build packet");
     mix_frame::encode(&packet.to_bytes()).expect("encode frame")
 }

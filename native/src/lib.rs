@@ -1,1 +1,124 @@
+//! The native Nym client: `nym-client init` / `nym-client run`.
+//!
+//! The engine (Sphinx packets, fragmentation, cover traffic, the gateway
+//! protocol) lives in `nym-client-core` and does no I/O; this crate gives it
+//! sockets, timers, files and a websocket API for applications on
+//! 127.0.0.1 (port 1977 by default).
 
+pub mod config;
+pub mod directory;
+pub mod localnet;
+pub mod runner;
+
+use anyhow::{anyhow, bail, Context, Result};
+use config::Config;
+use nym_client_core::keys::ClientKeys;
+use nym_client_core::Recipient;
+use rand::seq::IndexedRandom;
+use rand::SeedableRng;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The seed's banner, printed when `nym-client` runs without arguments.
+pub fn banner() -> String {
+    format!(
+        r#"
+
+      _ __  _   _ _ __ ___
+     | '_ \| | | | '_ \ _ \
+     | | | | |_| | | | | | |
+     |_| |_|\__, |_| |_| |_|
+            |___/
+
+             (client - version {})
+
+    "#,
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct InitOptions {
+    pub id: String,
+    /// Directory base URL; [`config::DEFAULT_DIRECTORY`] when `None`.
+    pub directory: Option<String>,
+    /// base58 gateway identity; a random gateway from the topology when `None`.
+    pub gateway: Option<String>,
+    /// Websocket port; 1977 when `None`.
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Initialised {
+    pub address: Recipient,
+    pub config_path: PathBuf,
+}
+
+/// `nym-client init`: creates keys and config, registers with a gateway.
+///
+/// An existing client is never touched: init refuses, so its keys (and so its
+/// address) can't be replaced by accident. Nothing is written unless the
+/// gateway accepted the registration.
+pub async fn init(opts: &InitOptions) -> Result<Initialised> {
+    let dir = config::client_dir(&opts.id)?;
+    let config_path = config::config_path(&opts.id)?;
+    let data = dir.join("data");
+    if config_path.exists() || data.join("private_identity.pem").exists() {
+        bail!(
+            "client '{}' already exists in {}; refusing to replace its keys. \
+             Use `nym-client run --id {}`, pick another --id, or delete that directory to start over.",
+            opts.id,
+            dir.display(),
+            opts.id
+        );
+    }
+    let directory = opts.directory.clone().unwrap_or_else(|| config::DEFAULT_DIRECTORY.to_string());
+    let topology = directory::fetch_topology_retrying(&directory, 3).await?;
+    let mut rng = rand::rngs::StdRng::from_seed(runner::random_seed()?);
+    let gateway = match &opts.gateway {
+        Some(key) => {
+            let id = nym_client_core::address::decode_key(key, "--gateway").map_err(|e| anyhow!("{e}"))?;
+            topology
+                .gateway(&id)
+                .ok_or_else(|| anyhow!("gateway {key} is not in the topology from {directory}"))?
+                .clone()
+        }
+        None => topology
+            .gateways()
+            .choose(&mut rng)
+            .ok_or_else(|| anyhow!("the topology from {directory} has no gateway"))?
+            .clone(),
+    };
+    let keys = ClientKeys::generate(&mut rng);
+    let config = Config::new(
+        &opts.id,
+        &directory,
+        &gateway.identity_b58(),
+        opts.port.unwrap_or(config::DEFAULT_LISTENING_PORT),
+    )?;
+    let timeout = Duration::from_millis(config.debug.gateway_response_timeout);
+    runner::register(&keys, gateway.identity_key, &gateway.client_listener, topology, timeout).await?;
+    config.save_keys(&keys)?;
+    let config_path = config.save()?;
+    let address = Recipient::new(*keys.public().as_bytes(), gateway.identity_key);
+    Ok(Initialised { address, config_path })
+}
+
+/// Loads a client's config for `run`, applying a `--port` override.
+pub fn load_for_run(id: &str, port: Option<u16>) -> Result<Config> {
+    let mut config = Config::load(id)?;
+    if let Some(p) = port {
+        config.socket.listening_port = p;
+    }
+    Ok(config)
+}
+
+/// `$HOME/.nym/localnet`: where `run --localnet` keeps its nodes' keys.
+pub fn localnet_dir() -> Result<PathBuf> {
+    Ok(config::nym_home()?.join("localnet"))
+}
+
+/// Parses `--port`-like values with a clear message.
+pub fn parse_port(s: &str) -> Result<u16> {
+    s.parse::<u16>().with_context(|| format!("'{s}' is not a port number"))
+}

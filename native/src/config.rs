@@ -1,0 +1,298 @@
+//! `$HOME/.nym/clients/<id>/config/config.toml` and the key files beside it.
+
+use anyhow::{anyhow, bail, Context, Result};
+use nym_client_core::client::ClientConfig;
+use nym_client_core::keys::ClientKeys;
+use nym_client_core::wire::mix_frame::PacketSize;
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where directories live when none is configured: the in-process localnet's
+/// conventional address (the public Nym testnet of 0.7 is long gone).
+pub const DEFAULT_DIRECTORY: &str = "http://127.0.0.1:8080";
+pub const DEFAULT_LISTENING_PORT: u16 = 1977;
+
+/// `$HOME`, refusing to guess when it is unset.
+pub fn home_dir() -> Result<PathBuf> {
+    match std::env::var_os("HOME") {
+        Some(h) if !h.is_empty() => Ok(PathBuf::from(h)),
+        _ => bail!("$HOME is not set; cannot locate ~/.nym"),
+    }
+}
+
+/// `$HOME/.nym`
+pub fn nym_home() -> Result<PathBuf> {
+    Ok(home_dir()?.join(".nym"))
+}
+
+/// `$HOME/.nym/clients/<id>`
+pub fn client_dir(id: &str) -> Result<PathBuf> {
+    validate_id(id)?;
+    Ok(nym_home()?.join("clients").join(id))
+}
+
+pub fn config_path(id: &str) -> Result<PathBuf> {
+    Ok(client_dir(id)?.join("config").join("config.toml"))
+}
+
+/// Ids name a directory: keep them to one plain path component.
+pub fn validate_id(id: &str) -> Result<()> {
+    if id.is_empty()
+        || id == "."
+        || id == ".."
+        || !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        bail!("invalid --id '{id}': use letters, digits, '-', '_' or '.'");
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub client: ClientSection,
+    pub socket: SocketSection,
+    #[serde(default)]
+    pub debug: DebugSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSection {
+    /// Local name only; never sent over the network.
+    pub id: String,
+    /// Base URL of the directory (`GET {directory_server}/api/presence/topology`).
+    pub directory_server: String,
+    pub private_identity_key_file: PathBuf,
+    pub public_identity_key_file: PathBuf,
+    /// base58 identity key of the gateway this client registered with.
+    pub gateway_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocketSection {
+    /// Only "WebSocket" is served.
+    pub socket_type: String,
+    /// Port on 127.0.0.1 where applications connect.
+    pub listening_port: u16,
+}
+
+/// Traffic rates and timeouts, in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DebugSection {
+    /// Mean per-hop mixing delay; 0 = packets are not delayed at mixnodes.
+    pub average_hop_delay: u64,
+    /// Mean delay between packets of the main Poisson stream (real messages
+    /// or cover); 0 = no throttling: real packets go as fast as possible and
+    /// that stream sends no cover (for benchmarks only: it leaks timing).
+    pub average_packet_delay: u64,
+    /// Mean delay between loop cover packets; 0 = no loop cover.
+    pub loop_cover_traffic_average_delay: u64,
+    /// "regular" (2413-byte packets), "extended8", "extended16", "extended32".
+    pub packet_size: String,
+    /// Fragments of a message that stays incomplete this long are dropped.
+    pub incomplete_message_timeout: u64,
+    /// Largest message (bytes) the client accepts to send or reassemble.
+    pub max_message_size: usize,
+    /// How often the topology is fetched again from the directory.
+    pub topology_refresh_rate: u64,
+    /// First wait before reconnecting to a gateway that went away.
+    pub gateway_reconnect_initial_backoff: u64,
+    /// The wait doubles after each failed attempt up to this.
+    pub gateway_reconnect_max_backoff: u64,
+    /// How long `init` waits for the gateway to complete registration.
+    pub gateway_response_timeout: u64,
+    /// Received messages kept while no application is connected (the oldest
+    /// are dropped beyond this).
+    pub stored_messages_limit: usize,
+}
+
+impl Default for DebugSection {
+    fn default() -> Self {
+        let core = ClientConfig::default();
+        DebugSection {
+            average_hop_delay: ms(core.average_hop_delay),
+            average_packet_delay: ms(core.average_packet_delay),
+            loop_cover_traffic_average_delay: ms(core.loop_cover_delay),
+            packet_size: core.packet_size.name().to_string(),
+            incomplete_message_timeout: ms(core.incomplete_message_timeout),
+            max_message_size: core.max_message_size,
+            topology_refresh_rate: 300_000,
+            gateway_reconnect_initial_backoff: 500,
+            gateway_reconnect_max_backoff: 30_000,
+            gateway_response_timeout: 15_000,
+            stored_messages_limit: 1000,
+        }
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl DebugSection {
+    /// The engine's configuration from these settings.
+    // `..default()`: fields the engine may gain later keep their defaults.
+    #[allow(clippy::needless_update)]
+    pub fn client_config(&self) -> Result<ClientConfig> {
+        let packet_size = PacketSize::from_name(&self.packet_size).ok_or_else(|| {
+            anyhow!(
+                "[debug] packet_size '{}' is not one of regular, extended8, extended16, extended32",
+                self.packet_size
+            )
+        })?;
+        Ok(ClientConfig {
+            average_hop_delay: Duration::from_millis(self.average_hop_delay),
+            average_packet_delay: Duration::from_millis(self.average_packet_delay),
+            loop_cover_delay: Duration::from_millis(self.loop_cover_traffic_average_delay),
+            packet_size,
+            incomplete_message_timeout: Duration::from_millis(self.incomplete_message_timeout),
+            max_message_size: self.max_message_size,
+            ..ClientConfig::default()
+        })
+    }
+}
+
+impl Config {
+    pub fn new(id: &str, directory_server: &str, gateway_id: &str, port: u16) -> Result<Self> {
+        let data = client_dir(id)?.join("data");
+        Ok(Config {
+            client: ClientSection {
+                id: id.to_string(),
+                directory_server: directory_server.to_string(),
+                private_identity_key_file: data.join("private_identity.pem"),
+                public_identity_key_file: data.join("public_identity.pem"),
+                gateway_id: gateway_id.to_string(),
+            },
+            socket: SocketSection { socket_type: "WebSocket".into(), listening_port: port },
+            debug: DebugSection::default(),
+        })
+    }
+
+    pub fn load(id: &str) -> Result<Self> {
+        let path = config_path(id)?;
+        if !path.exists() {
+            bail!(
+                "client '{id}' is not initialised ({} does not exist); run `nym-client init --id {id}` first",
+                path.display()
+            );
+        }
+        Self::load_from(&path)
+    }
+
+    pub fn load_from(path: &Path) -> Result<Self> {
+        let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let config: Config =
+            toml::from_str(&text).with_context(|| format!("{} is not a valid client config", path.display()))?;
+        if config.socket.socket_type != "WebSocket" {
+            bail!("[socket] socket_type '{}' is not supported (only \"WebSocket\")", config.socket.socket_type);
+        }
+        config.debug.client_config()?;
+        Ok(config)
+    }
+
+    pub fn to_toml(&self) -> Result<String> {
+        let body = toml::to_string_pretty(self).context("cannot serialise the config")?;
+        Ok(format!(
+            "# nym-client configuration. Times in [debug] are milliseconds.\n\
+             # average_packet_delay = 0 turns throttling (and that stream's cover) off:\n\
+             # for benchmarks only. loop_cover_traffic_average_delay = 0 turns loop cover off.\n\n{body}"
+        ))
+    }
+
+    /// Writes the config to `config_path(id)`.
+    pub fn save(&self) -> Result<PathBuf> {
+        let path = config_path(&self.client.id)?;
+        write_file(&path, self.to_toml()?.as_bytes(), false)?;
+        Ok(path)
+    }
+
+    pub fn load_keys(&self) -> Result<ClientKeys> {
+        let private = fs::read_to_string(&self.client.private_identity_key_file)
+            .with_context(|| format!("cannot read {}", self.client.private_identity_key_file.display()))?;
+        let public = fs::read_to_string(&self.client.public_identity_key_file)
+            .with_context(|| format!("cannot read {}", self.client.public_identity_key_file.display()))?;
+        ClientKeys::from_pem(&private, &public).map_err(|e| anyhow!("bad key files: {e}"))
+    }
+
+    pub fn save_keys(&self, keys: &ClientKeys) -> Result<()> {
+        write_file(&self.client.private_identity_key_file, keys.private_pem().as_bytes(), true)?;
+        write_file(&self.client.public_identity_key_file, keys.public_pem().as_bytes(), false)?;
+        Ok(())
+    }
+
+    pub fn gateway_identity(&self) -> Result<[u8; 32]> {
+        nym_client_core::address::decode_key(&self.client.gateway_id, "gateway_id")
+            .map_err(|e| anyhow!("[client] {e}"))
+    }
+}
+
+/// Writes a file, creating its directory; `secret` files get mode 0600 from
+/// their creation on (never world-readable, even briefly).
+pub fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(if secret { 0o600 } else { 0o644 });
+    }
+    let mut f = opts.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot restrict {}", path.display()))?;
+    }
+    f.write_all(contents).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trips_and_has_seed_layout() {
+        let c = Config {
+            client: ClientSection {
+                id: "alice".into(),
+                directory_server: "http://127.0.0.1:1".into(),
+                private_identity_key_file: "/x/private_identity.pem".into(),
+                public_identity_key_file: "/x/public_identity.pem".into(),
+                gateway_id: "abc".into(),
+            },
+            socket: SocketSection { socket_type: "WebSocket".into(), listening_port: 1977 },
+            debug: DebugSection::default(),
+        };
+        let text = c.to_toml().unwrap();
+        for needle in ["[client]", "[socket]", "[debug]", "listening_port = 1977", "socket_type = \"WebSocket\"",
+            "gateway_id", "directory_server", "average_packet_delay = 20", "average_hop_delay = 15",
+            "loop_cover_traffic_average_delay = 200"] {
+            assert!(text.contains(needle), "{needle} missing in\n{text}");
+        }
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back, c);
+        // [debug] may be partial or missing.
+        let partial = text.split("\n[debug]").next().unwrap().to_string() + "\n[debug]\naverage_packet_delay = 0\n";
+        let back: Config = toml::from_str(&partial).unwrap();
+        assert_eq!(back.debug.average_packet_delay, 0);
+        assert_eq!(back.debug.client_config().unwrap().average_packet_delay, Duration::ZERO);
+    }
+
+    #[test]
+    fn bad_ids_are_refused() {
+        for id in ["", "..", "a/b", "a b"] {
+            assert!(validate_id(id).is_err(), "{id}");
+        }
+        assert!(validate_id("alice-2_x").is_ok());
+    }
+}

@@ -1,0 +1,72 @@
+//! Fetching the topology from the directory (`GET /api/presence/topology`).
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use nym_client_core::topology::Topology;
+use std::time::Duration;
+
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_TOPOLOGY_BYTES: usize = 16 * 1024 * 1024;
+
+pub fn topology_url(directory: &str) -> String {
+    format!("{}/api/presence/topology", directory.trim_end_matches('/'))
+}
+
+/// The raw topology JSON text. Only `http://` directories are supported.
+pub async fn fetch_topology_text(directory: &str) -> Result<String> {
+    let url = topology_url(directory);
+    if !url.starts_with("http://") {
+        bail!("directory_server '{directory}' must be an http:// URL");
+    }
+    let uri: hyper::Uri = url.parse().with_context(|| format!("bad directory URL '{url}'"))?;
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let fetch = async {
+        let resp = client.get(uri).await.with_context(|| format!("cannot reach the directory at {url}"))?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .with_context(|| format!("reading the topology from {url}"))?
+            .to_bytes();
+        if !status.is_success() {
+            bail!("directory answered {status} for {url}");
+        }
+        if body.len() > MAX_TOPOLOGY_BYTES {
+            bail!("topology from {url} is too large ({} bytes)", body.len());
+        }
+        String::from_utf8(body.to_vec()).map_err(|_| anyhow!("topology from {url} is not UTF-8"))
+    };
+    tokio::time::timeout(FETCH_TIMEOUT, fetch)
+        .await
+        .map_err(|_| anyhow!("the directory at {url} did not answer within {FETCH_TIMEOUT:?}"))?
+}
+
+/// Fetches and validates the topology for this client's version.
+pub async fn fetch_topology(directory: &str) -> Result<Topology> {
+    let text = fetch_topology_text(directory).await?;
+    Topology::parse(&text, nym_client_core::VERSION).map_err(|e| anyhow!("from {directory}: {e}"))
+}
+
+/// [`fetch_topology`], retried a few times (the network may still be starting).
+pub async fn fetch_topology_retrying(directory: &str, attempts: u32) -> Result<Topology> {
+    let mut wait = Duration::from_millis(250);
+    let mut last = anyhow!("no attempt made");
+    for attempt in 1..=attempts.max(1) {
+        match fetch_topology(directory).await {
+            Ok(t) => return Ok(t),
+            Err(e) => {
+                tracing::warn!("topology fetch {attempt}/{attempts} failed: {e:#}");
+                last = e;
+            }
+        }
+        if attempt < attempts {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(4));
+        }
+    }
+    Err(last)
+}

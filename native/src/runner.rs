@@ -1,0 +1,600 @@
+//! `nym-client run`: drives the sans-IO engine with tokio.
+//!
+//! One task owns the [`Client`] engine and is the only one touching it; the
+//! gateway connection, the topology refresher and every application websocket
+//! talk to it over channels:
+//!
+//! ```text
+//!  app websocket(s) ──AppSend/Attach──▶ ┌────────┐ ──frames──▶ gateway websocket task
+//!                   ◀──deliveries──────  │ engine │ ◀──frames── (reconnects with backoff)
+//!  topology refresher ──Topology──────▶ └────────┘
+//! ```
+
+use crate::config::Config;
+use crate::directory;
+use anyhow::{anyhow, Context, Result};
+use futures_util::{SinkExt, StreamExt};
+use nym_client_core::app_api::{self, AppRequest, AppResponse, DeliveryFrame};
+use nym_client_core::client::{Client, ClientEvent};
+use nym_client_core::keys::ClientKeys;
+use nym_client_core::topology::Topology;
+use nym_client_core::Recipient;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Most frames the engine hands out in one go before it looks at its inputs again.
+const TRANSMIT_BATCH: usize = 32;
+/// A gateway connection that lived this long resets the reconnect backoff.
+const STABLE_CONNECTION: Duration = Duration::from_secs(10);
+/// Bytes of received messages kept while no application is connected.
+const STORED_BYTES_LIMIT: usize = 256 * 1024 * 1024;
+
+/// What `run` tells its caller once applications can connect.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    pub address: Recipient,
+    pub listen_addr: SocketAddr,
+}
+
+enum Input {
+    GatewayConnected { conn: u64, writer: mpsc::UnboundedSender<Vec<u8>> },
+    GatewayFrame { conn: u64, frame: Vec<u8> },
+    GatewayDisconnected { conn: u64 },
+    Topology(Box<Topology>),
+    AppAttach { app: u64, tx: mpsc::UnboundedSender<Delivery>, accepted: oneshot::Sender<bool> },
+    AppDetach { app: u64, undelivered: Vec<Vec<u8>> },
+    AppSend { recipient: Recipient, message: Vec<u8>, reply: oneshot::Sender<Result<(), String>> },
+}
+
+enum Delivery {
+    Message(Vec<u8>),
+    Error(String),
+}
+
+/// Runs the client until `shutdown` resolves (Ctrl-C in the binary).
+/// `directory` overrides the configured directory server.
+pub async fn run(
+    config: Config,
+    directory: Option<String>,
+    ready: Option<oneshot::Sender<Ready>>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let directory = directory.unwrap_or_else(|| config.client.directory_server.clone());
+    let keys = config.load_keys()?;
+    let gateway_identity = config.gateway_identity()?;
+    let core_config = config.debug.client_config()?;
+    let max_message_size = core_config.max_message_size;
+
+    let topology = directory::fetch_topology_retrying(&directory, 5).await?;
+    let gateway_url = topology
+        .gateway(&gateway_identity)
+        .ok_or_else(|| {
+            anyhow!(
+                "our gateway {} is not in the topology from {directory}; is the network up? \
+                 (re-initialise the client with another --id to pick another gateway)",
+                config.client.gateway_id
+            )
+        })?
+        .client_listener
+        .clone();
+
+    let mut client = Client::new(keys, gateway_identity, core_config, random_seed()?);
+    client.handle_topology(topology);
+    let address = client.address();
+
+    let listen_addr = SocketAddr::from(([127, 0, 0, 1], config.socket.listening_port));
+    let listener = TcpListener::bind(listen_addr)
+        .await
+        .with_context(|| format!("cannot listen on {listen_addr} (is another client running on that port?)"))?;
+    let listen_addr = listener.local_addr().unwrap_or(listen_addr);
+
+    let (tx, rx) = mpsc::channel::<Input>(4096);
+    let (url_tx, url_rx) = watch::channel(gateway_url);
+    let backoff = (
+        Duration::from_millis(config.debug.gateway_reconnect_initial_backoff.max(1)),
+        Duration::from_millis(config.debug.gateway_reconnect_max_backoff.max(1)),
+    );
+    let gateway_task = tokio::spawn(gateway_connection(url_rx, tx.clone(), backoff));
+    let refresh = Duration::from_millis(config.debug.topology_refresh_rate.max(1000));
+    let topology_task =
+        tokio::spawn(topology_refresher(directory.clone(), gateway_identity, refresh, tx.clone(), url_tx));
+    let server_task = tokio::spawn(app_server(listener, tx.clone(), address, max_message_size));
+
+    tracing::info!("client address: {address}");
+    tracing::info!("websocket API listening on ws://{listen_addr}");
+    if let Some(ready) = ready {
+        let _ = ready.send(Ready { address, listen_addr });
+    }
+
+    let engine = Engine {
+        client,
+        start: Instant::now(),
+        writer: None,
+        conn: 0,
+        connected_at: None,
+        handshake_timeout: Duration::from_millis(config.debug.gateway_response_timeout.max(1)),
+        app: None,
+        stored: VecDeque::new(),
+        stored_bytes: 0,
+        stored_limit: config.debug.stored_messages_limit,
+    };
+    drop(tx);
+    engine.run(rx, shutdown).await;
+
+    server_task.abort();
+    topology_task.abort();
+    // The engine dropped the gateway writer: give the connection a moment to close politely.
+    let _ = tokio::time::timeout(Duration::from_millis(500), gateway_task).await;
+    tracing::info!("client stopped");
+    Ok(())
+}
+
+pub fn random_seed() -> Result<[u8; 32]> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| anyhow!("no randomness from the OS: {e}"))?;
+    Ok(seed)
+}
+
+struct Engine {
+    client: Client,
+    start: Instant,
+    writer: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    conn: u64,
+    /// When the current gateway connection opened, while its handshake is pending.
+    connected_at: Option<Duration>,
+    handshake_timeout: Duration,
+    app: Option<(u64, mpsc::UnboundedSender<Delivery>)>,
+    stored: VecDeque<Vec<u8>>,
+    stored_bytes: usize,
+    stored_limit: usize,
+}
+
+impl Engine {
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Input>, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut more = false;
+        loop {
+            let deadline = [self.client.poll_timeout(), self.connected_at.map(|t| t + self.handshake_timeout)]
+                .into_iter()
+                .flatten()
+                .min();
+            let wake = deadline.map(|at| tokio::time::Instant::from_std(self.start + at));
+            let sleep = async move {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => break,
+                input = rx.recv() => match input {
+                    Some(input) => self.handle(input),
+                    None => break,
+                },
+                _ = sleep => {
+                    let now = self.now();
+                    if self.connected_at.is_some_and(|t| t + self.handshake_timeout <= now) {
+                        tracing::warn!("the gateway did not complete the handshake in {:?}; reconnecting", self.handshake_timeout);
+                        self.drop_gateway();
+                    }
+                    self.client.handle_timeout(now);
+                }
+                _ = std::future::ready(()), if more => {}
+            }
+            more = self.flush();
+        }
+        self.writer = None;
+    }
+
+    fn handle(&mut self, input: Input) {
+        let now = self.now();
+        match input {
+            Input::GatewayConnected { conn, writer } => {
+                tracing::info!("connected to the gateway; authenticating");
+                self.conn = conn;
+                self.writer = Some(writer);
+                self.connected_at = Some(now);
+                self.client.handle_gateway_connected(now);
+            }
+            Input::GatewayFrame { conn, frame } => {
+                if conn == self.conn && self.writer.is_some() {
+                    self.client.handle_gateway_frame(&frame, now);
+                }
+            }
+            Input::GatewayDisconnected { conn } => {
+                if conn == self.conn && self.writer.is_some() {
+                    tracing::warn!("lost the gateway connection; queued messages are kept");
+                    self.writer = None;
+                    self.connected_at = None;
+                    self.client.handle_gateway_disconnected(now);
+                }
+            }
+            Input::Topology(topology) => self.client.handle_topology(*topology),
+            Input::AppAttach { app, tx, accepted } => {
+                if self.app.as_ref().is_some_and(|(_, t)| !t.is_closed()) {
+                    let _ = accepted.send(false);
+                    return;
+                }
+                if accepted.send(true).is_err() {
+                    return;
+                }
+                tracing::info!("application connected");
+                while let Some(m) = self.stored.pop_front() {
+                    self.stored_bytes -= m.len();
+                    if let Err(mpsc::error::SendError(Delivery::Message(m))) = tx.send(Delivery::Message(m)) {
+                        self.stored.push_front(m);
+                        break;
+                    }
+                }
+                self.app = Some((app, tx));
+            }
+            Input::AppDetach { app, undelivered } => {
+                if self.app.as_ref().is_some_and(|(id, _)| *id == app) {
+                    tracing::info!("application disconnected");
+                    self.app = None;
+                }
+                for m in undelivered.into_iter().rev() {
+                    self.stored_bytes += m.len();
+                    self.stored.push_front(m);
+                }
+                self.trim_store();
+            }
+            Input::AppSend { recipient, message, reply } => {
+                let result = self.client.send(recipient, message, now).map_err(|e| e.to_string());
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// Hands out what the engine produced; true when frames are still pending.
+    fn flush(&mut self) -> bool {
+        let mut sent = 0;
+        let mut more = false;
+        while sent < TRANSMIT_BATCH {
+            match self.client.poll_transmit() {
+                Some(frame) => {
+                    sent += 1;
+                    if let Some(w) = &self.writer {
+                        if w.send(frame).is_err() {
+                            self.writer = None;
+                        }
+                    }
+                }
+                None => break,
+            }
+        }
+        if sent == TRANSMIT_BATCH {
+            more = true;
+        }
+        while let Some(event) = self.client.poll_event() {
+            match event {
+                ClientEvent::Connected => {
+                    tracing::info!("authenticated with the gateway; sending traffic");
+                    self.connected_at = None;
+                }
+                ClientEvent::Received(message) => self.deliver(message),
+                ClientEvent::GatewayError(e) => {
+                    tracing::warn!("gateway: {e}");
+                    if let Some((_, app)) = &self.app {
+                        let _ = app.send(Delivery::Error(e));
+                    }
+                    if self.writer.is_some() && !self.client.is_connected() {
+                        // The handshake failed: start over on a new connection.
+                        self.drop_gateway();
+                    }
+                }
+            }
+        }
+        more
+    }
+
+    fn drop_gateway(&mut self) {
+        self.writer = None;
+        self.connected_at = None;
+        self.client.handle_gateway_disconnected(self.now());
+    }
+
+    fn deliver(&mut self, message: Vec<u8>) {
+        if let Some((_, app)) = &self.app {
+            match app.send(Delivery::Message(message)) {
+                Ok(()) => {}
+                Err(mpsc::error::SendError(Delivery::Message(m))) => {
+                    self.app = None;
+                    self.store(m);
+                }
+                Err(_) => {}
+            }
+        } else {
+            self.store(message);
+        }
+    }
+
+    fn store(&mut self, message: Vec<u8>) {
+        self.stored_bytes += message.len();
+        self.stored.push_back(message);
+        self.trim_store();
+    }
+
+    fn trim_store(&mut self) {
+        while self.stored.len() > self.stored_limit || (self.stored_bytes > STORED_BYTES_LIMIT && self.stored.len() > 1) {
+            if let Some(old) = self.stored.pop_front() {
+                self.stored_bytes -= old.len();
+                tracing::warn!("no application connected: dropped the oldest kept message ({} bytes)", old.len());
+            }
+        }
+    }
+}
+
+/// Keeps one websocket to the gateway open, reconnecting with exponential backoff.
+async fn gateway_connection(url: watch::Receiver<String>, tx: mpsc::Sender<Input>, (initial, max): (Duration, Duration)) {
+    let mut backoff = initial;
+    let mut conn = 0u64;
+    loop {
+        let target = url.borrow().clone();
+        let config = WebSocketConfig::default().max_message_size(Some(64 << 20)).max_frame_size(Some(64 << 20));
+        match tokio_tungstenite::connect_async_with_config(target.as_str(), Some(config), true).await {
+            Ok((ws, _)) => {
+                conn += 1;
+                let opened = Instant::now();
+                let (writer, mut out) = mpsc::unbounded_channel::<Vec<u8>>();
+                if tx.send(Input::GatewayConnected { conn, writer }).await.is_err() {
+                    return;
+                }
+                let (mut sink, mut stream) = ws.split();
+                loop {
+                    tokio::select! {
+                        frame = out.recv() => match frame {
+                            Some(frame) => {
+                                let mut ok = sink.feed(Message::binary(frame)).await.is_ok();
+                                let mut n = 0;
+                                while ok && n < 64 {
+                                    match out.try_recv() {
+                                        Ok(f) => { ok = sink.feed(Message::binary(f)).await.is_ok(); n += 1; }
+                                        Err(_) => break,
+                                    }
+                                }
+                                if !ok || sink.flush().await.is_err() { break; }
+                            }
+                            None => {
+                                // The engine gave this connection up (or is stopping).
+                                let _ = sink.close().await;
+                                break;
+                            }
+                        },
+                        msg = stream.next() => match msg {
+                            Some(Ok(Message::Binary(frame))) => {
+                                if tx.send(Input::GatewayFrame { conn, frame: frame.to_vec() }).await.is_err() { return; }
+                            }
+                            Some(Ok(Message::Close(_))) | None => break,
+                            Some(Ok(_)) => {}
+                            Some(Err(e)) => { tracing::warn!("gateway websocket error: {e}"); break; }
+                        }
+                    }
+                }
+                if tx.send(Input::GatewayDisconnected { conn }).await.is_err() {
+                    return;
+                }
+                if opened.elapsed() >= STABLE_CONNECTION {
+                    backoff = initial;
+                }
+            }
+            Err(e) => tracing::warn!("cannot connect to the gateway at {target}: {e}; retrying in {backoff:?}"),
+        }
+        if tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(max);
+    }
+}
+
+async fn topology_refresher(
+    directory: String,
+    gateway: [u8; 32],
+    every: Duration,
+    tx: mpsc::Sender<Input>,
+    url: watch::Sender<String>,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        match directory::fetch_topology(&directory).await {
+            Ok(t) => {
+                match t.gateway(&gateway) {
+                    Some(g) => {
+                        url.send_if_modified(|u| {
+                            let changed = *u != g.client_listener;
+                            if changed {
+                                u.clone_from(&g.client_listener);
+                            }
+                            changed
+                        });
+                    }
+                    None => tracing::warn!("our gateway is missing from the latest topology"),
+                }
+                if tx.send(Input::Topology(Box::new(t))).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::warn!("topology refresh failed (keeping the previous one): {e:#}"),
+        }
+    }
+}
+
+async fn app_server(listener: TcpListener, tx: mpsc::Sender<Input>, address: Recipient, max_message_size: usize) {
+    let mut next_app = 0u64;
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                next_app += 1;
+                tokio::spawn(app_connection(stream, peer, next_app, tx.clone(), address, max_message_size));
+            }
+            Err(e) => {
+                tracing::warn!("accepting an application connection failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Serves one application websocket.
+async fn app_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: u64,
+    tx: mpsc::Sender<Input>,
+    address: Recipient,
+    max_message_size: usize,
+) {
+    // Room for a JSON-escaped message at the engine's limit, so that an
+    // oversize message reaches the engine and gets a clear error.
+    let limit = max_message_size.saturating_mul(2).saturating_add(1 << 20);
+    let config = WebSocketConfig::default().max_message_size(Some(limit)).max_frame_size(Some(limit));
+    let ws = match tokio_tungstenite::accept_async_with_config(stream, Some(config)).await {
+        Ok(ws) => ws,
+        Err(e) => {
+            tracing::warn!("websocket handshake with {peer} failed: {e}");
+            return;
+        }
+    };
+    let (mut sink, mut source) = ws.split();
+    let (dtx, mut drx) = mpsc::unbounded_channel();
+    let (accepted_tx, accepted_rx) = oneshot::channel();
+    if tx.send(Input::AppAttach { app, tx: dtx, accepted: accepted_tx }).await.is_err() {
+        return;
+    }
+    if !accepted_rx.await.unwrap_or(false) {
+        let msg = AppResponse::Error(
+            "another application is already connected to this client; only one connection at a time is served".into(),
+        );
+        let _ = sink.send(Message::text(msg.to_json())).await;
+        let _ = sink.close().await;
+        return;
+    }
+    let self_address = address.to_string();
+    let mut last_was_text = false;
+    loop {
+        tokio::select! {
+            msg = source.next() => {
+                let response = match msg {
+                    Some(Ok(Message::Text(text))) => {
+                        last_was_text = true;
+                        match app_api::parse_text_request(text.as_str()) {
+                            Ok(req) => serve(req, &tx, &self_address).await,
+                            Err(e) => AppResponse::Error(e),
+                        }
+                    }
+                    Some(Ok(Message::Binary(bytes))) => {
+                        last_was_text = false;
+                        match app_api::parse_binary_request(&bytes) {
+                            Ok(req) => serve(req, &tx, &self_address).await,
+                            Err(e) => AppResponse::Error(e),
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => {
+                        tracing::warn!("application websocket error: {e}");
+                        let _ = sink.send(Message::text(AppResponse::Error(format!("websocket error: {e}")).to_json())).await;
+                        break;
+                    }
+                };
+                if sink.send(Message::text(response.to_json())).await.is_err() {
+                    break;
+                }
+            }
+            delivery = drx.recv() => {
+                let sent = match delivery {
+                    Some(Delivery::Message(m)) => match app_api::delivery_frame(m, last_was_text) {
+                        DeliveryFrame::Text(t) => sink.send(Message::text(t)).await,
+                        DeliveryFrame::Binary(b) => sink.send(Message::binary(b)).await,
+                    },
+                    Some(Delivery::Error(e)) => sink.send(Message::text(AppResponse::Error(e).to_json())).await,
+                    None => break,
+                };
+                if sent.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    drx.close();
+    let mut undelivered = Vec::new();
+    while let Ok(d) = drx.try_recv() {
+        if let Delivery::Message(m) = d {
+            undelivered.push(m);
+        }
+    }
+    let _ = tx.send(Input::AppDetach { app, undelivered }).await;
+}
+
+async fn serve(req: AppRequest, tx: &mpsc::Sender<Input>, self_address: &str) -> AppResponse {
+    match req {
+        AppRequest::SelfAddress => AppResponse::SelfAddress(self_address.to_string()),
+        AppRequest::Send { recipient, message } => {
+            let (reply, result) = oneshot::channel();
+            if tx.send(Input::AppSend { recipient, message, reply }).await.is_err() {
+                return AppResponse::Error("the client is shutting down".into());
+            }
+            match result.await {
+                Ok(Ok(())) => AppResponse::Send,
+                Ok(Err(e)) => AppResponse::Error(e),
+                Err(_) => AppResponse::Error("the client is shutting down".into()),
+            }
+        }
+    }
+}
+
+/// Connects to the gateway once and completes the handshake: the gateway
+/// records the client as registered. Used by `init`.
+pub async fn register(keys: &ClientKeys, gateway_identity: [u8; 32], url: &str, topology: Topology, timeout: Duration) -> Result<()> {
+    let config = nym_client_core::client::ClientConfig {
+        // Registration sends no traffic.
+        average_packet_delay: Duration::ZERO,
+        loop_cover_delay: Duration::ZERO,
+        ..Default::default()
+    };
+    let mut client = Client::new(keys.clone(), gateway_identity, config, random_seed()?);
+    client.handle_topology(topology);
+    let start = Instant::now();
+    let work = async {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .with_context(|| format!("cannot connect to the gateway at {url}"))?;
+        let (mut sink, mut stream) = ws.split();
+        client.handle_gateway_connected(start.elapsed());
+        loop {
+            while let Some(frame) = client.poll_transmit() {
+                sink.send(Message::binary(frame)).await.context("writing to the gateway")?;
+            }
+            while let Some(event) = client.poll_event() {
+                match event {
+                    ClientEvent::Connected => {
+                        let _ = sink.close().await;
+                        return Ok(());
+                    }
+                    ClientEvent::GatewayError(e) => return Err(anyhow!("the gateway refused registration: {e}")),
+                    ClientEvent::Received(_) => {}
+                }
+            }
+            match stream.next().await {
+                Some(Ok(Message::Binary(frame))) => client.handle_gateway_frame(&frame, start.elapsed()),
+                Some(Ok(Message::Close(_))) | None => return Err(anyhow!("the gateway closed the connection during registration")),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(anyhow!("gateway websocket error during registration: {e}")),
+            }
+        }
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| anyhow!("the gateway at {url} did not complete registration within {timeout:?}"))?
+}

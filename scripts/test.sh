@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The project's whole test suite, on a fresh machine: installs what it needs,
+# builds everything, runs every test. Usage: scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== tools"
+if command -v rustup >/dev/null; then rustup target add wasm32-unknown-unknown; fi
+python3 -m pip install --quiet --disable-pip-version-check websockets base58 \
+  || python3 -m pip install --quiet --break-system-packages websockets base58
+if [ ! -x /usr/bin/chromium ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
+
+echo "== Rust: unit, property, simulation and integration tests (release: the browser tests reuse these binaries)"
+cargo test --release
+
+echo "== client-core compiles unchanged to WebAssembly"
+cargo build -p nym-client-core --target wasm32-unknown-unknown
+
+echo "== browser: wasm package in headless Chromium"
+tests/browser/run.sh

@@ -1,0 +1,139 @@
+//! The `nym-client` command line: banner, help, init's files and refusals,
+//! run's errors and Ctrl-C.
+
+use anyhow::Result;
+use nym_integration_tests::*;
+use serde_json::json;
+use std::process::Command;
+use std::time::Duration;
+
+fn nym_client(home: &std::path::Path) -> Command {
+    let mut c = Command::new(client_binary());
+    c.env("HOME", home);
+    c
+}
+
+#[test]
+fn no_arguments_prints_the_seed_banner_with_the_version() -> Result<()> {
+    let home = tempfile::tempdir()?;
+    let out = nym_client(home.path()).output()?;
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout)?;
+    let expected = format!(
+        "\n\n      _ __  _   _ _ __ ___\n     | '_ \\| | | | '_ \\ _ \\\n     | | | | |_| | | | | | |\n     |_| |_|\\__, |_| |_| |_|\n            |___/\n\n             (client - version {})\n\n    \nusage: --help to see available options.\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(stdout, expected);
+    Ok(())
+}
+
+#[test]
+fn every_command_has_help() -> Result<()> {
+    let home = tempfile::tempdir()?;
+    for (args, needles) in [
+        (vec!["--help"], vec!["init", "run"]),
+        (vec!["init", "--help"], vec!["--id", "--directory", "--gateway", "--port"]),
+        (vec!["run", "--help"], vec!["--id", "--port", "--directory", "--localnet"]),
+    ] {
+        let out = nym_client(home.path()).args(&args).output()?;
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8(out.stdout)?;
+        for n in needles {
+            assert!(text.contains(n), "{args:?} help lacks {n}:\n{text}");
+        }
+    }
+    let out = nym_client(home.path()).arg("init").output()?;
+    assert!(!out.status.success(), "init requires --id");
+    assert!(String::from_utf8(out.stderr)?.contains("--id"));
+    Ok(())
+}
+
+#[test]
+fn init_writes_config_and_keys_and_never_replaces_them() -> Result<()> {
+    let dir = shared_localnet();
+    let client = TestClient::init(&dir, "alice", |_| {})?;
+    let base = client.home.path().join(".nym/clients/alice");
+    let config = std::fs::read_to_string(base.join("config/config.toml"))?;
+    for needle in ["[client]", "id = \"alice\"", "directory_server", "private_identity_key_file", "public_identity_key_file",
+        "gateway_id", "[socket]", "socket_type = \"WebSocket\"", "listening_port", "[debug]", "average_packet_delay = 20",
+        "loop_cover_traffic_average_delay = 200", "average_hop_delay = 15", "gateway_reconnect_initial_backoff"] {
+        assert!(config.contains(needle), "config lacks {needle}:\n{config}");
+    }
+    let private = base.join("data/private_identity.pem");
+    let public = base.join("data/public_identity.pem");
+    let private_text = std::fs::read_to_string(&private)?;
+    assert!(private_text.contains("PRIVATE KEY"));
+    assert!(std::fs::read_to_string(&public)?.contains("PUBLIC KEY"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&private)?.permissions().mode() & 0o777, 0o600);
+    }
+    // The address's gateway part is the configured gateway.
+    let gateway = client.address.split('@').nth(1).unwrap_or_default();
+    assert!(config.contains(&format!("gateway_id = \"{gateway}\"")));
+
+    // init again: refused, nothing changed.
+    let out = nym_client(client.home.path()).args(["init", "--id", "alice", "--directory", &dir]).output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr)?;
+    assert!(err.contains("already exists") && err.contains("refusing to replace its keys"), "{err}");
+    assert_eq!(std::fs::read_to_string(&private)?, private_text);
+    Ok(())
+}
+
+#[test]
+fn init_refuses_unknown_gateway_and_unreachable_directory_without_writing() -> Result<()> {
+    let dir = shared_localnet();
+    let home = tempfile::tempdir()?;
+    let unknown = bs58::encode([7u8; 32]).into_string();
+    let out = nym_client(home.path()).args(["init", "--id", "x", "--directory", &dir, "--gateway", &unknown]).output()?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8(out.stderr)?.contains("is not in the topology"));
+    let port = free_port();
+    let out = nym_client(home.path())
+        .args(["init", "--id", "x", "--directory", &format!("http://127.0.0.1:{port}")])
+        .output()?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8(out.stderr)?.contains("cannot reach the directory"));
+    assert!(!home.path().join(".nym/clients/x/data/private_identity.pem").exists());
+    let out = nym_client(home.path()).args(["init", "--id", "../evil", "--directory", &dir]).output()?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8(out.stderr)?.contains("invalid --id"));
+    Ok(())
+}
+
+#[test]
+fn init_with_a_chosen_gateway_uses_it() -> Result<()> {
+    let dir = shared_localnet();
+    let first = TestClient::init(&dir, "a", |_| {})?;
+    let gateway = first.address.split('@').nth(1).unwrap_or_default().to_string();
+    let home = tempfile::tempdir()?;
+    let out = nym_client(home.path()).args(["init", "--id", "b", "--directory", &dir, "--gateway", &gateway]).output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8(out.stdout)?.contains(&format!("@{gateway}")));
+    Ok(())
+}
+
+#[test]
+fn run_without_init_says_what_to_do() -> Result<()> {
+    let home = tempfile::tempdir()?;
+    let out = nym_client(home.path()).args(["run", "--id", "nobody"]).output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr)?;
+    assert!(err.contains("not initialised") && err.contains("nym-client init --id nobody"), "{err}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_the_client_cleanly() -> Result<()> {
+    let dir = shared_localnet();
+    let mut alice = TestClient::init(&dir, "alice", fast)?;
+    alice.start().await?;
+    let mut ws = alice.connect().await?;
+    assert_eq!(request(&mut ws, &json!({"type": "selfAddress"})).await?["type"], "selfAddress");
+    let status = alice.interrupt(Duration::from_secs(10))?;
+    assert!(status.success(), "exit status {status}\n{}", alice.log());
+    assert!(alice.log().contains("client stopped"));
+    Ok(())
+}

@@ -1,0 +1,213 @@
+//! The websocket API of real `nym-client` processes, against an in-process
+//! localnet: sends, receives, binary frames, errors, connection rules.
+
+use anyhow::Result;
+use nym_integration_tests::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+const DELIVERY: Duration = Duration::from_secs(60);
+
+fn ok_send(v: &Value) {
+    assert_eq!(v, &json!({"type": "send"}), "expected a send confirmation");
+}
+
+fn error_containing(v: &Value, needle: &str) {
+    assert_eq!(v["type"], "error", "expected an error, got {v}");
+    let m = v["message"].as_str().unwrap_or_default();
+    assert!(m.contains(needle), "error {m:?} does not mention {needle:?}");
+}
+
+async fn expect_text(ws: &mut Ws, expected: &str) -> Result<()> {
+    match recv(ws, DELIVERY).await? {
+        Message::Text(t) => assert_eq!(t.as_str(), expected),
+        other => panic!("expected text {expected:?}, got {other:?}"),
+    }
+    Ok(())
+}
+
+/// The seed's first example at today's Nym rates (15 ms per hop, Poisson
+/// sending at 20 ms, loop cover at 200 ms): text to ourselves comes back as a
+/// text frame holding just the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_send_text_at_default_rates() -> Result<()> {
+    let dir = shared_localnet();
+    let mut alice = TestClient::init(&dir, "alice", |_| {})?;
+    alice.start().await?;
+    let mut ws = alice.connect().await?;
+    let me = request(&mut ws, &json!({"type": "selfAddress"})).await?;
+    assert_eq!(me["type"], "selfAddress");
+    assert_eq!(me["address"], alice.address.as_str());
+    ok_send(&request(&mut ws, &json!({"type": "send", "message": "Hello Nym!", "recipient": alice.address})).await?);
+    expect_text(&mut ws, "Hello Nym!").await
+}
+
+/// Alice and Bob on (possibly) different gateways: a text message, a JSON
+/// message (delivered as its compact JSON text, `recipient_address` form)
+/// and a reply back using the sender address inside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alice_and_bob_exchange_text_json_and_a_reply() -> Result<()> {
+    let dir = shared_localnet();
+    let mut alice = TestClient::init(&dir, "alice", fast)?;
+    let mut bob = TestClient::init(&dir, "bob", fast)?;
+    alice.start().await?;
+    bob.start().await?;
+    let mut a = alice.connect().await?;
+    let mut b = bob.connect().await?;
+    // Bob's last request is text, so text arrives as text frames.
+    request(&mut b, &json!({"type": "selfAddress"})).await?;
+
+    ok_send(&request(&mut a, &json!({"type": "send", "message": "2 + 2 = 4", "recipient": bob.address})).await?);
+    expect_text(&mut b, "2 + 2 = 4").await?;
+
+    let chat = json!({"sender": alice.address, "chatMessage": "hi julia!"});
+    ok_send(&request(&mut a, &json!({"type": "send", "message": chat, "recipient_address": bob.address})).await?);
+    let got = match recv(&mut b, DELIVERY).await? {
+        Message::Text(t) => t.to_string(),
+        other => panic!("expected text, got {other:?}"),
+    };
+    assert_eq!(got, chat.to_string(), "JSON messages arrive as compact JSON text");
+    let parsed: Value = serde_json::from_str(&got)?;
+
+    let reply = json!({"sender": bob.address, "chatMessage": "winston, so lovely to hear from you!"});
+    let to = parsed["sender"].as_str().unwrap_or_default();
+    ok_send(&request(&mut b, &json!({"type": "send", "message": reply, "recipient_address": to})).await?);
+    // Alice's last request was text (her sends): the reply comes as text.
+    expect_text(&mut a, &reply.to_string()).await
+}
+
+/// The seed's binary frame (64-byte recipient + data) with 1 MiB of random
+/// bytes, to another client: it arrives byte for byte as one binary frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_mib_binary_message_arrives_byte_for_byte() -> Result<()> {
+    let dir = shared_localnet();
+    let mut alice = TestClient::init(&dir, "alice", fast)?;
+    let mut bob = TestClient::init(&dir, "bob", fast)?;
+    alice.start().await?;
+    bob.start().await?;
+    let mut a = alice.connect().await?;
+    let mut b = bob.connect().await?;
+    let data = random_bytes(1024 * 1024);
+    let mut frame = binary_address(&bob.address)?;
+    frame.extend_from_slice(&data);
+    ok_send(&request_binary(&mut a, frame).await?);
+    match recv(&mut b, DELIVERY).await? {
+        Message::Binary(got) => assert!(got.as_ref() == data.as_slice(), "1 MiB came back different ({} bytes)", got.len()),
+        other => panic!("expected a binary frame, got {:?}", other.len()),
+    }
+    Ok(())
+}
+
+/// Every kind of bad request gets an error naming the problem; the
+/// connection stays open and the next good request works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_errors_and_the_client_keeps_working() -> Result<()> {
+    let dir = shared_localnet();
+    let mut alice = TestClient::init(&dir, "alice", |c| {
+        fast(c);
+        c.debug.max_message_size = 100 * 1024;
+    })?;
+    alice.start().await?;
+    let mut ws = alice.connect().await?;
+    let me = alice.address.clone();
+    let cases: Vec<(String, &str)> = vec![
+        ("{not json".into(), "malformed JSON"),
+        ("[1,2,3]".into(), "must be a JSON object"),
+        (json!({"message": "x", "recipient": me}).to_string(), "missing field 'type'"),
+        (json!({"type": "dance"}).to_string(), "unknown request type 'dance'"),
+        (json!({"type": "reply"}).to_string(), "not supported yet"),
+        (json!({"type": "send", "message": "x"}).to_string(), "missing field 'recipient'"),
+        (json!({"type": "send", "recipient": me}).to_string(), "missing field 'message'"),
+        (json!({"type": "send", "message": "x", "recipient": "nonsense"}).to_string(), "invalid address"),
+        (json!({"type": "send", "message": "x", "recipient": format!("{}@abc", &me[..10])}).to_string(), "invalid address"),
+        (json!({"type": "send", "message": "x".repeat(200 * 1024), "recipient": me}).to_string(), "message too large"),
+    ];
+    for (req, needle) in &cases {
+        error_containing(&request_text(&mut ws, req).await?, needle);
+        // Still serving on the same connection.
+        assert_eq!(request(&mut ws, &json!({"type": "selfAddress"})).await?["address"], me.as_str());
+    }
+    // A recipient on a gateway the network does not have: the engine's error.
+    let stranger = format!("{}@{}", me.split('@').next().unwrap_or_default(), bs58::encode([9u8; 32]).into_string());
+    error_containing(&request(&mut ws, &json!({"type": "send", "message": "x", "recipient": stranger})).await?, "not in the network topology");
+
+    error_containing(&request_binary(&mut ws, vec![1, 2, 3]).await?, "too short: 3 bytes");
+    let mut big = binary_address(&me)?;
+    big.extend_from_slice(&vec![0u8; 200 * 1024]);
+    error_containing(&request_binary(&mut ws, big).await?, "message too large");
+
+    // After all that, a good send still goes through.
+    ok_send(&request(&mut ws, &json!({"type": "send", "message": "still here", "recipient": me})).await?);
+    expect_text(&mut ws, "still here").await
+}
+
+/// One application at a time: a second connection gets an error frame and
+/// is closed; the first keeps working, and once it leaves a new one is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_application_is_refused_while_one_is_connected() -> Result<()> {
+    let dir = shared_localnet();
+    let mut alice = TestClient::init(&dir, "alice", fast)?;
+    alice.start().await?;
+    let mut first = alice.connect().await?;
+    request(&mut first, &json!({"type": "selfAddress"})).await?;
+    let mut second = alice.connect().await?;
+    error_containing(&recv_json(&mut second, Duration::from_secs(10)).await?, "another application is already connected");
+    assert!(recv(&mut second, Duration::from_secs(5)).await.is_err(), "the second connection is closed");
+    ok_send(&request(&mut first, &json!({"type": "send", "message": "first", "recipient": alice.address})).await?);
+    expect_text(&mut first, "first").await?;
+    first.close(None).await?;
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut third = alice.connect().await?;
+    assert_eq!(request(&mut third, &json!({"type": "selfAddress"})).await?["address"], alice.address.as_str());
+    Ok(())
+}
+
+/// Messages that arrive while no application is connected are kept and
+/// delivered (in order) to the next application that connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_arriving_with_no_application_are_kept_for_the_next_one() -> Result<()> {
+    let dir = shared_localnet();
+    let mut alice = TestClient::init(&dir, "alice", fast)?;
+    let mut bob = TestClient::init(&dir, "bob", fast)?;
+    alice.start().await?;
+    bob.start().await?;
+    let mut a = alice.connect().await?;
+    for i in 0..3 {
+        ok_send(&request(&mut a, &json!({"type": "send", "message": format!("kept {i}"), "recipient": bob.address})).await?);
+    }
+    // Nobody listens at Bob's; give the messages time to arrive.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut b = bob.connect().await?;
+    // No request yet on this connection: messages come as binary frames.
+    for i in 0..3 {
+        match recv(&mut b, DELIVERY).await? {
+            Message::Binary(m) => assert_eq!(m.as_ref(), format!("kept {i}").as_bytes()),
+            other => panic!("expected binary, got {other:?}"),
+        }
+    }
+    Ok(())
+}
+
+/// The `{"type":"send"}` answer comes for binary sends too; a UTF-8 message
+/// arrives as binary when the connection's last request was binary and as
+/// text when it was text (non-UTF-8 is always binary: unit-tested in
+/// `nym_client_core::app_api`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn received_frame_kind_follows_the_last_request() -> Result<()> {
+    let dir = shared_localnet();
+    let mut alice = TestClient::init(&dir, "alice", fast)?;
+    alice.start().await?;
+    let mut ws = alice.connect().await?;
+    let mut frame = binary_address(&alice.address)?;
+    frame.extend_from_slice("utf-8 text".as_bytes());
+    ok_send(&request_binary(&mut ws, frame.clone()).await?);
+    match recv(&mut ws, DELIVERY).await? {
+        Message::Binary(m) => assert_eq!(m.as_ref(), b"utf-8 text"),
+        other => panic!("expected binary after a binary request, got {other:?}"),
+    }
+    ok_send(&request(&mut ws, &json!({"type": "send", "message": "utf-8 text", "recipient": alice.address})).await?);
+    expect_text(&mut ws, "utf-8 text").await?;
+    Ok(())
+}

@@ -18,11 +18,18 @@
 //! text frame when the connection's last request was a text frame and the
 //! message is valid UTF-8, a binary frame otherwise ([`delivery_frame`]).
 //!
-//! Request types of later versions (`sendAnonymous`, `reply`) are recognised
-//! and refused with a clear "not supported yet" error, so adding them later is
-//! a matter of new [`AppRequest`] variants.
+//! Anonymous replies (0.8.0's SURBs, with today's Nym names):
+//! - `{"type":"sendAnonymous","recipient":..,"message":..,"replySurbs":N}`
+//!   sends with N single-use reply blocks (default 10); the receiver never
+//!   learns our address. Answered `{"type":"send"}`.
+//! - The receiver gets `{"type":"received","message":..,"senderTag":".."}`
+//!   ([`received_json`]); `message` is the text, or, when the bytes are not
+//!   UTF-8, their base58 with `"encoding":"base58"`.
+//! - `{"type":"reply","senderTag":..,"message":..}` answers through a stored
+//!   SURB; answered `{"type":"send"}`, or an error for an unknown or used-up tag.
 
 use crate::address::{Recipient, ADDRESS_BYTES};
+use crate::reply::{SenderTag, MAX_SURBS_PER_MESSAGE};
 use serde_json::{json, Map, Value};
 
 /// A valid request from the application.
@@ -32,6 +39,23 @@ pub enum AppRequest {
     Send { recipient: Recipient, message: Vec<u8> },
     /// Ask for this client's own address.
     SelfAddress,
+    /// Send anonymously, with `reply_surbs` reply blocks.
+    SendAnonymous { recipient: Recipient, message: Vec<u8>, reply_surbs: usize },
+    /// Answer an anonymous message through its sender's SURBs.
+    Reply { sender_tag: SenderTag, message: Vec<u8> },
+}
+
+/// SURBs sent with `sendAnonymous` when `replySurbs` is not given.
+pub const DEFAULT_REPLY_SURBS: usize = 10;
+
+/// The frame an anonymous message is delivered in.
+pub fn received_json(message: &[u8], sender_tag: &SenderTag) -> String {
+    let tag = crate::reply::encode_sender_tag(sender_tag);
+    match std::str::from_utf8(message) {
+        Ok(text) => json!({ "type": "received", "message": text, "senderTag": tag }),
+        Err(_) => json!({ "type": "received", "message": bs58::encode(message).into_string(), "encoding": "base58", "senderTag": tag }),
+    }
+    .to_string()
 }
 
 /// A reply from the client to the application.
@@ -75,9 +99,7 @@ pub fn delivery_frame(message: Vec<u8>, last_request_was_text: bool) -> Delivery
     }
 }
 
-/// Request types this version knows of but does not serve yet.
-const NOT_YET_SUPPORTED: &[&str] = &["sendAnonymous", "reply"];
-const KNOWN_TYPES: &str = "'send', 'selfAddress'";
+const KNOWN_TYPES: &str = "'send', 'sendAnonymous', 'reply', 'selfAddress'";
 
 fn json_kind(v: &Value) -> &'static str {
     match v {
@@ -105,16 +127,51 @@ pub fn parse_text_request(text: &str) -> Result<AppRequest, String> {
     match kind {
         "send" => parse_send(&obj),
         "selfAddress" => Ok(AppRequest::SelfAddress),
-        t if NOT_YET_SUPPORTED.contains(&t) => {
-            Err(format!("request type '{t}' is not supported yet by this client (supported: {KNOWN_TYPES})"))
-        }
+        "sendAnonymous" => parse_send_anonymous(&obj),
+        "reply" => parse_reply(&obj),
         t => Err(format!("unknown request type '{t}' (expected one of {KNOWN_TYPES})")),
     }
 }
 
 fn parse_send(obj: &Map<String, Value>) -> Result<AppRequest, String> {
+    let (recipient, message) = recipient_and_message(obj, "send")?;
+    Ok(AppRequest::Send { recipient, message })
+}
+
+fn parse_send_anonymous(obj: &Map<String, Value>) -> Result<AppRequest, String> {
+    let (recipient, message) = recipient_and_message(obj, "sendAnonymous")?;
+    let reply_surbs = match obj.get("replySurbs") {
+        None => DEFAULT_REPLY_SURBS,
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(n) if n as usize <= MAX_SURBS_PER_MESSAGE => n as usize,
+            _ => return Err(format!("field 'replySurbs' must be a whole number from 0 to {MAX_SURBS_PER_MESSAGE}, got {n}")),
+        },
+        Some(other) => return Err(format!("field 'replySurbs' must be a number, got {}", json_kind(other))),
+    };
+    Ok(AppRequest::SendAnonymous { recipient, message, reply_surbs })
+}
+
+fn parse_reply(obj: &Map<String, Value>) -> Result<AppRequest, String> {
+    let tag = match obj.get("senderTag") {
+        None => return Err("missing field 'senderTag' in 'reply' request".into()),
+        Some(Value::String(s)) => s,
+        Some(other) => return Err(format!("field 'senderTag' must be a string, got {}", json_kind(other))),
+    };
+    let sender_tag = crate::reply::decode_sender_tag(tag).map_err(|e| e.to_string())?;
+    Ok(AppRequest::Reply { sender_tag, message: message_field(obj, "reply")? })
+}
+
+fn message_field(obj: &Map<String, Value>, kind: &str) -> Result<Vec<u8>, String> {
+    match obj.get("message") {
+        None => Err(format!("missing field 'message' in '{kind}' request")),
+        Some(Value::String(s)) => Ok(s.as_bytes().to_vec()),
+        Some(other) => Ok(other.to_string().into_bytes()),
+    }
+}
+
+fn recipient_and_message(obj: &Map<String, Value>, kind: &str) -> Result<(Recipient, Vec<u8>), String> {
     let recipient_text = match (obj.get("recipient"), obj.get("recipient_address")) {
-        (None, None) => return Err("missing field 'recipient' (or 'recipient_address') in 'send' request".into()),
+        (None, None) => return Err(format!("missing field 'recipient' (or 'recipient_address') in '{kind}' request")),
         (Some(a), Some(b)) if a != b => {
             return Err("'recipient' and 'recipient_address' are both given and differ".into())
         }
@@ -123,13 +180,9 @@ fn parse_send(obj: &Map<String, Value>) -> Result<AppRequest, String> {
             other => return Err(format!("field 'recipient' must be a string, got {}", json_kind(other))),
         },
     };
-    let message = match obj.get("message") {
-        None => return Err("missing field 'message' in 'send' request".into()),
-        Some(Value::String(s)) => s.as_bytes().to_vec(),
-        Some(other) => other.to_string().into_bytes(),
-    };
+    let message = message_field(obj, kind)?;
     let recipient: Recipient = recipient_text.parse().map_err(|e: crate::Error| e.to_string())?;
-    Ok(AppRequest::Send { recipient, message })
+    Ok((recipient, message))
 }
 
 /// Parses one binary frame: 64 bytes of recipient, then the payload.
@@ -185,6 +238,28 @@ mod tests {
     }
 
     #[test]
+    fn anonymous_sends_and_replies() {
+        let a = addr();
+        let req = json!({"type": "sendAnonymous", "message": "psst", "recipient": a.to_string(), "replySurbs": 3}).to_string();
+        assert_eq!(
+            parse_text_request(&req).unwrap(),
+            AppRequest::SendAnonymous { recipient: a, message: b"psst".to_vec(), reply_surbs: 3 }
+        );
+        let req = json!({"type": "sendAnonymous", "message": "psst", "recipient": a.to_string()}).to_string();
+        let AppRequest::SendAnonymous { reply_surbs, .. } = parse_text_request(&req).unwrap() else { panic!() };
+        assert_eq!(reply_surbs, DEFAULT_REPLY_SURBS);
+        let tag = [7u8; 16];
+        let req = json!({"type": "reply", "senderTag": crate::reply::encode_sender_tag(&tag), "message": "back"}).to_string();
+        assert_eq!(parse_text_request(&req).unwrap(), AppRequest::Reply { sender_tag: tag, message: b"back".to_vec() });
+        let v: Value = serde_json::from_str(&received_json(b"hi", &tag)).unwrap();
+        assert_eq!(v["type"], "received");
+        assert_eq!(v["message"], "hi");
+        assert_eq!(v["senderTag"], crate::reply::encode_sender_tag(&tag));
+        let v: Value = serde_json::from_str(&received_json(&[0xff, 0], &tag)).unwrap();
+        assert_eq!(v["encoding"], "base58");
+    }
+
+    #[test]
     fn self_address() {
         assert_eq!(parse_text_request(r#"{"type":"selfAddress"}"#).unwrap(), AppRequest::SelfAddress);
     }
@@ -198,8 +273,12 @@ mod tests {
         assert!(err(r#"{"message":"x"}"#).contains("missing field 'type'"));
         assert!(err(r#"{"type":7}"#).contains("'type' must be a string"));
         assert!(err(r#"{"type":"dance"}"#).contains("unknown request type 'dance'"));
-        assert!(err(r#"{"type":"reply"}"#).contains("'reply' is not supported yet"));
-        assert!(err(r#"{"type":"sendAnonymous"}"#).contains("'sendAnonymous' is not supported yet"));
+        assert!(err(r#"{"type":"reply"}"#).contains("missing field 'senderTag' in 'reply' request"));
+        assert!(err(r#"{"type":"reply","senderTag":"abc","message":"x"}"#).contains("sender tag"));
+        assert!(err(r#"{"type":"reply","senderTag":7}"#).contains("'senderTag' must be a string"));
+        assert!(err(r#"{"type":"sendAnonymous"}"#).contains("missing field 'recipient' (or 'recipient_address') in 'sendAnonymous' request"));
+        assert!(err(&format!(r#"{{"type":"sendAnonymous","recipient":"{a}","message":"m","replySurbs":-1}}"#)).contains("'replySurbs' must be a whole number"));
+        assert!(err(&format!(r#"{{"type":"sendAnonymous","recipient":"{a}","message":"m","replySurbs":"3"}}"#)).contains("'replySurbs' must be a number"));
         assert!(err(r#"{"type":"send","message":"x"}"#).contains("missing field 'recipient'"));
         assert!(err(&format!(r#"{{"type":"send","recipient":"{a}"}}"#)).contains("missing field 'message'"));
         assert!(err(r#"{"type":"send","message":"x","recipient":5}"#).contains("'recipient' must be a string"));

@@ -116,7 +116,7 @@ async fn separate_processes_carry_traffic() {
     let mut a = TestClient::connect(&json.gateway_nodes[0].client_listener, &alice, gw).await.unwrap();
     let mut sent = Vec::new();
     for i in 0..10u8 {
-        let msg = vec![i; 2000];
+        let msg = vec![i; 1500];
         let route = topo.random_route(&mut rand::rng(), &gw).unwrap();
         a.forward(*route[0].address.as_bytes(), build_frame(&msg, &route, &PublicKey::from(&bob), &[5, 5, 5, 5])).await;
         sent.push(msg);

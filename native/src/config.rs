@@ -226,6 +226,15 @@ impl Config {
         Ok(())
     }
 
+    /// Where SURBs and reply keys are kept across restarts (secret: 0600).
+    pub fn reply_store_file(&self) -> PathBuf {
+        self.client
+            .private_identity_key_file
+            .parent()
+            .map(|dir| dir.join("reply_store.bin"))
+            .unwrap_or_else(|| PathBuf::from("reply_store.bin"))
+    }
+
     pub fn gateway_identity(&self) -> Result<[u8; 32]> {
         nym_client_core::address::decode_key(&self.client.gateway_id, "gateway_id")
             .map_err(|e| anyhow!("[client] {e}"))

@@ -49,7 +49,8 @@ enum Input {
     Topology(Box<Topology>),
     AppAttach { app: u64, tx: mpsc::UnboundedSender<Delivery>, accepted: oneshot::Sender<bool> },
     AppDetach { app: u64, undelivered: Vec<Vec<u8>> },
-    AppSend { recipient: Recipient, message: Vec<u8>, reply: oneshot::Sender<Result<(), String>> },
+    /// A send, sendAnonymous or reply request.
+    AppSend { request: AppRequest, reply: oneshot::Sender<Result<(), String>> },
 }
 
 enum Delivery {
@@ -86,6 +87,14 @@ pub async fn run(
 
     let mut client = Client::new(keys, gateway_identity, core_config, random_seed()?);
     client.handle_topology(topology);
+    let reply_store_file = config.reply_store_file();
+    match std::fs::read(&reply_store_file) {
+        Ok(bytes) => client
+            .import_reply_store(&bytes)
+            .with_context(|| format!("cannot load {}", reply_store_file.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(anyhow!("cannot read {}: {e}", reply_store_file.display())),
+    }
     let address = client.address();
 
     let listen_addr = SocketAddr::from(([127, 0, 0, 1], config.socket.listening_port));
@@ -123,6 +132,7 @@ pub async fn run(
         stored: VecDeque::new(),
         stored_bytes: 0,
         stored_limit: config.debug.stored_messages_limit,
+        reply_store_file,
     };
     drop(tx);
     engine.run(rx, shutdown).await;
@@ -153,6 +163,7 @@ struct Engine {
     stored: VecDeque<Vec<u8>>,
     stored_bytes: usize,
     stored_limit: usize,
+    reply_store_file: std::path::PathBuf,
 }
 
 impl Engine {
@@ -249,9 +260,16 @@ impl Engine {
                 }
                 self.trim_store();
             }
-            Input::AppSend { recipient, message, reply } => {
-                let result = self.client.send(recipient, message, now).map_err(|e| e.to_string());
-                let _ = reply.send(result);
+            Input::AppSend { request, reply } => {
+                let result = match request {
+                    AppRequest::Send { recipient, message } => self.client.send(recipient, message, now),
+                    AppRequest::SendAnonymous { recipient, message, reply_surbs } => {
+                        self.client.send_anonymous(recipient, message, reply_surbs, now)
+                    }
+                    AppRequest::Reply { sender_tag, message } => self.client.reply(sender_tag, message, now),
+                    AppRequest::SelfAddress => Ok(0),
+                };
+                let _ = reply.send(result.map(|_| ()).map_err(|e| e.to_string()));
             }
         }
     }
@@ -276,8 +294,21 @@ impl Engine {
         if sent == TRANSMIT_BATCH {
             more = true;
         }
+        let mut reply_store_changed = false;
         while let Some(event) = self.client.poll_event() {
             match event {
+                ClientEvent::ReplyStoreChanged => reply_store_changed = true,
+                ClientEvent::ReceivedWithSenderTag { message, sender_tag } => {
+                    self.deliver(app_api::received_json(&message, &sender_tag).into_bytes())
+                }
+                ClientEvent::SendFailed { message_id, recipient, reason } => {
+                    let to = recipient.map_or_else(|| "a reply".to_string(), |r| format!("a message to {r}"));
+                    let e = format!("{to} (message {message_id}) could not be delivered: {reason}");
+                    tracing::warn!("{e}");
+                    if let Some((_, app)) = &self.app {
+                        let _ = app.send(Delivery::Error(e));
+                    }
+                }
                 ClientEvent::Connected => {
                     tracing::info!("authenticated with the gateway; sending traffic");
                     self.connected_at = None;
@@ -295,7 +326,21 @@ impl Engine {
                 }
             }
         }
+        if reply_store_changed {
+            self.save_reply_store();
+        }
         more
+    }
+
+    /// SURBs and reply keys must survive a restart: rewritten (0600) after
+    /// every change, via a temporary file so a crash never leaves half of one.
+    fn save_reply_store(&self) {
+        let tmp = self.reply_store_file.with_extension("bin.tmp");
+        let saved = crate::config::write_file(&tmp, &self.client.export_reply_store(), true)
+            .and_then(|()| std::fs::rename(&tmp, &self.reply_store_file).map_err(Into::into));
+        if let Err(e) = saved {
+            tracing::warn!("cannot save the reply store: {e:#}");
+        }
     }
 
     fn drop_gateway(&mut self) {
@@ -540,9 +585,9 @@ async fn app_connection(
 async fn serve(req: AppRequest, tx: &mpsc::Sender<Input>, self_address: &str) -> AppResponse {
     match req {
         AppRequest::SelfAddress => AppResponse::SelfAddress(self_address.to_string()),
-        AppRequest::Send { recipient, message } => {
+        request => {
             let (reply, result) = oneshot::channel();
-            if tx.send(Input::AppSend { recipient, message, reply }).await.is_err() {
+            if tx.send(Input::AppSend { request, reply }).await.is_err() {
                 return AppResponse::Error("the client is shutting down".into());
             }
             match result.await {
@@ -583,7 +628,7 @@ pub async fn register(keys: &ClientKeys, gateway_identity: [u8; 32], url: &str, 
                         return Ok(());
                     }
                     ClientEvent::GatewayError(e) => return Err(anyhow!("the gateway refused registration: {e}")),
-                    ClientEvent::Received(_) => {}
+                    _ => {}
                 }
             }
             match stream.next().await {

@@ -168,8 +168,21 @@ impl TestClient {
         Ok(TestClient { home, id: id.to_string(), port, address, child: None })
     }
 
-    /// `nym-client run`, returning once its websocket answers `selfAddress`.
-    pub async fn start(&mut self) -> Result<()> {
+    /// `nym-client run`, returning once its port accepts connections, without
+    /// connecting as an application (which would be handed stored messages).
+    pub async fn start_unprobed(&mut self) -> Result<()> {
+        self.spawn_run()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
+            if Instant::now() > deadline {
+                bail!("nym-client run did not listen within 30 s:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    fn spawn_run(&mut self) -> Result<()> {
         let log = std::fs::File::create(self.home.path().join("client.log"))?;
         let child = Command::new(client_binary())
             .args(["run", "--id", &self.id, "--port", &self.port.to_string()])
@@ -179,6 +192,12 @@ impl TestClient {
             .spawn()
             .context("spawning nym-client run")?;
         self.child = Some(child);
+        Ok(())
+    }
+
+    /// `nym-client run`, returning once its websocket answers `selfAddress`.
+    pub async fn start(&mut self) -> Result<()> {
+        self.spawn_run()?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(mut ws) = connect(self.port).await {

@@ -51,7 +51,7 @@ fn crypto_bound(n: usize) -> Result<(Duration, Duration)> {
     let mut process = Duration::ZERO;
     for _ in 0..n {
         let t = Instant::now();
-        let mut bytes = build_sphinx_packet(&mut rng, &route, &recipient, &payload, Duration::ZERO, size)?;
+        let (mut bytes, _) = build_sphinx_packet(&mut rng, &route, &recipient, &payload, Duration::ZERO, size)?;
         build += t.elapsed();
         let t = Instant::now();
         for s in &secrets {

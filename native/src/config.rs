@@ -50,7 +50,7 @@ pub fn validate_id(id: &str) -> Result<()> {
     Ok(())
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub client: ClientSection,
@@ -82,7 +82,7 @@ pub struct SocketSection {
 }
 
 /// Traffic rates and timeouts, in milliseconds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DebugSection {
     /// Mean per-hop mixing delay; 0 = packets are not delayed at mixnodes.
@@ -110,6 +110,12 @@ pub struct DebugSection {
     /// Received messages kept while no application is connected (the oldest
     /// are dropped beyond this).
     pub stored_messages_limit: usize,
+    /// A packet not acknowledged within (its route delays + its ack's route
+    /// delays) x this + `ack_wait_addition` is sent again on a fresh route.
+    pub ack_wait_multiplier: f64,
+    pub ack_wait_addition: u64,
+    /// Retransmissions of one packet before its message is reported undeliverable.
+    pub maximum_retransmissions: u32,
 }
 
 impl Default for DebugSection {
@@ -127,6 +133,9 @@ impl Default for DebugSection {
             gateway_reconnect_max_backoff: 30_000,
             gateway_response_timeout: 15_000,
             stored_messages_limit: 1000,
+            ack_wait_multiplier: core.ack_wait_multiplier,
+            ack_wait_addition: ms(core.ack_wait_addition),
+            maximum_retransmissions: core.max_retransmissions,
         }
     }
 }
@@ -140,6 +149,9 @@ impl DebugSection {
     // `..default()`: fields the engine may gain later keep their defaults.
     #[allow(clippy::needless_update)]
     pub fn client_config(&self) -> Result<ClientConfig> {
+        if !(self.ack_wait_multiplier.is_finite() && self.ack_wait_multiplier >= 1.0) {
+            return Err(anyhow!("[debug] ack_wait_multiplier must be a number of at least 1.0, got {}", self.ack_wait_multiplier));
+        }
         let packet_size = PacketSize::from_name(&self.packet_size).ok_or_else(|| {
             anyhow!(
                 "[debug] packet_size '{}' is not one of regular, extended8, extended16, extended32",
@@ -153,6 +165,9 @@ impl DebugSection {
             packet_size,
             incomplete_message_timeout: Duration::from_millis(self.incomplete_message_timeout),
             max_message_size: self.max_message_size,
+            ack_wait_multiplier: self.ack_wait_multiplier,
+            ack_wait_addition: Duration::from_millis(self.ack_wait_addition),
+            max_retransmissions: self.maximum_retransmissions,
             ..ClientConfig::default()
         })
     }

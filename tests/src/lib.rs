@@ -2,6 +2,8 @@
 //! building) the `nym-client` binary, one in-process localnet per test
 //! process, client processes each with its own `$HOME`, websocket helpers.
 
+pub mod netns;
+
 use anyhow::{anyhow, bail, Context, Result};
 use futures_util::{SinkExt, StreamExt};
 use nym_client::config::Config;
@@ -322,4 +324,18 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
     let mut v = vec![0u8; n];
     let _ = getrandom::fill(&mut v);
     v
+}
+
+/// Alice and Bob, running on `directory` with `tweak`ed configs, each with an
+/// application connected (`a`, `b`). Bob has made a text request, so text
+/// arrives at his application as text frames.
+pub async fn alice_and_bob(directory: &str, tweak: fn(&mut Config)) -> Result<(TestClient, TestClient, Ws, Ws)> {
+    let mut alice = TestClient::init(directory, "alice", tweak)?;
+    let mut bob = TestClient::init(directory, "bob", tweak)?;
+    alice.start().await?;
+    bob.start().await?;
+    let a = alice.connect().await?;
+    let mut b = bob.connect().await?;
+    request(&mut b, &serde_json::json!({"type": "selfAddress"})).await?;
+    Ok((alice, bob, a, b))
 }

@@ -20,13 +20,7 @@ async fn next_text(ws: &mut Ws) -> Result<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anonymous_message_reply_and_replies_after_a_restart() -> Result<()> {
     let dir = shared_localnet();
-    let mut alice = TestClient::init(&dir, "alice", fast)?;
-    let mut bob = TestClient::init(&dir, "bob", fast)?;
-    alice.start().await?;
-    bob.start().await?;
-    let mut a = alice.connect().await?;
-    let mut b = bob.connect().await?;
-    request(&mut b, &json!({"type": "selfAddress"})).await?;
+    let (alice, mut bob, mut a, mut b) = alice_and_bob(&dir, fast).await?;
 
     let sent = request(&mut a, &json!({"type": "sendAnonymous", "recipient": bob.address, "message": "who am I?", "replySurbs": 4})).await?;
     assert_eq!(sent, json!({"type": "send"}));

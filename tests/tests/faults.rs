@@ -20,13 +20,7 @@ async fn a_mixnode_killed_mid_transfer_loses_nothing() -> Result<()> {
     let data = tempfile::tempdir()?;
     let mut net = start_localnet(data.path()).await?;
     let dir = net.directory_url();
-    let mut alice = TestClient::init(&dir, "alice", reliable)?;
-    let mut bob = TestClient::init(&dir, "bob", reliable)?;
-    alice.start().await?;
-    bob.start().await?;
-    let mut a = alice.connect().await?;
-    let mut b = bob.connect().await?;
-    request(&mut b, &json!({"type": "selfAddress"})).await?;
+    let (alice, bob, mut a, mut b) = alice_and_bob(&dir, reliable).await?;
 
     let mut expected = BTreeSet::new();
     for i in 0..300 {

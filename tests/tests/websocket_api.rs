@@ -49,14 +49,7 @@ async fn self_send_text_at_default_rates() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alice_and_bob_exchange_text_json_and_a_reply() -> Result<()> {
     let dir = shared_localnet();
-    let mut alice = TestClient::init(&dir, "alice", fast)?;
-    let mut bob = TestClient::init(&dir, "bob", fast)?;
-    alice.start().await?;
-    bob.start().await?;
-    let mut a = alice.connect().await?;
-    let mut b = bob.connect().await?;
-    // Bob's last request is text, so text arrives as text frames.
-    request(&mut b, &json!({"type": "selfAddress"})).await?;
+    let (alice, bob, mut a, mut b) = alice_and_bob(&dir, fast).await?;
 
     ok_send(&request(&mut a, &json!({"type": "send", "message": "2 + 2 = 4", "recipient": bob.address})).await?);
     expect_text(&mut b, "2 + 2 = 4").await?;

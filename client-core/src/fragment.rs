@@ -19,6 +19,13 @@ pub const MAX_SET_LEN: usize = 255;
 const MAX_CHAIN: usize = 255;
 /// Completed set ids remembered so late duplicates aren't delivered twice.
 const REMEMBERED_COMPLETED: usize = 65_536;
+/// What a pending set costs besides its data: its slot table. Charged to the
+/// budget, so empty fragments can't open sets for free.
+const SET_OVERHEAD: usize = 64;
+const SLOT_OVERHEAD: usize = std::mem::size_of::<Option<Vec<u8>>>();
+/// Most sets pending at once (a 64 MiB message is ~170 sets); bounds the
+/// eviction scan too.
+const MAX_PENDING_SETS: usize = 16_384;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Link {
@@ -170,22 +177,32 @@ impl Reassembler {
     }
 
     pub fn insert(&mut self, fragment: Fragment, now: Duration) -> Insert {
+        if fragment.position == 0 || fragment.position > fragment.total {
+            return Insert::Inconsistent;
+        }
         if self.completed.contains_key(&fragment.set_id) {
             return Insert::Duplicate;
         }
-        let set = self.sets.entry(fragment.set_id).or_insert_with(|| PartialSet {
-            total: fragment.total,
-            fragments: vec![None; usize::from(fragment.total)],
-            received: 0,
-            previous: None,
-            next: None,
-            bytes: 0,
-            last_activity: now,
+        let buffered_bytes = &mut self.buffered_bytes;
+        let set = self.sets.entry(fragment.set_id).or_insert_with(|| {
+            let overhead = SET_OVERHEAD + SLOT_OVERHEAD * usize::from(fragment.total);
+            *buffered_bytes += overhead;
+            PartialSet {
+                total: fragment.total,
+                fragments: vec![None; usize::from(fragment.total)],
+                received: 0,
+                previous: None,
+                next: None,
+                bytes: overhead,
+                last_activity: now,
+            }
         });
         if set.total != fragment.total {
             return Insert::Inconsistent;
         }
-        let slot = &mut set.fragments[usize::from(fragment.position - 1)];
+        let Some(slot) = set.fragments.get_mut(usize::from(fragment.position - 1)) else {
+            return Insert::Inconsistent;
+        };
         if slot.is_some() {
             return Insert::Duplicate;
         }
@@ -271,7 +288,7 @@ impl Reassembler {
 
     /// Drops the least recently active sets (never `keep`) while over budget.
     fn enforce_budget(&mut self, keep: u32) {
-        while self.buffered_bytes > self.max_buffered_bytes {
+        while self.buffered_bytes > self.max_buffered_bytes || self.sets.len() > MAX_PENDING_SETS {
             let victim = self
                 .sets
                 .iter()
@@ -296,7 +313,7 @@ impl Reassembler {
         let stale: Vec<u32> = self
             .sets
             .iter()
-            .filter(|(_, s)| s.last_activity + self.timeout <= now)
+            .filter(|(_, s)| s.last_activity.saturating_add(self.timeout) <= now)
             .map(|(id, _)| *id)
             .collect();
         for id in &stale {
@@ -306,7 +323,7 @@ impl Reassembler {
     }
 
     pub fn next_expiry(&self) -> Option<Duration> {
-        self.sets.values().map(|s| s.last_activity + self.timeout).min()
+        self.sets.values().map(|s| s.last_activity.saturating_add(self.timeout)).min()
     }
 }
 
@@ -391,6 +408,31 @@ mod tests {
         let empty = split(&mut rng, &[], 100);
         assert_eq!(empty.len(), 1);
         assert_eq!(deliver_all(empty, &mut r), vec![Vec::<u8>::new()]);
+    }
+
+    #[test]
+    fn empty_fragments_cannot_open_sets_for_free() {
+        let mut r = Reassembler::new(Duration::from_secs(60), 64 * 1024);
+        for id in 1..=10_000u32 {
+            let f = Fragment { set_id: id, total: 255, position: 1, link: Link::None, data: vec![] };
+            r.insert(f, Duration::from_millis(u64::from(id)));
+        }
+        assert!(r.pending_sets() * (SET_OVERHEAD + 255 * SLOT_OVERHEAD) <= 64 * 1024 + SET_OVERHEAD + 255 * SLOT_OVERHEAD);
+        let mut unbounded = Reassembler::new(Duration::from_secs(60), usize::MAX);
+        for id in 1..=(MAX_PENDING_SETS as u32 + 100) {
+            let f = Fragment { set_id: id, total: 2, position: 1, link: Link::None, data: vec![] };
+            unbounded.insert(f, Duration::ZERO);
+        }
+        assert_eq!(unbounded.pending_sets(), MAX_PENDING_SETS);
+        let bad = Fragment { set_id: 1, total: 3, position: 4, link: Link::None, data: vec![] };
+        assert_eq!(r.insert(bad, Duration::ZERO), Insert::Inconsistent);
+        let bad = Fragment { set_id: 1, total: 3, position: 0, link: Link::None, data: vec![] };
+        assert_eq!(r.insert(bad, Duration::ZERO), Insert::Inconsistent);
+        // near the end of time nothing overflows, and everything stale goes
+        let pending = r.pending_sets();
+        assert!(pending > 0);
+        assert_eq!(r.expire(Duration::MAX), pending);
+        assert_eq!(r.pending_sets(), 0);
     }
 
     #[test]

@@ -1,0 +1,58 @@
+//! The native client's local websocket API parsers
+//! (`nym_client_core::app_api`): text frames (as valid `str` and as lossy
+//! UTF-8) and binary frames. Never panics; every error is a non-empty
+//! message that survives the `{"type":"error"}` JSON reply; accepted
+//! requests are consistent with the input.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use nym_client_core::address::ADDRESS_BYTES;
+use nym_client_core::app_api::{
+    delivery_frame, parse_binary_request, parse_text_request, AppRequest, AppResponse, DeliveryFrame,
+};
+use nym_client_core::Recipient;
+
+fn check_text(text: &str) {
+    match parse_text_request(text) {
+        Ok(AppRequest::Send { recipient, .. }) => {
+            let again: Recipient = recipient.to_string().parse().expect("a recipient's own text parses");
+            assert_eq!(again, recipient);
+        }
+        Ok(AppRequest::SelfAddress) => {}
+        Err(e) => check_error(&e),
+    }
+}
+
+fn check_error(e: &str) {
+    assert!(!e.is_empty(), "empty error message");
+    let reply = AppResponse::Error(e.to_string()).to_json();
+    let v: serde_json::Value = serde_json::from_str(&reply).expect("error reply is JSON");
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["message"], e);
+}
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        check_text(text);
+    }
+    check_text(&String::from_utf8_lossy(data));
+
+    match parse_binary_request(data) {
+        Ok(AppRequest::Send { recipient, message }) => {
+            assert_eq!(&recipient.to_bytes()[..], &data[..ADDRESS_BYTES]);
+            assert_eq!(message, &data[ADDRESS_BYTES..]);
+        }
+        Ok(AppRequest::SelfAddress) => panic!("binary frame parsed as selfAddress"),
+        Err(e) => {
+            assert!(data.len() < ADDRESS_BYTES);
+            check_error(&e);
+        }
+    }
+
+    for text_last in [true, false] {
+        match delivery_frame(data.to_vec(), text_last) {
+            DeliveryFrame::Text(t) => assert!(text_last && t.as_bytes() == data),
+            DeliveryFrame::Binary(b) => assert_eq!(b, data),
+        }
+    }
+});

@@ -1,7 +1,9 @@
 // Demo page for nym-client-wasm. Everything mixnet-related is the package's
 // NymClient; this file is UI only. For scripts and tests it exposes
 // window.nymReady (a promise of the client), window.nymClient and
-// window.nymMessages (every message received, as delivered).
+// window.nymMessages (every message received, as delivered) and
+// window.nymReceived ({ message, senderTag } for each: the base58 sender tag of
+// an anonymous message, undefined for plain ones).
 import init, { NymClient } from "nym-client-wasm";
 
 const params = new URLSearchParams(location.search);
@@ -29,23 +31,26 @@ const setStatus = (text, error = false) => {
 };
 
 window.nymMessages = [];
+window.nymReceived = [];
 const pings = new Map();
 
-function showMessage(msg) {
+function showMessage(msg, senderTag) {
   window.nymMessages.push(msg);
+  window.nymReceived.push({ message: msg, senderTag });
+  const from = senderTag === undefined ? "" : `anonymous (tag ${senderTag.slice(0, 8)}…): `;
   if (typeof msg === "string") {
     const sent = pings.get(msg);
     if (sent !== undefined) {
       pings.delete(msg);
       $("ping-result").textContent = `arrived after ${Math.round(performance.now() - sent)} ms: “${msg}”`;
     }
-    log(msg, "in");
+    log(from + msg, "in");
   } else {
     const url = URL.createObjectURL(new Blob([msg]));
     const a = document.createElement("a");
     a.href = url;
     a.download = "nym-message.bin";
-    a.textContent = `binary message, ${msg.length} bytes (download)`;
+    a.textContent = `${from}binary message, ${msg.length} bytes (download)`;
     log(a, "in");
   }
 }

@@ -241,6 +241,68 @@ test("two browser clients chat through the mixnet", { timeout: 60000 }, async ()
   await b.page.close();
 });
 
+test("anonymous messages: the recipient sees a sender tag, replies with it, also after a reload", { timeout: 120000 }, async () => {
+  const a = await openDemo(context, baseUrl, fast("anon-alice"));
+  const b = await openDemo(context, baseUrl, fast("anon-bob"));
+  assert.notEqual(a.address, b.address);
+  await a.page.evaluate((to) => window.nymClient.sendAnonymous(to, "hello, guess who", 3), b.address);
+  const got = await waitInPage(b.page, () => {
+    const r = window.nymReceived.find((r) => r.message === "hello, guess who");
+    return r ? { tagType: typeof r.senderTag, senderTag: r.senderTag ?? null } : null;
+  });
+  assert.equal(got.tagType, "string");
+  assert.match(got.senderTag, /^[1-9A-HJ-NP-Za-km-z]{16,24}$/);
+  // Bob never learns Alice's address: not in what onMessage got, not on his page.
+  const [aliceKey, aliceGateway] = a.address.split("@");
+  const bobSaw = await b.page.evaluate(() => JSON.stringify(window.nymReceived) + document.body.textContent);
+  assert.ok(!bobSaw.includes(aliceKey), "Alice's client key reached Bob");
+  assert.ok(!got.senderTag.includes(aliceKey) && !got.senderTag.includes(aliceGateway));
+  // Bob's reply reaches Alice, as a plain message (no tag).
+  await b.page.evaluate((tag) => window.nymClient.reply(tag, "reply one"), got.senderTag);
+  const first = await waitInPage(a.page, () => {
+    const r = window.nymReceived.find((r) => r.message === "reply one");
+    return r ? { tagType: typeof r.senderTag } : null;
+  });
+  assert.equal(first.tagType, "undefined");
+  // The reply store is in localStorage next to Bob's identity...
+  const stored = await b.page.evaluate(() => localStorage.getItem("nym-client-wasm/anon-bob/replies"));
+  assert.match(stored ?? "", /^[A-Za-z0-9+/]{100,}={0,2}$/);
+  // ...so after a reload Bob can still answer with the SURBs left.
+  await b.page.reload();
+  assert.equal(await readyAddress(b.page), b.address);
+  await b.page.evaluate((tag) => window.nymClient.reply(tag, "reply two, after a reload"), got.senderTag);
+  const second = await waitInPage(a.page, () => {
+    const r = window.nymReceived.find((r) => r.message === "reply two, after a reload");
+    return r ? { tagType: typeof r.senderTag } : null;
+  });
+  assert.equal(second.tagType, "undefined");
+  // Unknown, malformed and missing tags, and bad SURB counts, reject with what's wrong.
+  const errors = await b.page.evaluate(async (to) => {
+    const message = async (p) => { try { await p; return "resolved"; } catch (e) { return e instanceof Error ? e.message : `not an Error: ${e}`; } };
+    const client = window.nymClient;
+    return {
+      unknownTag: await message(client.reply("1".repeat(16), "x")),
+      malformedTag: await message(client.reply("not-a-tag!", "x")),
+      noTag: await message(client.reply(undefined, "x")),
+      badSurbs: await message(client.sendAnonymous(to, "x", -1)),
+      tooManySurbs: await message(client.sendAnonymous(to, "x", 201)),
+      badRecipient: await message(client.sendAnonymous("nobody", "x")),
+    };
+  }, a.address);
+  assert.match(errors.unknownTag, /unknown sender tag: 1111111111111111/);
+  assert.match(errors.malformedTag, /unknown sender tag: 'not-a-tag!' is not base58/);
+  assert.match(errors.noTag, /the sender tag must be a string/);
+  assert.match(errors.badSurbs, /replySurbs must be a whole number/);
+  assert.match(errors.tooManySurbs, /too large|200/);
+  assert.match(errors.badRecipient, /invalid address: missing '@'/);
+  // Alice can also send anonymously with the default number of SURBs (10).
+  await a.page.evaluate((to) => window.nymClient.sendAnonymous(to, "default surbs"), b.address);
+  const third = await waitInPage(b.page, () => window.nymReceived.find((r) => r.message === "default surbs")?.senderTag);
+  assert.equal(third, got.senderTag, "the sender tag is stable per (sender, recipient)");
+  await a.page.close();
+  await b.page.close();
+});
+
 test("a browser client and a native client exchange messages both ways", { timeout: 120000 }, async (t) => {
   const nym = binary("nym-client");
   const probe = nym && spawnSync(nym, ["--help"], { encoding: "utf8" });

@@ -11,6 +11,7 @@ use gloo_timers::callback::{Interval, Timeout};
 use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
 use nym_client_core::address::{decode_key, encode_key};
 use nym_client_core::keys::ClientKeys;
+use nym_client_core::reply::{decode_sender_tag, encode_sender_tag};
 use nym_client_core::topology::Topology;
 use nym_client_core::{Client, ClientConfig, ClientEvent, Recipient};
 use rand::rngs::StdRng;
@@ -34,7 +35,7 @@ export interface NymClientOptions {
   gateway?: string;
   /** Don't read or write the identity in localStorage: a fresh address every start. Default false. */
   ephemeral?: boolean;
-  /** Name of the saved identity (localStorage key `nym-client-wasm/<storageKey>`), to keep several on one origin. Default "default". */
+  /** Name of the saved identity (localStorage key `nym-client-wasm/<storageKey>`; its reply store, SURBs and reply keys, under `nym-client-wasm/<storageKey>/replies`), to keep several on one origin. Default "default". */
   storageKey?: string;
   /** Mean gap (ms) of the main Poisson stream (real or cover packets). 0: no throttling, real packets go out at once and this stream sends no cover. Default 20. */
   averagePacketDelayMs?: number;
@@ -47,6 +48,13 @@ export interface NymClientOptions {
   /** How long (ms) `start` waits for the gateway handshake. Default 15000. */
   connectTimeoutMs?: number;
 }
+
+/**
+ * The `onMessage` callback. `senderTag` is the base58 sender tag of an anonymous
+ * message (sent with `sendAnonymous`): answer it with `client.reply(senderTag, ...)`.
+ * It is `undefined` for plain messages and for replies to our own anonymous messages.
+ */
+export type NymMessageCallback = (message: string | Uint8Array, senderTag: string | undefined) => void;
 
 /** What `NymClient.stats()` returns: the engine's counters. */
 export interface NymClientStats {
@@ -70,6 +78,10 @@ extern "C" {
 }
 
 const STORAGE_PREFIX: &str = "nym-client-wasm/";
+/// Suffix of the reply store's localStorage key, after the identity's key.
+const REPLIES_SUFFIX: &str = "/replies";
+/// SURBs sent with `sendAnonymous` when the caller names no count.
+const DEFAULT_REPLY_SURBS: usize = 10;
 /// Messages kept for an `onMessage` callback not registered yet.
 const MAX_BUFFERED_MESSAGES: usize = 1000;
 const RECONNECT_MIN_MS: u32 = 500;
@@ -208,6 +220,43 @@ fn save_identity(storage_key: &str, keys: &ClientKeys, gateway: &[u8; 32]) -> Re
         .map_err(|e| js_error(format!("cannot save the identity in localStorage: {}", describe(&e))))
 }
 
+fn replies_key(storage_key: &str) -> String {
+    format!("{STORAGE_PREFIX}{storage_key}{REPLIES_SUFFIX}")
+}
+
+/// Bytes as base64 (the window's `btoa` over a binary string).
+fn to_base64(bytes: &[u8]) -> Result<String, JsValue> {
+    let binary: String = bytes.iter().map(|&b| char::from(b)).collect();
+    web_sys::window().ok_or_else(|| js_error("no window"))?.btoa(&binary)
+}
+
+fn from_base64(text: &str) -> Result<Vec<u8>, JsValue> {
+    let binary = web_sys::window().ok_or_else(|| js_error("no window"))?.atob(text.trim())?;
+    binary
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).map_err(|_| js_error("not a binary string")))
+        .collect()
+}
+
+/// The saved reply store (SURBs we hold, keys to read replies), if any.
+fn load_reply_store(storage_key: &str) -> Result<Option<Vec<u8>>, JsValue> {
+    let key = replies_key(storage_key);
+    let Some(text) = local_storage()?.get_item(&key)? else { return Ok(None) };
+    from_base64(&text).map(Some).map_err(|e| {
+        js_error(format!(
+            "the saved reply store in localStorage['{key}'] is unreadable: {} (remove it, or use another storageKey)",
+            describe(&e)
+        ))
+    })
+}
+
+fn save_reply_store(key: &str, bytes: &[u8]) -> Result<(), JsValue> {
+    let text = to_base64(bytes)?;
+    local_storage()?
+        .set_item(key, &text)
+        .map_err(|e| js_error(format!("cannot save the reply store in localStorage['{key}']: {}", describe(&e))))
+}
+
 async fn fetch_topology(directory: &str) -> Result<Topology, JsValue> {
     let url = format!("{directory}/api/presence/topology");
     let window = web_sys::window().ok_or_else(|| js_error("no window: NymClient runs in a browser page"))?;
@@ -253,14 +302,18 @@ struct Inner {
     starting: Option<(Function, Function)>,
     on_message: Option<Function>,
     on_error: Option<Function>,
-    buffered: VecDeque<JsValue>,
+    /// Messages (and their sender tags) waiting for an `onMessage` callback.
+    buffered: VecDeque<(JsValue, JsValue)>,
+    /// localStorage key of the reply store; `None` when ephemeral.
+    replies_key: Option<String>,
 }
 
 type Shared = Rc<RefCell<Inner>>;
 
 /// What to tell JavaScript once the engine is released.
 enum Notice {
-    Message(JsValue),
+    /// A message and its sender tag (a base58 string, or undefined).
+    Message(JsValue, JsValue),
     Started,
     StartFailed(String),
     Error(String),
@@ -287,16 +340,18 @@ impl Inner {
                 _ => {} // the engine drops a dead session's frames itself on disconnect
             }
         }
+        let mut reply_store_changed = false;
         while let Some(event) = self.client.poll_event() {
             match event {
-                ClientEvent::Received(bytes) => notices.push(Notice::Message(message_value(bytes))),
-                // (sendAnonymous/reply are not in the JS API yet: an anonymous
-                // message is delivered like any other)
-                ClientEvent::ReceivedWithSenderTag { message, .. } => notices.push(Notice::Message(message_value(message))),
+                ClientEvent::Received(bytes) => notices.push(Notice::Message(message_value(bytes), JsValue::UNDEFINED)),
+                ClientEvent::ReceivedWithSenderTag { message, sender_tag } => notices.push(Notice::Message(
+                    message_value(message),
+                    JsValue::from_str(&encode_sender_tag(&sender_tag)),
+                )),
                 ClientEvent::SendFailed { message_id, reason, .. } => {
                     notices.push(Notice::Error(format!("message {message_id} could not be delivered: {reason}")))
                 }
-                ClientEvent::ReplyStoreChanged => {}
+                ClientEvent::ReplyStoreChanged => reply_store_changed = true,
                 ClientEvent::Connected => {
                     self.reconnect_ms = RECONNECT_MIN_MS;
                     if self.state == State::Starting {
@@ -309,6 +364,13 @@ impl Inner {
                     } else {
                         notices.push(Notice::Error(message));
                     }
+                }
+            }
+        }
+        if reply_store_changed {
+            if let Some(key) = &self.replies_key {
+                if let Err(e) = save_reply_store(key, &self.client.export_reply_store()) {
+                    notices.push(Notice::Error(describe(&e)));
                 }
             }
         }
@@ -380,28 +442,32 @@ fn with_engine(shared: &Shared, f: impl FnOnce(&mut Inner)) {
     dispatch(shared, notices);
 }
 
-fn call(callback: &Function, value: &JsValue) {
-    if let Err(e) = callback.call1(&JsValue::NULL, value) {
+fn report_throw(result: Result<JsValue, JsValue>) {
+    if let Err(e) = result {
         web_sys::console::error_2(&JsValue::from_str("nym-client-wasm: a callback threw:"), &e);
     }
+}
+
+fn call(callback: &Function, value: &JsValue) {
+    report_throw(callback.call1(&JsValue::NULL, value));
 }
 
 fn dispatch(shared: &Shared, notices: Vec<Notice>) {
     for notice in notices {
         match notice {
-            Notice::Message(value) => {
+            Notice::Message(value, sender_tag) => {
                 let callback = {
                     let mut inner = shared.borrow_mut();
                     if inner.on_message.is_none() {
                         if inner.buffered.len() == MAX_BUFFERED_MESSAGES {
                             inner.buffered.pop_front();
                         }
-                        inner.buffered.push_back(value.clone());
+                        inner.buffered.push_back((value.clone(), sender_tag.clone()));
                     }
                     inner.on_message.clone()
                 };
                 if let Some(cb) = callback {
-                    call(&cb, &value);
+                    report_throw(cb.call2(&JsValue::NULL, &value, &sender_tag));
                 }
             }
             Notice::Started => {
@@ -532,7 +598,7 @@ fn on_close(shared: &Shared, event: &CloseEvent) {
 /// import init, { NymClient } from "nym-client-wasm";
 /// await init();
 /// const client = await NymClient.start("http://127.0.0.1:8080");
-/// client.onMessage((msg) => console.log(msg));
+/// client.onMessage((msg, senderTag) => console.log(msg, senderTag));
 /// await client.send(client.selfAddress(), "hello");
 /// ```
 #[wasm_bindgen]
@@ -587,6 +653,15 @@ impl NymClient {
                 .cloned()
                 .ok_or_else(|| js_error("the directory lists no gateway"))?,
         };
+        // The reply store belongs to the saved identity: a new identity starts without one.
+        let reply_store = match (&saved_gateway, options.ephemeral) {
+            (_, true) => None,
+            (Some(_), false) => load_reply_store(&options.storage_key)?,
+            (None, false) => {
+                local_storage()?.remove_item(&replies_key(&options.storage_key))?;
+                None
+            }
+        };
         if !options.ephemeral {
             save_identity(&options.storage_key, &keys, &gateway.identity_key)?;
         }
@@ -595,6 +670,14 @@ impl NymClient {
         getrandom::fill(&mut engine_seed).map_err(|e| js_error(format!("no secure random numbers: {e}")))?;
         let mut client = Client::new(keys, gateway.identity_key, options.config.clone(), engine_seed);
         client.handle_topology(topology);
+        if let Some(bytes) = reply_store {
+            client.import_reply_store(&bytes).map_err(|e| {
+                js_error(format!(
+                    "the saved reply store in localStorage['{}'] is unreadable: {e} (remove it, or use another storageKey)",
+                    replies_key(&options.storage_key)
+                ))
+            })?;
+        }
 
         let shared: Shared = Rc::new(RefCell::new(Inner {
             client,
@@ -613,6 +696,7 @@ impl NymClient {
             on_message: None,
             on_error: None,
             buffered: VecDeque::new(),
+            replies_key: (!options.ephemeral).then(|| replies_key(&options.storage_key)),
         }));
         let handshake = Promise::new(&mut |resolve, reject| {
             shared.borrow_mut().starting = Some((resolve, reject));
@@ -660,23 +744,62 @@ impl NymClient {
     /// too large, or a stopped client.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn send(&self, recipient: &str, #[wasm_bindgen(unchecked_param_type = "string | Uint8Array")] message: JsValue) -> Promise {
-        match self.queue(recipient, &message) {
-            Ok(()) => Promise::resolve(&JsValue::UNDEFINED),
-            Err(e) => Promise::reject(&e),
-        }
+        settle(self.queue(recipient, &message, |client, recipient, bytes| client.send(recipient, bytes, now())))
+    }
+
+    /// Like `send`, but anonymous: the recipient never learns this client's address,
+    /// only a sender tag, and gets `replySurbs` (default 10, at most 200) single-use
+    /// reply blocks to answer with (`client.reply`). Replies arrive through `onMessage`
+    /// without a sender tag. Resolves once queued; rejects with the engine's error text.
+    #[wasm_bindgen(js_name = sendAnonymous, unchecked_return_type = "Promise<void>")]
+    pub fn send_anonymous(
+        &self,
+        recipient: &str,
+        #[wasm_bindgen(unchecked_param_type = "string | Uint8Array")] message: JsValue,
+        #[wasm_bindgen(js_name = replySurbs)] reply_surbs: Option<f64>,
+    ) -> Promise {
+        let surbs = match reply_surbs {
+            None => Ok(DEFAULT_REPLY_SURBS),
+            Some(n) if n >= 0.0 && n.fract() == 0.0 && n <= 1e6 => Ok(n as usize),
+            Some(_) => Err(js_error("replySurbs must be a whole number (0 to 200)")),
+        };
+        settle(surbs.and_then(|surbs| {
+            self.queue(recipient, &message, |client, recipient, bytes| client.send_anonymous(recipient, bytes, surbs, now()))
+        }))
+    }
+
+    /// Answers an anonymous message through the reply blocks its sender gave: `senderTag`
+    /// is the second argument `onMessage` got with it. When they run low, the engine asks
+    /// the sender for more by itself. Resolves once queued; rejects for a malformed or
+    /// unknown tag, a tag with no reply blocks left, a message too large or a stopped client.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn reply(
+        &self,
+        #[wasm_bindgen(js_name = senderTag, unchecked_param_type = "string")] sender_tag: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string | Uint8Array")] message: JsValue,
+    ) -> Promise {
+        let result = (|| {
+            let text = sender_tag.as_string().ok_or_else(|| js_error("the sender tag must be a string (onMessage's second argument)"))?;
+            let tag = decode_sender_tag(text.trim()).map_err(|e| js_error(e.to_string()))?;
+            let bytes = message_bytes(&message)?;
+            self.run(|client| client.reply(tag, bytes, now()))
+        })();
+        settle(result)
     }
 
     /// Registers the callback for whole messages: a string when the bytes are valid
-    /// UTF-8, else a Uint8Array. Messages that arrived before it was set are delivered now.
+    /// UTF-8, else a Uint8Array; the second argument is the base58 sender tag of an
+    /// anonymous message (answer with `reply`), `undefined` otherwise. Messages that
+    /// arrived before it was set are delivered now, with their tags.
     #[wasm_bindgen(js_name = onMessage)]
-    pub fn on_message(&self, #[wasm_bindgen(unchecked_param_type = "(message: string | Uint8Array) => void")] callback: Function) {
-        let buffered: Vec<JsValue> = {
+    pub fn on_message(&self, #[wasm_bindgen(unchecked_param_type = "NymMessageCallback")] callback: Function) {
+        let buffered: Vec<(JsValue, JsValue)> = {
             let mut inner = self.shared.borrow_mut();
             inner.on_message = Some(callback.clone());
             inner.buffered.drain(..).collect()
         };
-        for value in buffered {
-            call(&callback, &value);
+        for (value, sender_tag) in buffered {
+            report_throw(callback.call2(&JsValue::NULL, &value, &sender_tag));
         }
     }
 
@@ -723,35 +846,61 @@ impl NymClient {
     }
 }
 
+/// A message argument as bytes: a string as UTF-8, a Uint8Array or ArrayBuffer as is.
+fn message_bytes(message: &JsValue) -> Result<Vec<u8>, JsValue> {
+    if let Some(text) = message.as_string() {
+        Ok(text.into_bytes())
+    } else if let Some(array) = message.dyn_ref::<Uint8Array>() {
+        Ok(array.to_vec())
+    } else if let Some(buffer) = message.dyn_ref::<js_sys::ArrayBuffer>() {
+        Ok(Uint8Array::new(buffer).to_vec())
+    } else {
+        Err(js_error("the message must be a string or a Uint8Array"))
+    }
+}
+
+fn settle(result: Result<(), JsValue>) -> Promise {
+    match result {
+        Ok(()) => Promise::resolve(&JsValue::UNDEFINED),
+        Err(e) => Promise::reject(&e),
+    }
+}
+
 impl NymClient {
-    fn queue(&self, recipient: &str, message: &JsValue) -> Result<(), JsValue> {
+    /// Parses the recipient and the message, then hands them to `f` on the engine.
+    fn queue(
+        &self,
+        recipient: &str,
+        message: &JsValue,
+        f: impl FnOnce(&mut Client, Recipient, Vec<u8>) -> nym_client_core::Result<u64>,
+    ) -> Result<(), JsValue> {
         let recipient: Recipient = recipient.trim().parse().map_err(|e: nym_client_core::Error| js_error(e.to_string()))?;
-        let bytes = if let Some(text) = message.as_string() {
-            text.into_bytes()
-        } else if let Some(array) = message.dyn_ref::<Uint8Array>() {
-            array.to_vec()
-        } else if let Some(buffer) = message.dyn_ref::<js_sys::ArrayBuffer>() {
-            Uint8Array::new(buffer).to_vec()
-        } else {
-            return Err(js_error("the message must be a string or a Uint8Array"));
-        };
+        let bytes = message_bytes(message)?;
+        self.run(|client| f(client, recipient, bytes))
+    }
+
+    /// Runs `f` on a running engine (then drains it); its error as a JS Error.
+    fn run(&self, f: impl FnOnce(&mut Client) -> nym_client_core::Result<u64>) -> Result<(), JsValue> {
         let mut result = Ok(());
         with_engine(&self.shared, |inner| {
             result = if inner.state == State::Stopped {
                 Err(js_error("the client is stopped"))
             } else {
-                inner.client.send(recipient, bytes, now()).map(|_| ()).map_err(|e| js_error(e.to_string()))
+                f(&mut inner.client).map(|_| ()).map_err(|e| js_error(e.to_string()))
             };
         });
         result
     }
 }
 
-/// Removes the identity saved under `storageKey` (default "default") from localStorage.
+/// Removes the identity saved under `storageKey` (default "default") from localStorage,
+/// with its reply store.
 #[wasm_bindgen(js_name = forgetIdentity)]
 pub fn forget_identity(#[wasm_bindgen(js_name = storageKey)] storage_key: Option<String>) -> Result<(), JsValue> {
     let key = storage_key.unwrap_or_else(|| "default".into());
-    local_storage()?.remove_item(&format!("{STORAGE_PREFIX}{key}"))
+    let storage = local_storage()?;
+    storage.remove_item(&replies_key(&key))?;
+    storage.remove_item(&format!("{STORAGE_PREFIX}{key}"))
 }
 
 /// Benchmark: builds `n` real Sphinx packets (end-to-end sealed payload, 3 mixnodes +

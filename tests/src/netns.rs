@@ -1,12 +1,13 @@
 //! A small network of network namespaces for tests that run mixnet nodes as
-//! separate hosts: a hub namespace holding a bridge, one namespace per host
-//! joined to the bridge by a veth pair, and one veth from the test's own
-//! namespace into the hub so processes started by the test (the directory,
-//! `nym-client`s) can reach the hosts. Addresses live in a private /24
-//! (`10.213.N.0/24`, N chosen per run). Namespace names carry the pid, so
-//! two runs can't collide; everything is removed on drop (deleting a
-//! namespace deletes its veths and their peers), and namespaces left behind
-//! by a run that died (its pid gone) are removed when the next one starts.
+//! separate hosts: a hub namespace holding a bridge (and the directory), one
+//! namespace per host joined to the bridge by a veth pair, and one veth from
+//! the test's own namespace into the hub so processes run here (the
+//! `nym-client`s) can reach the hosts. Addresses live in a private /24,
+//! `10.213.N.0/24` with N chosen per run: `.1` here, `.2` the hub, `.11`...
+//! the hosts. Namespace names carry the pid, so two runs can't collide;
+//! everything is removed on drop (deleting a namespace deletes its veths and
+//! their peers), and namespaces left behind by a run that was killed (its pid
+//! gone) are removed, with the processes in them, when the next one starts.
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::{BufRead, BufReader};
@@ -34,7 +35,8 @@ fn ip_output(args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Deletes `nymt<pid>-*` namespaces whose pid no longer runs.
+/// Deletes `nymt<pid>-*` namespaces whose pid no longer runs (a run killed
+/// before its drop guard ran), and the processes still in them.
 fn remove_stale() {
     let Ok(list) = ip_output(&["netns", "list"]) else { return };
     for line in list.lines() {
@@ -42,6 +44,12 @@ fn remove_stale() {
         let Some(rest) = name.strip_prefix(PREFIX) else { continue };
         let Some((pid, _)) = rest.split_once('-') else { continue };
         if pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists() {
+            // nodes the dead run left running in there go first
+            if let Ok(pids) = ip_output(&["netns", "pids", name]) {
+                for p in pids.split_whitespace() {
+                    let _ = Command::new("kill").args(["-KILL", p]).status();
+                }
+            }
             let _ = ip(&["netns", "del", name]);
         }
     }
@@ -67,8 +75,8 @@ pub struct Lab {
 
 impl Lab {
     /// Builds the hub, its bridge and the link from this namespace.
-    /// `Ok(Err(reason))` when namespaces can't be made here (not root, no
-    /// iproute2, no CAP_NET_ADMIN): the caller skips.
+    /// `Ok(Err(reason))` when that can't be done here (not root, no
+    /// iproute2, no CAP_NET_ADMIN, no veth or bridge support): the caller skips.
     pub fn create() -> Result<std::result::Result<Lab, String>> {
         remove_stale();
         let pid = std::process::id();
@@ -86,18 +94,32 @@ impl Lab {
             procs: Vec::new(),
             data: tempfile::tempdir()?,
         };
-        lab.net = free_subnet(pid)?;
+        // On failure `lab` is dropped, removing what was made.
+        Ok(lab.build_hub().map(|()| lab).map_err(|e| format!("{e:#}")))
+    }
+
+    fn build_hub(&mut self) -> Result<()> {
+        let (tag, hub) = (self.tag.clone(), self.hub.clone());
+        self.net = free_subnet(std::process::id())?;
         ip(&["-n", &hub, "link", "set", "lo", "up"])?;
-        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
+        // A fixed MAC: a bridge otherwise takes the lowest of its ports' and
+        // changes it as ports join, leaving hosts' ARP entries for the hub's
+        // address (the directory) stale, so their announcements hang.
+        ip(&["-n", &hub, "link", "add", "br0", "address", "02:00:00:00:00:02", "type", "bridge"])?;
         ip(&["-n", &hub, "link", "set", "br0", "up"])?;
+        ip(&["-n", &hub, "addr", "add", &format!("{}.2/24", self.net), "dev", "br0"])?;
         // The root side is named after the run (names are per namespace;
         // this one lives in ours): nymt<pid>, at most 15 characters.
         ip(&["link", "add", &tag, "type", "veth", "peer", "name", "root", "netns", &hub])?;
         ip(&["-n", &hub, "link", "set", "root", "master", "br0", "up"])?;
-        let addr = format!("{}.1/24", lab.net);
-        ip(&["addr", "add", &addr, "dev", &tag])?;
+        ip(&["addr", "add", &format!("{}.1/24", self.net), "dev", &tag])?;
         ip(&["link", "set", &tag, "up"])?;
-        Ok(Ok(lab))
+        Ok(())
+    }
+
+    /// `10.213.N`: the /24 of this run.
+    pub fn subnet(&self) -> &str {
+        &self.net
     }
 
     /// The address of this namespace on the bridge.
@@ -146,7 +168,7 @@ impl Lab {
             None => Command::new(bin),
         };
         cmd.args(args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", std::env::var("NETNS_RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(if piped { Stdio::piped() } else { Stdio::from(log.try_clone()?) })
             .stderr(log);
@@ -156,25 +178,34 @@ impl Lab {
         Ok(out)
     }
 
-    /// Starts the directory here, listening on the bridge; returns its URL.
+    /// The hub's own host: its address on the bridge.
+    pub fn hub(&self) -> Host {
+        Host { ns: self.hub.clone(), ip: format!("{}.2", self.net) }
+    }
+
+    /// Starts the directory in the hub, listening on the bridge; returns its URL.
     pub fn start_directory(&mut self, bin: &Path, expiry_secs: f64) -> Result<String> {
-        let listen = format!("{}:0", self.root_ip());
+        let hub = self.hub();
+        let listen = format!("{}:0", hub.ip);
         let args = vec!["--listen".into(), listen, "--expiry-secs".into(), expiry_secs.to_string()];
-        let out = self.spawn("directory", None, bin, &args, true)?.ok_or_else(|| anyhow!("no stdout"))?;
+        let out = self.spawn("directory", Some(&hub), bin, &args, true)?.ok_or_else(|| anyhow!("no stdout"))?;
+        let mut log = std::fs::OpenOptions::new().append(true).open(self.log_path("directory"))?;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            use std::io::Write;
             // logs go to stdout too: the URL is on the line `directory: <url>`
             let mut r = BufReader::new(out);
             let mut line = String::new();
             while r.read_line(&mut line).is_ok_and(|n| n > 0) {
+                let _ = log.write_all(line.as_bytes());
                 if line.starts_with("directory: ") {
                     let _ = tx.send(line);
                     break;
                 }
                 line.clear();
             }
-            // keep draining so the directory never blocks on a full pipe
-            let _ = std::io::copy(&mut r, &mut std::io::sink());
+            // keep draining (into its log) so the directory never blocks on a full pipe
+            let _ = std::io::copy(&mut r, &mut log);
         });
         let line = rx
             .recv_timeout(Duration::from_secs(20))

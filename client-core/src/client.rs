@@ -57,8 +57,14 @@ pub struct ClientConfig {
     /// on a fresh route.
     pub ack_wait_multiplier: f64,
     pub ack_wait_addition: Duration,
-    /// Retransmissions of one packet before its message is given up.
+    /// Retransmissions of one packet before its message is given up. Each
+    /// retransmission waits twice as long as the one before (up to 8x).
     pub max_retransmissions: u32,
+    /// Most packets sent and not yet acknowledged; beyond it real packets
+    /// wait (the Poisson stream sends cover meanwhile). Without it an
+    /// unthrottled sender outruns the network and its own timers fire for
+    /// packets that are only queued, and retransmissions make it worse.
+    pub max_unacknowledged: usize,
 }
 
 impl Default for ClientConfig {
@@ -74,6 +80,7 @@ impl Default for ClientConfig {
             ack_wait_multiplier: 1.5,
             ack_wait_addition: Duration::from_millis(800),
             max_retransmissions: 20,
+            max_unacknowledged: 256,
         }
     }
 }
@@ -673,9 +680,11 @@ impl Client {
         }
     }
 
-    /// Sends the next queued fragment; false when the queue is empty.
+    /// Sends the next queued fragment; false when the queue is empty or too
+    /// many packets await their ack.
     fn send_next_real(&mut self) -> bool {
-        while let Some(q) = self.queue.pop_front() {
+        while self.in_flight.len() < self.config.max_unacknowledged {
+            let Some(q) = self.queue.pop_front() else { break };
             let recipient = match &q.via {
                 Via::Forward(recipient) => *recipient,
                 Via::Surb(surb) => match self.build_reply_frame(surb, &q.fragment) {
@@ -695,7 +704,8 @@ impl Client {
                 Ok((frame, round_trip_delay)) => {
                     self.stats.real_packets_sent += 1;
                     self.transmits.push_back(frame);
-                    let wait = round_trip_delay.mul_f64(self.config.ack_wait_multiplier) + self.config.ack_wait_addition;
+                    let backoff = 1u32 << q.retransmissions.min(3);
+                    let wait = (round_trip_delay.mul_f64(self.config.ack_wait_multiplier) + self.config.ack_wait_addition) * backoff;
                     self.ack_deadlines.push(Reverse((self.last_now + wait, ack_id)));
                     self.in_flight.insert(ack_id, InFlight { fragment: q });
                     return true;

@@ -128,7 +128,8 @@ impl Default for DebugSection {
             packet_size: core.packet_size.name().to_string(),
             incomplete_message_timeout: ms(core.incomplete_message_timeout),
             max_message_size: core.max_message_size,
-            topology_refresh_rate: 300_000,
+            // 0.7.0's 30 s rather than today's 5 min: a crashed node leaves routes sooner.
+            topology_refresh_rate: 30_000,
             gateway_reconnect_initial_backoff: 500,
             gateway_reconnect_max_backoff: 30_000,
             gateway_response_timeout: 15_000,

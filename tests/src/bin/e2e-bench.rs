@@ -126,7 +126,7 @@ async fn main() -> Result<()> {
 
     let (build, hop) = crypto_bound(300)?;
     let per_packet = build + hop * 4;
-    let capacity = PacketSize::Regular.plaintext_size() - 64; // payload seal + fragment header, approx.
+    let capacity = nym_client_core::payload::body_capacity(PacketSize::Regular) - nym_client_core::fragment::HEADER_LEN;
     let packets = (mib * 1024 * 1024).div_ceil(capacity);
     eprintln!("crypto: build {build:?}, hop {hop:?}");
 

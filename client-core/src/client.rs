@@ -150,11 +150,6 @@ impl QueuedFragment {
     }
 }
 
-/// A packet sent and not yet acknowledged.
-struct InFlight {
-    fragment: QueuedFragment,
-}
-
 pub struct Client {
     keys: ClientKeys,
     gateway_identity: [u8; 32],
@@ -173,7 +168,7 @@ pub struct Client {
     /// Messages given up recently, so their stragglers aren't retried.
     failed: Vec<u64>,
     /// ack id -> the packet it acknowledges
-    in_flight: HashMap<u64, InFlight>,
+    in_flight: HashMap<u64, QueuedFragment>,
     /// (deadline, ack id); entries whose ack came are skipped when popped.
     ack_deadlines: BinaryHeap<Reverse<(Duration, u64)>>,
     next_message_id: u64,
@@ -589,9 +584,8 @@ impl Client {
                 _ => break,
             }
         }
-        if let Some(at) = self.next_packet_at.filter(|at| *at <= now) {
+        if self.next_packet_at.is_some_and(|at| at <= now) {
             // Woke too late to make up every tick: resume from now, no burst.
-            let _ = at;
             self.next_packet_at = Some(now + sample_exp(&mut self.rng, self.config.average_packet_delay));
         }
         match self.next_cover_at {
@@ -613,8 +607,7 @@ impl Client {
                 break;
             }
             self.ack_deadlines.pop();
-            let Some(sent) = self.in_flight.remove(&id) else { continue };
-            let mut fragment = sent.fragment;
+            let Some(mut fragment) = self.in_flight.remove(&id) else { continue };
             if fragment.retransmissions >= self.config.max_retransmissions {
                 let recipient = fragment.recipient();
                 self.fail_message(fragment.message_id, recipient, format!(
@@ -628,16 +621,11 @@ impl Client {
             again.push(fragment);
         }
         for fragment in again.into_iter().rev() {
-            if !self.failed_recently(fragment.message_id) {
+            // Stragglers of a message failed in this same pass stay out.
+            if !self.failed.contains(&fragment.message_id) {
                 self.queue.push_front(fragment);
             }
         }
-    }
-
-    fn failed_recently(&self, message_id: u64) -> bool {
-        // A failed message leaves nothing behind in the queue or in flight;
-        // fragments retried in the same pass are filtered by fail_message.
-        self.failed.contains(&message_id)
     }
 
     fn fail_message(&mut self, message_id: u64, recipient: Option<Recipient>, reason: String) {
@@ -649,7 +637,7 @@ impl Client {
             self.failed.remove(0);
         }
         self.queue.retain(|q| q.message_id != message_id);
-        self.in_flight.retain(|_, f| f.fragment.message_id != message_id);
+        self.in_flight.retain(|_, f| f.message_id != message_id);
         self.events.push_back(ClientEvent::SendFailed { message_id, recipient, reason });
     }
 
@@ -707,7 +695,7 @@ impl Client {
                     let backoff = 1u32 << q.retransmissions.min(3);
                     let wait = (round_trip_delay.mul_f64(self.config.ack_wait_multiplier) + self.config.ack_wait_addition) * backoff;
                     self.ack_deadlines.push(Reverse((self.last_now + wait, ack_id)));
-                    self.in_flight.insert(ack_id, InFlight { fragment: q });
+                    self.in_flight.insert(ack_id, q);
                     return true;
                 }
                 Err(e) => self.fail_message(q.message_id, Some(recipient), e.to_string()),

@@ -37,6 +37,11 @@ pub use gateway::{Gateway, GatewayConfig};
 pub use mixnode::{Mixnode, MixnodeConfig};
 pub use stats::{NodeStats, StatsSnapshot};
 
+/// A `--...-interval` flag in seconds as a Duration; `what` names the flag in errors.
+pub fn secs_flag(v: f64, what: &str) -> anyhow::Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(v).map_err(|e| anyhow::anyhow!("bad {what}: {e}"))
+}
+
 /// Resolves when the process gets Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     #[cfg(unix)]

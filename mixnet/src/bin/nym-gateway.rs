@@ -2,7 +2,6 @@ use clap::Parser;
 use nym_mixnet::{Gateway, GatewayConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// A Nym gateway: last mix hop and the clients' entry point.
 #[derive(Parser)]
@@ -34,10 +33,6 @@ struct Args {
     inbox_limit: u64,
 }
 
-fn secs(v: f64, what: &str) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(v).map_err(|e| anyhow::anyhow!("bad {what}: {e}"))
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     nym_mixnet::init_logging();
@@ -47,8 +42,8 @@ async fn main() -> anyhow::Result<()> {
     c.clients_listen = args.clients_listen;
     c.announce_host = args.announce_host;
     c.directory = args.directory;
-    c.announce_interval = secs(args.announce_interval, "--announce-interval")?;
-    c.stats_interval = secs(args.stats_interval, "--stats-interval")?;
+    c.announce_interval = nym_mixnet::secs_flag(args.announce_interval, "--announce-interval")?;
+    c.stats_interval = nym_mixnet::secs_flag(args.stats_interval, "--stats-interval")?;
     c.inbox_limit = args.inbox_limit;
     let gw = Gateway::start(c).await?;
     println!(

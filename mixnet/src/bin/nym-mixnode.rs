@@ -2,7 +2,6 @@ use clap::Parser;
 use nym_mixnet::{Mixnode, MixnodeConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// A Nym mixnode.
 #[derive(Parser)]
@@ -34,10 +33,6 @@ struct Args {
     workers: usize,
 }
 
-fn secs(v: f64, what: &str) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(v).map_err(|e| anyhow::anyhow!("bad {what}: {e}"))
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     nym_mixnet::init_logging();
@@ -46,8 +41,8 @@ async fn main() -> anyhow::Result<()> {
     c.listen = args.listen;
     c.announce = args.announce;
     c.directory = args.directory;
-    c.announce_interval = secs(args.announce_interval, "--announce-interval")?;
-    c.stats_interval = secs(args.stats_interval, "--stats-interval")?;
+    c.announce_interval = nym_mixnet::secs_flag(args.announce_interval, "--announce-interval")?;
+    c.stats_interval = nym_mixnet::secs_flag(args.stats_interval, "--stats-interval")?;
     c.workers = args.workers;
     let node = Mixnode::start(c).await?;
     println!("mixnode layer {} {} key {}", node.layer(), node.announce_addr(), node.public_key_b58());

@@ -14,12 +14,12 @@
 use crate::ack::{self, AckKey};
 use crate::address::Recipient;
 use crate::error::{Error, Result};
-use crate::fragment::{self, Fragment, Insert, Reassembler};
+use crate::fragment::{self, Completed, Fragment, Insert, Reassembler, Receipt};
 use crate::keys::ClientKeys;
 use crate::payload::{self, PayloadKind};
 use crate::reply::{self, Envelope, ReplyStore, SenderTag};
 use crate::topology::Topology;
-use crate::wire::gateway::{ClientHandshake, ClientRequest, GatewayResponse, Session};
+use crate::wire::gateway::{ClientHandshake, ClientRequest, GatewayResponse, Session, MAX_ACK_IDS};
 use crate::wire::mix_frame::{self, PacketSize};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -89,18 +89,33 @@ impl Default for ClientConfig {
 pub enum ClientEvent {
     /// The gateway accepted our handshake; traffic flows.
     Connected,
-    /// A whole message for the application.
-    Received(Vec<u8>),
+    /// A whole message for the application. Taking it from
+    /// [`Client::poll_event`] hands it over: the shim gives it to an
+    /// application or writes it to its own store before it next calls
+    /// [`Client::poll_transmit`], which acknowledges it to the gateway (the
+    /// gateway forgets it then).
+    Received(ReceivedMessage),
     /// Something the application should hear about: the gateway refused us,
     /// or a frame from it was bad.
     GatewayError(String),
-    /// An anonymous message: answer it with [`Client::reply`] and the tag.
-    ReceivedWithSenderTag { message: Vec<u8>, sender_tag: SenderTag },
     /// A message (the id `send`, `send_anonymous` or `reply` returned) could
     /// not be delivered; `recipient` is `None` for replies.
     SendFailed { message_id: u64, recipient: Option<Recipient>, reason: String },
     /// SURBs or reply keys changed: persist [`Client::export_reply_store`].
     ReplyStoreChanged,
+}
+
+/// A received message and what identifies it across restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    pub message: Vec<u8>,
+    /// Set for an anonymous message: answer it with [`Client::reply`].
+    pub sender_tag: Option<SenderTag>,
+    /// The fragment sets it came in. A shim that keeps the message in its
+    /// own store keeps these too and gives them back with
+    /// [`Client::import_delivered_sets`] after a restart, so the same
+    /// message delivered again by the gateway is recognised.
+    pub sets: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -115,6 +130,8 @@ pub struct ClientStats {
     pub expired_sets: u64,
     pub acks_received: u64,
     pub retransmissions: u64,
+    /// Gateway deliveries acknowledged (the gateway may forget them).
+    pub deliveries_acknowledged: u64,
 }
 
 enum Connection {
@@ -159,7 +176,12 @@ pub struct Client {
     connection: Connection,
     queue: VecDeque<QueuedFragment>,
     transmits: VecDeque<Vec<u8>>,
-    events: VecDeque<ClientEvent>,
+    /// Events, each with the gateway deliveries to acknowledge once it is taken.
+    events: VecDeque<(ClientEvent, Vec<Receipt>)>,
+    /// Counts gateway connections: delivery ids mean something only on theirs.
+    gateway_connection: u64,
+    /// Delivery ids of the current connection to acknowledge.
+    pending_acks: Vec<u64>,
     next_packet_at: Option<Duration>,
     next_cover_at: Option<Duration>,
     reassembler: Reassembler,
@@ -212,6 +234,8 @@ impl Client {
             queue: VecDeque::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            gateway_connection: 0,
+            pending_acks: Vec::new(),
             next_packet_at: None,
             next_cover_at: None,
             reassembler,
@@ -257,6 +281,8 @@ impl Client {
     pub fn handle_gateway_connected(&mut self, now: Duration) {
         self.last_now = self.last_now.max(now);
         self.transmits.clear();
+        self.gateway_connection += 1;
+        self.pending_acks.clear();
         let (handshake, hello) = ClientHandshake::start(&mut self.rng, self.keys.secret(), self.gateway_identity);
         self.connection = Connection::Handshaking(handshake);
         self.transmits.push_back(hello);
@@ -265,8 +291,10 @@ impl Client {
     /// The websocket closed. Queued messages stay queued for the next connection.
     pub fn handle_gateway_disconnected(&mut self, _now: Duration) {
         self.connection = Connection::Down;
-        // Sealed for the old session: useless on a new one.
+        // Sealed for the old session: useless on a new one. Unacknowledged
+        // deliveries come again on the next connection (and are recognised).
         self.transmits.clear();
+        self.pending_acks.clear();
         self.next_packet_at = None;
         self.next_cover_at = None;
     }
@@ -280,7 +308,7 @@ impl Client {
                     self.transmits.push_back(authenticate);
                     self.connection = Connection::Authenticating(session);
                 }
-                Err(e) => self.events.push_back(ClientEvent::GatewayError(e.to_string())),
+                Err(e) => self.push_event(ClientEvent::GatewayError(e.to_string())),
             },
             Connection::Authenticating(mut session) => {
                 let response = session.open(frame).and_then(|pt| GatewayResponse::decode(&pt));
@@ -288,10 +316,10 @@ impl Client {
                     Ok(GatewayResponse::Authenticated { .. }) => {
                         self.connection = Connection::Up(session);
                         self.start_streams(now);
-                        self.events.push_back(ClientEvent::Connected);
+                        self.push_event(ClientEvent::Connected);
                     }
                     Ok(GatewayResponse::Error { message }) => {
-                        self.events.push_back(ClientEvent::GatewayError(format!("gateway refused us: {message}")));
+                        self.push_event(ClientEvent::GatewayError(format!("gateway refused us: {message}")));
                     }
                     Ok(other) => {
                         self.connection = Connection::Authenticating(session);
@@ -300,7 +328,7 @@ impl Client {
                     Err(e) => {
                         self.connection = Connection::Authenticating(session);
                         self.stats.malformed_packets += 1;
-                        self.events.push_back(ClientEvent::GatewayError(e.to_string()));
+                        self.push_event(ClientEvent::GatewayError(e.to_string()));
                     }
                 }
             }
@@ -311,22 +339,48 @@ impl Client {
                     Ok(r) => self.handle_response(r, now),
                     Err(e) => {
                         self.stats.malformed_packets += 1;
-                        self.events.push_back(ClientEvent::GatewayError(e.to_string()));
+                        self.push_event(ClientEvent::GatewayError(e.to_string()));
                     }
                 }
             }
         }
     }
 
+    fn push_event(&mut self, event: ClientEvent) {
+        self.events.push_back((event, Vec::new()));
+    }
+
+    /// Delivery ids to acknowledge on the current connection.
+    fn release(&mut self, receipts: impl IntoIterator<Item = Receipt>) {
+        let connection = self.gateway_connection;
+        self.pending_acks
+            .extend(receipts.into_iter().filter(|r| r.connection == connection).map(|r| r.delivery));
+    }
+
+    /// Sets of messages delivered before a restart (the shim kept them with
+    /// the messages, see [`ReceivedMessage::sets`]): the gateway may deliver
+    /// their fragments again, and they are not new.
+    pub fn import_delivered_sets(&mut self, sets: &[u32]) {
+        self.reassembler.remember_delivered(sets);
+    }
+
     fn handle_response(&mut self, response: GatewayResponse, now: Duration) {
         match response {
-            GatewayResponse::Deliver { payload } => self.handle_payload(&payload, now),
-            GatewayResponse::Error { message } => self.events.push_back(ClientEvent::GatewayError(message)),
+            GatewayResponse::Deliver { id, payload } => {
+                let receipt = Receipt { connection: self.gateway_connection, delivery: id };
+                let unneeded = self.handle_payload(&payload, receipt, now);
+                self.release(unneeded);
+                let released = self.reassembler.take_released();
+                self.release(released);
+            }
+            GatewayResponse::Error { message } => self.push_event(ClientEvent::GatewayError(message)),
             GatewayResponse::Authenticated { .. } => {}
         }
     }
 
-    fn handle_payload(&mut self, payload: &[u8], now: Duration) {
+    /// Returns the receipt when nothing waits for it (cover, acks, garbage);
+    /// fragments keep theirs in the reassembler.
+    fn handle_payload(&mut self, payload: &[u8], receipt: Receipt, now: Duration) -> Option<Receipt> {
         self.stats.packets_received += 1;
         if payload.len() == ack::ACK_PAYLOAD_LEN {
             match self.ack_key.open(payload) {
@@ -337,7 +391,7 @@ impl Client {
                 }
                 None => self.stats.malformed_packets += 1,
             }
-            return;
+            return Some(receipt);
         }
         let opened = if payload.len() == 16 + self.config.packet_size.sphinx_payload_size() {
             self.open_reply(payload)
@@ -347,16 +401,24 @@ impl Client {
         match opened {
             Ok((PayloadKind::LoopCover, _)) => self.stats.cover_packets_received += 1,
             Ok((PayloadKind::Fragment, body)) => match Fragment::decode(&body) {
-                Ok(f) => match self.reassembler.insert(f, now) {
-                    Insert::Complete(message) => self.handle_message(message, now),
-                    Insert::Duplicate => self.stats.duplicate_fragments += 1,
-                    Insert::Inconsistent => self.stats.malformed_packets += 1,
-                    Insert::Buffered => {}
-                },
+                // The reassembler holds or releases the receipt from here on.
+                Ok(f) => {
+                    match self.reassembler.insert_received(f, Some(receipt), now) {
+                        Insert::Complete(message) => {
+                            let completed = self.reassembler.take_completed();
+                            self.handle_message(message, completed, now);
+                        }
+                        Insert::Duplicate => self.stats.duplicate_fragments += 1,
+                        Insert::Inconsistent => self.stats.malformed_packets += 1,
+                        Insert::Buffered => {}
+                    }
+                    return None;
+                }
                 Err(_) => self.stats.malformed_packets += 1,
             },
             Err(_) => self.stats.malformed_packets += 1,
         }
+        Some(receipt)
     }
 
     /// `identifier || payload` from a SURB we made: only we can read it.
@@ -367,34 +429,47 @@ impl Client {
             .replies
             .take_recovery(&identifier)
             .ok_or_else(|| Error::MalformedPacket("reply through an unknown or used SURB".into()))?;
-        self.events.push_back(ClientEvent::ReplyStoreChanged);
+        self.push_event(ClientEvent::ReplyStoreChanged);
         let payload = sphinx_packet::payload::Payload::from_bytes(payload)?;
         payload::decode_content(&recovery.recover_plaintext(payload)?)
     }
 
-    fn handle_message(&mut self, message: Vec<u8>, now: Duration) {
-        match Envelope::decode(message) {
-            Ok(Envelope::Plain(m)) => {
-                self.stats.messages_received += 1;
-                self.events.push_back(ClientEvent::Received(m));
-            }
+    /// A reassembled message: an application's goes out as an event that
+    /// carries its receipts; anything else is done with once handled.
+    fn handle_message(&mut self, message: Vec<u8>, completed: Completed, now: Duration) {
+        let Completed { sets, receipts } = completed;
+        let (message, sender_tag) = match Envelope::decode(message) {
+            Ok(Envelope::Plain(m)) => (m, None),
             Ok(Envelope::Repliable { sender_tag, surbs, message }) => {
-                self.stats.messages_received += 1;
                 self.replies.add_surbs(sender_tag, surbs);
                 self.release_waiting_replies(sender_tag);
-                self.events.push_back(ClientEvent::ReplyStoreChanged);
-                self.events.push_back(ClientEvent::ReceivedWithSenderTag { message, sender_tag });
+                self.push_event(ClientEvent::ReplyStoreChanged);
+                (message, Some(sender_tag))
             }
+            other => {
+                self.handle_control_envelope(other, now);
+                self.release(receipts);
+                return;
+            }
+        };
+        self.stats.messages_received += 1;
+        let event = ClientEvent::Received(ReceivedMessage { message, sender_tag, sets });
+        self.events.push_back((event, receipts));
+    }
+
+    fn handle_control_envelope(&mut self, envelope: Result<Envelope>, now: Duration) {
+        match envelope {
+            Ok(Envelope::Plain(_) | Envelope::Repliable { .. }) => {}
             Ok(Envelope::MoreSurbs { sender_tag, surbs }) => {
                 self.replies.add_surbs(sender_tag, surbs);
                 self.release_waiting_replies(sender_tag);
-                self.events.push_back(ClientEvent::ReplyStoreChanged);
+                self.push_event(ClientEvent::ReplyStoreChanged);
             }
             Ok(Envelope::SurbRequest { sender_tag, count }) => match self.replies.recipient_of_tag(&sender_tag) {
                 Some(recipient) => {
                     let count = usize::from(count).min(reply::MAX_SURBS_PER_MESSAGE);
                     if let Err(e) = self.send_envelope_with_surbs(recipient, sender_tag, count, None, now) {
-                        self.events.push_back(ClientEvent::GatewayError(format!("could not send more reply SURBs: {e}")));
+                        self.push_event(ClientEvent::GatewayError(format!("could not send more reply SURBs: {e}")));
                     }
                 }
                 None => self.stats.malformed_packets += 1,
@@ -452,7 +527,7 @@ impl Client {
             self.replies.remember_recovery(r);
         }
         self.replies.remember_tag(sender_tag, recipient);
-        self.events.push_back(ClientEvent::ReplyStoreChanged);
+        self.push_event(ClientEvent::ReplyStoreChanged);
         let envelope = match message {
             Some(message) => Envelope::Repliable { sender_tag, surbs, message },
             None => Envelope::MoreSurbs { sender_tag, surbs },
@@ -503,7 +578,7 @@ impl Client {
         if !rest.is_empty() {
             self.waiting_for_surbs.entry(sender_tag).or_default().extend(rest);
         }
-        self.events.push_back(ClientEvent::ReplyStoreChanged);
+        self.push_event(ClientEvent::ReplyStoreChanged);
         Ok(message_id)
     }
 
@@ -571,6 +646,8 @@ impl Client {
     pub fn handle_timeout(&mut self, now: Duration) {
         self.last_now = self.last_now.max(now);
         self.stats.expired_sets += self.reassembler.expire(now) as u64;
+        let released = self.reassembler.take_released();
+        self.release(released);
         self.retransmit_unacknowledged(now);
         if !self.is_connected() {
             return;
@@ -638,7 +715,7 @@ impl Client {
         }
         self.queue.retain(|q| q.message_id != message_id);
         self.in_flight.retain(|_, f| f.message_id != message_id);
-        self.events.push_back(ClientEvent::SendFailed { message_id, recipient, reason });
+        self.push_event(ClientEvent::SendFailed { message_id, recipient, reason });
     }
 
     pub fn poll_timeout(&self) -> Option<Duration> {
@@ -650,6 +727,9 @@ impl Client {
     }
 
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        if let Some(ack) = self.next_ack_frame() {
+            return Some(ack);
+        }
         if self.transmits.is_empty() && self.config.average_packet_delay.is_zero() && self.is_connected() {
             // Unthrottled: build the next real packet only when asked, so a
             // large message never sits in memory as packets all at once.
@@ -658,8 +738,25 @@ impl Client {
         self.transmits.pop_front()
     }
 
+    /// The next event. A [`ClientEvent::Received`] taken here is the
+    /// shim's to keep: its gateway acknowledgement goes out with the next
+    /// [`Client::poll_transmit`].
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
-        self.events.pop_front()
+        let (event, receipts) = self.events.pop_front()?;
+        self.release(receipts);
+        Some(event)
+    }
+
+    /// One sealed `Ack` for up to [`MAX_ACK_IDS`] pending delivery ids.
+    fn next_ack_frame(&mut self) -> Option<Vec<u8>> {
+        if self.pending_acks.is_empty() {
+            return None;
+        }
+        let Connection::Up(session) = &mut self.connection else { return None };
+        let take = self.pending_acks.len().min(MAX_ACK_IDS);
+        let ids: Vec<u64> = self.pending_acks.drain(..take).collect();
+        self.stats.deliveries_acknowledged += ids.len() as u64;
+        Some(session.seal(&ClientRequest::Ack { ids }.encode()))
     }
 
     fn send_next_real_or_cover(&mut self) {

@@ -7,6 +7,13 @@
 //! the first names the previous set, the last fragment of every full set but
 //! the last names the next one. Fragments may arrive in any order, twice,
 //! or never (then the set is dropped after a timeout).
+//!
+//! Each fragment may come with a [`Receipt`]: the gateway delivery it came
+//! in, which the client acknowledges only when nothing depends on it any
+//! more. The reassembler holds a fragment's receipt as long as it holds the
+//! fragment; receipts whose fragment is not needed (duplicates, dropped
+//! sets) are released at once, and those of a completed message go out with
+//! it ([`Reassembler::take_completed`]).
 
 use crate::error::{Error, Result};
 use rand::Rng;
@@ -22,7 +29,7 @@ const REMEMBERED_COMPLETED: usize = 65_536;
 /// What a pending set costs besides its data: its slot table. Charged to the
 /// budget, so empty fragments can't open sets for free.
 const SET_OVERHEAD: usize = 64;
-const SLOT_OVERHEAD: usize = std::mem::size_of::<Option<Vec<u8>>>();
+const SLOT_OVERHEAD: usize = std::mem::size_of::<Option<Slot>>();
 /// Most sets pending at once (a 64 MiB message is ~170 sets); bounds the
 /// eviction scan too.
 const MAX_PENDING_SETS: usize = 16_384;
@@ -119,10 +126,32 @@ pub fn split<R: Rng + ?Sized>(rng: &mut R, message: &[u8], max_data: usize) -> V
     fragments
 }
 
+/// Which gateway delivery a fragment came in: its connection (a counter of
+/// the client's) and the delivery id the gateway gave it there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Receipt {
+    pub connection: u64,
+    pub delivery: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Slot {
+    data: Vec<u8>,
+    receipt: Option<Receipt>,
+}
+
+/// What a completed message came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Completed {
+    /// The set ids of its chain (remembered to drop late duplicates).
+    pub sets: Vec<u32>,
+    pub receipts: Vec<Receipt>,
+}
+
 #[derive(Debug)]
 struct PartialSet {
     total: u8,
-    fragments: Vec<Option<Vec<u8>>>,
+    fragments: Vec<Option<Slot>>,
     received: usize,
     previous: Option<u32>,
     next: Option<u32>,
@@ -158,6 +187,9 @@ pub struct Reassembler {
     timeout: Duration,
     max_buffered_bytes: usize,
     buffered_bytes: usize,
+    /// Receipts no fragment needs any more, until taken.
+    released: Vec<Receipt>,
+    completed_now: Completed,
 }
 
 impl Reassembler {
@@ -169,6 +201,29 @@ impl Reassembler {
             timeout,
             max_buffered_bytes,
             buffered_bytes: 0,
+            released: Vec::new(),
+            completed_now: Completed::default(),
+        }
+    }
+
+    /// Receipts of fragments that are not needed (duplicates, fragments of
+    /// dropped or already delivered sets): acknowledge them.
+    pub fn take_released(&mut self) -> Vec<Receipt> {
+        std::mem::take(&mut self.released)
+    }
+
+    /// After [`Insert::Complete`]: the sets and receipts of that message.
+    pub fn take_completed(&mut self) -> Completed {
+        std::mem::take(&mut self.completed_now)
+    }
+
+    /// Marks sets as delivered (after a restart, from the client's own
+    /// store), so their fragments, delivered again, are duplicates.
+    pub fn remember_delivered(&mut self, sets: &[u32]) {
+        for id in sets {
+            if !self.completed.contains_key(id) {
+                self.remember_completed(*id);
+            }
         }
     }
 
@@ -177,10 +232,24 @@ impl Reassembler {
     }
 
     pub fn insert(&mut self, fragment: Fragment, now: Duration) -> Insert {
+        self.insert_received(fragment, None, now)
+    }
+
+    /// Like [`Reassembler::insert`], for a fragment that came with a receipt.
+    pub fn insert_received(&mut self, fragment: Fragment, receipt: Option<Receipt>, now: Duration) -> Insert {
+        let outcome = self.insert_slot(fragment, receipt, now);
+        if matches!(outcome, Insert::Inconsistent) {
+            self.released.extend(receipt);
+        }
+        outcome
+    }
+
+    fn insert_slot(&mut self, fragment: Fragment, receipt: Option<Receipt>, now: Duration) -> Insert {
         if fragment.position == 0 || fragment.position > fragment.total {
             return Insert::Inconsistent;
         }
         if self.completed.contains_key(&fragment.set_id) {
+            self.released.extend(receipt);
             return Insert::Duplicate;
         }
         let buffered_bytes = &mut self.buffered_bytes;
@@ -203,7 +272,14 @@ impl Reassembler {
         let Some(slot) = set.fragments.get_mut(usize::from(fragment.position - 1)) else {
             return Insert::Inconsistent;
         };
-        if slot.is_some() {
+        if let Some(held) = slot {
+            // The same fragment again. Delivered again on a newer gateway
+            // connection, it replaces the held receipt (the old one can't be
+            // acknowledged there); otherwise it is not needed.
+            match (held.receipt, receipt) {
+                (Some(old), Some(new)) if new.connection > old.connection => held.receipt = Some(new),
+                _ => self.released.extend(receipt),
+            }
             return Insert::Duplicate;
         }
         match fragment.link {
@@ -213,7 +289,7 @@ impl Reassembler {
         }
         set.bytes += fragment.data.len();
         self.buffered_bytes += fragment.data.len();
-        *slot = Some(fragment.data);
+        *slot = Some(Slot { data: fragment.data, receipt });
         set.received += 1;
         set.last_activity = now;
         let complete = set.is_complete();
@@ -265,14 +341,18 @@ impl Reassembler {
             }
         }
         let mut message = Vec::with_capacity(chain.iter().filter_map(|id| self.sets.get(id)).map(|s| s.bytes).sum());
+        let mut completed = Completed::default();
         for id in &chain {
             let set = self.sets.remove(id)?;
             self.buffered_bytes -= set.bytes;
-            for data in set.fragments.into_iter().flatten() {
-                message.extend_from_slice(&data);
+            for slot in set.fragments.into_iter().flatten() {
+                message.extend_from_slice(&slot.data);
+                completed.receipts.extend(slot.receipt);
             }
             self.remember_completed(*id);
+            completed.sets.push(*id);
         }
+        self.completed_now = completed;
         Some(message)
     }
 
@@ -305,6 +385,7 @@ impl Reassembler {
     fn drop_set(&mut self, id: u32) {
         if let Some(set) = self.sets.remove(&id) {
             self.buffered_bytes -= set.bytes;
+            self.released.extend(set.fragments.into_iter().flatten().filter_map(|slot| slot.receipt));
         }
     }
 
@@ -433,6 +514,45 @@ mod tests {
         assert!(pending > 0);
         assert_eq!(r.expire(Duration::MAX), pending);
         assert_eq!(r.pending_sets(), 0);
+    }
+
+    #[test]
+    fn receipts_are_held_with_their_fragments_and_released_when_not_needed() {
+        let mut rng = rand::rngs::StdRng::from_seed([8; 32]);
+        let r0 = |d| Some(Receipt { connection: 0, delivery: d });
+        let r1 = |d| Some(Receipt { connection: 1, delivery: d });
+        let message = vec![5u8; 30];
+        let f = split(&mut rng, &message, 10);
+        assert_eq!(f.len(), 3);
+        let mut r = Reassembler::new(Duration::from_secs(60), BIG);
+        assert_eq!(r.insert_received(f[0].clone(), r0(1), Duration::ZERO), Insert::Buffered);
+        assert_eq!(r.insert_received(f[1].clone(), r0(2), Duration::ZERO), Insert::Buffered);
+        assert!(r.take_released().is_empty(), "buffered fragments keep their receipts");
+        // a retransmission on the same connection is not needed: released
+        assert_eq!(r.insert_received(f[0].clone(), r0(3), Duration::ZERO), Insert::Duplicate);
+        assert_eq!(r.take_released(), vec![Receipt { connection: 0, delivery: 3 }]);
+        // redelivered on a new connection: the new receipt replaces the old
+        assert_eq!(r.insert_received(f[1].clone(), r1(7), Duration::ZERO), Insert::Duplicate);
+        assert!(r.take_released().is_empty());
+        assert_eq!(r.insert_received(f[2].clone(), r1(8), Duration::ZERO), Insert::Complete(message));
+        let done = r.take_completed();
+        assert_eq!(done.sets, vec![f[0].set_id]);
+        let mut got: Vec<_> = done.receipts.iter().map(|x| (x.connection, x.delivery)).collect();
+        got.sort();
+        assert_eq!(got, vec![(0, 1), (1, 7), (1, 8)]);
+        // late copies of a delivered set are released at once
+        assert_eq!(r.insert_received(f[2].clone(), r1(9), Duration::ZERO), Insert::Duplicate);
+        assert_eq!(r.take_released(), vec![Receipt { connection: 1, delivery: 9 }]);
+
+        // a set that expires releases what it held; a remembered set is a duplicate
+        let g = split(&mut rng, &[1u8; 20], 10);
+        r.insert_received(g[0].clone(), r1(10), Duration::ZERO);
+        assert_eq!(r.expire(Duration::from_secs(60)), 1);
+        assert_eq!(r.take_released(), vec![Receipt { connection: 1, delivery: 10 }]);
+        let h = split(&mut rng, &[2u8; 5], 10);
+        r.remember_delivered(&[h[0].set_id]);
+        assert_eq!(r.insert_received(h[0].clone(), r1(11), Duration::ZERO), Insert::Duplicate);
+        assert_eq!(r.take_released().len(), 1);
     }
 
     #[test]

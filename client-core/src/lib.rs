@@ -14,6 +14,7 @@ pub mod error;
 pub mod fragment;
 pub mod keys;
 pub mod payload;
+pub mod received_store;
 pub mod reply;
 pub mod topology;
 pub mod wire;
@@ -23,4 +24,4 @@ pub use error::{Error, Result};
 
 /// The version this engine speaks; the directory's nodes must match major.minor.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-pub use client::{Client, ClientConfig, ClientEvent};
+pub use client::{Client, ClientConfig, ClientEvent, ReceivedMessage};

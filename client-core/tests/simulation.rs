@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use sphinx_packet::{ProcessedPacketData, SphinxPacket};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 use x25519_dalek::{PublicKey, StaticSecret};
@@ -30,15 +30,40 @@ struct SimGateway {
     pending: HashMap<usize, GatewayHandshake>,
     /// x25519 client key -> client index
     clients: HashMap<[u8; 32], usize>,
+    /// As the real gateway: every final-hop payload is stored first (store
+    /// id -> payload, per client) and deleted when the client acks it.
+    inbox: HashMap<usize, BTreeMap<u64, Vec<u8>>>,
+    next_store_id: u64,
+    /// Per client session: delivery id -> store id, sent and not acked.
+    outstanding: HashMap<usize, HashMap<u64, u64>>,
+    next_delivery: u64,
+    /// Acks that named nothing outstanding.
+    bad_acks: u64,
+}
+
+impl SimGateway {
+    /// Sends stored message `store_id` on client `i`'s session, if it has one.
+    fn push(&mut self, i: usize, store_id: u64) -> Option<Vec<u8>> {
+        let payload = self.inbox.get(&i)?.get(&store_id)?.clone();
+        let session = self.sessions.get_mut(&i)?;
+        self.next_delivery += 1;
+        let id = self.next_delivery;
+        self.outstanding.entry(i).or_default().insert(id, store_id);
+        Some(session.seal(&GatewayResponse::Deliver { id, payload }.encode()))
+    }
+
+    fn stored(&self, i: usize) -> usize {
+        self.inbox.get(&i).map_or(0, |m| m.len())
+    }
 }
 
 enum Delivery {
     /// Bytes arriving at the node listening on this address.
     Node(SocketAddr, Vec<u8>),
-    /// A websocket frame from client i to its gateway.
-    ToGateway(usize, Vec<u8>),
-    /// A websocket frame from the gateway to client i.
-    ToClient(usize, Vec<u8>),
+    /// A websocket frame from client i to its gateway, on connection n.
+    ToGateway(usize, u64, Vec<u8>),
+    /// A websocket frame from the gateway to client i, on connection n.
+    ToClient(usize, u64, Vec<u8>),
 }
 
 struct Sim {
@@ -51,7 +76,13 @@ struct Sim {
     gateway_by_mix_addr: HashMap<SocketAddr, usize>,
     clients: Vec<Client>,
     client_gateway: Vec<usize>,
+    /// Each client's current gateway connection: frames of an older one
+    /// still in flight are lost with it.
+    connection: Vec<u64>,
+    keys: Vec<ClientKeys>,
     received: Vec<Vec<Vec<u8>>>,
+    /// The fragment sets of what `received` holds (a shim keeps these).
+    received_sets: Vec<Vec<u32>>,
     anonymous: Vec<Vec<(Vec<u8>, nym_client_core::reply::SenderTag)>>,
     failed: Vec<Vec<u64>>,
     rng: StdRng,
@@ -110,13 +141,20 @@ impl Sim {
                 sessions: HashMap::new(),
                 pending: HashMap::new(),
                 clients: HashMap::new(),
+                inbox: HashMap::new(),
+                next_store_id: 0,
+                outstanding: HashMap::new(),
+                next_delivery: 0,
+                bad_acks: 0,
             });
         }
         let topology = Topology::from_json(&json, nym_client_core::VERSION).unwrap();
         let json = json.clone();
         let mut clients = Vec::new();
+        let mut client_keys = Vec::new();
         for (i, &g) in client_gateways.iter().enumerate() {
             let keys = ClientKeys::generate(&mut rng);
+            client_keys.push(keys.clone());
             sim_gateways[g].clients.insert(*keys.public().as_bytes(), i);
             let gw_identity = sim_gateways[g].identity.verifying_key().to_bytes();
             let mut c = Client::new(keys, gw_identity, config.clone(), [i as u8 + 100; 32]);
@@ -132,6 +170,7 @@ impl Sim {
             gateways: sim_gateways,
             gateway_by_mix_addr,
             received: vec![Vec::new(); clients.len()],
+            received_sets: vec![Vec::new(); clients.len()],
             failed: vec![Vec::new(); clients.len()],
             anonymous: vec![Vec::new(); clients.len()],
             loss: 0.0,
@@ -139,6 +178,8 @@ impl Sim {
             lost_packets: 0,
             topology: json,
             client_gateway: client_gateways.to_vec(),
+            connection: vec![0; client_gateways.len()],
+            keys: client_keys,
             clients,
             rng,
         }
@@ -172,44 +213,105 @@ impl Sim {
         self.pump_clients();
     }
 
+    /// Client i's connection drops (no clean close: whatever was in flight
+    /// either way is lost) and the client connects again.
+    fn cut_connection(&mut self, i: usize) {
+        self.connection[i] += 1;
+        let gw = &mut self.gateways[self.client_gateway[i]];
+        gw.sessions.remove(&i);
+        gw.pending.remove(&i);
+        gw.outstanding.remove(&i);
+        self.clients[i].handle_gateway_disconnected(self.now);
+        self.clients[i].handle_gateway_connected(self.now);
+        self.pump_clients();
+    }
+
+    /// Client i's process dies: its connection drops and its memory is gone.
+    /// It comes back as a new engine with the same keys.
+    fn crash_client(&mut self, i: usize, keys: ClientKeys, config: ClientConfig, delivered_sets: &[u32]) {
+        self.connection[i] += 1;
+        let gw = &mut self.gateways[self.client_gateway[i]];
+        gw.sessions.remove(&i);
+        gw.pending.remove(&i);
+        gw.outstanding.remove(&i);
+        let gw_identity = gw.identity.verifying_key().to_bytes();
+        let mut c = Client::new(keys, gw_identity, config, [i as u8 + 200; 32]);
+        c.handle_topology(Topology::from_json(&self.topology, nym_client_core::VERSION).unwrap());
+        c.import_delivered_sets(delivered_sets);
+        c.handle_gateway_connected(self.now);
+        self.clients[i] = c;
+        self.pump_clients();
+    }
+
     /// Moves everything the clients want to say onto the network.
     fn pump_clients(&mut self) {
         for i in 0..self.clients.len() {
-            while let Some(frame) = self.clients[i].poll_transmit() {
-                self.schedule(LINK_LATENCY, Delivery::ToGateway(i, frame));
-            }
+            // Events first: what is taken is handed over before its ack goes out.
             while let Some(ev) = self.clients[i].poll_event() {
                 match ev {
-                    ClientEvent::Received(m) => self.received[i].push(m),
+                    ClientEvent::Received(m) => match m.sender_tag {
+                        Some(tag) => self.anonymous[i].push((m.message, tag)),
+                        None => {
+                            self.received[i].push(m.message);
+                            self.received_sets[i].extend(m.sets);
+                        }
+                    },
                     ClientEvent::Connected => {}
                     ClientEvent::GatewayError(e) => panic!("client {i}: {e}"),
                     ClientEvent::SendFailed { message_id, .. } => self.failed[i].push(message_id),
-                    ClientEvent::ReceivedWithSenderTag { message, sender_tag } => self.anonymous[i].push((message, sender_tag)),
                     ClientEvent::ReplyStoreChanged => {}
                 }
+            }
+            while let Some(frame) = self.clients[i].poll_transmit() {
+                let n = self.connection[i];
+                self.schedule(LINK_LATENCY, Delivery::ToGateway(i, n, frame));
             }
         }
     }
 
-    fn gateway_from_client(&mut self, i: usize, frame: Vec<u8>) {
+    fn gateway_from_client(&mut self, i: usize, n: u64, frame: Vec<u8>) {
+        if n != self.connection[i] {
+            return; // sent on a connection that is gone
+        }
         let g = self.client_gateway[i];
         let gw = &mut self.gateways[g];
         if let Some(session) = gw.sessions.get_mut(&i) {
-            let request = ClientRequest::decode(&session.open(&frame).unwrap()).unwrap();
-            let ClientRequest::Forward { next_hop, frame } = request else { panic!("unexpected request") };
-            let to = decode_node_address(&sphinx_packet::route::NodeAddressBytes::from_bytes(next_hop)).unwrap();
-            self.schedule(LINK_LATENCY, Delivery::Node(to, frame));
+            match ClientRequest::decode(&session.open(&frame).unwrap()).unwrap() {
+                ClientRequest::Forward { next_hop, frame } => {
+                    let to = decode_node_address(&sphinx_packet::route::NodeAddressBytes::from_bytes(next_hop)).unwrap();
+                    self.schedule(LINK_LATENCY, Delivery::Node(to, frame));
+                }
+                ClientRequest::Ack { ids } => {
+                    for id in ids {
+                        match gw.outstanding.get_mut(&i).and_then(|o| o.remove(&id)) {
+                            Some(store_id) => {
+                                gw.inbox.get_mut(&i).map(|m| m.remove(&store_id));
+                            }
+                            None => gw.bad_acks += 1,
+                        }
+                    }
+                }
+                ClientRequest::Authenticate => panic!("authenticated twice"),
+            }
         } else if let Some(pending) = gw.pending.remove(&i) {
             let (mut session, key) = pending.verify(&frame).expect("client proves its key");
             assert_eq!(gw.clients.get(&key), Some(&i));
-            let ok = session.seal(&GatewayResponse::Authenticated { stored: 0 }.encode());
+            let stored = gw.stored(i) as u32;
+            let ok = session.seal(&GatewayResponse::Authenticated { stored }.encode());
             gw.sessions.insert(i, session);
-            self.schedule(LINK_LATENCY, Delivery::ToClient(i, ok));
+            gw.outstanding.remove(&i);
+            self.schedule(LINK_LATENCY, Delivery::ToClient(i, n, ok));
+            // what is stored and unacknowledged goes out again
+            let gw = &mut self.gateways[g];
+            let ids: Vec<u64> = gw.inbox.get(&i).map(|m| m.keys().copied().collect()).unwrap_or_default();
+            let frames: Vec<Vec<u8>> = ids.into_iter().filter_map(|id| gw.push(i, id)).collect();
+            for f in frames {
+                self.schedule(LINK_LATENCY, Delivery::ToClient(i, n, f));
+            }
         } else if let Ok((pending, reply)) = GatewayHandshake::respond(&mut self.rng, &gw.identity, &frame) {
             gw.pending.insert(i, pending);
-            self.schedule(LINK_LATENCY, Delivery::ToClient(i, reply));
+            self.schedule(LINK_LATENCY, Delivery::ToClient(i, n, reply));
         } // else: a frame of a closed session, still in flight: dropped
-
     }
 
     fn node_receives(&mut self, at: SocketAddr, frame: Vec<u8>) {
@@ -231,12 +333,15 @@ impl Sim {
         match packet.process(&gw.sphinx).unwrap().data {
             ProcessedPacketData::FinalHop { destination, identifier, payload } => {
                 let client = gw.clients[destination.as_bytes_ref()];
-                // As the real gateway does: send the SURB-ACK on, deliver the rest.
+                // As the real gateway does: store it, send the SURB-ACK on,
+                // push it to a connected client.
                 let (content, ack) = gateway_final_hop(identifier, payload).unwrap();
-                // (a client between connections misses it: the sim has no inbox)
-                if let Some(session) = gw.sessions.get_mut(&client) {
-                    let frame = session.seal(&GatewayResponse::Deliver { payload: content }.encode());
-                    self.schedule(LINK_LATENCY, Delivery::ToClient(client, frame));
+                gw.next_store_id += 1;
+                let store_id = gw.next_store_id;
+                gw.inbox.entry(client).or_default().insert(store_id, content);
+                if let Some(frame) = gw.push(client, store_id) {
+                    let n = self.connection[client];
+                    self.schedule(LINK_LATENCY, Delivery::ToClient(client, n, frame));
                 }
                 if let Some((to, frame)) = ack {
                     self.schedule(LINK_LATENCY, Delivery::Node(decode_node_address(&to).unwrap(), frame));
@@ -260,8 +365,12 @@ impl Sim {
                 self.queue.pop();
                 match self.in_flight.remove(&seq).unwrap() {
                     Delivery::Node(a, f) => self.node_receives(a, f),
-                    Delivery::ToGateway(i, f) => self.gateway_from_client(i, f),
-                    Delivery::ToClient(i, f) => self.clients[i].handle_gateway_frame(&f, self.now),
+                    Delivery::ToGateway(i, n, f) => self.gateway_from_client(i, n, f),
+                    Delivery::ToClient(i, n, f) => {
+                        if n == self.connection[i] {
+                            self.clients[i].handle_gateway_frame(&f, self.now);
+                        }
+                    }
                 }
             }
             for c in &mut self.clients {
@@ -511,6 +620,7 @@ fn surbs_and_reply_keys_survive_a_restart() {
         sim.clients[i].handle_gateway_disconnected(sim.now);
         sim.clients[i].import_reply_store(&[1, 2, 3]).unwrap_err();
         sim.clients[i].import_reply_store(&saved).unwrap();
+        sim.connection[i] += 1;
         sim.gateways[sim.client_gateway[i]].sessions.remove(&i);
         sim.clients[i].handle_gateway_connected(sim.now);
     }
@@ -539,4 +649,73 @@ fn surbs_and_reply_keys_survive_a_restart() {
 
 fn message_of(len: usize) -> Vec<u8> {
     message(len, 77)
+}
+
+/// Exactly once, whatever the order: sorted copies are equal.
+fn assert_same_messages(got: &[Vec<u8>], want: &[Vec<u8>]) {
+    let mut got = got.to_vec();
+    got.sort();
+    let mut want = want.to_vec();
+    want.sort();
+    assert_eq!(got.len(), want.len(), "message count");
+    assert!(got == want, "the same messages, each exactly once");
+}
+
+#[test]
+fn a_connection_cut_again_and_again_while_receiving_loses_and_repeats_nothing() {
+    // mixing delays spread the arrivals over the cuts
+    let mut sim = connected(&[0, 1], 2, ClientConfig { average_hop_delay: Duration::from_millis(20), ..unthrottled() });
+    let bob = sim.clients[1].address();
+    // short messages and a few long ones (whose fragments span cuts)
+    let messages: Vec<Vec<u8>> = (0..1000).map(|i| if i % 100 == 7 { message(20_000, i as u8) } else { message(40, i as u8) }).collect();
+    for m in &messages {
+        sim.clients[0].send(bob, m.clone(), sim.now).unwrap();
+    }
+    sim.pump_clients();
+    let mut cuts = 0;
+    while sim.received[1].len() < messages.len() && sim.now < Duration::from_secs(600) {
+        let t = sim.now + Duration::from_millis(5);
+        sim.run_until(t, |_| false);
+        if cuts < 40 && sim.received[1].len() < messages.len() {
+            sim.cut_connection(1);
+            cuts += 1;
+        }
+    }
+    let t = sim.now + Duration::from_secs(5);
+    sim.run_until(t, |s| s.gateways[1].stored(1) == 0);
+    assert!(cuts >= 20, "the transfer lasted through many cuts: {cuts}");
+    assert_same_messages(&sim.received[1], &messages);
+    assert_eq!(sim.gateways[1].stored(1), 0, "bob acknowledged everything, the gateway kept nothing");
+    let s = sim.clients[1].stats();
+    assert!(s.duplicate_fragments > 0, "some deliveries came again after a cut: {s:?}");
+    assert!(sim.failed[0].is_empty());
+}
+
+#[test]
+fn a_client_that_crashes_before_its_acks_go_out_gets_each_message_once_after_restart() {
+    let config = ClientConfig { average_hop_delay: Duration::from_millis(20), ..unthrottled() };
+    let mut sim = Sim::new(&[0, 1], 2, config.clone());
+    // bob's keys, to restart him with
+    let bob_keys = sim.keys[1].clone();
+    assert_eq!(bob_keys.public().as_bytes(), &sim.clients[1].address().client_key);
+    sim.connect_all();
+    sim.run_until(Duration::from_secs(5), |s| s.clients.iter().all(|c| c.is_connected()));
+    let bob = sim.clients[1].address();
+    let messages: Vec<Vec<u8>> = (0..50).map(|i| message(3000, i as u8)).collect();
+    for m in &messages {
+        sim.clients[0].send(bob, m.clone(), sim.now).unwrap();
+    }
+    sim.pump_clients();
+    // Run until bob has half of them, then let him die before he acks
+    // more: everything he took since the last pump has no ack yet.
+    sim.run_until(Duration::from_secs(60), |s| s.received[1].len() >= 25);
+    let handed_over = sim.received_sets[1].clone();
+    let before = sim.received[1].len();
+    assert!(before >= 25 && before < 50);
+    assert!(sim.gateways[1].stored(1) > 0);
+    sim.crash_client(1, bob_keys, config, &handed_over);
+    sim.run_until(Duration::from_secs(120), |s| s.received[1].len() >= 50 && s.gateways[1].stored(1) == 0);
+    assert_same_messages(&sim.received[1], &messages);
+    assert_eq!(sim.gateways[1].stored(1), 0);
+    assert!(sim.clients[1].stats().duplicate_fragments > 0, "what he had came again and was recognised");
 }

@@ -143,7 +143,7 @@ fn gateway_handshake() {
     write("gateway_handshake", "0-hello-only", &tagged(0, &hello));
     write("gateway_handshake", "1-hello-reply", &tagged(1, &reply));
     // gateway -> client: the first frame after the handshake (counter 0)
-    let to_client = gateway.seal(&GatewayResponse::Deliver { payload: b"hi".to_vec() }.encode());
+    let to_client = gateway.seal(&GatewayResponse::Deliver { id: 1, payload: b"hi".to_vec() }.encode());
     let (mut c, _, _) = session_pair();
     assert!(c.open(&to_client).is_ok());
     write("gateway_handshake", "2-sealed-deliver", &tagged(2, &to_client));

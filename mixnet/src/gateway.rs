@@ -1,6 +1,18 @@
-//! A gateway: the last mix hop, and the clients' entry point. Final-hop
-//! payloads go to the connected client, or into its SQLite inbox until it
-//! next authenticates. Clients' `Forward` requests go into the mixnet.
+//! A gateway: the last mix hop, and the clients' entry point. Clients'
+//! `Forward` requests go into the mixnet.
+//!
+//! ## What a gateway keeps until its client has it
+//! Every final-hop payload for a registered client is written to the SQLite
+//! inbox first (a writer thread commits whatever arrived meanwhile in one
+//! transaction), and only then does its SURB-ACK go back to the sender: an
+//! acknowledged message is on disk. A connected client is then sent the
+//! stored message with a delivery id of its connection, and the row is
+//! deleted only when the client's `Ack` names that id. What is unacknowledged
+//! when a connection ends (closed, cut, the client frozen or killed, the
+//! gateway restarted) stays stored and is delivered again on the next
+//! connection. A payload that can't be stored (unknown client, full inbox,
+//! writer queue full) is dropped and counted, with no SURB-ACK, so the sender
+//! retransmits or learns of the failure.
 
 use crate::announce::spawn_announcer;
 use crate::http::DirectoryClient;
@@ -20,11 +32,11 @@ use sphinx_packet::route::NodeAddressBytes;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
@@ -34,8 +46,15 @@ pub use crate::inbox::DB_FILE;
 
 pub const DEFAULT_INBOX_LIMIT: u64 = 100_000;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Stored messages waiting in memory for a connection to send them; past it
+/// the connection reads them from the inbox instead.
 const CLIENT_QUEUE: usize = 1024;
 const PUSH_BATCH: usize = 128;
+/// Final-hop payloads waiting for the inbox writer; past it they are dropped
+/// unacknowledged (the senders retransmit).
+const STORE_QUEUE: usize = 8192;
+/// Most payloads one inbox transaction commits.
+const STORE_BATCH: usize = 512;
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -75,11 +94,22 @@ impl GatewayConfig {
     }
 }
 
+/// A connected client, as the inbox writer sees it.
 struct ClientSlot {
     conn_id: u64,
-    tx: mpsc::Sender<Vec<u8>>,
-    /// Set when a message for this connected client went to the database.
-    db_pending: Arc<AtomicBool>,
+    /// Freshly stored messages (inbox id, payload), in id order.
+    tx: mpsc::Sender<(i64, Vec<u8>)>,
+    /// The channel was full once: nothing more goes into it until the
+    /// connection has read the inbox again (so the ids it sees never skip).
+    overflowed: bool,
+    wake: Arc<Notify>,
+}
+
+/// A final-hop payload on its way to the inbox, with its SURB-ACK.
+struct Inbound {
+    destination: [u8; 32],
+    payload: Vec<u8>,
+    ack: Option<(SocketAddr, Vec<u8>)>,
 }
 
 struct Inner {
@@ -94,12 +124,15 @@ struct FirstHops {
 
 struct Shared {
     inner: Mutex<Inner>,
+    store_queue: std::sync::mpsc::SyncSender<Inbound>,
     stats: Arc<NodeStats>,
     pool: Arc<PeerPool>,
     identity: SigningKey,
     directory: Option<DirectoryClient>,
     first_hops: RwLock<FirstHops>,
     next_conn: AtomicU64,
+    /// Bumped to drop every client connection at once (`cut_client_connections`).
+    cut: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
@@ -107,29 +140,53 @@ impl Shared {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A final-hop payload for `dest` (runs on a worker thread).
-    fn deliver(&self, dest: [u8; 32], plaintext: Vec<u8>) {
-        let mut inner = self.lock();
-        if !inner.inbox.is_registered(&dest) {
-            inc(&self.stats.dropped_unknown_client);
-            return;
+    /// A final-hop payload (runs on a worker thread): to the inbox writer.
+    fn deliver(&self, inbound: Inbound) {
+        if self.store_queue.try_send(inbound).is_err() {
+            inc(&self.stats.dropped_queue_full);
         }
-        let mut plaintext = plaintext;
-        if let Some(slot) = inner.clients.get(&dest) {
-            match slot.tx.try_send(plaintext) {
-                Ok(()) => return,
-                Err(mpsc::error::TrySendError::Full(p)) | Err(mpsc::error::TrySendError::Closed(p)) => {
-                    slot.db_pending.store(true, Ordering::SeqCst);
-                    plaintext = p;
+    }
+
+    /// Stores a batch in one transaction; then, for what was stored, sends
+    /// the SURB-ACKs and hands the messages to connected clients.
+    fn store_batch(&self, batch: Vec<Inbound>) {
+        let items: Vec<([u8; 32], Vec<u8>)> = batch.iter().map(|i| (i.destination, i.payload.clone())).collect();
+        let mut inner = self.lock();
+        let results = match inner.inbox.store_batch(&items) {
+            Ok(r) => r,
+            Err(e) => {
+                // Nothing stored and nothing acknowledged: the senders retransmit.
+                tracing::error!("cannot store {} messages: {e:#}", batch.len());
+                self.stats.dropped_queue_full.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                return;
+            }
+        };
+        for (inbound, result) in batch.into_iter().zip(results) {
+            let id = match result {
+                StoreResult::Stored(id) => id,
+                StoreResult::UnknownClient => {
+                    inc(&self.stats.dropped_unknown_client);
+                    continue;
+                }
+                StoreResult::InboxFull => {
+                    inc(&self.stats.dropped_queue_full);
+                    continue;
+                }
+            };
+            inc(&self.stats.stored);
+            // Durable now: the sender may hear so. Only via a layer-1 mixnode.
+            if let Some((first_hop, frame)) = inbound.ack {
+                if self.directory.is_none() || self.first_hop_allowed(&first_hop) {
+                    self.pool.send(first_hop, frame);
+                } else {
+                    inc(&self.stats.dropped_no_route);
                 }
             }
-        }
-        match inner.inbox.store(&dest, &plaintext) {
-            Ok(StoreResult::Stored) => inc(&self.stats.stored),
-            Ok(StoreResult::InboxFull) => inc(&self.stats.dropped_queue_full),
-            Err(e) => {
-                tracing::error!("cannot store a message: {e:#}");
-                inc(&self.stats.dropped_queue_full);
+            if let Some(slot) = inner.clients.get_mut(&inbound.destination) {
+                if !slot.overflowed && slot.tx.try_send((id, inbound.payload)).is_err() {
+                    slot.overflowed = true;
+                    slot.wake.notify_one();
+                }
             }
         }
     }
@@ -218,7 +275,9 @@ impl Gateway {
         let cancel = CancellationToken::new();
         let pool = PeerPool::new(stats.clone(), config.peer_queue, cancel.clone());
         let identity_key = identity.verifying_key().to_bytes();
+        let (store_queue, store_rx) = std::sync::mpsc::sync_channel(STORE_QUEUE);
         let shared = Arc::new(Shared {
+            store_queue,
             inner: Mutex::new(Inner { inbox, clients: HashMap::new() }),
             stats: stats.clone(),
             pool,
@@ -226,28 +285,22 @@ impl Gateway {
             directory: directory.clone(),
             first_hops: RwLock::new(FirstHops { allowed: HashSet::new(), refreshed: None }),
             next_conn: AtomicU64::new(1),
+            cut: tokio::sync::watch::Sender::new(0),
         });
 
         let handler: Handler = {
             let shared = shared.clone();
             Arc::new(move |out| match out {
                 Processed::Final { destination, deliver, ack } => {
-                    // The SURB-ACK goes back into the mixnet, but only to a layer-1 mixnode.
-                    if let Some((first_hop, frame)) = ack {
-                        if shared.directory.is_none() || shared.first_hop_allowed(&first_hop) {
-                            shared.pool.send(first_hop, frame);
-                        } else {
-                            inc(&shared.stats.dropped_no_route);
-                        }
-                    }
-                    shared.deliver(destination, deliver)
+                    shared.deliver(Inbound { destination, payload: deliver, ack })
                 }
                 // a gateway is always the last hop
                 Processed::Forward { .. } => inc(&shared.stats.dropped_no_route),
             })
         };
         let workers = if config.workers == 0 { default_workers() } else { config.workers };
-        let (jobs, threads) = start_workers(workers, sphinx_secret.clone(), stats.clone(), handler, cancel.clone());
+        let (jobs, mut threads) = start_workers(workers, sphinx_secret.clone(), stats.clone(), handler, cancel.clone());
+        threads.push(start_inbox_writer(shared.clone(), store_rx, cancel.clone())?);
         let mut tasks = vec![tokio::spawn(serve_mix_listener(mix_listener, jobs, stats.clone(), cancel.clone()))];
         tasks.push(tokio::spawn(serve_clients(clients_listener, shared.clone(), cancel.clone())));
 
@@ -336,6 +389,17 @@ impl Gateway {
         self.shared.lock().inbox.count(client)
     }
 
+    /// Drops every client connection at once, with a TCP reset and no
+    /// websocket close, as a network failure would. What the clients had not
+    /// acknowledged stays stored and is delivered again when they reconnect.
+    /// For fault tests, and for an operator who must shed its clients.
+    /// Returns how many authenticated connections there were.
+    pub fn cut_client_connections(&self) -> usize {
+        let open = self.shared.cut.receiver_count();
+        self.shared.cut.send_modify(|n| *n += 1);
+        open
+    }
+
     pub fn is_registered(&self, client: &[u8; 32]) -> bool {
         self.shared.lock().inbox.is_registered(client)
     }
@@ -412,11 +476,6 @@ async fn next_binary(ws: &mut Ws) -> Result<Vec<u8>> {
     }
 }
 
-async fn send_sealed(ws: &mut Ws, session: &mut Session, resp: &GatewayResponse) -> Result<()> {
-    let frame = session.seal(&resp.encode());
-    ws.send(Message::Binary(frame.into())).await?;
-    Ok(())
-}
 
 async fn handle_client(stream: TcpStream, shared: Arc<Shared>, cancel: CancellationToken) -> Result<()> {
     let _ = stream.set_nodelay(true);
@@ -437,7 +496,7 @@ async fn handle_client(stream: TcpStream, shared: Arc<Shared>, cancel: Cancellat
     };
     ws.send(Message::Binary(reply.into())).await?;
     let auth = tokio::time::timeout(HANDSHAKE_TIMEOUT, next_binary(&mut ws)).await.map_err(|_| anyhow!("no Authenticate"))??;
-    let (mut session, client_key) = match pending.verify(&auth) {
+    let (session, client_key) = match pending.verify(&auth) {
         Ok(x) => x,
         Err(e) => {
             // a client that cannot prove its key gets nothing
@@ -447,15 +506,17 @@ async fn handle_client(stream: TcpStream, shared: Arc<Shared>, cancel: Cancellat
     };
 
     let conn_id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CLIENT_QUEUE);
-    let db_pending = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel::<(i64, Vec<u8>)>(CLIENT_QUEUE);
+    let wake = Arc::new(Notify::new());
     let stored = {
         let shared = shared.clone();
-        let db_pending = db_pending.clone();
+        let wake = wake.clone();
         tokio::task::spawn_blocking(move || -> Result<u64> {
             let mut inner = shared.lock();
             inner.inbox.register(&client_key)?;
-            inner.clients.insert(client_key, ClientSlot { conn_id, tx, db_pending });
+            // A newer connection of the same client takes over; the older
+            // one's unacknowledged messages are still in the inbox.
+            inner.clients.insert(client_key, ClientSlot { conn_id, tx, overflowed: false, wake });
             Ok(inner.inbox.count(&client_key))
         })
         .await
@@ -463,106 +524,207 @@ async fn handle_client(stream: TcpStream, shared: Arc<Shared>, cancel: Cancellat
     };
     tracing::debug!("client {} authenticated, {stored} stored messages", encode_key(&client_key));
 
-    let result = client_loop(&mut ws, &mut session, &shared, client_key, stored, &mut rx, &db_pending, &cancel).await;
-
-    // detach, then keep whatever was queued for this connection
+    let mut conn = ClientConnection {
+        cut: shared.cut.subscribe(),
+        ws,
+        session,
+        shared: shared.clone(),
+        client_key,
+        conn_id,
+        rx,
+        wake,
+        last_sent: 0,
+        read_inbox: true,
+        next_delivery: 1,
+        outstanding: HashMap::new(),
+    };
+    let result = conn.run(stored, &cancel).await;
+    let was_cut = matches!(result, Ok(Ended::Cut));
+    // Whatever it did not acknowledge stays in the inbox for the next connection.
     let shared2 = shared.clone();
     let _ = tokio::task::spawn_blocking(move || {
         let mut inner = shared2.lock();
         if inner.clients.get(&client_key).is_some_and(|s| s.conn_id == conn_id) {
             inner.clients.remove(&client_key);
         }
-        rx.close();
-        while let Ok(msg) = rx.try_recv() {
-            match inner.inbox.store(&client_key, &msg) {
-                Ok(StoreResult::Stored) => inc(&shared2.stats.stored),
-                _ => inc(&shared2.stats.dropped_queue_full),
-            }
-        }
     })
     .await;
-    let _ = ws.close(None).await;
-    result
+    if was_cut {
+        // A reset, no close: frames in flight either way are lost.
+        #[allow(deprecated)]
+        let _ = conn.ws.get_ref().set_linger(Some(Duration::ZERO));
+        return Err(anyhow!("connection cut"));
+    }
+    let _ = conn.ws.close(None).await;
+    result.map(|_| ())
 }
 
-/// Pushes every stored message, deleting each batch after it was written.
-async fn push_stored(ws: &mut Ws, session: &mut Session, shared: &Arc<Shared>, client_key: [u8; 32]) -> Result<()> {
-    let mut after = 0i64;
-    loop {
+/// How a client connection ended without an error.
+enum Ended {
+    Closed,
+    Cut,
+}
+
+/// One authenticated client connection.
+struct ClientConnection {
+    cut: tokio::sync::watch::Receiver<u64>,
+    ws: Ws,
+    session: Session,
+    shared: Arc<Shared>,
+    client_key: [u8; 32],
+    conn_id: u64,
+    rx: mpsc::Receiver<(i64, Vec<u8>)>,
+    wake: Arc<Notify>,
+    /// Highest inbox id sent on this connection; messages go out in id order.
+    last_sent: i64,
+    /// The inbox may hold messages not sent yet: read it before the channel.
+    read_inbox: bool,
+    next_delivery: u64,
+    /// Delivery id -> inbox id, sent and not yet acknowledged.
+    outstanding: HashMap<u64, i64>,
+}
+
+impl ClientConnection {
+    async fn run(&mut self, stored: u64, cancel: &CancellationToken) -> Result<Ended> {
+        let stored = u32::try_from(stored).unwrap_or(u32::MAX);
+        self.send(&GatewayResponse::Authenticated { stored }).await?;
+        loop {
+            if self.read_inbox {
+                self.push_from_inbox().await?;
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(Ended::Closed),
+                _ = self.cut.changed() => return Ok(Ended::Cut),
+                msg = self.rx.recv(), if !self.read_inbox => {
+                    let Some((id, payload)) = msg else { return Ok(Ended::Closed) };
+                    // Already sent when it was read from the inbox.
+                    if id > self.last_sent {
+                        self.push(id, payload).await?;
+                    }
+                }
+                _ = self.wake.notified() => self.read_inbox = true,
+                _ = std::future::ready(()), if self.read_inbox => {}
+                frame = self.ws.next() => {
+                    let bytes = match frame {
+                        Some(Ok(Message::Binary(b))) => b,
+                        Some(Ok(Message::Close(_))) | None => return Ok(Ended::Closed),
+                        Some(Ok(Message::Text(_))) => {
+                            self.send(&GatewayResponse::Error { message: "only binary frames are accepted".into() }).await?;
+                            continue;
+                        }
+                        Some(Ok(_)) => continue,
+                        Some(Err(e)) => return Err(e.into()),
+                    };
+                    let request = self.session.open(&bytes).and_then(|pt| ClientRequest::decode(&pt));
+                    let result = match request {
+                        Ok(ClientRequest::Ack { ids }) => self.acknowledged(&ids).await,
+                        Ok(request) => handle_request(&self.shared, request).await,
+                        Err(e) => Err(e.to_string()),
+                    };
+                    if let Err(message) = result {
+                        self.send(&GatewayResponse::Error { message }).await?;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self, response: &GatewayResponse) -> Result<()> {
+        let frame = self.session.seal(&response.encode());
+        self.ws.send(Message::Binary(frame.into())).await?;
+        Ok(())
+    }
+
+    async fn push(&mut self, inbox_id: i64, payload: Vec<u8>) -> Result<()> {
+        let id = self.next_delivery;
+        self.next_delivery += 1;
+        self.outstanding.insert(id, inbox_id);
+        self.last_sent = inbox_id;
+        inc(&self.shared.stats.pushed);
+        self.send(&GatewayResponse::Deliver { id, payload }).await
+    }
+
+    /// Sends the next batch of stored messages not sent on this connection;
+    /// stops reading the inbox once it is caught up.
+    async fn push_from_inbox(&mut self) -> Result<()> {
         let batch = {
-            let shared = shared.clone();
-            tokio::task::spawn_blocking(move || shared.lock().inbox.load(&client_key, after, PUSH_BATCH))
-                .await
-                .map_err(|e| anyhow!("{e}"))??
+            let shared = self.shared.clone();
+            let (key, conn_id, after) = (self.client_key, self.conn_id, self.last_sent);
+            tokio::task::spawn_blocking(move || {
+                let mut inner = shared.lock();
+                // Cleared and read under one lock: whatever the writer stores
+                // after this goes into the channel, in order.
+                if let Some(slot) = inner.clients.get_mut(&key).filter(|s| s.conn_id == conn_id) {
+                    slot.overflowed = false;
+                }
+                inner.inbox.load(&key, after, PUSH_BATCH)
+            })
+            .await
+            .map_err(|e| anyhow!("{e}"))??
         };
-        if batch.is_empty() {
+        if batch.len() < PUSH_BATCH {
+            self.read_inbox = false;
+        }
+        for (inbox_id, payload) in batch {
+            self.push(inbox_id, payload).await?;
+        }
+        Ok(())
+    }
+
+    /// The client has these deliveries: delete them from the inbox.
+    async fn acknowledged(&mut self, ids: &[u64]) -> Result<(), String> {
+        let inbox_ids: Vec<i64> = ids.iter().filter_map(|id| self.outstanding.remove(id)).collect();
+        let unknown = (ids.len() - inbox_ids.len()) as u64;
+        if unknown > 0 {
+            self.shared.stats.bad_acks.fetch_add(unknown, Ordering::Relaxed);
+        }
+        if inbox_ids.is_empty() {
             return Ok(());
         }
-        let mut ids = Vec::with_capacity(batch.len());
-        for (id, payload) in batch {
-            send_sealed(ws, session, &GatewayResponse::Deliver { payload }).await?;
-            ids.push(id);
-            after = id;
-            inc(&shared.stats.delivered);
-        }
-        ws.flush().await?;
-        let shared = shared.clone();
-        tokio::task::spawn_blocking(move || shared.lock().inbox.delete(&client_key, &ids))
+        let shared = self.shared.clone();
+        let key = self.client_key;
+        let deleted = tokio::task::spawn_blocking(move || shared.lock().inbox.delete(&key, &inbox_ids))
             .await
-            .map_err(|e| anyhow!("{e}"))??;
+            .map_err(|e| e.to_string())?
+            .map_err(|e| {
+                tracing::error!("cannot delete acknowledged messages: {e:#}");
+                "the gateway could not record the acknowledgement; the messages may come again".to_string()
+            })?;
+        self.shared.stats.delivered.fetch_add(deleted, Ordering::Relaxed);
+        Ok(())
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn client_loop(
-    ws: &mut Ws,
-    session: &mut Session,
-    shared: &Arc<Shared>,
-    client_key: [u8; 32],
-    stored: u64,
-    rx: &mut mpsc::Receiver<Vec<u8>>,
-    db_pending: &AtomicBool,
-    cancel: &CancellationToken,
-) -> Result<()> {
-    send_sealed(ws, session, &GatewayResponse::Authenticated { stored: u32::try_from(stored).unwrap_or(u32::MAX) }).await?;
-    push_stored(ws, session, shared, client_key).await?;
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
-            msg = rx.recv() => {
-                let Some(payload) = msg else { return Ok(()) };
-                send_sealed(ws, session, &GatewayResponse::Deliver { payload }).await?;
-                inc(&shared.stats.delivered);
-            }
-            _ = tick.tick() => {
-                if db_pending.swap(false, Ordering::SeqCst) {
-                    push_stored(ws, session, shared, client_key).await?;
+/// Stores what the workers hand over, in group commits, until cancelled.
+fn start_inbox_writer(
+    shared: Arc<Shared>,
+    rx: std::sync::mpsc::Receiver<Inbound>,
+    cancel: CancellationToken,
+) -> Result<std::thread::JoinHandle<()>> {
+    let thread = std::thread::Builder::new().name("inbox-writer".into()).spawn(move || {
+        while !cancel.is_cancelled() {
+            let first = match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(first) => first,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            };
+            let mut batch = vec![first];
+            while batch.len() < STORE_BATCH {
+                match rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
                 }
             }
-            frame = ws.next() => {
-                let bytes = match frame {
-                    Some(Ok(Message::Binary(b))) => b,
-                    Some(Ok(Message::Close(_))) | None => return Ok(()),
-                    Some(Ok(Message::Text(_))) => {
-                        send_sealed(ws, session, &GatewayResponse::Error { message: "only binary frames are accepted".into() }).await?;
-                        continue;
-                    }
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => return Err(e.into()),
-                };
-                if let Err(message) = handle_request(session, shared, &bytes).await {
-                    send_sealed(ws, session, &GatewayResponse::Error { message }).await?;
-                }
-            }
+            shared.store_batch(batch);
         }
-    }
+    })?;
+    Ok(thread)
 }
 
-async fn handle_request(session: &mut Session, shared: &Arc<Shared>, frame: &[u8]) -> Result<(), String> {
-    let plaintext = session.open(frame).map_err(|e| e.to_string())?;
-    match ClientRequest::decode(&plaintext).map_err(|e| e.to_string())? {
+async fn handle_request(shared: &Arc<Shared>, request: ClientRequest) -> Result<(), String> {
+    match request {
         ClientRequest::Authenticate => Err("already authenticated".into()),
+        ClientRequest::Ack { .. } => Err("an ack is handled by its connection".into()),
         ClientRequest::Forward { next_hop, frame } => {
             mix_frame::decode(&frame).map_err(|e| e.to_string())?;
             let addr = decode_node_address(&NodeAddressBytes::from_bytes(next_hop)).map_err(|e| e.to_string())?;

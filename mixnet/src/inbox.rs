@@ -1,5 +1,7 @@
 //! The gateway's SQLite store: registered clients and their inboxes.
-//! WAL with synchronous=FULL: a message is on disk once `store` returns.
+//! WAL with synchronous=FULL: a message is on disk once `store_batch`
+//! returns. Every final-hop message goes through here, also for a connected
+//! client: it stays until the client acknowledges it (`delete`).
 
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -20,9 +22,12 @@ fn key_of(bytes: Vec<u8>) -> Option<[u8; 32]> {
     <[u8; 32]>::try_from(bytes.as_slice()).ok()
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StoreResult {
-    Stored,
+    /// On disk under this id.
+    Stored(i64),
     InboxFull,
+    UnknownClient,
 }
 
 impl Inbox {
@@ -84,15 +89,34 @@ impl Inbox {
         self.counts.get(key).copied().unwrap_or(0)
     }
 
-    pub fn store(&mut self, key: &[u8; 32], payload: &[u8]) -> Result<StoreResult> {
-        let n = self.count(key);
-        if n >= self.max_per_client {
-            return Ok(StoreResult::InboxFull);
+    /// Stores a batch of messages in one transaction (one disk sync for
+    /// all: the gateway's group commit). Nothing is stored on an error.
+    pub fn store_batch(&mut self, items: &[([u8; 32], Vec<u8>)]) -> Result<Vec<StoreResult>> {
+        let mut results = Vec::with_capacity(items.len());
+        let mut added: HashMap<[u8; 32], u64> = HashMap::new();
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached("INSERT INTO inbox (client, payload) VALUES (?1, ?2)")?;
+            for (key, payload) in items {
+                if !self.registered.contains(key) {
+                    results.push(StoreResult::UnknownClient);
+                    continue;
+                }
+                let pending = added.entry(*key).or_insert(0);
+                if self.counts.get(key).copied().unwrap_or(0) + *pending >= self.max_per_client {
+                    results.push(StoreResult::InboxFull);
+                    continue;
+                }
+                stmt.execute(params![key.as_slice(), payload])?;
+                *pending += 1;
+                results.push(StoreResult::Stored(tx.last_insert_rowid()));
+            }
         }
-        self.conn
-            .execute("INSERT INTO inbox (client, payload) VALUES (?1, ?2)", params![key.as_slice(), payload])?;
-        self.counts.insert(*key, n + 1);
-        Ok(StoreResult::Stored)
+        tx.commit()?;
+        for (key, n) in added {
+            *self.counts.entry(key).or_insert(0) += n;
+        }
+        Ok(results)
     }
 
     /// Up to `limit` stored messages of `key` with id > `after`, oldest first.
@@ -104,7 +128,9 @@ impl Inbox {
         Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
     }
 
-    pub fn delete(&mut self, key: &[u8; 32], ids: &[i64]) -> Result<()> {
+    /// Deletes `key`'s messages with these ids (another client's ids match
+    /// nothing); returns how many were deleted.
+    pub fn delete(&mut self, key: &[u8; 32], ids: &[i64]) -> Result<u64> {
         let tx = self.conn.transaction()?;
         let mut removed = 0u64;
         {
@@ -116,7 +142,7 @@ impl Inbox {
         tx.commit()?;
         let n = self.count(key).saturating_sub(removed);
         self.counts.insert(*key, n);
-        Ok(())
+        Ok(removed)
     }
 
     /// Messages stored for `key`, straight from the database (for tests/tools).

@@ -13,8 +13,14 @@ pub struct NodeStats {
     pub received: AtomicU64,
     /// Packets written to the next hop's socket.
     pub forwarded: AtomicU64,
-    /// Gateway: payloads pushed to a connected client.
+    /// Gateway: stored payloads the client acknowledged (then deleted).
     pub delivered: AtomicU64,
+    /// Gateway: deliveries written to a client connection (again after a
+    /// reconnect when unacknowledged).
+    pub pushed: AtomicU64,
+    /// Gateway: acknowledged ids that named nothing outstanding on that
+    /// connection (duplicate, forged or late acks): ignored.
+    pub bad_acks: AtomicU64,
     /// Gateway: payloads committed to the SQLite inbox.
     pub stored: AtomicU64,
     /// Bad frame flag, truncated frame, or a packet Sphinx refused.
@@ -38,6 +44,8 @@ pub struct StatsSnapshot {
     pub received: u64,
     pub forwarded: u64,
     pub delivered: u64,
+    pub pushed: u64,
+    pub bad_acks: u64,
     pub stored: u64,
     pub dropped_malformed: u64,
     pub dropped_replayed: u64,
@@ -63,6 +71,8 @@ impl NodeStats {
             received: g(&self.received),
             forwarded: g(&self.forwarded),
             delivered: g(&self.delivered),
+            pushed: g(&self.pushed),
+            bad_acks: g(&self.bad_acks),
             stored: g(&self.stored),
             dropped_malformed: g(&self.dropped_malformed),
             dropped_replayed: g(&self.dropped_replayed),
@@ -79,10 +89,12 @@ impl fmt::Display for StatsSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "received={} forwarded={} delivered={} stored={} dropped: malformed={} replayed={} no_route={} unknown_client={} queue_full={} peer_down={} bad_connections={}",
+            "received={} forwarded={} delivered={} pushed={} bad_acks={} stored={} dropped: malformed={} replayed={} no_route={} unknown_client={} queue_full={} peer_down={} bad_connections={}",
             self.received,
             self.forwarded,
             self.delivered,
+            self.pushed,
+            self.bad_acks,
             self.stored,
             self.dropped_malformed,
             self.dropped_replayed,

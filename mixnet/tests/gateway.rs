@@ -29,7 +29,10 @@ async fn inbox_is_bounded_and_forward_hops_at_a_gateway_are_dropped() {
     TestClient::connect(&gw.client_listener_url(), &client, gw.identity_key()).await.unwrap().close().await;
     assert!(wait_until(T, || gw.is_registered(client_pub.as_bytes())).await);
 
-    // single-hop packets straight into the gateway's mixnet listener
+    // single-hop packets straight into the gateway's mixnet listener; the
+    // client may or may not still hold its connection: every message is
+    // stored first either way, so the counts don't depend on when the
+    // gateway notices the close.
     let route = [node(gw.mix_addr(), gw.sphinx_key())];
     let mut bytes = Vec::new();
     for i in 0..4u8 {
@@ -49,6 +52,7 @@ async fn inbox_is_bounded_and_forward_hops_at_a_gateway_are_dropped() {
     .await, "{}", stats.snapshot());
     assert_eq!(gw.stored_count(client_pub.as_bytes()), 2);
     assert_eq!(sink.count(), 0);
+    assert_eq!(stats.snapshot().delivered, 0, "nobody acknowledged anything");
 
     let mut c = TestClient::connect(&gw.client_listener_url(), &client, gw.identity_key()).await.unwrap();
     assert_eq!(c.stored, 2);
@@ -57,10 +61,94 @@ async fn inbox_is_bounded_and_forward_hops_at_a_gateway_are_dropped() {
     assert_eq!(got.len(), 2);
     assert!(got.iter().all(|m| m.len() == 10 && m[0] < 4 && m.iter().all(|b| *b == m[0])), "{got:?}");
     assert_ne!(got[0], got[1]);
-    // connected now: the next one is pushed directly
+    // unacknowledged, they still fill the inbox: the next one is refused
+    send_tcp(gw.mix_addr(), &build_frame(b"too many", &route, &client_pub, &[0])).await;
+    assert!(wait_until(T, || stats.snapshot().dropped_queue_full == 3).await, "{}", stats.snapshot());
+    // acknowledged, they are gone
+    c.ack_all().await;
+    assert!(wait_until(T, || gw.stored_count(client_pub.as_bytes()) == 0).await);
+    assert_eq!(stats.snapshot().delivered, 2);
+    // connected now: the next one is stored and pushed directly
     send_tcp(gw.mix_addr(), &build_frame(b"live", &route, &client_pub, &[0])).await;
     assert_eq!(c.recv_deliveries(1, T).await, vec![b"live".to_vec()]);
+    assert_eq!(gw.stored_count(client_pub.as_bytes()), 1, "kept until acknowledged");
+    c.ack_all().await;
+    assert!(wait_until(T, || gw.stored_count(client_pub.as_bytes()) == 0).await);
     c.close().await;
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacknowledged_deliveries_come_again_and_bad_acks_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(dir.path(), 100).await;
+    let stats = gw.stats();
+    let route = [node(gw.mix_addr(), gw.sphinx_key())];
+    let (alice, bob) = (random_secret(), random_secret());
+    let (alice_pub, bob_pub) = (PublicKey::from(&alice), PublicKey::from(&bob));
+    let url = gw.client_listener_url();
+    let mut a = TestClient::connect(&url, &alice, gw.identity_key()).await.unwrap();
+    TestClient::connect(&url, &bob, gw.identity_key()).await.unwrap().close().await;
+    assert!(wait_until(T, || gw.is_registered(bob_pub.as_bytes())).await);
+
+    // three for bob (offline), five for alice (connected)
+    let mut bytes = Vec::new();
+    for i in 0..3u8 {
+        bytes.extend(build_frame(&[100 + i; 8], &route, &bob_pub, &[0]));
+    }
+    for i in 0..5u8 {
+        bytes.extend(build_frame(&[i; 8], &route, &alice_pub, &[0]));
+    }
+    send_tcp(gw.mix_addr(), &bytes).await;
+    let mut first = a.recv_deliveries(5, T).await;
+    first.sort();
+    assert_eq!(first.len(), 5);
+    let first_ids = a.unacked.clone();
+
+    // the connection is cut before any ack: all five come again, with new ids
+    a.cut();
+    let mut a = TestClient::connect(&url, &alice, gw.identity_key()).await.unwrap();
+    assert_eq!(a.stored, 5);
+    let mut again = a.recv_deliveries(5, T).await;
+    again.sort();
+    assert_eq!(again, first);
+
+    // forged ids and the same id twice: ignored
+    let bad_before = stats.snapshot().bad_acks;
+    let ids = a.unacked.clone();
+    a.ack(vec![u64::MAX, 12345]).await;
+    a.ack(vec![ids[0]]).await;
+    a.ack(vec![ids[0]]).await;
+    assert!(wait_until(T, || stats.snapshot().bad_acks == bad_before + 3).await, "{}", stats.snapshot());
+    assert!(wait_until(T, || gw.stored_count(alice_pub.as_bytes()) == 4).await);
+    assert_eq!(first_ids, ids, "ids are the connection's own counter, not storage ids");
+    // acks out of order are fine
+    a.ack(vec![ids[4], ids[2]]).await;
+    assert!(wait_until(T, || gw.stored_count(alice_pub.as_bytes()) == 2).await);
+    // nothing alice acknowledged touched bob's inbox
+    assert_eq!(gw.stored_count(bob_pub.as_bytes()), 3);
+
+    // a clean close keeps the rest too; so does a gateway restart
+    a.close().await;
+    gw.shutdown().await;
+    let gw = gateway(dir.path(), 100).await;
+    let url = gw.client_listener_url();
+    let mut a = TestClient::connect(&url, &alice, gw.identity_key()).await.unwrap();
+    assert_eq!(a.stored, 2);
+    let mut rest = a.recv_deliveries(2, T).await;
+    rest.sort();
+    // (which two are left depends on which ids named which message)
+    assert_eq!(rest.len(), 2);
+    assert_ne!(rest[0], rest[1]);
+    assert!(rest.iter().all(|m| first.contains(m)));
+    a.ack_all().await;
+    assert!(wait_until(T, || gw.stored_count(alice_pub.as_bytes()) == 0).await);
+    let mut b = TestClient::connect(&url, &bob, gw.identity_key()).await.unwrap();
+    assert_eq!(b.recv_deliveries(3, T).await.len(), 3);
+    b.ack_all().await;
+    assert!(wait_until(T, || gw.stored_count(bob_pub.as_bytes()) == 0).await);
+    a.close().await;
+    b.close().await;
     gw.shutdown().await;
 }
 

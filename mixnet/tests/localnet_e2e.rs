@@ -70,7 +70,9 @@ async fn packet_through_directory_three_mixnodes_and_gateway_arrives_byte_for_by
     want.sort();
     assert_eq!(got, want);
     let gw = net.gateway_stats(1).unwrap();
-    // (the counter moves just after the frame is written)
+    // delivered = acknowledged by the client (then deleted)
+    assert_eq!(gw.snapshot().delivered, 0);
+    b.ack_all().await;
     assert!(wait_until(T, || gw.snapshot().delivered == 5).await, "{}", gw.snapshot());
     assert_eq!(gw.snapshot().dropped_malformed, 0);
     let forwarded = || (0..6).map(|i| net.mixnode_stats(i).unwrap().snapshot().forwarded).sum::<u64>();
@@ -130,6 +132,7 @@ async fn gateway_restart_keeps_stored_messages_and_deletes_them_after_delivery()
     got.sort();
     assert_eq!(got, messages);
     let gw = net.gateway(0).unwrap();
+    b.ack_all().await;
     assert!(wait_until(T, || gw.stored_count(bob_pub.as_bytes()) == 0).await);
     b.close().await;
     let b = TestClient::connect(&gw_url(&net, 0), &bob, gw_identity(&net, 0)).await.unwrap();

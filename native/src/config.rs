@@ -242,13 +242,20 @@ impl Config {
         Ok(())
     }
 
+    /// A file of the client's data directory (beside its private key).
+    fn data_file(&self, name: &str) -> PathBuf {
+        self.client.private_identity_key_file.parent().map(|dir| dir.join(name)).unwrap_or_else(|| PathBuf::from(name))
+    }
+
     /// Where SURBs and reply keys are kept across restarts (secret: 0600).
     pub fn reply_store_file(&self) -> PathBuf {
-        self.client
-            .private_identity_key_file
-            .parent()
-            .map(|dir| dir.join("reply_store.bin"))
-            .unwrap_or_else(|| PathBuf::from("reply_store.bin"))
+        self.data_file("reply_store.bin")
+    }
+
+    /// Received messages kept for an application, and which were handed
+    /// over (secret: 0600).
+    pub fn received_messages_file(&self) -> PathBuf {
+        self.data_file("received_messages.log")
     }
 
     pub fn gateway_identity(&self) -> Result<[u8; 32]> {

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod directory;
 pub mod localnet;
+pub mod received;
 pub mod runner;
 
 use anyhow::{anyhow, bail, Context, Result};

@@ -18,8 +18,8 @@ use nym_client_core::app_api::{self, AppRequest, AppResponse, DeliveryFrame};
 use nym_client_core::client::{Client, ClientEvent};
 use nym_client_core::keys::ClientKeys;
 use nym_client_core::topology::Topology;
-use nym_client_core::Recipient;
-use std::collections::VecDeque;
+use nym_client_core::{ReceivedMessage, Recipient};
+use crate::received::ReceivedFile;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -48,13 +48,13 @@ enum Input {
     GatewayDisconnected { conn: u64 },
     Topology(Box<Topology>),
     AppAttach { app: u64, tx: mpsc::UnboundedSender<Delivery>, accepted: oneshot::Sender<bool> },
-    AppDetach { app: u64, undelivered: Vec<Vec<u8>> },
+    AppDetach { app: u64, undelivered: Vec<ReceivedMessage> },
     /// A send, sendAnonymous or reply request.
     AppSend { request: AppRequest, reply: oneshot::Sender<Result<(), String>> },
 }
 
 enum Delivery {
-    Message(Vec<u8>),
+    Message(ReceivedMessage),
     Error(String),
 }
 
@@ -95,6 +95,13 @@ pub async fn run(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(anyhow!("cannot read {}: {e}", reply_store_file.display())),
     }
+    // Messages kept for an application, and those handed over before a
+    // restart: the gateway may deliver them again; they are not new.
+    let received = ReceivedFile::open(config.received_messages_file())?;
+    client.import_delivered_sets(&received.store().known_sets());
+    if received.store().kept_count() > 0 {
+        tracing::info!("{} received messages are kept for the next application", received.store().kept_count());
+    }
     let address = client.address();
 
     let listen_addr = SocketAddr::from(([127, 0, 0, 1], config.socket.listening_port));
@@ -129,8 +136,7 @@ pub async fn run(
         connected_at: None,
         handshake_timeout: Duration::from_millis(config.debug.gateway_response_timeout.max(1)),
         app: None,
-        stored: VecDeque::new(),
-        stored_bytes: 0,
+        received,
         stored_limit: config.debug.stored_messages_limit,
         reply_store_file,
     };
@@ -160,8 +166,8 @@ struct Engine {
     connected_at: Option<Duration>,
     handshake_timeout: Duration,
     app: Option<(u64, mpsc::UnboundedSender<Delivery>)>,
-    stored: VecDeque<Vec<u8>>,
-    stored_bytes: usize,
+    /// Received messages kept while no application is connected, on disk.
+    received: ReceivedFile,
     stored_limit: usize,
     reply_store_file: std::path::PathBuf,
 }
@@ -240,13 +246,12 @@ impl Engine {
                     return;
                 }
                 tracing::info!("application connected");
-                while let Some(m) = self.stored.pop_front() {
-                    self.stored_bytes -= m.len();
+                for m in self.received.take_kept() {
                     if let Err(mpsc::error::SendError(Delivery::Message(m))) = tx.send(Delivery::Message(m)) {
-                        self.stored.push_front(m);
-                        break;
+                        self.received.keep(m);
                     }
                 }
+                self.received.sync();
                 self.app = Some((app, tx));
             }
             Input::AppDetach { app, undelivered } => {
@@ -254,11 +259,11 @@ impl Engine {
                     tracing::info!("application disconnected");
                     self.app = None;
                 }
-                for m in undelivered.into_iter().rev() {
-                    self.stored_bytes += m.len();
-                    self.stored.push_front(m);
+                for m in undelivered {
+                    self.received.keep(m);
                 }
-                self.trim_store();
+                self.received.trim(self.stored_limit, STORED_BYTES_LIMIT);
+                self.received.sync();
             }
             Input::AppSend { request, reply } => {
                 let result = match request {
@@ -275,7 +280,10 @@ impl Engine {
     }
 
     /// Hands out what the engine produced; true when frames are still pending.
+    /// Events first: a received message is with the application or on disk
+    /// before the frames that acknowledge it to the gateway go out.
     fn flush(&mut self) -> bool {
+        self.handle_events();
         let mut sent = 0;
         let mut more = false;
         while sent < TRANSMIT_BATCH {
@@ -294,13 +302,14 @@ impl Engine {
         if sent == TRANSMIT_BATCH {
             more = true;
         }
+        more
+    }
+
+    fn handle_events(&mut self) {
         let mut reply_store_changed = false;
         while let Some(event) = self.client.poll_event() {
             match event {
                 ClientEvent::ReplyStoreChanged => reply_store_changed = true,
-                ClientEvent::ReceivedWithSenderTag { message, sender_tag } => {
-                    self.deliver(app_api::received_json(&message, &sender_tag).into_bytes())
-                }
                 ClientEvent::SendFailed { message_id, recipient, reason } => {
                     let to = recipient.map_or_else(|| "a reply".to_string(), |r| format!("a message to {r}"));
                     let e = format!("{to} (message {message_id}) could not be delivered: {reason}");
@@ -329,7 +338,8 @@ impl Engine {
         if reply_store_changed {
             self.save_reply_store();
         }
-        more
+        self.received.trim(self.stored_limit, STORED_BYTES_LIMIT);
+        self.received.sync();
     }
 
     /// SURBs and reply keys must survive a restart: rewritten (0600) after
@@ -349,33 +359,23 @@ impl Engine {
         self.client.handle_gateway_disconnected(self.now());
     }
 
-    fn deliver(&mut self, message: Vec<u8>) {
-        if let Some((_, app)) = &self.app {
-            match app.send(Delivery::Message(message)) {
-                Ok(()) => {}
+    /// To the application, or into the store until one connects.
+    fn deliver(&mut self, message: ReceivedMessage) {
+        let sets = message.sets.clone();
+        let unsent = match &self.app {
+            Some((_, app)) => match app.send(Delivery::Message(message)) {
+                Ok(()) => None,
                 Err(mpsc::error::SendError(Delivery::Message(m))) => {
                     self.app = None;
-                    self.store(m);
+                    Some(m)
                 }
-                Err(_) => {}
-            }
-        } else {
-            self.store(message);
-        }
-    }
-
-    fn store(&mut self, message: Vec<u8>) {
-        self.stored_bytes += message.len();
-        self.stored.push_back(message);
-        self.trim_store();
-    }
-
-    fn trim_store(&mut self) {
-        while self.stored.len() > self.stored_limit || (self.stored_bytes > STORED_BYTES_LIMIT && self.stored.len() > 1) {
-            if let Some(old) = self.stored.pop_front() {
-                self.stored_bytes -= old.len();
-                tracing::warn!("no application connected: dropped the oldest kept message ({} bytes)", old.len());
-            }
+                Err(_) => None,
+            },
+            None => Some(message),
+        };
+        match unsent {
+            Some(m) => self.received.keep(m),
+            None => self.received.handed_over(&sets),
         }
     }
 }
@@ -559,7 +559,7 @@ async fn app_connection(
             }
             delivery = drx.recv() => {
                 let sent = match delivery {
-                    Some(Delivery::Message(m)) => match app_api::delivery_frame(m, last_was_text) {
+                    Some(Delivery::Message(m)) => match app_frame(m, last_was_text) {
                         DeliveryFrame::Text(t) => sink.send(Message::text(t)).await,
                         DeliveryFrame::Binary(b) => sink.send(Message::binary(b)).await,
                     },
@@ -580,6 +580,16 @@ async fn app_connection(
         }
     }
     let _ = tx.send(Input::AppDetach { app, undelivered }).await;
+}
+
+/// A received message as the application sees it: anonymous ones as
+/// `received` JSON with their sender tag, others as sent.
+fn app_frame(message: ReceivedMessage, last_was_text: bool) -> DeliveryFrame {
+    let bytes = match &message.sender_tag {
+        Some(tag) => app_api::received_json(&message.message, tag).into_bytes(),
+        None => message.message,
+    };
+    app_api::delivery_frame(bytes, last_was_text)
 }
 
 async fn serve(req: AppRequest, tx: &mpsc::Sender<Input>, self_address: &str) -> AppResponse {

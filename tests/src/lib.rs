@@ -235,7 +235,31 @@ impl TestClient {
         }
     }
 
-    /// Sends SIGINT (Ctrl-C) and waits for the process to exit.
+    /// Freezes the process (SIGSTOP), as a stalled machine would: its
+    /// sockets stay open and nobody reads them.
+    pub fn freeze(&mut self) -> Result<()> {
+        let c = self.child.as_ref().ok_or_else(|| anyhow!("not running"))?;
+        let status = Command::new("kill").args(["-STOP", &c.id().to_string()]).status()?;
+        if !status.success() {
+            bail!("kill -STOP failed: {status}");
+        }
+        Ok(())
+    }
+
+    /// The client's store of received messages (data/received_messages.log).
+    pub fn received_store(&self) -> nym_client_core::received_store::ReceivedStore {
+        let path = self.home.path().join(".nym").join("clients").join(&self.id).join("data").join("received_messages.log");
+        let bytes = std::fs::read(path).unwrap_or_default();
+        nym_client_core::received_store::ReceivedStore::load(&bytes).0
+    }
+
+    /// The client's x25519 key: the part of its address before the '@'.
+    pub fn client_key(&self) -> Result<[u8; 32]> {
+        let r: nym_client_core::Recipient = self.address.parse().map_err(|e| anyhow!("{e}"))?;
+        Ok(r.client_key)
+    }
+
+        /// Sends SIGINT (Ctrl-C) and waits for the process to exit.
     pub fn interrupt(&mut self, within: Duration) -> Result<std::process::ExitStatus> {
         let mut c = self.child.take().ok_or_else(|| anyhow!("not running"))?;
         let pid = c.id().to_string();

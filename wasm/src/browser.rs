@@ -13,13 +13,13 @@ use nym_client_core::address::{decode_key, encode_key};
 use nym_client_core::keys::ClientKeys;
 use nym_client_core::reply::{decode_sender_tag, encode_sender_tag};
 use nym_client_core::topology::Topology;
-use nym_client_core::{Client, ClientConfig, ClientEvent, Recipient};
+use nym_client_core::received_store::ReceivedStore;
+use nym_client_core::{Client, ClientConfig, ClientEvent, ReceivedMessage, Recipient};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 use wasm_bindgen::prelude::*;
@@ -35,7 +35,7 @@ export interface NymClientOptions {
   gateway?: string;
   /** Don't read or write the identity in localStorage: a fresh address every start. Default false. */
   ephemeral?: boolean;
-  /** Name of the saved identity (localStorage key `nym-client-wasm/<storageKey>`; its reply store, SURBs and reply keys, under `nym-client-wasm/<storageKey>/replies`), to keep several on one origin. Default "default". */
+  /** Name of the saved identity (localStorage key `nym-client-wasm/<storageKey>`; its reply store, SURBs and reply keys, under `nym-client-wasm/<storageKey>/replies`; messages kept for an `onMessage` callback not registered yet under `nym-client-wasm/<storageKey>/received`), to keep several on one origin. Default "default". */
   storageKey?: string;
   /** Mean gap (ms) of the main Poisson stream (real or cover packets). 0: no throttling, real packets go out at once and this stream sends no cover. Default 20. */
   averagePacketDelayMs?: number;
@@ -80,6 +80,9 @@ extern "C" {
 const STORAGE_PREFIX: &str = "nym-client-wasm/";
 /// Suffix of the reply store's localStorage key, after the identity's key.
 const REPLIES_SUFFIX: &str = "/replies";
+/// Suffix of the received-message store's key: messages kept for an
+/// `onMessage` callback not registered yet, and which were handed over.
+const RECEIVED_SUFFIX: &str = "/received";
 /// SURBs sent with `sendAnonymous` when the caller names no count.
 const DEFAULT_REPLY_SURBS: usize = 10;
 /// Messages kept for an `onMessage` callback not registered yet.
@@ -257,6 +260,24 @@ fn save_reply_store(key: &str, bytes: &[u8]) -> Result<(), JsValue> {
         .map_err(|e| js_error(format!("cannot save the reply store in localStorage['{key}']: {}", describe(&e))))
 }
 
+fn received_key(storage_key: &str) -> String {
+    format!("{STORAGE_PREFIX}{storage_key}{RECEIVED_SUFFIX}")
+}
+
+/// The saved received-message store; what can't be read is skipped (its
+/// messages were not acknowledged, so the gateway delivers them again).
+fn load_received(storage_key: &str) -> Result<ReceivedStore, JsValue> {
+    let key = received_key(storage_key);
+    let Some(text) = local_storage()?.get_item(&key)? else { return Ok(ReceivedStore::new()) };
+    match from_base64(&text) {
+        Ok(bytes) => Ok(ReceivedStore::load(&bytes).0),
+        Err(_) => {
+            warn(&format!("nym-client-wasm: localStorage['{key}'] is unreadable; starting with no kept messages"));
+            Ok(ReceivedStore::new())
+        }
+    }
+}
+
 async fn fetch_topology(directory: &str) -> Result<Topology, JsValue> {
     let url = format!("{directory}/api/presence/topology");
     let window = web_sys::window().ok_or_else(|| js_error("no window: NymClient runs in a browser page"))?;
@@ -302,10 +323,13 @@ struct Inner {
     starting: Option<(Function, Function)>,
     on_message: Option<Function>,
     on_error: Option<Function>,
-    /// Messages (and their sender tags) waiting for an `onMessage` callback.
-    buffered: VecDeque<(JsValue, JsValue)>,
+    /// Messages waiting for an `onMessage` callback, and the sets of those
+    /// handed over; saved (before their gateway acks) unless ephemeral.
+    received: ReceivedStore,
     /// localStorage key of the reply store; `None` when ephemeral.
     replies_key: Option<String>,
+    /// localStorage key of `received`; `None` when ephemeral.
+    received_key: Option<String>,
 }
 
 type Shared = Rc<RefCell<Inner>>;
@@ -319,6 +343,11 @@ enum Notice {
     Error(String),
 }
 
+fn message_notice(message: ReceivedMessage) -> Notice {
+    let tag = message.sender_tag.map_or(JsValue::UNDEFINED, |t| JsValue::from_str(&encode_sender_tag(&t)));
+    Notice::Message(message_value(message.message), tag)
+}
+
 fn message_value(bytes: Vec<u8>) -> JsValue {
     match String::from_utf8(bytes) {
         Ok(text) => JsValue::from_str(&text),
@@ -328,26 +357,27 @@ fn message_value(bytes: Vec<u8>) -> JsValue {
 
 impl Inner {
     /// Carries out what the engine asks for; returns the news for JS.
+    /// Events first: a received message is with the page's callback (called
+    /// in this same task) or saved before the frames that acknowledge it to
+    /// the gateway go out.
     fn flush(&mut self, weak: &Weak<RefCell<Inner>>) -> Vec<Notice> {
         let mut notices = Vec::new();
-        while let Some(frame) = self.client.poll_transmit() {
-            match &self.ws {
-                Some(ws) if ws.ready_state() == WebSocket::OPEN => {
-                    if let Err(e) = ws.send_with_u8_array(&frame) {
-                        notices.push(Notice::Error(format!("cannot send to the gateway: {}", describe(&e))));
-                    }
-                }
-                _ => {} // the engine drops a dead session's frames itself on disconnect
-            }
-        }
         let mut reply_store_changed = false;
+        let mut received_changed = false;
         while let Some(event) = self.client.poll_event() {
             match event {
-                ClientEvent::Received(bytes) => notices.push(Notice::Message(message_value(bytes), JsValue::UNDEFINED)),
-                ClientEvent::ReceivedWithSenderTag { message, sender_tag } => notices.push(Notice::Message(
-                    message_value(message),
-                    JsValue::from_str(&encode_sender_tag(&sender_tag)),
-                )),
+                ClientEvent::Received(message) => {
+                    received_changed = true;
+                    if self.on_message.is_some() {
+                        self.received.handed_over(&message.sets);
+                        notices.push(message_notice(message));
+                    } else {
+                        self.received.keep(message);
+                        while self.received.kept_count() > MAX_BUFFERED_MESSAGES {
+                            self.received.drop_oldest();
+                        }
+                    }
+                }
                 ClientEvent::SendFailed { message_id, reason, .. } => {
                     notices.push(Notice::Error(format!("message {message_id} could not be delivered: {reason}")))
                 }
@@ -374,8 +404,31 @@ impl Inner {
                 }
             }
         }
+        if received_changed {
+            if let Err(e) = self.save_received() {
+                notices.push(Notice::Error(describe(&e)));
+            }
+        }
+        while let Some(frame) = self.client.poll_transmit() {
+            match &self.ws {
+                Some(ws) if ws.ready_state() == WebSocket::OPEN => {
+                    if let Err(e) = ws.send_with_u8_array(&frame) {
+                        notices.push(Notice::Error(format!("cannot send to the gateway: {}", describe(&e))));
+                    }
+                }
+                _ => {} // the engine drops a dead session's frames itself on disconnect
+            }
+        }
         self.arm_timer(weak);
         notices
+    }
+
+    fn save_received(&mut self) -> Result<(), JsValue> {
+        let Some(key) = &self.received_key else { return Ok(()) };
+        let snapshot = to_base64(&self.received.snapshot())?;
+        local_storage()?
+            .set_item(key, &snapshot)
+            .map_err(|e| js_error(format!("cannot save received messages in localStorage['{key}']: {}", describe(&e))))
     }
 
     fn arm_timer(&mut self, weak: &Weak<RefCell<Inner>>) {
@@ -456,16 +509,8 @@ fn dispatch(shared: &Shared, notices: Vec<Notice>) {
     for notice in notices {
         match notice {
             Notice::Message(value, sender_tag) => {
-                let callback = {
-                    let mut inner = shared.borrow_mut();
-                    if inner.on_message.is_none() {
-                        if inner.buffered.len() == MAX_BUFFERED_MESSAGES {
-                            inner.buffered.pop_front();
-                        }
-                        inner.buffered.push_back((value.clone(), sender_tag.clone()));
-                    }
-                    inner.on_message.clone()
-                };
+                // flush made it a notice only with a callback registered
+                let callback = shared.borrow().on_message.clone();
                 if let Some(cb) = callback {
                     report_throw(cb.call2(&JsValue::NULL, &value, &sender_tag));
                 }
@@ -670,6 +715,17 @@ impl NymClient {
         getrandom::fill(&mut engine_seed).map_err(|e| js_error(format!("no secure random numbers: {e}")))?;
         let mut client = Client::new(keys, gateway.identity_key, options.config.clone(), engine_seed);
         client.handle_topology(topology);
+        // Messages kept for a callback, and the sets of those handed over
+        // (the gateway may deliver them again): they belong to the identity.
+        let received = match (&saved_gateway, options.ephemeral) {
+            (Some(_), false) => load_received(&options.storage_key)?,
+            (None, false) => {
+                local_storage()?.remove_item(&received_key(&options.storage_key))?;
+                ReceivedStore::new()
+            }
+            (_, true) => ReceivedStore::new(),
+        };
+        client.import_delivered_sets(&received.known_sets());
         if let Some(bytes) = reply_store {
             client.import_reply_store(&bytes).map_err(|e| {
                 js_error(format!(
@@ -695,8 +751,9 @@ impl NymClient {
             starting: None,
             on_message: None,
             on_error: None,
-            buffered: VecDeque::new(),
+            received,
             replies_key: (!options.ephemeral).then(|| replies_key(&options.storage_key)),
+            received_key: (!options.ephemeral).then(|| received_key(&options.storage_key)),
         }));
         let handshake = Promise::new(&mut |resolve, reject| {
             shared.borrow_mut().starting = Some((resolve, reject));
@@ -793,13 +850,20 @@ impl NymClient {
     /// arrived before it was set are delivered now, with their tags.
     #[wasm_bindgen(js_name = onMessage)]
     pub fn on_message(&self, #[wasm_bindgen(unchecked_param_type = "NymMessageCallback")] callback: Function) {
-        let buffered: Vec<(JsValue, JsValue)> = {
+        let (kept, saved) = {
             let mut inner = self.shared.borrow_mut();
             inner.on_message = Some(callback.clone());
-            inner.buffered.drain(..).collect()
+            let (kept, _) = inner.received.take_kept();
+            let saved = if kept.is_empty() { Ok(()) } else { inner.save_received() };
+            (kept, saved)
         };
-        for (value, sender_tag) in buffered {
-            report_throw(callback.call2(&JsValue::NULL, &value, &sender_tag));
+        if let Err(e) = saved {
+            warn(&format!("nym-client-wasm: {}", describe(&e)));
+        }
+        for message in kept {
+            if let Notice::Message(value, sender_tag) = message_notice(message) {
+                report_throw(callback.call2(&JsValue::NULL, &value, &sender_tag));
+            }
         }
     }
 
@@ -900,6 +964,7 @@ pub fn forget_identity(#[wasm_bindgen(js_name = storageKey)] storage_key: Option
     let key = storage_key.unwrap_or_else(|| "default".into());
     let storage = local_storage()?;
     storage.remove_item(&replies_key(&key))?;
+    storage.remove_item(&received_key(&key))?;
     storage.remove_item(&format!("{STORAGE_PREFIX}{key}"))
 }
 

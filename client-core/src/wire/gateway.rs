@@ -16,6 +16,17 @@
 //! `0x10 || ChaCha20-Poly1305(plaintext)`, one key per direction, the nonce a
 //! per-direction counter (the websocket is ordered and reliable), so a
 //! dropped, reordered or replayed frame fails to open.
+//!
+//! ## Delivery acknowledgements
+//! Every `Deliver` carries a delivery id, a counter of that connection (not
+//! the gateway's storage id, which would tell a client how much traffic the
+//! gateway carries for everyone). The gateway made the message durable before
+//! it pushed it, and keeps it until the client answers with an `Ack` naming
+//! that id; the client acks only once the message is safe on its side
+//! (handed to an application, or in its own store). Acks are batched, at most
+//! [`MAX_ACK_IDS`] ids a frame. What is not acknowledged when a connection
+//! ends is delivered again, with new ids, on the next one; the client drops
+//! what it already has. Unknown and repeated ids change nothing.
 
 use crate::error::{Error, Result};
 use chacha20poly1305::aead::{Aead, KeyInit};
@@ -32,7 +43,11 @@ pub const SEALED: u8 = 0x10;
 
 const HELLO_LEN: usize = 1 + 32 + 32;
 const HELLO_REPLY_LEN: usize = 1 + 32 + 64;
-const TRANSCRIPT_LABEL: &[u8] = b"nym-gateway-handshake-v1";
+/// v2: deliveries carry ids and are acknowledged (a v1 peer fails the
+/// handshake instead of misreading frames).
+const TRANSCRIPT_LABEL: &[u8] = b"nym-gateway-handshake-v2";
+/// Most delivery ids one `Ack` frame names.
+pub const MAX_ACK_IDS: usize = 1024;
 
 fn transcript(client_key: &[u8; 32], client_eph: &[u8; 32], gateway_identity: &[u8; 32], gateway_eph: &[u8; 32]) -> Vec<u8> {
     [TRANSCRIPT_LABEL, client_key, client_eph, gateway_identity, gateway_eph].concat()
@@ -53,6 +68,13 @@ fn derive_session(transcript: &[u8], dh_ee: &[u8; 32], dh_se: &[u8; 32], is_clie
         send_counter: 0,
         recv_counter: 0,
     })
+}
+
+/// `bytes` must hold at least 8 bytes (callers check lengths first).
+fn u64_be(bytes: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[..8]);
+    u64::from_be_bytes(b)
 }
 
 fn key32(bytes: &[u8]) -> [u8; 32] {
@@ -206,6 +228,9 @@ pub enum ClientRequest {
     /// Send `frame` (a [`super::mix_frame`] frame) to the node at `next_hop`
     /// (a Sphinx node address).
     Forward { next_hop: [u8; 32], frame: Vec<u8> },
+    /// These deliveries (ids from [`GatewayResponse::Deliver`]) are safe on
+    /// the client's side; the gateway may forget them. 1 to [`MAX_ACK_IDS`].
+    Ack { ids: Vec<u64> },
 }
 
 /// What a gateway tells its client, inside sealed frames.
@@ -213,13 +238,15 @@ pub enum ClientRequest {
 pub enum GatewayResponse {
     /// Handshake done; `stored` messages are about to follow.
     Authenticated { stored: u32 },
-    /// The plaintext of a Sphinx payload addressed to this client.
-    Deliver { payload: Vec<u8> },
+    /// The plaintext of a Sphinx payload addressed to this client, kept by
+    /// the gateway until an `Ack` names `id`.
+    Deliver { id: u64, payload: Vec<u8> },
     Error { message: String },
 }
 
 const REQ_AUTHENTICATE: u8 = 0x01;
 const REQ_FORWARD: u8 = 0x02;
+const REQ_ACK: u8 = 0x03;
 const RESP_AUTHENTICATED: u8 = 0x81;
 const RESP_DELIVER: u8 = 0x82;
 const RESP_ERROR: u8 = 0x83;
@@ -229,6 +256,14 @@ impl ClientRequest {
         match self {
             ClientRequest::Authenticate => vec![REQ_AUTHENTICATE],
             ClientRequest::Forward { next_hop, frame } => [&[REQ_FORWARD][..], next_hop, frame].concat(),
+            ClientRequest::Ack { ids } => {
+                let mut out = Vec::with_capacity(1 + 8 * ids.len());
+                out.push(REQ_ACK);
+                for id in ids {
+                    out.extend_from_slice(&id.to_be_bytes());
+                }
+                out
+            }
         }
     }
 
@@ -239,6 +274,13 @@ impl ClientRequest {
                 next_hop: key32(rest),
                 frame: rest[32..].to_vec(),
             }),
+            Some((&REQ_ACK, rest)) if !rest.is_empty() && rest.len() % 8 == 0 && rest.len() / 8 <= MAX_ACK_IDS => {
+                Ok(ClientRequest::Ack { ids: rest.chunks_exact(8).map(u64_be).collect() })
+            }
+            Some((&REQ_ACK, rest)) => Err(Error::MalformedFrame(format!(
+                "an ack must name 1 to {MAX_ACK_IDS} 8-byte delivery ids, got {} bytes",
+                rest.len()
+            ))),
             Some((tag, _)) => Err(Error::MalformedFrame(format!("bad client request (tag {tag:#04x}, {} bytes)", bytes.len()))),
             None => Err(Error::MalformedFrame("empty client request".into())),
         }
@@ -249,7 +291,7 @@ impl GatewayResponse {
     pub fn encode(&self) -> Vec<u8> {
         match self {
             GatewayResponse::Authenticated { stored } => [&[RESP_AUTHENTICATED][..], &stored.to_be_bytes()].concat(),
-            GatewayResponse::Deliver { payload } => [&[RESP_DELIVER][..], payload].concat(),
+            GatewayResponse::Deliver { id, payload } => [&[RESP_DELIVER][..], &id.to_be_bytes(), payload].concat(),
             GatewayResponse::Error { message } => [&[RESP_ERROR][..], message.as_bytes()].concat(),
         }
     }
@@ -259,7 +301,9 @@ impl GatewayResponse {
             Some((&RESP_AUTHENTICATED, rest)) if rest.len() == 4 => Ok(GatewayResponse::Authenticated {
                 stored: u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]),
             }),
-            Some((&RESP_DELIVER, rest)) => Ok(GatewayResponse::Deliver { payload: rest.to_vec() }),
+            Some((&RESP_DELIVER, rest)) if rest.len() >= 8 => {
+                Ok(GatewayResponse::Deliver { id: u64_be(&rest[..8]), payload: rest[8..].to_vec() })
+            }
             Some((&RESP_ERROR, rest)) => Ok(GatewayResponse::Error { message: String::from_utf8_lossy(rest).into_owned() }),
             Some((tag, _)) => Err(Error::MalformedFrame(format!("bad gateway response (tag {tag:#04x}, {} bytes)", bytes.len()))),
             None => Err(Error::MalformedFrame("empty gateway response".into())),
@@ -326,11 +370,23 @@ mod tests {
 
     #[test]
     fn messages_round_trip_and_garbage_is_an_error() {
-        let r = ClientRequest::Forward { next_hop: [3; 32], frame: vec![1, 2, 3] };
-        assert_eq!(ClientRequest::decode(&r.encode()).unwrap(), r);
+        for r in [
+            ClientRequest::Forward { next_hop: [3; 32], frame: vec![1, 2, 3] },
+            ClientRequest::Ack { ids: vec![1, u64::MAX, 7] },
+            ClientRequest::Ack { ids: (0..MAX_ACK_IDS as u64).collect() },
+        ] {
+            assert_eq!(ClientRequest::decode(&r.encode()).unwrap(), r);
+        }
+        // empty, ragged and oversized acks are errors
+        assert!(ClientRequest::decode(&[REQ_ACK]).is_err());
+        assert!(ClientRequest::decode(&[REQ_ACK, 1, 2, 3]).is_err());
+        let too_many = ClientRequest::Ack { ids: vec![0; MAX_ACK_IDS + 1] }.encode();
+        assert!(ClientRequest::decode(&too_many).is_err());
+        assert!(GatewayResponse::decode(&[RESP_DELIVER, 1, 2]).is_err());
         for resp in [
             GatewayResponse::Authenticated { stored: 7 },
-            GatewayResponse::Deliver { payload: vec![9; 100] },
+            GatewayResponse::Deliver { id: 42, payload: vec![9; 100] },
+            GatewayResponse::Deliver { id: 0, payload: vec![] },
             GatewayResponse::Error { message: "nope".into() },
         ] {
             assert_eq!(GatewayResponse::decode(&resp.encode()).unwrap(), resp);

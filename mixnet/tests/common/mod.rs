@@ -111,6 +111,8 @@ pub struct TestClient {
     pub ws: Ws,
     pub session: Session,
     pub stored: u32,
+    /// Delivery ids received and not acknowledged yet.
+    pub unacked: Vec<u64>,
 }
 
 impl TestClient {
@@ -127,7 +129,7 @@ impl TestClient {
         ws.send(Message::Binary(auth.into())).await.map_err(|e| e.to_string())?;
         let frame = next_binary(&mut ws, Duration::from_secs(5)).await.ok_or("no Authenticated")?;
         match GatewayResponse::decode(&session.open(&frame).map_err(|e| e.to_string())?) {
-            Ok(GatewayResponse::Authenticated { stored }) => Ok(TestClient { ws, session, stored }),
+            Ok(GatewayResponse::Authenticated { stored }) => Ok(TestClient { ws, session, stored, unacked: Vec::new() }),
             other => Err(format!("unexpected {other:?}")),
         }
     }
@@ -153,12 +155,40 @@ impl TestClient {
         while out.len() < n {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.recv(left).await {
-                Some(GatewayResponse::Deliver { payload }) => out.push(payload),
+                Some(GatewayResponse::Deliver { id, payload }) => {
+                    self.unacked.push(id);
+                    out.push(payload)
+                }
                 Some(_) => {}
                 None => break,
             }
         }
         out
+    }
+
+    /// Acknowledges these delivery ids (sealed, as a client does).
+    pub async fn ack(&mut self, ids: Vec<u64>) {
+        let sealed = self.session.seal(&ClientRequest::Ack { ids }.encode());
+        self.ws.send(Message::Binary(sealed.into())).await.expect("send");
+    }
+
+    /// Acknowledges everything received so far.
+    pub async fn ack_all(&mut self) {
+        let ids = std::mem::take(&mut self.unacked);
+        if !ids.is_empty() {
+            self.ack(ids).await;
+        }
+    }
+
+    /// Drops the connection with a TCP reset, no websocket close (as a
+    /// crash or a network cut does).
+    pub fn cut(self) {
+        if let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = self.ws.get_ref() {
+            // A zero linger resets at once: the drop does not block.
+            #[allow(deprecated)]
+            let _ = tcp.set_linger(Some(Duration::ZERO));
+        }
+        drop(self);
     }
 
     pub async fn close(mut self) {

@@ -1,0 +1,139 @@
+//! The native client's store of received messages: an append-only log
+//! (`data/received_messages.log`, 0600) in the format of
+//! [`nym_client_core::received_store`]. A message received while no
+//! application is connected is written (and synced) here before the gateway
+//! hears that the client has it, so a crash of the client loses nothing;
+//! messages handed to an application are recorded too, so a message the
+//! gateway delivers again after a restart is recognised.
+
+use anyhow::{Context, Result};
+use nym_client_core::received_store::ReceivedStore;
+use nym_client_core::ReceivedMessage;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub struct ReceivedFile {
+    store: ReceivedStore,
+    path: PathBuf,
+    file: File,
+    /// Kept messages written since the last sync.
+    unsynced: bool,
+}
+
+fn open_append(path: &Path) -> Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let file = opts.open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot restrict {}", path.display()))?;
+    }
+    Ok(file)
+}
+
+impl ReceivedFile {
+    /// Opens (or creates) the log; what can't be read in it is reported and skipped.
+    pub fn open(path: PathBuf) -> Result<Self> {
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+        };
+        let (store, report) = ReceivedStore::load(&bytes);
+        if report.torn_bytes > 0 {
+            tracing::info!(
+                "{}: ignored {} bytes of an unfinished record (the gateway delivers that message again)",
+                path.display(),
+                report.torn_bytes
+            );
+        }
+        if report.bad_records > 0 {
+            tracing::warn!("{}: skipped {} damaged records", path.display(), report.bad_records);
+        }
+        let file = open_append(&path)?;
+        let mut received = ReceivedFile { store, path, file, unsynced: false };
+        if report.torn_bytes > 0 || report.bad_records > 0 {
+            received.rewrite();
+        }
+        Ok(received)
+    }
+
+    pub fn store(&self) -> &ReceivedStore {
+        &self.store
+    }
+
+    fn append(&mut self, bytes: &[u8]) {
+        if let Err(e) = self.file.write_all(bytes) {
+            tracing::warn!("cannot write {}: {e}", self.path.display());
+        }
+    }
+
+    /// Keeps a message for a later application.
+    pub fn keep(&mut self, message: ReceivedMessage) {
+        let bytes = self.store.keep(message);
+        self.append(&bytes);
+        self.unsynced = true;
+    }
+
+    /// Records that an application has this message.
+    pub fn handed_over(&mut self, sets: &[u32]) {
+        let bytes = self.store.handed_over(sets);
+        self.append(&bytes);
+    }
+
+    /// Every kept message, for an application that connected.
+    pub fn take_kept(&mut self) -> Vec<ReceivedMessage> {
+        let (kept, bytes) = self.store.take_kept();
+        self.append(&bytes);
+        kept
+    }
+
+    /// Drops the oldest kept messages while over either limit.
+    pub fn trim(&mut self, max_messages: usize, max_bytes: usize) {
+        let mut dropped = false;
+        while self.store.kept_count() > max_messages || (self.store.kept_bytes() > max_bytes && self.store.kept_count() > 1) {
+            if let Some(old) = self.store.drop_oldest() {
+                tracing::warn!("no application connected: dropped the oldest kept message ({} bytes)", old.message.len());
+                dropped = true;
+            }
+        }
+        if dropped {
+            self.rewrite();
+        }
+    }
+
+    /// Makes what was written safe on disk (before the gateway is told),
+    /// and compacts the log when it has grown past what it holds.
+    pub fn sync(&mut self) {
+        if self.store.wants_compaction() {
+            self.rewrite();
+        } else if self.unsynced {
+            if let Err(e) = self.file.sync_data() {
+                tracing::warn!("cannot sync {}: {e}", self.path.display());
+            }
+        }
+        self.unsynced = false;
+    }
+
+    /// Replaces the log with a snapshot, via a temporary file.
+    fn rewrite(&mut self) {
+        let tmp = self.path.with_extension("log.tmp");
+        let snapshot = self.store.snapshot();
+        let written = crate::config::write_file(&tmp, &snapshot, true)
+            .and_then(|()| File::open(&tmp).and_then(|f| f.sync_all()).map_err(Into::into))
+            .and_then(|()| std::fs::rename(&tmp, &self.path).map_err(Into::into))
+            .and_then(|()| open_append(&self.path));
+        match written {
+            Ok(file) => self.file = file,
+            Err(e) => tracing::warn!("cannot rewrite {}: {e:#}", self.path.display()),
+        }
+    }
+}

@@ -15,6 +15,16 @@ fi
 echo "== Rust: unit, property, simulation and integration tests (release: the browser tests reuse these binaries)"
 cargo test --release
 
+echo "== benchmarks, once, in quick test mode (a benchmark that breaks fails here; no figures)"
+# Built with the features `cargo test` resolved (whole workspace, dev-dependencies
+# included), so only the bench targets compile here: `cargo run -p` or
+# `cargo bench -p` would resolve them for one package and rebuild much of the
+# workspace. Same programs as the commands in docs/benchmarks.md.
+cargo build --release --all-targets
+cargo bench --bench packets --bench mixnode_throughput -- --test
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+"$target_dir/release/e2e-bench" --quick
+
 echo "== client-core compiles unchanged to WebAssembly"
 cargo build -p nym-client-core --target wasm32-unknown-unknown
 

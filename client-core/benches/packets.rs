@@ -5,6 +5,7 @@
 //! with the ack packet every fragment carries), in the same run.
 //!
 //! `cargo bench -p nym-client-core --bench packets`
+//! (`-- --test`: each benchmark once, unmeasured, as scripts/test.sh runs it)
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ed25519_dalek::SigningKey;
@@ -51,10 +52,15 @@ fn network(rng: &mut StdRng, gateway: &SigningKey) -> Topology {
 }
 
 /// A connected, unthrottled client (handshake done against an in-memory gateway).
+///
+/// No in-flight limit: nothing acknowledges packets here, so with the default
+/// `max_unacknowledged` (256) `poll_transmit` would stop after 256 of the
+/// message's packets. What is timed is building every packet of the message.
 fn connected_client(rng: &mut StdRng, gateway: &SigningKey, topology: Topology) -> Client {
     let config = ClientConfig {
         average_packet_delay: Duration::ZERO,
         loop_cover_delay: Duration::ZERO,
+        max_unacknowledged: usize::MAX,
         ..ClientConfig::default()
     };
     let mut client = Client::new(ClientKeys::generate(rng), gateway.verifying_key().to_bytes(), config, [1; 32]);
@@ -90,7 +96,7 @@ fn bench(c: &mut Criterion) {
             while let Some(frame) = client.poll_transmit() {
                 n += u64::from(frame.len() > 2413);
             }
-            assert_eq!(n, packets);
+            assert_eq!(n, packets, "the engine built {n} of the message's {packets} packets");
         })
     });
 

@@ -3,6 +3,10 @@
 //! `cargo bench -p nym-mixnet --bench mixnode_throughput`
 //! (env: BENCH_PACKETS, default 20000; BENCH_RAW, default 3000)
 //!
+//! Test mode (`cargo bench ... -- --test`, or `cargo test --bench ...`, as
+//! with criterion): 200 and 50 packets, a 60 s deadline, the same checks.
+//! Either way it fails unless every packet comes out at the sink.
+//!
 //! Pre-builds N packets (zero delays) routed mixnode -> sink, pushes them into
 //! one in-process mixnode over one loopback TCP connection, and counts the
 //! packets per second that come out at the sink; beside it, the rate of
@@ -59,8 +63,16 @@ fn build_packets(n: usize, route: &[Node], dest: &PublicKey) -> Vec<Vec<u8>> {
 }
 
 fn main() {
-    let n = env_usize("BENCH_PACKETS", 20_000);
-    let raw_n = env_usize("BENCH_RAW", 3_000);
+    // Like criterion: `cargo bench` passes `--bench`; `-- --test`, or no
+    // `--bench` at all (`cargo test`), means run once, small, to check it works.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let test_mode = args.iter().any(|a| a == "--test") || !args.iter().any(|a| a == "--bench");
+    let (n, raw_n, wait) = if test_mode {
+        (env_usize("BENCH_PACKETS", 200), env_usize("BENCH_RAW", 50), Duration::from_secs(60))
+    } else {
+        (env_usize("BENCH_PACKETS", 20_000), env_usize("BENCH_RAW", 3_000), Duration::from_secs(300))
+    };
+    assert!(n > 0 && raw_n > 0, "BENCH_PACKETS and BENCH_RAW must be at least 1");
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(cores).enable_all().build().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -136,7 +148,7 @@ fn main() {
             conn.flush().await.expect("flush");
             conn
         });
-        let deadline = Instant::now() + Duration::from_secs(300);
+        let deadline = Instant::now() + wait;
         while received.load(Ordering::Relaxed) < n as u64 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -152,5 +164,6 @@ fn main() {
         println!("ratio node/raw: {:.2}", node_rate / raw_rate);
         println!("node stats: {s}");
         node.shutdown().await;
+        assert_eq!(got, n as u64, "the sink got {got} of {n} packets within {wait:?}");
     });
 }

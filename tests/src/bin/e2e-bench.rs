@@ -4,6 +4,12 @@
 //! `cargo run --release -p nym-integration-tests --bin e2e-bench [-- MESSAGES MIB]`
 //! (defaults: 200 latency messages, a 10 MiB transfer). Prints a markdown
 //! section; every figure is measured in this run.
+//!
+//! `... --bin e2e-bench -- --quick`: a check that the benchmark still works,
+//! as scripts/test.sh runs it: the same steps (crypto bound, both
+//! configurations, latency probes, one binary transfer) with 3 messages and a
+//! 512 KiB transfer (more packets than the client's 256 in flight, so acks
+//! gate the sender), shorter timeouts; exits non-zero when any step fails.
 
 use anyhow::{anyhow, bail, Result};
 use nym_client_core::client::build_sphinx_packet;
@@ -66,7 +72,72 @@ fn crypto_bound(n: usize) -> Result<(Duration, Duration)> {
     Ok((build / n as u32, process / (4 * n) as u32))
 }
 
-async fn measure(dir: &str, label: &str, tweak: fn(&mut nym_client::config::Config), messages: usize, mib: usize) -> Result<Figures> {
+/// What one run does.
+struct Plan {
+    /// `--quick`: a check that it works, not figures.
+    quick: bool,
+    messages: usize,
+    /// Size of the one transfer.
+    bytes: usize,
+    /// Packets built and processed for the crypto bound.
+    crypto_packets: usize,
+    /// Longest wait for one latency probe and for the transfer.
+    message_timeout: Duration,
+    transfer_timeout: Duration,
+}
+
+impl Plan {
+    /// `[--quick] [MESSAGES MIB]`
+    fn from_args(args: &[String]) -> Result<Plan> {
+        let quick = args.iter().any(|a| a == "--quick");
+        let numbers: Vec<&String> = args.iter().filter(|a| *a != "--quick").collect();
+        let number = |i: usize| -> Result<Option<usize>> {
+            numbers
+                .get(i)
+                .map(|s| s.parse().map_err(|_| anyhow!("not a number: {s:?} (usage: e2e-bench [--quick] [MESSAGES MIB])")))
+                .transpose()
+        };
+        let messages = number(0)?.unwrap_or(if quick { 3 } else { 200 });
+        let bytes = match number(1)? {
+            None if quick => 512 << 10,
+            None => 10 << 20,
+            Some(mib) => mib.checked_mul(1 << 20).ok_or_else(|| anyhow!("MIB too large: {mib}"))?,
+        };
+        if messages == 0 || bytes == 0 {
+            bail!("MESSAGES and MIB must be at least 1");
+        }
+        Ok(if quick {
+            Plan {
+                quick,
+                messages,
+                bytes,
+                crypto_packets: 10,
+                message_timeout: Duration::from_secs(30),
+                transfer_timeout: Duration::from_secs(120),
+            }
+        } else {
+            Plan {
+                quick,
+                messages,
+                bytes,
+                crypto_packets: 300,
+                message_timeout: Duration::from_secs(60),
+                transfer_timeout: Duration::from_secs(900),
+            }
+        })
+    }
+}
+
+/// "10 MiB", "512 KiB".
+fn size(bytes: usize) -> String {
+    if bytes % (1 << 20) == 0 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{} KiB", bytes.div_ceil(1024))
+    }
+}
+
+async fn measure(dir: &str, label: &str, tweak: fn(&mut nym_client::config::Config), plan: &Plan) -> Result<Figures> {
     let mut alice = TestClient::init(dir, "alice", tweak)?;
     let mut bob = TestClient::init(dir, "bob", tweak)?;
     alice.start().await?;
@@ -76,17 +147,17 @@ async fn measure(dir: &str, label: &str, tweak: fn(&mut nym_client::config::Conf
     request(&mut b, &json!({"type": "selfAddress"})).await?;
     // Warm up: one message through.
     request(&mut a, &json!({"type": "send", "message": "warm-up", "recipient": bob.address})).await?;
-    recv(&mut b, Duration::from_secs(60)).await?;
+    recv(&mut b, plan.message_timeout).await?;
 
-    let mut lat = Vec::with_capacity(messages);
-    for i in 0..messages {
+    let mut lat = Vec::with_capacity(plan.messages);
+    for i in 0..plan.messages {
         let body = format!("latency probe {i}");
         let t = Instant::now();
         let r = request(&mut a, &json!({"type": "send", "message": body, "recipient": bob.address})).await?;
         if r["type"] != "send" {
             bail!("send refused: {r}");
         }
-        match recv(&mut b, Duration::from_secs(60)).await? {
+        match recv(&mut b, plan.message_timeout).await? {
             Message::Text(got) if got.as_str() == body => lat.push(t.elapsed()),
             other => bail!("unexpected delivery {other:?}"),
         }
@@ -95,7 +166,7 @@ async fn measure(dir: &str, label: &str, tweak: fn(&mut nym_client::config::Conf
     let mean = lat.iter().sum::<Duration>() / lat.len().max(1) as u32;
     eprintln!("[{label}] latency done: p50 {:?}", percentile(&lat, 50.0));
 
-    let data = random_bytes(mib * 1024 * 1024);
+    let data = random_bytes(plan.bytes);
     let mut frame = binary_address(&bob.address)?;
     frame.extend_from_slice(&data);
     let t = Instant::now();
@@ -103,14 +174,14 @@ async fn measure(dir: &str, label: &str, tweak: fn(&mut nym_client::config::Conf
     if r["type"] != "send" {
         bail!("send refused: {r}");
     }
-    let got = recv(&mut b, Duration::from_secs(900)).await?;
+    let got = recv(&mut b, plan.transfer_timeout).await?;
     let transfer = t.elapsed();
     match got {
         Message::Binary(m) if m.as_ref() == data.as_slice() => {}
         Message::Text(m) if m.as_bytes() == data.as_slice() => {}
         other => return Err(anyhow!("transfer arrived different ({} bytes)", other.len())),
     }
-    eprintln!("[{label}] {mib} MiB in {transfer:?}");
+    eprintln!("[{label}] {} in {transfer:?}", size(plan.bytes));
     Ok(Figures { p50: percentile(&lat, 50.0), p99: percentile(&lat, 99.0), mean, transfer })
 }
 
@@ -121,29 +192,35 @@ fn ms(d: Duration) -> String {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let messages: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(200);
-    let mib: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let plan = Plan::from_args(&args)?;
+    let quick = plan.quick;
+    let (messages, transfer) = (plan.messages, size(plan.bytes));
+    let mib = plan.bytes as f64 / (1 << 20) as f64;
 
-    let (build, hop) = crypto_bound(300)?;
+    let (build, hop) = crypto_bound(plan.crypto_packets)?;
     let per_packet = build + hop * 4;
     let capacity = nym_client_core::payload::body_capacity(PacketSize::Regular) - nym_client_core::fragment::HEADER_LEN;
-    let packets = (mib * 1024 * 1024).div_ceil(capacity);
+    let packets = plan.bytes.div_ceil(capacity);
     eprintln!("crypto: build {build:?}, hop {hop:?}");
 
     let data = tempfile::tempdir()?;
     let net = start_localnet(data.path()).await?;
     let dir = net.directory_url();
-    let fast_fig = measure(&dir, "no delay, no throttling", fast, messages, mib).await?;
-    let default_fig = measure(&dir, "default rates", |_| {}, messages, mib).await?;
+    let fast_fig = measure(&dir, "no delay, no throttling", fast, &plan).await?;
+    let default_fig = measure(&dir, "default rates", |_| {}, &plan).await?;
     net.shutdown().await;
 
     println!("## End-to-end latency and throughput (issue 4)\n");
-    println!("`cargo run --release -p nym-integration-tests --bin e2e-bench` ({messages} messages, {mib} MiB; release build, 2 vCPU, loopback).");
+    if quick {
+        println!("(quick mode: a check that the benchmark works; sizes too small for figures to quote)\n");
+    }
+    let command = if quick { " -- --quick" } else { "" };
+    println!("`cargo run --release -p nym-integration-tests --bin e2e-bench{command}` ({messages} messages, {transfer}; release build, 2 vCPU, loopback).");
     println!("Two `nym-client` processes (alice, bob, each on its own gateway or the same one, as init picked) on an in-process");
     println!("localnet (directory, 3x2 mixnodes, 2 gateways). Latency: alice's application sends a short text message to bob,");
-    println!("timed from the websocket send to bob's application receiving it, one message at a time. Transfer: one {mib} MiB binary");
+    println!("timed from the websocket send to bob's application receiving it, one message at a time. Transfer: one {transfer} binary");
     println!("message (~{packets} Regular packets), from the send to bob receiving the whole message.\n");
-    println!("| configuration | latency p50 | latency p99 | latency mean | {mib} MiB transfer | throughput |");
+    println!("| configuration | latency p50 | latency p99 | latency mean | {transfer} transfer | throughput |");
     println!("| --- | --- | --- | --- | --- | --- |");
     for (name, f) in [
         ("(a) average_hop_delay = 0, average_packet_delay = 0 (no throttling), loop cover 200 ms", &fast_fig),
@@ -155,13 +232,13 @@ async fn main() -> Result<()> {
             ms(f.p99),
             ms(f.mean),
             f.transfer.as_secs_f64(),
-            mib as f64 / f.transfer.as_secs_f64()
+            mib / f.transfer.as_secs_f64()
         );
     }
     println!();
     println!(
         "Raw crypto bound, same run: building one Regular Sphinx packet {:.0} us, processing one hop {:.0} us, so one packet's build + 4 hops = {:.0} us \
-         (the floor for one message's latency with no delays). For {mib} MiB, {packets} packets x {:.0} us = {:.2} s of crypto on one core, \
+         (the floor for one message's latency with no delays). For {transfer}, {packets} packets x {:.0} us = {:.2} s of crypto on one core, \
          {:.2} s spread over this machine's 2 cores.",
         build.as_secs_f64() * 1e6,
         hop.as_secs_f64() * 1e6,

@@ -33,6 +33,8 @@ pub const SURB_LEN: usize = sphinx_packet::header::HEADER_SIZE + 32 + 16;
 pub const MAX_SURBS_PER_MESSAGE: usize = 200;
 /// Recovery material kept for replies that haven't come (oldest dropped).
 const MAX_RECOVERIES: usize = 100_000;
+/// Used SURBs whose replies still open when delivered again (memory only).
+pub const MAX_SPENT: usize = 4096;
 
 const PLAIN: u8 = 0;
 const REPLIABLE: u8 = 1;
@@ -187,6 +189,11 @@ pub struct ReplyStore {
     our_tags: HashMap<SenderTag, Recipient>,
     /// Their tag -> unused SURBs they sent us.
     surbs: HashMap<SenderTag, VecDeque<Vec<u8>>>,
+    /// Recovery material of recently used SURBs (memory only): the gateway
+    /// delivers a reply packet again when our ack was lost with a
+    /// connection, and it must still open (the fragment is then a duplicate).
+    spent: HashMap<[u8; 16], Vec<u8>>,
+    spent_order: VecDeque<[u8; 16]>,
 }
 
 impl std::fmt::Debug for ReplyStore {
@@ -208,10 +215,24 @@ impl ReplyStore {
         }
     }
 
-    /// Takes (single use) the recovery material of SURB `identifier`.
+    /// Takes (single use) the recovery material of SURB `identifier`. A
+    /// SURB used in the last [`MAX_SPENT`] replies still opens, so a reply
+    /// packet the gateway delivers again is recognised as a duplicate.
     pub fn take_recovery(&mut self, identifier: &[u8; 16]) -> Option<SurbReplyRecovery> {
-        let bytes = self.recoveries.remove(identifier)?;
-        self.recovery_order.retain(|i| i != identifier);
+        let bytes = match self.recoveries.remove(identifier) {
+            Some(bytes) => {
+                self.recovery_order.retain(|i| i != identifier);
+                self.spent.insert(*identifier, bytes.clone());
+                self.spent_order.push_back(*identifier);
+                while self.spent_order.len() > MAX_SPENT {
+                    if let Some(old) = self.spent_order.pop_front() {
+                        self.spent.remove(&old);
+                    }
+                }
+                bytes
+            }
+            None => self.spent.get(identifier)?.clone(),
+        };
         SurbReplyRecovery::from_bytes(&bytes).ok()
     }
 

@@ -719,3 +719,35 @@ fn a_client_that_crashes_before_its_acks_go_out_gets_each_message_once_after_res
     assert_eq!(sim.gateways[1].stored(1), 0);
     assert!(sim.clients[1].stats().duplicate_fragments > 0, "what he had came again and was recognised");
 }
+
+#[test]
+fn reply_packets_delivered_again_after_a_cut_are_duplicates_not_garbage() {
+    let config = ClientConfig { average_hop_delay: Duration::from_millis(20), ..unthrottled() };
+    let mut sim = connected(&[0, 1], 2, config);
+    let bob = sim.clients[1].address();
+    sim.clients[0].send_anonymous(bob, b"answer at length".to_vec(), 40, sim.now).unwrap();
+    sim.pump_clients();
+    sim.run_until(Duration::from_secs(60), |s| !s.anonymous[1].is_empty());
+    let tag = sim.anonymous[1][0].1;
+    let long_reply = message_of(50_000);
+    sim.clients[1].reply(tag, long_reply.clone(), sim.now).unwrap();
+    sim.pump_clients();
+    // cut alice's connection while the reply's packets come in
+    let mut cuts = 0;
+    while sim.received[0].is_empty() && sim.now < Duration::from_secs(120) {
+        let t = sim.now + Duration::from_millis(4);
+        sim.run_until(t, |s| !s.received[0].is_empty());
+        if sim.received[0].is_empty() {
+            sim.cut_connection(0);
+            cuts += 1;
+        }
+    }
+    let t = sim.now + Duration::from_secs(5);
+    sim.run_until(t, |s| s.gateways[0].stored(0) == 0);
+    assert!(cuts >= 3, "{cuts}");
+    assert_eq!(sim.received[0], vec![long_reply], "the reply, once");
+    let s = sim.clients[0].stats();
+    assert!(s.duplicate_fragments > 0, "some reply packets came again: {s:?}");
+    assert_eq!(s.malformed_packets, 0, "a reply packet delivered again still opens: {s:?}");
+    assert_eq!(sim.gateways[0].stored(0), 0);
+}

@@ -226,6 +226,40 @@ test("a reload keeps the address (identity in localStorage); ephemeral does not"
   await page.close();
 });
 
+test("a message that arrives before onMessage is registered is kept across a reload and delivered once", { timeout: 90000 }, async () => {
+  const sender = await openDemo(context, baseUrl, fast("keep-sender"));
+  const { page } = await openDemo(context, baseUrl, fast("keep-host"));
+  const options = { storageKey: "kept", averagePacketDelayMs: 0, averageHopDelayMs: 0 };
+  // A second client in the page, with no onMessage callback.
+  const to = await page.evaluate(async ([dir, options]) => {
+    const { NymClient } = await import("nym-client-wasm");
+    window.kept = await NymClient.start(dir, options);
+    return window.kept.selfAddress();
+  }, [directory, options]);
+  await sender.page.evaluate((to) => window.nymClient.send(to, "kept for later"), to);
+  // Received with nobody to hand it to: saved, then acknowledged to the gateway.
+  await waitInPage(page, () => window.kept.stats().messagesReceived >= 1);
+  const saved = await page.evaluate(() => localStorage.getItem("nym-client-wasm/kept/received"));
+  assert.ok(saved && saved.length > 0, "kept in localStorage");
+  // The page goes away before anyone read it; the same identity comes back.
+  await page.reload();
+  await readyAddress(page);
+  const got = await page.evaluate(async ([dir, options]) => {
+    const { NymClient } = await import("nym-client-wasm");
+    const client = await NymClient.start(dir, options);
+    const got = [];
+    client.onMessage((m) => got.push(m));
+    // the gateway may deliver it again (if the ack was still in flight): it must not show twice
+    await new Promise((r) => setTimeout(r, 3000));
+    await client.stop();
+    return { address: client.selfAddress(), got };
+  }, [directory, options]);
+  assert.equal(got.address, to);
+  assert.deepEqual(got.got, ["kept for later"]);
+  await sender.page.close();
+  await page.close();
+});
+
 test("two browser clients chat through the mixnet", { timeout: 60000 }, async () => {
   const a = await openDemo(context, baseUrl, fast("alice"));
   const b = await openDemo(context, baseUrl, fast("bob"));

@@ -25,6 +25,10 @@ cargo bench --bench packets --bench mixnode_throughput -- --test
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 "$target_dir/release/e2e-bench" --quick
 
+echo "== fuzz targets still compile (running them is separate: fuzz/README.md)"
+# fuzz/ is its own workspace (cargo-fuzz); a check keeps it from rotting.
+RUSTC_BOOTSTRAP=1 cargo check --quiet --manifest-path fuzz/Cargo.toml --bins --examples
+
 echo "== client-core compiles unchanged to WebAssembly"
 cargo build -p nym-client-core --target wasm32-unknown-unknown
 

@@ -53,7 +53,7 @@ fn sphinx_frame() {
     let body = payload::seal(&mut rng, &client_pub, PayloadKind::Fragment, b"hello mixnet", PacketSize::Regular).unwrap();
     for hops in 1..=3u16 {
         let route: Vec<Node> = (0..hops).map(|i| node(9000 + i)).collect();
-        let packet =
+        let (packet, _) =
             build_sphinx_packet(&mut rng, &route, &recipient, &body, Duration::from_millis(5), PacketSize::Regular)
                 .unwrap();
         check_reaches_the_end(&packet, hops);
@@ -71,7 +71,7 @@ fn sphinx_frame() {
     // An IPv6 next hop.
     let v6 = Node::new(encode_node_address(("::1".parse::<std::net::IpAddr>().unwrap(), 1789).into()), node_pub);
     // hop 1 forwards to the IPv6 address
-    let packet = build_sphinx_packet(&mut rng, &[node(9001), v6, node(9002)], &recipient, &body, Duration::ZERO, PacketSize::Regular)
+    let (packet, _) = build_sphinx_packet(&mut rng, &[node(9001), v6, node(9002)], &recipient, &body, Duration::ZERO, PacketSize::Regular)
         .unwrap();
     check_reaches_the_end(&packet, 3);
     let mut input = vec![7];

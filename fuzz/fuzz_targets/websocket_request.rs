@@ -18,7 +18,12 @@ fn check_text(text: &str) {
             let again: Recipient = recipient.to_string().parse().expect("a recipient's own text parses");
             assert_eq!(again, recipient);
         }
-        Ok(AppRequest::SelfAddress) => {}
+        Ok(AppRequest::SendAnonymous { recipient, reply_surbs, .. }) => {
+            let again: Recipient = recipient.to_string().parse().expect("a recipient's own text parses");
+            assert_eq!(again, recipient);
+            assert!(reply_surbs <= nym_client_core::reply::MAX_SURBS_PER_MESSAGE);
+        }
+        Ok(AppRequest::SelfAddress | AppRequest::Reply { .. }) => {}
         Err(e) => check_error(&e),
     }
 }
@@ -42,7 +47,9 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(&recipient.to_bytes()[..], &data[..ADDRESS_BYTES]);
             assert_eq!(message, &data[ADDRESS_BYTES..]);
         }
-        Ok(AppRequest::SelfAddress) => panic!("binary frame parsed as selfAddress"),
+        Ok(AppRequest::SelfAddress | AppRequest::SendAnonymous { .. } | AppRequest::Reply { .. }) => {
+            panic!("a binary frame is always a plain send")
+        }
         Err(e) => {
             assert!(data.len() < ADDRESS_BYTES);
             check_error(&e);

@@ -220,6 +220,26 @@ impl ReceivedStore {
         Some(message)
     }
 
+    /// Drops the oldest kept messages while over either limit; once over,
+    /// down to nine tenths of it, so a flood past a limit costs one rewrite
+    /// of the log per tenth of the limit, not one per message. Returns the
+    /// dropped messages; the log must then be rewritten with
+    /// [`ReceivedStore::snapshot`].
+    pub fn trim(&mut self, max_messages: usize, max_bytes: usize) -> Vec<ReceivedMessage> {
+        if self.kept.len() <= max_messages && self.kept_bytes <= max_bytes {
+            return Vec::new();
+        }
+        let (count_target, bytes_target) = (max_messages - max_messages / 10, max_bytes - max_bytes / 10);
+        let mut dropped = Vec::new();
+        while self.kept.len() > count_target || (self.kept_bytes > bytes_target && self.kept.len() > 1) {
+            match self.drop_oldest() {
+                Some(m) => dropped.push(m),
+                None => break,
+            }
+        }
+        dropped
+    }
+
     /// The whole state as a fresh log (to replace the old one, or to store
     /// where appending is not possible).
     pub fn snapshot(&mut self) -> Vec<u8> {
@@ -313,6 +333,25 @@ mod tests {
         assert_eq!(dropped, Some(vec![50, 51]));
         assert!(s.handed_over_sets().contains(&50));
         assert_eq!(s.kept_bytes(), 0);
+    }
+
+    #[test]
+    fn trimming_drops_the_oldest_down_to_nine_tenths() {
+        let mut s = ReceivedStore::new();
+        for n in 1..=10u8 {
+            s.keep(msg(n, false));
+        }
+        assert!(s.trim(10, usize::MAX).is_empty(), "at the limit nothing goes");
+        s.keep(msg(11, false));
+        let dropped: Vec<u8> = s.trim(10, usize::MAX).iter().map(|m| m.message[0]).collect();
+        assert_eq!(dropped, vec![1, 2], "down to 9 of 10, oldest first");
+        assert_eq!(s.kept_count(), 9);
+        // by bytes: message n has 3n bytes
+        let bytes = s.kept_bytes();
+        let dropped = s.trim(100, bytes - 1);
+        assert!(!dropped.is_empty() && s.kept_bytes() <= (bytes - 1) * 9 / 10 + 1);
+        // the dropped are remembered as handed over (their redeliveries are duplicates)
+        assert!(s.handed_over_sets().contains(&10));
     }
 
     proptest! {

@@ -96,16 +96,17 @@ impl ReceivedFile {
         kept
     }
 
-    /// Drops the oldest kept messages while over either limit.
+    /// Over either limit, drops the oldest kept messages (down to nine
+    /// tenths of it) and rewrites the log once.
     pub fn trim(&mut self, max_messages: usize, max_bytes: usize) {
-        let mut dropped = false;
-        while self.store.kept_count() > max_messages || (self.store.kept_bytes() > max_bytes && self.store.kept_count() > 1) {
-            if let Some(old) = self.store.drop_oldest() {
-                tracing::warn!("no application connected: dropped the oldest kept message ({} bytes)", old.message.len());
-                dropped = true;
-            }
-        }
-        if dropped {
+        let dropped = self.store.trim(max_messages, max_bytes);
+        if !dropped.is_empty() {
+            let bytes: usize = dropped.iter().map(|m| m.message.len()).sum();
+            tracing::warn!(
+                "no application connected: dropped the {} oldest kept messages ({bytes} bytes) to stay within \
+                 stored_messages_limit ({max_messages}) and {max_bytes} bytes",
+                dropped.len()
+            );
             self.rewrite();
         }
     }

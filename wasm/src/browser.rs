@@ -373,9 +373,7 @@ impl Inner {
                         notices.push(message_notice(message));
                     } else {
                         self.received.keep(message);
-                        while self.received.kept_count() > MAX_BUFFERED_MESSAGES {
-                            self.received.drop_oldest();
-                        }
+                        self.received.trim(MAX_BUFFERED_MESSAGES, usize::MAX);
                     }
                 }
                 ClientEvent::SendFailed { message_id, reason, .. } => {

@@ -133,7 +133,18 @@ pub fn parse_text_request(text: &str) -> Result<AppRequest, String> {
     }
 }
 
+/// What a Nym 0.8 program asking for a reply SURB should send instead.
+const SPEAKS_07: &str = "this client speaks Nym 0.7's websocket API, with anonymous replies as in today's Nym";
+
 fn parse_send(obj: &Map<String, Value>) -> Result<AppRequest, String> {
+    if obj.contains_key("withReplySurb") {
+        return Err(format!(
+            "'withReplySurb' is Nym 0.8's API: {SPEAKS_07}. Send \
+             {{\"type\":\"sendAnonymous\",\"recipient\":\"...\",\"message\":\"...\",\"replySurbs\":10}}; \
+             the recipient gets {{\"type\":\"received\",\"message\":\"...\",\"senderTag\":\"...\"}} and answers with \
+             {{\"type\":\"reply\",\"senderTag\":\"...\",\"message\":\"...\"}}"
+        ));
+    }
     let (recipient, message) = recipient_and_message(obj, "send")?;
     Ok(AppRequest::Send { recipient, message })
 }
@@ -152,6 +163,12 @@ fn parse_send_anonymous(obj: &Map<String, Value>) -> Result<AppRequest, String> 
 }
 
 fn parse_reply(obj: &Map<String, Value>) -> Result<AppRequest, String> {
+    if obj.contains_key("replySurb") && !obj.contains_key("senderTag") {
+        return Err(format!(
+            "'replySurb' is Nym 0.8's API: {SPEAKS_07}. Answer an anonymous message with \
+             {{\"type\":\"reply\",\"senderTag\":\"<the senderTag it came with>\",\"message\":\"...\"}}"
+        ));
+    }
     let tag = match obj.get("senderTag") {
         None => return Err("missing field 'senderTag' in 'reply' request".into()),
         Some(Value::String(s)) => s,
@@ -187,6 +204,13 @@ fn recipient_and_message(obj: &Map<String, Value>, kind: &str) -> Result<(Recipi
 
 /// Parses one binary frame: 64 bytes of recipient, then the payload.
 pub fn parse_binary_request(bytes: &[u8]) -> Result<AppRequest, String> {
+    if bytes == [0x02] {
+        // Nym 0.8's tagged binary selfAddress request.
+        return Err(format!(
+            "a one-byte 0x02 frame is Nym 0.8's binary selfAddress request: {SPEAKS_07}. \
+             Send the text frame {{\"type\":\"selfAddress\"}}; binary frames are sends: the 64-byte recipient, then the data"
+        ));
+    }
     if bytes.len() < ADDRESS_BYTES {
         return Err(format!(
             "binary request too short: {} bytes, but it must start with the {ADDRESS_BYTES}-byte recipient \
@@ -267,6 +291,13 @@ mod tests {
     #[test]
     fn bad_text_requests_say_what_is_wrong() {
         let a = addr().to_string();
+        // Nym 0.8 programs are told what to send instead
+        let e = err(&format!(r#"{{"type":"send","recipient":"{a}","message":"hi","withReplySurb":true}}"#));
+        assert!(e.contains("Nym 0.8") && e.contains("sendAnonymous") && e.contains("senderTag"), "{e}");
+        let e = err(r#"{"type":"reply","replySurb":"abc","message":"hi"}"#);
+        assert!(e.contains("Nym 0.8") && e.contains("senderTag"), "{e}");
+        let e = parse_binary_request(&[0x02]).unwrap_err();
+        assert!(e.contains("0.8") && e.contains("selfAddress"), "{e}");
         assert!(err("{not json").contains("malformed JSON"));
         assert!(err("").contains("malformed JSON"));
         assert!(err("[1,2]").contains("must be a JSON object, got an array"));

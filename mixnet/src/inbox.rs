@@ -131,6 +131,17 @@ impl Inbox {
     /// Deletes `key`'s messages with these ids (another client's ids match
     /// nothing); returns how many were deleted.
     pub fn delete(&mut self, key: &[u8; 32], ids: &[i64]) -> Result<u64> {
+        // A delete need not reach the disk before we go on: lost in a power
+        // cut, its messages are delivered again and the client recognises
+        // them. So no sync of its own; the next stored message's commit
+        // (synchronous=FULL) syncs it along.
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let deleted = self.delete_unsynced(key, ids);
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        deleted
+    }
+
+    fn delete_unsynced(&mut self, key: &[u8; 32], ids: &[i64]) -> Result<u64> {
         let tx = self.conn.transaction()?;
         let mut removed = 0u64;
         {

@@ -79,6 +79,13 @@ pub struct SocketSection {
     pub socket_type: String,
     /// Port on 127.0.0.1 where applications connect.
     pub listening_port: u16,
+    /// Web pages (by their `Origin`) that may use the websocket API:
+    /// `scheme://host[:port]` entries, any port when none is given. Programs
+    /// that send no `Origin` are always served. Default: loopback pages only
+    /// (`http://localhost`, `http://127.0.0.1`, `http://[::1]`); a list given
+    /// here replaces that default. `run --allow-origin` adds to it.
+    #[serde(default = "crate::origin::default_allowed_origins")]
+    pub allowed_origins: Vec<String>,
 }
 
 /// Traffic rates and timeouts, in milliseconds.
@@ -185,7 +192,11 @@ impl Config {
                 public_identity_key_file: data.join("public_identity.pem"),
                 gateway_id: gateway_id.to_string(),
             },
-            socket: SocketSection { socket_type: "WebSocket".into(), listening_port: port },
+            socket: SocketSection {
+                socket_type: "WebSocket".into(),
+                listening_port: port,
+                allowed_origins: crate::origin::default_allowed_origins(),
+            },
             debug: DebugSection::default(),
         })
     }
@@ -209,6 +220,8 @@ impl Config {
             bail!("[socket] socket_type '{}' is not supported (only \"WebSocket\")", config.socket.socket_type);
         }
         config.debug.client_config()?;
+        crate::origin::OriginPolicy::new(&config.socket.allowed_origins)
+            .map_err(|e| anyhow!("[socket] allowed_origins: {e}"))?;
         Ok(config)
     }
 
@@ -264,11 +277,31 @@ impl Config {
     }
 }
 
+/// Creates `dir` and its missing parents as 0700 (owner only), whatever
+/// the umask, and makes `dir` itself 0700 if it already existed: the
+/// client's directories hold its keys, SURBs and kept messages.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        builder.mode(0o700);
+        builder.create(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        // the mode above was masked by the umask: set it exactly
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict {}", dir.display()))?;
+    }
+    #[cfg(not(unix))]
+    builder.create(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(())
+}
+
 /// Writes a file, creating its directory; `secret` files get mode 0600 from
 /// their creation on (never world-readable, even briefly).
 pub fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<()> {
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        create_private_dir(dir)?;
     }
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -302,7 +335,11 @@ mod tests {
                 public_identity_key_file: "/x/public_identity.pem".into(),
                 gateway_id: "abc".into(),
             },
-            socket: SocketSection { socket_type: "WebSocket".into(), listening_port: 1977 },
+            socket: SocketSection {
+                socket_type: "WebSocket".into(),
+                listening_port: 1977,
+                allowed_origins: crate::origin::default_allowed_origins(),
+            },
             debug: DebugSection::default(),
         };
         let text = c.to_toml().unwrap();

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod directory;
 pub mod localnet;
+pub mod origin;
 pub mod received;
 pub mod runner;
 
@@ -106,11 +107,15 @@ pub async fn init(opts: &InitOptions) -> Result<Initialised> {
 }
 
 /// Loads a client's config for `run`, applying a `--port` override.
-pub fn load_for_run(id: &str, port: Option<u16>) -> Result<Config> {
+/// The config `run` uses: `port` overrides the configured one, and
+/// `allow_origins` (`--allow-origin`) are added to `[socket] allowed_origins`.
+pub fn load_for_run(id: &str, port: Option<u16>, allow_origins: &[String]) -> Result<Config> {
     let mut config = Config::load(id)?;
     if let Some(p) = port {
         config.socket.listening_port = p;
     }
+    origin::OriginPolicy::new(allow_origins).map_err(|e| anyhow::anyhow!("--allow-origin: {e}"))?;
+    config.socket.allowed_origins.extend(allow_origins.iter().cloned());
     Ok(config)
 }
 

@@ -49,6 +49,11 @@ struct RunArgs {
     /// when it does not exist yet.
     #[arg(long)]
     localnet: bool,
+    /// Also let web pages of this origin (scheme://host[:port]; any port when none is given)
+    /// use the websocket API; repeatable. By default only pages served from loopback may;
+    /// programs that send no Origin header always can.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origin: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -122,12 +127,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             let done = nym_client::init(&opts).await?;
             println!("Initialised client '{}' against the local mixnet ({})", args.id, done.config_path.display());
         }
-        let config = nym_client::load_for_run(&args.id, args.port)?;
+        let config = nym_client::load_for_run(&args.id, args.port, &args.allow_origin)?;
         let result = runner::run(config, Some(directory), Some(ready_tx), ctrl_c()).await;
         net.shutdown().await;
         result
     } else {
-        let config = nym_client::load_for_run(&args.id, args.port)?;
+        let config = nym_client::load_for_run(&args.id, args.port, &args.allow_origin)?;
         runner::run(config, args.directory, Some(ready_tx), ctrl_c()).await
     }
 }

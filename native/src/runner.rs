@@ -19,14 +19,16 @@ use nym_client_core::client::{Client, ClientEvent};
 use nym_client_core::keys::ClientKeys;
 use nym_client_core::topology::Topology;
 use nym_client_core::{ReceivedMessage, Recipient};
+use crate::origin::OriginPolicy;
 use crate::received::ReceivedFile;
+use std::sync::Arc;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{handshake, http, Message};
 
 /// Most frames the engine hands out in one go before it looks at its inputs again.
 const TRANSMIT_BATCH: usize = 32;
@@ -120,7 +122,14 @@ pub async fn run(
     let refresh = Duration::from_millis(config.debug.topology_refresh_rate.max(1000));
     let topology_task =
         tokio::spawn(topology_refresher(directory.clone(), gateway_identity, refresh, tx.clone(), url_tx));
-    let server_task = tokio::spawn(app_server(listener, tx.clone(), address, max_message_size));
+    let origins = Arc::new(
+        OriginPolicy::new(&config.socket.allowed_origins).map_err(|e| anyhow!("[socket] allowed_origins: {e}"))?,
+    );
+    tracing::info!(
+        "web pages allowed to use the websocket API (by Origin): {}; programs that send no Origin are always served",
+        origins.describe()
+    );
+    let server_task = tokio::spawn(app_server(listener, tx.clone(), address, max_message_size, origins));
 
     tracing::info!("client address: {address}");
     tracing::info!("websocket API listening on ws://{listen_addr}");
@@ -475,13 +484,19 @@ async fn topology_refresher(
     }
 }
 
-async fn app_server(listener: TcpListener, tx: mpsc::Sender<Input>, address: Recipient, max_message_size: usize) {
+async fn app_server(
+    listener: TcpListener,
+    tx: mpsc::Sender<Input>,
+    address: Recipient,
+    max_message_size: usize,
+    origins: Arc<OriginPolicy>,
+) {
     let mut next_app = 0u64;
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 next_app += 1;
-                tokio::spawn(app_connection(stream, peer, next_app, tx.clone(), address, max_message_size));
+                tokio::spawn(app_connection(stream, peer, next_app, tx.clone(), address, max_message_size, origins.clone()));
             }
             Err(e) => {
                 tracing::warn!("accepting an application connection failed: {e}");
@@ -499,12 +514,13 @@ async fn app_connection(
     tx: mpsc::Sender<Input>,
     address: Recipient,
     max_message_size: usize,
+    origins: Arc<OriginPolicy>,
 ) {
     // Room for a JSON-escaped message at the engine's limit, so that an
     // oversize message reaches the engine and gets a clear error.
     let limit = max_message_size.saturating_mul(2).saturating_add(1 << 20);
     let config = WebSocketConfig::default().max_message_size(Some(limit)).max_frame_size(Some(limit));
-    let ws = match tokio_tungstenite::accept_async_with_config(stream, Some(config)).await {
+    let ws = match tokio_tungstenite::accept_hdr_async_with_config(stream, check_origin(&origins), Some(config)).await {
         Ok(ws) => ws,
         Err(e) => {
             tracing::warn!("websocket handshake with {peer} failed: {e}");
@@ -545,7 +561,12 @@ async fn app_connection(
                             Err(e) => AppResponse::Error(e),
                         }
                     }
-                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Ok(Message::Close(_))) => {
+                        // tungstenite queued the answer (the same code): send it.
+                        let _ = sink.flush().await;
+                        break;
+                    }
+                    None => break,
                     Some(Ok(_)) => continue,
                     Some(Err(e)) => {
                         tracing::warn!("application websocket error: {e}");
@@ -580,6 +601,27 @@ async fn app_connection(
         }
     }
     let _ = tx.send(Input::AppDetach { app, undelivered }).await;
+}
+
+/// The upgrade callback: a request from a web page (it carries an `Origin`)
+/// is refused with 403 unless the page's origin is allowed.
+fn check_origin(
+    origins: &OriginPolicy,
+) -> impl FnOnce(&handshake::server::Request, handshake::server::Response) -> Result<handshake::server::Response, handshake::server::ErrorResponse> + '_
+{
+    move |request, response| {
+        let Some(origin) = request.headers().get(http::header::ORIGIN) else { return Ok(response) };
+        let origin = String::from_utf8_lossy(origin.as_bytes()).into_owned();
+        if origins.allows(&origin) {
+            return Ok(response);
+        }
+        tracing::warn!("refused a websocket connection from a web page of origin '{origin}' (not in [socket] allowed_origins)");
+        let mut refusal = handshake::server::ErrorResponse::new(Some(format!(
+            "web pages of origin '{origin}' may not use this client; allow it with [socket] allowed_origins or --allow-origin\n"
+        )));
+        *refusal.status_mut() = http::StatusCode::FORBIDDEN;
+        Err(refusal)
+    }
 }
 
 /// A received message as the application sees it: anonymous ones as

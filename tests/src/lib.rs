@@ -134,6 +134,8 @@ pub struct TestClient {
     pub id: String,
     pub port: u16,
     pub address: String,
+    /// More arguments for `nym-client run` (e.g. `--allow-origin`).
+    pub run_args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -167,7 +169,7 @@ impl TestClient {
         let mut config = Config::load_from(&path)?;
         tweak(&mut config);
         std::fs::write(&path, config.to_toml()?)?;
-        Ok(TestClient { home, id: id.to_string(), port, address, child: None })
+        Ok(TestClient { home, id: id.to_string(), port, address, run_args: Vec::new(), child: None })
     }
 
     /// `nym-client run`, returning once its port accepts connections, without
@@ -188,6 +190,7 @@ impl TestClient {
         let log = std::fs::File::create(self.home.path().join("client.log"))?;
         let child = Command::new(client_binary())
             .args(["run", "--id", &self.id, "--port", &self.port.to_string()])
+            .args(&self.run_args)
             .env("HOME", self.home.path())
             .stdout(Stdio::null())
             .stderr(log)
@@ -291,6 +294,20 @@ impl Drop for TestClient {
 
 pub fn config_path(home: &Path, id: &str) -> PathBuf {
     home.join(".nym").join("clients").join(id).join("config").join("config.toml")
+}
+
+/// Opens the websocket as a web page of `origin` would (with that `Origin`
+/// header); Err(status) when the client refuses the upgrade.
+pub async fn connect_from_page(port: u16, origin: &str) -> std::result::Result<Ws, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://127.0.0.1:{port}").into_client_request().map_err(|_| 0u16)?;
+    let value = origin.parse().map_err(|_| 0u16)?;
+    request.headers_mut().insert("Origin", value);
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
+        Err(_) => Err(0),
+    }
 }
 
 pub async fn connect(port: u16) -> Result<Ws> {

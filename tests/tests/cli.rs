@@ -82,6 +82,28 @@ fn init_writes_config_and_keys_and_never_replaces_them() -> Result<()> {
     Ok(())
 }
 
+/// Under `umask 000` (every file world-writable by default) the client's
+/// directories are still 0700 and its secrets 0600.
+#[cfg(unix)]
+#[test]
+fn directories_are_0700_and_secrets_0600_whatever_the_umask() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = shared_localnet();
+    let home = tempfile::tempdir()?;
+    let script = format!("umask 000; exec '{}' init --id loose --directory '{dir}' --port {}", client_binary().display(), free_port());
+    let out = Command::new("sh").arg("-c").arg(script).env("HOME", home.path()).output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mode = |p: &std::path::Path| -> Result<u32> { Ok(std::fs::metadata(p)?.permissions().mode() & 0o777) };
+    let base = home.path().join(".nym/clients/loose");
+    for d in [home.path().join(".nym"), home.path().join(".nym/clients"), base.clone(), base.join("config"), base.join("data")] {
+        assert_eq!(mode(&d)?, 0o700, "{}", d.display());
+    }
+    assert_eq!(mode(&base.join("data/private_identity.pem"))?, 0o600);
+    assert_eq!(mode(&base.join("data/public_identity.pem"))? & 0o022, 0, "not writable by others");
+    assert_eq!(mode(&base.join("config/config.toml"))? & 0o022, 0, "not writable by others");
+    Ok(())
+}
+
 #[test]
 fn init_refuses_unknown_gateway_and_unreachable_directory_without_writing() -> Result<()> {
     let dir = shared_localnet();

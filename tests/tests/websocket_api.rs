@@ -206,3 +206,82 @@ async fn received_frame_kind_follows_the_last_request() -> Result<()> {
     expect_text(&mut ws, "utf-8 text").await?;
     Ok(())
 }
+
+/// Any web page the user visits can open a websocket to 127.0.0.1: the
+/// client serves only pages of allowed origins (loopback by default), and
+/// programs that send no Origin as before. A refused page gets 403 and the
+/// client keeps serving everyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_pages_are_refused_unless_their_origin_is_allowed() -> Result<()> {
+    let dir = shared_localnet();
+    let mut alice = TestClient::init(&dir, "origins", fast)?;
+    alice.start().await?;
+    for page in ["https://evil.example.com", "null", "http://localhost.evil.example", "https://localhost"] {
+        assert_eq!(connect_from_page(alice.port, page).await.err(), Some(403), "{page} must be refused");
+    }
+    for page in ["http://localhost:3000", "http://127.0.0.1:8080", "http://localhost"] {
+        let mut ws = connect_from_page(alice.port, page).await.map_err(|s| anyhow::anyhow!("{page}: refused with {s}"))?;
+        assert_eq!(request(&mut ws, &json!({"type": "selfAddress"})).await?["address"], alice.address.as_str());
+        ws.close(None).await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // a program (no Origin) is still served after all that
+    let mut ws = alice.connect().await?;
+    assert_eq!(request(&mut ws, &json!({"type": "selfAddress"})).await?["address"], alice.address.as_str());
+    ws.close(None).await?;
+    alice.stop();
+    assert!(alice.log().contains("refused a websocket connection from a web page of origin 'https://evil.example.com'"));
+
+    // A web app of one's own: listed in the config (replacing the loopback
+    // default) and added with --allow-origin.
+    let mut bob = TestClient::init(&dir, "origins-own-app", |c| {
+        fast(c);
+        c.socket.allowed_origins = vec!["https://app.example.com".into()];
+    })?;
+    bob.run_args = vec!["--allow-origin".into(), "http://dev.example:8443".into()];
+    bob.start().await?;
+    for page in ["https://app.example.com", "http://dev.example:8443"] {
+        let mut ws = connect_from_page(bob.port, page).await.map_err(|s| anyhow::anyhow!("{page}: refused with {s}"))?;
+        assert_eq!(request(&mut ws, &json!({"type": "selfAddress"})).await?["type"], "selfAddress");
+        ws.close(None).await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for page in ["http://localhost:3000", "http://dev.example:8444", "http://app.example.com"] {
+        assert_eq!(connect_from_page(bob.port, page).await.err(), Some(403), "{page} must be refused");
+    }
+    bob.stop();
+    // a bad entry stops `run` with a message that says which and why
+    bob.run_args = vec!["--allow-origin".into(), "app.example.com".into()];
+    let out = std::process::Command::new(client_binary())
+        .args(["run", "--id", &bob.id, "--allow-origin", "app.example.com"])
+        .env("HOME", bob.home.path())
+        .output()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--allow-origin") && stderr.contains("scheme://host"), "{stderr}");
+    Ok(())
+}
+
+/// Politeness: a clean close is answered (browsers otherwise see 1006), and
+/// Nym 0.8 programs are told what this client speaks instead of waiting forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_is_answered_and_nym_08_requests_are_explained() -> Result<()> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    let dir = shared_localnet();
+    let mut alice = TestClient::init(&dir, "polite", fast)?;
+    alice.start().await?;
+    let mut ws = alice.connect().await?;
+    let e = request(&mut ws, &json!({"type": "send", "recipient": alice.address, "message": "hi", "withReplySurb": true})).await?;
+    error_containing(&e, "sendAnonymous");
+    let e = request_binary(&mut ws, vec![0x02]).await?;
+    error_containing(&e, "selfAddress");
+    ws.send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "bye".into() }))).await?;
+    let answer = tokio::time::timeout(Duration::from_secs(5), ws.next()).await?;
+    match answer {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Normal),
+        other => panic!("expected a close frame with code 1000, got {other:?}"),
+    }
+    Ok(())
+}

@@ -86,6 +86,16 @@ pub struct SocketSection {
     /// here replaces that default. `run --allow-origin` adds to it.
     #[serde(default = "crate::origin::default_allowed_origins")]
     pub allowed_origins: Vec<String>,
+    /// Most application connections served at once; one more is refused
+    /// with an error frame. Every received message goes to each of them.
+    #[serde(default = "default_max_applications")]
+    pub max_applications: usize,
+}
+
+pub const DEFAULT_MAX_APPLICATIONS: usize = 16;
+
+fn default_max_applications() -> usize {
+    DEFAULT_MAX_APPLICATIONS
 }
 
 /// Traffic rates and timeouts, in milliseconds.
@@ -196,6 +206,7 @@ impl Config {
                 socket_type: "WebSocket".into(),
                 listening_port: port,
                 allowed_origins: crate::origin::default_allowed_origins(),
+                max_applications: DEFAULT_MAX_APPLICATIONS,
             },
             debug: DebugSection::default(),
         })
@@ -339,6 +350,7 @@ mod tests {
                 socket_type: "WebSocket".into(),
                 listening_port: 1977,
                 allowed_origins: crate::origin::default_allowed_origins(),
+                max_applications: DEFAULT_MAX_APPLICATIONS,
             },
             debug: DebugSection::default(),
         };

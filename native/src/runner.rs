@@ -49,7 +49,8 @@ enum Input {
     GatewayFrame { conn: u64, frame: Vec<u8> },
     GatewayDisconnected { conn: u64 },
     Topology(Box<Topology>),
-    AppAttach { app: u64, tx: mpsc::UnboundedSender<Delivery>, accepted: oneshot::Sender<bool> },
+    /// An application connected; `accepted` says whether it is served, or why not.
+    AppAttach { app: u64, tx: mpsc::UnboundedSender<Delivery>, accepted: oneshot::Sender<Result<(), String>> },
     AppDetach { app: u64, undelivered: Vec<ReceivedMessage> },
     /// A send, sendAnonymous or reply request.
     AppSend { request: AppRequest, reply: oneshot::Sender<Result<(), String>> },
@@ -144,7 +145,8 @@ pub async fn run(
         conn: 0,
         connected_at: None,
         handshake_timeout: Duration::from_millis(config.debug.gateway_response_timeout.max(1)),
-        app: None,
+        apps: Vec::new(),
+        max_apps: config.socket.max_applications.max(1),
         received,
         stored_limit: config.debug.stored_messages_limit,
         reply_store_file,
@@ -174,7 +176,9 @@ struct Engine {
     /// When the current gateway connection opened, while its handshake is pending.
     connected_at: Option<Duration>,
     handshake_timeout: Duration,
-    app: Option<(u64, mpsc::UnboundedSender<Delivery>)>,
+    /// Connected applications: every received message goes to each.
+    apps: Vec<(u64, mpsc::UnboundedSender<Delivery>)>,
+    max_apps: usize,
     /// Received messages kept while no application is connected, on disk.
     received: ReceivedFile,
     stored_limit: usize,
@@ -247,29 +251,36 @@ impl Engine {
             }
             Input::Topology(topology) => self.client.handle_topology(*topology),
             Input::AppAttach { app, tx, accepted } => {
-                if self.app.as_ref().is_some_and(|(_, t)| !t.is_closed()) {
-                    let _ = accepted.send(false);
+                self.apps.retain(|(_, t)| !t.is_closed());
+                if self.apps.len() >= self.max_apps {
+                    let _ = accepted.send(Err(format!(
+                        "too many applications are connected to this client ({}, [socket] max_applications); \
+                         try again when one has left",
+                        self.max_apps
+                    )));
                     return;
                 }
-                if accepted.send(true).is_err() {
+                if accepted.send(Ok(())).is_err() {
                     return;
                 }
-                tracing::info!("application connected");
+                tracing::info!("application connected ({} now)", self.apps.len() + 1);
+                // What was kept while none was connected goes to the first that connects.
                 for m in self.received.take_kept() {
                     if let Err(mpsc::error::SendError(Delivery::Message(m))) = tx.send(Delivery::Message(m)) {
                         self.received.keep(m);
                     }
                 }
                 self.received.sync();
-                self.app = Some((app, tx));
+                self.apps.push((app, tx));
             }
             Input::AppDetach { app, undelivered } => {
-                if self.app.as_ref().is_some_and(|(id, _)| *id == app) {
-                    tracing::info!("application disconnected");
-                    self.app = None;
-                }
-                for m in undelivered {
-                    self.received.keep(m);
+                self.apps.retain(|(id, t)| *id != app && !t.is_closed());
+                tracing::info!("application disconnected ({} left)", self.apps.len());
+                // The others had these too; with none left they are kept.
+                if self.apps.is_empty() {
+                    for m in undelivered {
+                        self.received.keep(m);
+                    }
                 }
                 self.received.trim(self.stored_limit, STORED_BYTES_LIMIT);
                 self.received.sync();
@@ -323,9 +334,7 @@ impl Engine {
                     let to = recipient.map_or_else(|| "a reply".to_string(), |r| format!("a message to {r}"));
                     let e = format!("{to} (message {message_id}) could not be delivered: {reason}");
                     tracing::warn!("{e}");
-                    if let Some((_, app)) = &self.app {
-                        let _ = app.send(Delivery::Error(e));
-                    }
+                    self.tell_apps(&e);
                 }
                 ClientEvent::Connected => {
                     tracing::info!("authenticated with the gateway; sending traffic");
@@ -334,9 +343,7 @@ impl Engine {
                 ClientEvent::Received(message) => self.deliver(message),
                 ClientEvent::GatewayError(e) => {
                     tracing::warn!("gateway: {e}");
-                    if let Some((_, app)) = &self.app {
-                        let _ = app.send(Delivery::Error(e));
-                    }
+                    self.tell_apps(&e);
                     if self.writer.is_some() && !self.client.is_connected() {
                         // The handshake failed: start over on a new connection.
                         self.drop_gateway();
@@ -368,23 +375,21 @@ impl Engine {
         self.client.handle_gateway_disconnected(self.now());
     }
 
-    /// To the application, or into the store until one connects.
+    /// Errors and failure notices go to every connected application.
+    fn tell_apps(&self, error: &str) {
+        for (_, app) in &self.apps {
+            let _ = app.send(Delivery::Error(error.to_string()));
+        }
+    }
+
+    /// To every connected application, or into the store until one connects.
     fn deliver(&mut self, message: ReceivedMessage) {
-        let sets = message.sets.clone();
-        let unsent = match &self.app {
-            Some((_, app)) => match app.send(Delivery::Message(message)) {
-                Ok(()) => None,
-                Err(mpsc::error::SendError(Delivery::Message(m))) => {
-                    self.app = None;
-                    Some(m)
-                }
-                Err(_) => None,
-            },
-            None => Some(message),
-        };
-        match unsent {
-            Some(m) => self.received.keep(m),
-            None => self.received.handed_over(&sets),
+        self.apps.retain(|(_, t)| !t.is_closed());
+        let handed = self.apps.iter().filter(|(_, app)| app.send(Delivery::Message(message.clone())).is_ok()).count();
+        if handed > 0 {
+            self.received.handed_over(&message.sets);
+        } else {
+            self.received.keep(message);
         }
     }
 }
@@ -533,11 +538,13 @@ async fn app_connection(
     if tx.send(Input::AppAttach { app, tx: dtx, accepted: accepted_tx }).await.is_err() {
         return;
     }
-    if !accepted_rx.await.unwrap_or(false) {
-        let msg = AppResponse::Error(
-            "another application is already connected to this client; only one connection at a time is served".into(),
-        );
-        let _ = sink.send(Message::text(msg.to_json())).await;
+    let refusal = match accepted_rx.await {
+        Ok(Ok(())) => None,
+        Ok(Err(why)) => Some(why),
+        Err(_) => Some("the client is shutting down".to_string()),
+    };
+    if let Some(why) = refusal {
+        let _ = sink.send(Message::text(AppResponse::Error(why).to_json())).await;
         let _ = sink.close().await;
         return;
     }

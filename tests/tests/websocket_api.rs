@@ -137,25 +137,39 @@ async fn bad_requests_get_clear_errors_and_the_client_keeps_working() -> Result<
     expect_text(&mut ws, "still here").await
 }
 
-/// One application at a time: a second connection gets an error frame and
-/// is closed; the first keeps working, and once it leaves a new one is served.
+/// Several applications at once (up to `[socket] max_applications`): each
+/// gets the answers to its own requests and every incoming message; one
+/// leaving costs the others nothing; one too many is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_application_is_refused_while_one_is_connected() -> Result<()> {
+async fn several_applications_each_get_every_message_and_their_own_answers() -> Result<()> {
     let dir = shared_localnet();
-    let mut alice = TestClient::init(&dir, "alice", fast)?;
+    let mut alice = TestClient::init(&dir, "alice", |c| {
+        fast(c);
+        c.socket.max_applications = 2;
+    })?;
     alice.start().await?;
     let mut first = alice.connect().await?;
-    request(&mut first, &json!({"type": "selfAddress"})).await?;
     let mut second = alice.connect().await?;
-    error_containing(&recv_json(&mut second, Duration::from_secs(10)).await?, "another application is already connected");
-    assert!(recv(&mut second, Duration::from_secs(5)).await.is_err(), "the second connection is closed");
-    ok_send(&request(&mut first, &json!({"type": "send", "message": "first", "recipient": alice.address})).await?);
-    expect_text(&mut first, "first").await?;
-    first.close(None).await?;
-    drop(first);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(request(&mut first, &json!({"type": "selfAddress"})).await?["address"], alice.address.as_str());
+    assert_eq!(request(&mut second, &json!({"type": "selfAddress"})).await?["address"], alice.address.as_str());
     let mut third = alice.connect().await?;
-    assert_eq!(request(&mut third, &json!({"type": "selfAddress"})).await?["address"], alice.address.as_str());
+    error_containing(&recv_json(&mut third, Duration::from_secs(10)).await?, "too many applications");
+    assert!(recv(&mut third, Duration::from_secs(5)).await.is_err(), "the third connection is closed");
+    // a message to alice reaches both applications; the answer only the sender
+    ok_send(&request(&mut first, &json!({"type": "send", "message": "to everyone", "recipient": alice.address})).await?);
+    expect_text(&mut first, "to everyone").await?;
+    expect_text(&mut second, "to everyone").await?;
+    // the second leaves: the first loses nothing, and a newcomer is served
+    second.close(None).await?;
+    drop(second);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ok_send(&request(&mut first, &json!({"type": "send", "message": "still here", "recipient": alice.address})).await?);
+    expect_text(&mut first, "still here").await?;
+    let mut fourth = alice.connect().await?;
+    assert_eq!(request(&mut fourth, &json!({"type": "selfAddress"})).await?["address"], alice.address.as_str());
+    ok_send(&request(&mut fourth, &json!({"type": "send", "message": "both again", "recipient": alice.address})).await?);
+    expect_text(&mut fourth, "both again").await?;
+    expect_text(&mut first, "both again").await?;
     Ok(())
 }
 
@@ -169,11 +183,17 @@ async fn messages_arriving_with_no_application_are_kept_for_the_next_one() -> Re
     alice.start().await?;
     bob.start().await?;
     let mut a = alice.connect().await?;
+    // Nobody listens at Bob's: each is kept (on disk) before the next is sent,
+    // so the order they were kept in is the order they were sent in (the
+    // mixnet itself may reorder packets sent close together).
     for i in 0..3 {
         ok_send(&request(&mut a, &json!({"type": "send", "message": format!("kept {i}"), "recipient": bob.address})).await?);
+        let deadline = std::time::Instant::now() + DELIVERY;
+        while bob.received_store().kept_count() < i + 1 {
+            assert!(std::time::Instant::now() < deadline, "message {i} was never kept");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
-    // Nobody listens at Bob's; give the messages time to arrive.
-    tokio::time::sleep(Duration::from_secs(3)).await;
     let mut b = bob.connect().await?;
     // No request yet on this connection: messages come as binary frames.
     for i in 0..3 {

@@ -438,43 +438,44 @@ impl Client {
     /// carries its receipts; anything else is done with once handled.
     fn handle_message(&mut self, message: Vec<u8>, completed: Completed, now: Duration) {
         let Completed { sets, receipts } = completed;
-        let (message, sender_tag) = match Envelope::decode(message) {
-            Ok(Envelope::Plain(m)) => (m, None),
+        let for_application = match Envelope::decode(message) {
+            Ok(Envelope::Plain(m)) => Some((m, None)),
             Ok(Envelope::Repliable { sender_tag, surbs, message }) => {
                 self.replies.add_surbs(sender_tag, surbs);
                 self.release_waiting_replies(sender_tag);
                 self.push_event(ClientEvent::ReplyStoreChanged);
-                (message, Some(sender_tag))
+                Some((message, Some(sender_tag)))
             }
-            other => {
-                self.handle_control_envelope(other, now);
-                self.release(receipts);
-                return;
-            }
-        };
-        self.stats.messages_received += 1;
-        let event = ClientEvent::Received(ReceivedMessage { message, sender_tag, sets });
-        self.events.push_back((event, receipts));
-    }
-
-    fn handle_control_envelope(&mut self, envelope: Result<Envelope>, now: Duration) {
-        match envelope {
-            Ok(Envelope::Plain(_) | Envelope::Repliable { .. }) => {}
             Ok(Envelope::MoreSurbs { sender_tag, surbs }) => {
                 self.replies.add_surbs(sender_tag, surbs);
                 self.release_waiting_replies(sender_tag);
                 self.push_event(ClientEvent::ReplyStoreChanged);
+                None
             }
-            Ok(Envelope::SurbRequest { sender_tag, count }) => match self.replies.recipient_of_tag(&sender_tag) {
-                Some(recipient) => {
-                    let count = usize::from(count).min(reply::MAX_SURBS_PER_MESSAGE);
-                    if let Err(e) = self.send_envelope_with_surbs(recipient, sender_tag, count, None, now) {
-                        self.push_event(ClientEvent::GatewayError(format!("could not send more reply SURBs: {e}")));
+            Ok(Envelope::SurbRequest { sender_tag, count }) => {
+                match self.replies.recipient_of_tag(&sender_tag) {
+                    Some(recipient) => {
+                        let count = usize::from(count).min(reply::MAX_SURBS_PER_MESSAGE);
+                        if let Err(e) = self.send_envelope_with_surbs(recipient, sender_tag, count, None, now) {
+                            self.push_event(ClientEvent::GatewayError(format!("could not send more reply SURBs: {e}")));
+                        }
                     }
+                    None => self.stats.malformed_packets += 1,
                 }
-                None => self.stats.malformed_packets += 1,
-            },
-            Err(_) => self.stats.malformed_packets += 1,
+                None
+            }
+            Err(_) => {
+                self.stats.malformed_packets += 1;
+                None
+            }
+        };
+        match for_application {
+            Some((message, sender_tag)) => {
+                self.stats.messages_received += 1;
+                let event = ClientEvent::Received(ReceivedMessage { message, sender_tag, sets });
+                self.events.push_back((event, receipts));
+            }
+            None => self.release(receipts),
         }
     }
 

@@ -211,9 +211,8 @@ impl ReceivedStore {
         (kept, self.appended(record(ALL_HANDED_OVER, &[])))
     }
 
-    /// Drops the oldest kept message (over a limit); the log must then be
-    /// rewritten with [`ReceivedStore::snapshot`].
-    pub fn drop_oldest(&mut self) -> Option<ReceivedMessage> {
+    /// Drops the oldest kept message, remembering its sets as handed over.
+    fn drop_oldest(&mut self) -> Option<ReceivedMessage> {
         let message = self.kept.pop_front()?;
         self.kept_bytes -= message.message.len();
         self.remember_handed_over(&message.sets);

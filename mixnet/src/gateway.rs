@@ -150,9 +150,8 @@ impl Shared {
     /// Stores a batch in one transaction; then, for what was stored, sends
     /// the SURB-ACKs and hands the messages to connected clients.
     fn store_batch(&self, batch: Vec<Inbound>) {
-        let items: Vec<([u8; 32], Vec<u8>)> = batch.iter().map(|i| (i.destination, i.payload.clone())).collect();
         let mut inner = self.lock();
-        let results = match inner.inbox.store_batch(&items) {
+        let results = match inner.inbox.store_batch(batch.iter().map(|i| (&i.destination, i.payload.as_slice()))) {
             Ok(r) => r,
             Err(e) => {
                 // Nothing stored and nothing acknowledged: the senders retransmit.
@@ -476,7 +475,6 @@ async fn next_binary(ws: &mut Ws) -> Result<Vec<u8>> {
     }
 }
 
-
 async fn handle_client(stream: TcpStream, shared: Arc<Shared>, cancel: CancellationToken) -> Result<()> {
     let _ = stream.set_nodelay(true);
     let mut ws = tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::accept_async(stream))
@@ -618,7 +616,8 @@ impl ClientConnection {
                     let request = self.session.open(&bytes).and_then(|pt| ClientRequest::decode(&pt));
                     let result = match request {
                         Ok(ClientRequest::Ack { ids }) => self.acknowledged(&ids).await,
-                        Ok(request) => handle_request(&self.shared, request).await,
+                        Ok(ClientRequest::Forward { next_hop, frame }) => forward(&self.shared, next_hop, frame).await,
+                        Ok(ClientRequest::Authenticate) => Err("already authenticated".into()),
                         Err(e) => Err(e.to_string()),
                     };
                     if let Err(message) = result {
@@ -721,16 +720,11 @@ fn start_inbox_writer(
     Ok(thread)
 }
 
-async fn handle_request(shared: &Arc<Shared>, request: ClientRequest) -> Result<(), String> {
-    match request {
-        ClientRequest::Authenticate => Err("already authenticated".into()),
-        ClientRequest::Ack { .. } => Err("an ack is handled by its connection".into()),
-        ClientRequest::Forward { next_hop, frame } => {
-            mix_frame::decode(&frame).map_err(|e| e.to_string())?;
-            let addr = decode_node_address(&NodeAddressBytes::from_bytes(next_hop)).map_err(|e| e.to_string())?;
-            shared.check_next_hop(&addr).await?;
-            shared.pool.send(addr, frame);
-            Ok(())
-        }
-    }
+/// A client's `Forward`: a well-framed packet to a layer-1 mixnode.
+async fn forward(shared: &Arc<Shared>, next_hop: [u8; 32], frame: Vec<u8>) -> Result<(), String> {
+    mix_frame::decode(&frame).map_err(|e| e.to_string())?;
+    let addr = decode_node_address(&NodeAddressBytes::from_bytes(next_hop)).map_err(|e| e.to_string())?;
+    shared.check_next_hop(&addr).await?;
+    shared.pool.send(addr, frame);
+    Ok(())
 }

@@ -91,8 +91,11 @@ impl Inbox {
 
     /// Stores a batch of messages in one transaction (one disk sync for
     /// all: the gateway's group commit). Nothing is stored on an error.
-    pub fn store_batch(&mut self, items: &[([u8; 32], Vec<u8>)]) -> Result<Vec<StoreResult>> {
-        let mut results = Vec::with_capacity(items.len());
+    pub fn store_batch<'a>(
+        &mut self,
+        items: impl IntoIterator<Item = (&'a [u8; 32], &'a [u8])>,
+    ) -> Result<Vec<StoreResult>> {
+        let mut results = Vec::new();
         let mut added: HashMap<[u8; 32], u64> = HashMap::new();
         let tx = self.conn.transaction()?;
         {

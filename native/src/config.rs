@@ -314,22 +314,33 @@ pub fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<()> {
     if let Some(dir) = path.parent() {
         create_private_dir(dir)?;
     }
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    let mut f = open_with_mode(fs::OpenOptions::new().write(true).create(true).truncate(true), path, secret)?;
+    f.write_all(contents).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Opens a secret file for appending, creating it 0600 (and making an
+/// existing one 0600).
+pub fn open_secret_append(path: &Path) -> Result<fs::File> {
+    open_with_mode(fs::OpenOptions::new().create(true).append(true), path, true)
+}
+
+/// Opens with `opts`; a file it creates is 0600 when `secret` (from its
+/// creation on), else 0644, and a secret file is made 0600 if it existed.
+fn open_with_mode(opts: &mut fs::OpenOptions, path: &Path, secret: bool) -> Result<fs::File> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(if secret { 0o600 } else { 0o644 });
     }
-    let mut f = opts.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let f = opts.open(path).with_context(|| format!("cannot open {}", path.display()))?;
     #[cfg(unix)]
     if secret {
         use std::os::unix::fs::PermissionsExt;
         f.set_permissions(fs::Permissions::from_mode(0o600))
             .with_context(|| format!("cannot restrict {}", path.display()))?;
     }
-    f.write_all(contents).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    Ok(f)
 }
 
 #[cfg(test)]

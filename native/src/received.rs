@@ -6,12 +6,12 @@
 //! messages handed to an application are recorded too, so a message the
 //! gateway delivers again after a restart is recognised.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use nym_client_core::received_store::ReceivedStore;
 use nym_client_core::ReceivedMessage;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub struct ReceivedFile {
     store: ReceivedStore,
@@ -19,24 +19,6 @@ pub struct ReceivedFile {
     file: File,
     /// Kept messages written since the last sync.
     unsynced: bool,
-}
-
-fn open_append(path: &Path) -> Result<File> {
-    let mut opts = OpenOptions::new();
-    opts.create(true).append(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let file = opts.open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("cannot restrict {}", path.display()))?;
-    }
-    Ok(file)
 }
 
 impl ReceivedFile {
@@ -58,7 +40,7 @@ impl ReceivedFile {
         if report.bad_records > 0 {
             tracing::warn!("{}: skipped {} damaged records", path.display(), report.bad_records);
         }
-        let file = open_append(&path)?;
+        let file = crate::config::open_secret_append(&path)?;
         let mut received = ReceivedFile { store, path, file, unsynced: false };
         if report.torn_bytes > 0 || report.bad_records > 0 {
             received.rewrite();
@@ -131,7 +113,7 @@ impl ReceivedFile {
         let written = crate::config::write_file(&tmp, &snapshot, true)
             .and_then(|()| File::open(&tmp).and_then(|f| f.sync_all()).map_err(Into::into))
             .and_then(|()| std::fs::rename(&tmp, &self.path).map_err(Into::into))
-            .and_then(|()| open_append(&self.path));
+            .and_then(|()| crate::config::open_secret_append(&self.path));
         match written {
             Ok(file) => self.file = file,
             Err(e) => tracing::warn!("cannot rewrite {}: {e:#}", self.path.display()),

@@ -71,6 +71,29 @@ async fn send_all(a: &mut Ws, to: &str, messages: &BTreeSet<String>) -> Result<(
     Ok(())
 }
 
+/// Alice's application sends `expected` to bob while bob's receives them
+/// (each exactly once); `between` runs after each one received.
+async fn send_while_receiving(
+    a: &mut Ws,
+    b: &mut Ws,
+    bob: &TestClient,
+    expected: &BTreeSet<String>,
+    between: impl FnMut(usize),
+) -> Result<()> {
+    let (sent, received) = tokio::join!(send_all(a, &bob.address, expected), receive_exactly_once(b, expected, between));
+    sent?;
+    received.map_err(|e| anyhow!("{e}\nbob:\n{}", bob.log()))
+}
+
+/// SIGKILLs bob's client, starts it again, and checks that the first
+/// application to connect gets `expected`, each exactly once.
+async fn kill_restart_and_receive(bob: &mut TestClient, expected: &BTreeSet<String>) -> Result<()> {
+    bob.stop();
+    bob.start_unprobed().await?;
+    let mut b = bob.connect().await?;
+    receive_exactly_once(&mut b, expected, |_| {}).await.map_err(|e| anyhow!("{e}\nbob:\n{}", bob.log()))
+}
+
 /// A localnet; alice (running) on gateway 0, bob (not started) on gateway 1.
 async fn alice_and_bob_on_two_gateways(data: &Path) -> Result<(nym_mixnet::localnet::Localnet, TestClient, TestClient)> {
     let net = start_localnet(data).await?;
@@ -102,11 +125,8 @@ async fn a_receiver_frozen_then_killed_gets_every_message_once_after_restart() -
     let bob_key = bob.client_key()?;
     wait_for(Duration::from_secs(60), "the gateway to store 100 messages for bob", || gateway.stored_count(&bob_key) >= 100).await?;
 
-    bob.stop(); // SIGKILL, frozen as it is
     drop(b);
-    bob.start_unprobed().await?;
-    let mut b = bob.connect().await?;
-    receive_exactly_once(&mut b, &expected, |_| {}).await.map_err(|e| anyhow!("{e}\nbob:\n{}", bob.log()))?;
+    kill_restart_and_receive(&mut bob, &expected).await?; // SIGKILL, frozen as it is
     wait_for(Duration::from_secs(30), "bob's gateway inbox to empty", || gateway.stored_count(&bob_key) < 100).await?;
     net.shutdown().await;
     Ok(())
@@ -129,10 +149,8 @@ async fn a_client_killed_while_keeping_messages_for_its_application_loses_none()
         bob.received_store().kept().map(|m| String::from_utf8_lossy(&m.message).into_owned()).collect();
     assert_eq!(kept, expected);
 
-    bob.stop(); // SIGKILL: whatever acknowledgements were in flight are lost
-    bob.start_unprobed().await?;
-    let mut b = bob.connect().await?;
-    receive_exactly_once(&mut b, &expected, |_| {}).await.map_err(|e| anyhow!("{e}\nbob:\n{}", bob.log()))?;
+    // SIGKILL: whatever acknowledgements were in flight are lost
+    kill_restart_and_receive(&mut bob, &expected).await?;
     assert_eq!(bob.received_store().kept_count(), 0, "handed over, nothing kept");
     net.shutdown().await;
     Ok(())
@@ -151,23 +169,17 @@ async fn a_connection_cut_again_and_again_while_receiving_1000_messages_loses_an
 
     let gateway = net.gateway(1).ok_or_else(|| anyhow!("no gateway 1"))?;
     let expected: BTreeSet<String> = (0..1000).map(|i| format!("through the cuts {i:04}")).collect();
-    let sender = async {
-        send_all(&mut a, &bob.address, &expected).await?;
-        Ok::<_, anyhow::Error>(a)
-    };
     // After every 100th message, cut as soon as bob is connected (he
     // may still be reconnecting from the last cut).
     let (mut cuts, mut pending) = (0, false);
-    let receiver = receive_exactly_once(&mut b, &expected, |n| {
+    send_while_receiving(&mut a, &mut b, &bob, &expected, |n| {
         pending |= n % 100 == 0;
         if pending && n < 1000 && gateway.cut_client_connections() > 0 {
             cuts += 1;
             pending = false;
         }
-    });
-    let (sent, received) = tokio::join!(sender, receiver);
-    sent?;
-    received.map_err(|e| anyhow!("{e}\nbob:\n{}", bob.log()))?;
+    })
+    .await?;
     assert!(cuts >= 8, "the transfer went through the cuts: {cuts}");
     net.shutdown().await;
     Ok(())
@@ -254,20 +266,14 @@ async fn a_gateway_killed_and_restarted_while_delivering_1000_messages_loses_and
     request(&mut b, &json!({"type": "selfAddress"})).await?;
 
     let expected: BTreeSet<String> = (0..1000).map(|i| format!("through the restarts {i:04}")).collect();
-    let sender = async {
-        send_all(&mut a, &bob.address, &expected).await?;
-        Ok::<_, anyhow::Error>(a)
-    };
     let mut restarts = Vec::new();
-    let receiver = receive_exactly_once(&mut b, &expected, |n| {
+    send_while_receiving(&mut a, &mut b, &bob, &expected, |n| {
         if n == 300 || n == 700 {
             gateway.kill();
             restarts.push(gateway.spawn());
         }
-    });
-    let (sent, received) = tokio::join!(sender, receiver);
-    sent?;
-    received.map_err(|e| anyhow!("{e}\nbob:\n{}", bob.log()))?;
+    })
+    .await?;
     assert_eq!(restarts.len(), 2);
     for r in restarts {
         r?;

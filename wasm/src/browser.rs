@@ -253,11 +253,12 @@ fn load_reply_store(storage_key: &str) -> Result<Option<Vec<u8>>, JsValue> {
     })
 }
 
-fn save_reply_store(key: &str, bytes: &[u8]) -> Result<(), JsValue> {
+/// Stores `bytes` as base64 under `key`; `what` names them in the error.
+fn save_base64(key: &str, bytes: &[u8], what: &str) -> Result<(), JsValue> {
     let text = to_base64(bytes)?;
     local_storage()?
         .set_item(key, &text)
-        .map_err(|e| js_error(format!("cannot save the reply store in localStorage['{key}']: {}", describe(&e))))
+        .map_err(|e| js_error(format!("cannot save {what} in localStorage['{key}']: {}", describe(&e))))
 }
 
 fn received_key(storage_key: &str) -> String {
@@ -397,7 +398,7 @@ impl Inner {
         }
         if reply_store_changed {
             if let Some(key) = &self.replies_key {
-                if let Err(e) = save_reply_store(key, &self.client.export_reply_store()) {
+                if let Err(e) = save_base64(key, &self.client.export_reply_store(), "the reply store") {
                     notices.push(Notice::Error(describe(&e)));
                 }
             }
@@ -423,10 +424,7 @@ impl Inner {
 
     fn save_received(&mut self) -> Result<(), JsValue> {
         let Some(key) = &self.received_key else { return Ok(()) };
-        let snapshot = to_base64(&self.received.snapshot())?;
-        local_storage()?
-            .set_item(key, &snapshot)
-            .map_err(|e| js_error(format!("cannot save received messages in localStorage['{key}']: {}", describe(&e))))
+        save_base64(key, &self.received.snapshot(), "received messages")
     }
 
     fn arm_timer(&mut self, weak: &Weak<RefCell<Inner>>) {

@@ -95,8 +95,11 @@ pub enum ClientEvent {
     /// [`Client::poll_transmit`], which acknowledges it to the gateway (the
     /// gateway forgets it then).
     Received(ReceivedMessage),
-    /// Something the application should hear about: the gateway refused us,
-    /// or a frame from it was bad.
+    /// The handshake failed (the gateway refused us, or its answer was
+    /// bad): this connection is useless; close it and connect again.
+    HandshakeFailed(String),
+    /// Something the application should hear about on a working
+    /// connection: the gateway reported an error, or a frame from it was bad.
     GatewayError(String),
     /// A message (the id `send`, `send_anonymous` or `reply` returned) could
     /// not be delivered; `recipient` is `None` for replies.
@@ -308,7 +311,7 @@ impl Client {
                     self.transmits.push_back(authenticate);
                     self.connection = Connection::Authenticating(session);
                 }
-                Err(e) => self.push_event(ClientEvent::GatewayError(e.to_string())),
+                Err(e) => self.push_event(ClientEvent::HandshakeFailed(e.to_string())),
             },
             Connection::Authenticating(mut session) => {
                 let response = session.open(frame).and_then(|pt| GatewayResponse::decode(&pt));
@@ -319,7 +322,7 @@ impl Client {
                         self.push_event(ClientEvent::Connected);
                     }
                     Ok(GatewayResponse::Error { message }) => {
-                        self.push_event(ClientEvent::GatewayError(format!("gateway refused us: {message}")));
+                        self.push_event(ClientEvent::HandshakeFailed(format!("gateway refused us: {message}")));
                     }
                     Ok(other) => {
                         self.connection = Connection::Authenticating(session);

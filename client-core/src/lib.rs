@@ -10,6 +10,7 @@ pub mod ack;
 pub mod address;
 pub mod app_api;
 pub mod client;
+pub mod driver;
 pub mod error;
 pub mod fragment;
 pub mod keys;

@@ -257,7 +257,7 @@ impl Sim {
                         }
                     },
                     ClientEvent::Connected => {}
-                    ClientEvent::GatewayError(e) => panic!("client {i}: {e}"),
+                    ClientEvent::GatewayError(e) | ClientEvent::HandshakeFailed(e) => panic!("client {i}: {e}"),
                     ClientEvent::SendFailed { message_id, .. } => self.failed[i].push(message_id),
                     ClientEvent::ReplyStoreChanged => {}
                 }

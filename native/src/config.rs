@@ -2,6 +2,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use nym_client_core::client::ClientConfig;
+use nym_client_core::driver::{defaults, DriverConfig};
 use nym_client_core::keys::ClientKeys;
 use nym_client_core::wire::mix_frame::PacketSize;
 use serde::{Deserialize, Serialize};
@@ -90,9 +91,22 @@ pub struct SocketSection {
     /// with an error frame. Every received message goes to each of them.
     #[serde(default = "default_max_applications")]
     pub max_applications: usize,
+    /// Milliseconds an application must be quiet before received messages
+    /// are pushed to it: after it connects, and after each answer other
+    /// than to a send (the 0.7 protocol has no envelope, so a push that
+    /// arrived just before an answer would be read as that answer). After
+    /// the answer to `send`, `sendAnonymous` or `reply` pushes go at once.
+    #[serde(default = "default_push_after_quiet_ms")]
+    pub push_after_quiet_ms: u64,
 }
 
-pub const DEFAULT_MAX_APPLICATIONS: usize = 16;
+pub const DEFAULT_PUSH_AFTER_QUIET_MS: u64 = 500;
+
+fn default_push_after_quiet_ms() -> u64 {
+    DEFAULT_PUSH_AFTER_QUIET_MS
+}
+
+pub const DEFAULT_MAX_APPLICATIONS: usize = defaults::MAX_APPLICATIONS;
 
 fn default_max_applications() -> usize {
     DEFAULT_MAX_APPLICATIONS
@@ -146,11 +160,11 @@ impl Default for DebugSection {
             incomplete_message_timeout: ms(core.incomplete_message_timeout),
             max_message_size: core.max_message_size,
             // 0.7.0's 30 s rather than today's 5 min: a crashed node leaves routes sooner.
-            topology_refresh_rate: 30_000,
-            gateway_reconnect_initial_backoff: 500,
-            gateway_reconnect_max_backoff: 30_000,
-            gateway_response_timeout: 15_000,
-            stored_messages_limit: 1000,
+            topology_refresh_rate: ms(defaults::TOPOLOGY_REFRESH),
+            gateway_reconnect_initial_backoff: ms(defaults::RECONNECT_INITIAL),
+            gateway_reconnect_max_backoff: ms(defaults::RECONNECT_MAX),
+            gateway_response_timeout: ms(defaults::HANDSHAKE_TIMEOUT),
+            stored_messages_limit: defaults::KEPT_MESSAGES,
             ack_wait_multiplier: core.ack_wait_multiplier,
             ack_wait_addition: ms(core.ack_wait_addition),
             maximum_retransmissions: core.max_retransmissions,
@@ -192,6 +206,23 @@ impl DebugSection {
 }
 
 impl Config {
+    /// The driver's settings: `[debug]`'s rates and timeouts, `[socket]`'s limits.
+    pub fn driver_config(&self) -> Result<DriverConfig> {
+        let d = &self.debug;
+        let ms = |v: u64| Duration::from_millis(v.max(1));
+        Ok(DriverConfig {
+            client: d.client_config()?,
+            handshake_timeout: ms(d.gateway_response_timeout),
+            reconnect_initial: ms(d.gateway_reconnect_initial_backoff),
+            reconnect_max: ms(d.gateway_reconnect_max_backoff),
+            stable_connection: defaults::STABLE_CONNECTION,
+            topology_refresh: ms(d.topology_refresh_rate.max(1000)),
+            max_applications: self.socket.max_applications.max(1),
+            kept_messages: d.stored_messages_limit,
+            kept_bytes: defaults::KEPT_BYTES,
+        })
+    }
+
     pub fn new(id: &str, directory_server: &str, gateway_id: &str, port: u16) -> Result<Self> {
         let data = client_dir(id)?.join("data");
         Ok(Config {
@@ -207,6 +238,7 @@ impl Config {
                 listening_port: port,
                 allowed_origins: crate::origin::default_allowed_origins(),
                 max_applications: DEFAULT_MAX_APPLICATIONS,
+                push_after_quiet_ms: DEFAULT_PUSH_AFTER_QUIET_MS,
             },
             debug: DebugSection::default(),
         })
@@ -362,6 +394,7 @@ mod tests {
                 listening_port: 1977,
                 allowed_origins: crate::origin::default_allowed_origins(),
                 max_applications: DEFAULT_MAX_APPLICATIONS,
+                push_after_quiet_ms: DEFAULT_PUSH_AFTER_QUIET_MS,
             },
             debug: DebugSection::default(),
         };

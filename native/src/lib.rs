@@ -5,6 +5,7 @@
 //! sockets, timers, files and a websocket API for applications on
 //! 127.0.0.1 (port 1977 by default).
 
+pub mod app_socket;
 pub mod config;
 pub mod directory;
 pub mod localnet;

@@ -380,3 +380,15 @@ pub async fn alice_and_bob(directory: &str, tweak: fn(&mut Config)) -> Result<(T
     request(&mut b, &serde_json::json!({"type": "selfAddress"})).await?;
     Ok((alice, bob, a, b))
 }
+
+/// Polls `cond` every 50 ms until it holds, or fails after `timeout` naming `what`.
+pub async fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    while !cond() {
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}

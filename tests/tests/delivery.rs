@@ -19,17 +19,6 @@ fn reliable(c: &mut nym_client::config::Config) {
     c.debug.gateway_reconnect_max_backoff = 500;
 }
 
-/// Waits for `cond`, failing with `what` after `timeout`.
-async fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        if Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
-}
 
 /// The text of a delivered message (text frame, or binary frame of UTF-8).
 fn text_of(m: Message) -> Result<String> {

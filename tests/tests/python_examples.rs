@@ -9,6 +9,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use nym_integration_tests::*;
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -51,17 +52,89 @@ fn run_python(script: &Path, cwd: &Path, timeout: Duration) -> Result<String> {
     Ok(stdout)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_seed_python_examples_work_unchanged_on_port_1977() -> Result<()> {
-    let check = Command::new("python3").args(["-c", "import websockets, base58"]).output();
-    match check {
-        Ok(o) if o.status.success() => {}
-        _ => bail!("python3 with the 'websockets' and 'base58' modules is needed: pip install -r python-examples/requirements.txt"),
-    }
+/// The seed's programs hard-code port 1977: one test at a time uses it.
+fn hold_port_1977() -> Result<std::fs::File> {
     let lock_path = std::env::temp_dir().join("nym-client-port-1977.lock");
     let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
-    // Blocks while another test run holds port 1977.
+    // Blocks while another test (or test run) holds port 1977.
     lock.lock().map_err(|e| anyhow!("locking {}: {e}", lock_path.display()))?;
+    Ok(lock)
+}
+
+fn python_with_modules() -> Result<()> {
+    let check = Command::new("python3").args(["-c", "import websockets, base58"]).output();
+    match check {
+        Ok(o) if o.status.success() => Ok(()),
+        _ => bail!("python3 with the 'websockets' and 'base58' modules is needed: pip install -r python-examples/requirements.txt"),
+    }
+}
+
+/// Messages arrive for alice while no application is connected (text and
+/// binary); then the seed's programs, unchanged, connect. Stored messages
+/// are pushed only once a program waits for messages (after the answer to
+/// its send), never where it expects an answer, and in its frame type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_python_examples_complete_against_a_client_holding_stored_messages() -> Result<()> {
+    python_with_modules()?;
+    let lock = hold_port_1977()?;
+    let dir = shared_localnet();
+    let mut alice = TestClient::init(&dir, "stored-alice", |c| {
+        fast(c);
+        c.socket.listening_port = 1977;
+    })?;
+    alice.port = 1977;
+    alice.start_unprobed().await.context("a client on port 1977 (is something else using that port?)")?;
+    let mut bob = TestClient::init(&dir, "stored-bob", fast)?;
+    bob.start().await?;
+    let mut b = bob.connect().await?;
+    let work = tempfile::tempdir()?;
+    let data = random_bytes(20 * 1024);
+    std::fs::write(work.path().join("dummy_file"), &data)?;
+
+    for (round, script) in ["text_send.py", "file_send.py"].into_iter().enumerate() {
+        // While no application is connected: a text, a binary (not UTF-8) and
+        // a JSON message, each sent once the one before is stored (so they
+        // are stored in this order).
+        let mut binary = binary_address(&alice.address)?;
+        binary.extend([0xff, 0xfe, 0x00, round as u8]);
+        let text = json!({"type": "send", "recipient": alice.address, "message": format!("stored text {round}")});
+        let object = json!({"type": "send", "recipient": alice.address, "message": {"stored": round}});
+        for send in [Err(text), Ok(binary), Err(object)] {
+            let kept = alice.received_store().kept_count();
+            match send {
+                Ok(bytes) => request_binary(&mut b, bytes).await?,
+                Err(json) => request(&mut b, &json).await?,
+            };
+            wait_for(Duration::from_secs(60), "alice to store the message", || alice.received_store().kept_count() > kept).await?;
+        }
+        // The oldest stored message is the one a program gets first.
+        let first = alice.received_store().kept().next().map(|m| m.message.clone()).context("nothing stored")?;
+        let first_text = String::from_utf8(first.clone());
+
+        let out = run_python(&examples_dir().join(script), work.path(), Duration::from_secs(60))?;
+        assert!(out.contains(&format!("our address is: {}", alice.address)), "{script}: {out}");
+        if script == "text_send.py" {
+            // A text program gets it as text.
+            let first = first_text?;
+            assert!(out.contains(&format!("received {first} from the mix network!")), "{out}");
+        } else {
+            // A binary program gets it as bytes, written as they are.
+            assert!(out.contains("writing the file back to the disk!"), "{out}");
+            assert_eq!(std::fs::read(work.path().join("received_file"))?, first);
+        }
+        let first_again = alice.received_store().kept().any(|m| m.message == first);
+        assert!(!first_again, "what the program got is no longer kept");
+    }
+    alice.stop();
+    bob.stop();
+    drop(lock);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_python_examples_work_unchanged_on_port_1977() -> Result<()> {
+    python_with_modules()?;
+    let lock = hold_port_1977()?;
 
     let dir = shared_localnet();
     // Today's default rates: this is what a user of the README gets.

@@ -38,7 +38,7 @@ async fn client_reconnects_after_its_gateway_restarts_and_keeps_queued_messages(
         other => return Err(anyhow!("expected the queued message, got {other:?}\nalice log:\n{}", alice.log())),
     }
     let log = alice.log();
-    assert!(log.contains("lost the gateway connection"), "{log}");
+    assert!(log.contains("lost the connection to the gateway"), "{log}");
     assert!(log.matches("authenticated with the gateway").count() >= 2, "{log}");
     drop(a);
     alice.stop();

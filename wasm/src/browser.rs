@@ -7,14 +7,15 @@
 //! client (e.g. reply from `onMessage`).
 
 use crate::bench::BenchSetup;
-use gloo_timers::callback::{Interval, Timeout};
+use gloo_timers::callback::Timeout;
 use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
 use nym_client_core::address::{decode_key, encode_key};
 use nym_client_core::keys::ClientKeys;
 use nym_client_core::reply::{decode_sender_tag, encode_sender_tag};
 use nym_client_core::topology::Topology;
-use nym_client_core::received_store::ReceivedStore;
-use nym_client_core::{Client, ClientConfig, ClientEvent, ReceivedMessage, Recipient};
+use nym_client_core::app_api::{AppRequest, AppResponse};
+use nym_client_core::driver::{defaults, AppId, ConnectionId, Disconnect, Driver, DriverConfig, DriverEvent, Output, Restored, StoreName, StoreWrite};
+use nym_client_core::{ReceivedMessage, Recipient};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::SeedableRng;
@@ -45,7 +46,7 @@ export interface NymClientOptions {
   loopCoverDelayMs?: number;
   /** How often (ms) to fetch the topology again. Default 30000. */
   topologyRefreshMs?: number;
-  /** How long (ms) `start` waits for the gateway handshake. Default 15000. */
+  /** How long (ms) a connection to the gateway may take from opening to a completed handshake: `start` rejects when its first connection doesn't make it; later connections are retried with backoff. Default 15000. */
   connectTimeoutMs?: number;
 }
 
@@ -83,12 +84,6 @@ const REPLIES_SUFFIX: &str = "/replies";
 /// Suffix of the received-message store's key: messages kept for an
 /// `onMessage` callback not registered yet, and which were handed over.
 const RECEIVED_SUFFIX: &str = "/received";
-/// SURBs sent with `sendAnonymous` when the caller names no count.
-const DEFAULT_REPLY_SURBS: usize = 10;
-/// Messages kept for an `onMessage` callback not registered yet.
-const MAX_BUFFERED_MESSAGES: usize = 1000;
-const RECONNECT_MIN_MS: u32 = 500;
-const RECONNECT_MAX_MS: u32 = 30_000;
 
 fn js_error(message: impl AsRef<str>) -> JsValue {
     js_sys::Error::new(message.as_ref()).into()
@@ -115,9 +110,7 @@ struct Options {
     gateway: Option<String>,
     ephemeral: bool,
     storage_key: String,
-    config: ClientConfig,
-    topology_refresh_ms: u32,
-    connect_timeout_ms: u32,
+    config: DriverConfig,
 }
 
 fn get(options: &Object, name: &str) -> Result<Option<JsValue>, JsValue> {
@@ -148,9 +141,7 @@ impl Options {
             gateway: None,
             ephemeral: false,
             storage_key: "default".into(),
-            config: ClientConfig::default(),
-            topology_refresh_ms: 30_000,
-            connect_timeout_ms: 15_000,
+            config: DriverConfig { max_applications: 1, ..DriverConfig::default() },
         };
         let Some(options) = options.filter(|o| !o.is_undefined() && !o.is_null()) else { return Ok(o) };
         if !options.is_object() {
@@ -165,19 +156,19 @@ impl Options {
             o.storage_key = key;
         }
         if let Some(v) = get_ms(options, "averagePacketDelayMs")? {
-            o.config.average_packet_delay = ms(v);
+            o.config.client.average_packet_delay = ms(v);
         }
         if let Some(v) = get_ms(options, "averageHopDelayMs")? {
-            o.config.average_hop_delay = ms(v);
+            o.config.client.average_hop_delay = ms(v);
         }
         if let Some(v) = get_ms(options, "loopCoverDelayMs")? {
-            o.config.loop_cover_delay = ms(v);
+            o.config.client.loop_cover_delay = ms(v);
         }
         if let Some(v) = get_ms(options, "topologyRefreshMs")? {
-            o.topology_refresh_ms = (v as u32).max(1000);
+            o.config.topology_refresh = ms(v.max(1000.0));
         }
         if let Some(v) = get_ms(options, "connectTimeoutMs")? {
-            o.connect_timeout_ms = (v as u32).max(1);
+            o.config.handshake_timeout = ms(v.max(1.0));
         }
         Ok(o)
     }
@@ -265,21 +256,27 @@ fn received_key(storage_key: &str) -> String {
     format!("{STORAGE_PREFIX}{storage_key}{RECEIVED_SUFFIX}")
 }
 
-/// The saved received-message store; what can't be read is skipped (its
+/// The saved received-message log; what can't be read is skipped (its
 /// messages were not acknowledged, so the gateway delivers them again).
-fn load_received(storage_key: &str) -> Result<ReceivedStore, JsValue> {
+fn load_received(storage_key: &str) -> Result<Option<Vec<u8>>, JsValue> {
     let key = received_key(storage_key);
-    let Some(text) = local_storage()?.get_item(&key)? else { return Ok(ReceivedStore::new()) };
+    let Some(text) = local_storage()?.get_item(&key)? else { return Ok(None) };
     match from_base64(&text) {
-        Ok(bytes) => Ok(ReceivedStore::load(&bytes).0),
+        Ok(bytes) => Ok(Some(bytes)),
         Err(_) => {
             warn(&format!("nym-client-wasm: localStorage['{key}'] is unreadable; starting with no kept messages"));
-            Ok(ReceivedStore::new())
+            Ok(None)
         }
     }
 }
 
+/// The topology at start (later ones the driver asks for and checks).
 async fn fetch_topology(directory: &str) -> Result<Topology, JsValue> {
+    let text = fetch_topology_text(directory).await?;
+    Topology::parse(&text, nym_client_core::VERSION).map_err(|e| js_error(format!("directory {directory}: {e}")))
+}
+
+async fn fetch_topology_text(directory: &str) -> Result<String, JsValue> {
     let url = format!("{directory}/api/presence/topology");
     let window = web_sys::window().ok_or_else(|| js_error("no window: NymClient runs in a browser page"))?;
     let unreachable = |e: JsValue| js_error(format!("cannot reach the directory at {url}: {}", describe(&e)));
@@ -289,8 +286,7 @@ async fn fetch_topology(directory: &str) -> Result<Topology, JsValue> {
         return Err(js_error(format!("the directory at {url} answered HTTP {} {}", response.status(), response.status_text())));
     }
     let text = JsFuture::from(response.text().map_err(unreachable)?).await.map_err(unreachable)?;
-    let text = text.as_string().ok_or_else(|| js_error(format!("the directory at {url} sent no text")))?;
-    Topology::parse(&text, nym_client_core::VERSION).map_err(|e| js_error(format!("directory {directory}: {e}")))
+    text.as_string().ok_or_else(|| js_error(format!("the directory at {url} sent no text")))
 }
 
 struct Handlers {
@@ -307,30 +303,23 @@ enum State {
 }
 
 struct Inner {
-    client: Client,
+    driver: Driver,
     state: State,
     directory: String,
-    gateway_url: String,
-    ws: Option<WebSocket>,
-    handlers: Option<Handlers>,
+    /// The gateway socket the driver asked for, with its handlers.
+    ws: Option<(ConnectionId, WebSocket, Handlers)>,
     /// Handlers of closed sockets: dropped at the next connect, never inside their own call.
     old_handlers: Vec<Handlers>,
     timer: Option<(Duration, Timeout)>,
-    reconnect: Option<Timeout>,
-    reconnect_ms: u32,
-    connect_timeout: Option<Timeout>,
-    refresh: Option<Interval>,
-    /// `start`'s promise, until the handshake completes or fails.
+    /// `start`'s promise, until the first handshake completes or fails.
     starting: Option<(Function, Function)>,
-    on_message: Option<Function>,
+    on_message: Option<(AppId, Function)>,
     on_error: Option<Function>,
-    /// Messages waiting for an `onMessage` callback, and the sets of those
-    /// handed over; saved (before their gateway acks) unless ephemeral.
-    received: ReceivedStore,
-    /// localStorage key of the reply store; `None` when ephemeral.
+    /// localStorage keys of the reply store and the received log; `None` when ephemeral.
     replies_key: Option<String>,
-    /// localStorage key of `received`; `None` when ephemeral.
     received_key: Option<String>,
+    /// The received log as stored (localStorage cannot append: the shim keeps it).
+    received_log: Vec<u8>,
 }
 
 type Shared = Rc<RefCell<Inner>>;
@@ -357,78 +346,79 @@ fn message_value(bytes: Vec<u8>) -> JsValue {
 }
 
 impl Inner {
-    /// Carries out what the engine asks for; returns the news for JS.
-    /// Events first: a received message is with the page's callback (called
-    /// in this same task) or saved before the frames that acknowledge it to
-    /// the gateway go out.
+    /// Carries out what the driver asks, in its order (stores and the
+    /// page's messages before the frames that acknowledge them); returns the
+    /// news for JS (called right after, in this same task).
     fn flush(&mut self, weak: &Weak<RefCell<Inner>>) -> Vec<Notice> {
         let mut notices = Vec::new();
-        let mut reply_store_changed = false;
-        let mut received_changed = false;
-        while let Some(event) = self.client.poll_event() {
-            match event {
-                ClientEvent::Received(message) => {
-                    received_changed = true;
-                    if self.on_message.is_some() {
-                        self.received.handed_over(&message.sets);
-                        notices.push(message_notice(message));
-                    } else {
-                        self.received.keep(message);
-                        self.received.trim(MAX_BUFFERED_MESSAGES, usize::MAX);
+        while let Some(output) = self.driver.poll_output(now()) {
+            match output {
+                Output::Transmit { conn, frame } => match &self.ws {
+                    Some((c, ws, _)) if *c == conn && ws.ready_state() == WebSocket::OPEN => {
+                        if let Err(e) = ws.send_with_u8_array(&frame) {
+                            notices.push(Notice::Error(format!("cannot send to the gateway: {}", describe(&e))));
+                        }
+                    }
+                    _ => {}
+                },
+                Output::Connect { conn, url } => {
+                    if let Err(e) = self.connect(conn, &url, weak) {
+                        self.driver.handle_closed(conn, &describe(&e), now());
                     }
                 }
-                ClientEvent::SendFailed { message_id, reason, .. } => {
-                    notices.push(Notice::Error(format!("message {message_id} could not be delivered: {reason}")))
-                }
-                ClientEvent::ReplyStoreChanged => reply_store_changed = true,
-                ClientEvent::Connected => {
-                    self.reconnect_ms = RECONNECT_MIN_MS;
-                    if self.state == State::Starting {
-                        notices.push(Notice::Started);
+                Output::Close { conn } => {
+                    if self.ws.as_ref().is_some_and(|(c, _, _)| *c == conn) {
+                        self.close_socket();
                     }
                 }
-                ClientEvent::GatewayError(message) => {
-                    if self.state == State::Starting && !self.client.is_connected() {
-                        notices.push(Notice::StartFailed(message));
-                    } else {
-                        notices.push(Notice::Error(message));
+                Output::FetchTopology => {
+                    let (weak, directory) = (weak.clone(), self.directory.clone());
+                    wasm_bindgen_futures::spawn_local(async move {
+                        let fetched = fetch_topology_text(&directory).await.map_err(|e| describe(&e));
+                        if let Some(shared) = weak.upgrade() {
+                            with_engine(&shared, |inner| inner.driver.handle_topology_fetched(fetched.as_deref().map_err(Clone::clone), now()));
+                        }
+                    });
+                }
+                Output::Persist { store, write } => {
+                    if let Err(e) = self.persist(store, write) {
+                        notices.push(Notice::Error(describe(&e)));
                     }
                 }
-            }
-        }
-        if reply_store_changed {
-            if let Some(key) = &self.replies_key {
-                if let Err(e) = save_base64(key, &self.client.export_reply_store(), "the reply store") {
-                    notices.push(Notice::Error(describe(&e)));
-                }
-            }
-        }
-        if received_changed {
-            if let Err(e) = self.save_received() {
-                notices.push(Notice::Error(describe(&e)));
-            }
-        }
-        while let Some(frame) = self.client.poll_transmit() {
-            match &self.ws {
-                Some(ws) if ws.ready_state() == WebSocket::OPEN => {
-                    if let Err(e) = ws.send_with_u8_array(&frame) {
-                        notices.push(Notice::Error(format!("cannot send to the gateway: {}", describe(&e))));
+                Output::Deliver { message, .. } => notices.push(message_notice(message)),
+                Output::Event(event) => match event {
+                    DriverEvent::Connected { .. } if self.state == State::Starting => notices.push(Notice::Started),
+                    DriverEvent::Connected { .. } | DriverEvent::GatewayMoved { .. } => {}
+                    DriverEvent::Disconnected { reason, url, .. } if self.state == State::Starting => {
+                        notices.push(Notice::StartFailed(start_failure(&url, &reason)))
                     }
-                }
-                _ => {} // the engine drops a dead session's frames itself on disconnect
+                    other => notices.push(Notice::Error(other.to_string())),
+                },
             }
         }
         self.arm_timer(weak);
         notices
     }
 
-    fn save_received(&mut self) -> Result<(), JsValue> {
-        let Some(key) = &self.received_key else { return Ok(()) };
-        save_base64(key, &self.received.snapshot(), "received messages")
+    fn persist(&mut self, store: StoreName, write: StoreWrite) -> Result<(), JsValue> {
+        match store {
+            StoreName::ReplyStore => match (&self.replies_key, write) {
+                (Some(key), StoreWrite::Replace(bytes)) => save_base64(key, &bytes, "the reply store"),
+                _ => Ok(()),
+            },
+            StoreName::ReceivedMessages => {
+                let Some(key) = &self.received_key else { return Ok(()) };
+                match write {
+                    StoreWrite::Replace(bytes) => self.received_log = bytes,
+                    StoreWrite::Append { bytes, .. } => self.received_log.extend_from_slice(&bytes),
+                }
+                save_base64(key, &self.received_log, "received messages")
+            }
+        }
     }
 
     fn arm_timer(&mut self, weak: &Weak<RefCell<Inner>>) {
-        let next = if self.state == State::Stopped { None } else { self.client.poll_timeout() };
+        let next = if self.state == State::Stopped { None } else { self.driver.poll_timeout() };
         if next == self.timer.as_ref().map(|(at, _)| *at) {
             return;
         }
@@ -439,7 +429,7 @@ impl Inner {
                 if let Some(shared) = weak.upgrade() {
                     with_engine(&shared, |inner| {
                         inner.timer = None;
-                        inner.client.handle_timeout(now());
+                        inner.driver.handle_timeout(now());
                     });
                 }
             });
@@ -447,26 +437,64 @@ impl Inner {
         });
     }
 
+    /// Opens the websocket to the gateway and wires its events to the driver.
+    fn connect(&mut self, conn: ConnectionId, url: &str, weak: &Weak<RefCell<Inner>>) -> Result<(), JsValue> {
+        self.close_socket();
+        self.old_handlers.clear();
+        let ws = WebSocket::new(url)
+            .map_err(|e| js_error(format!("cannot open a websocket to the gateway at {url}: {}", describe(&e))))?;
+        ws.set_binary_type(BinaryType::Arraybuffer);
+        let w = weak.clone();
+        let open = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+            if let Some(shared) = w.upgrade() {
+                with_engine(&shared, |inner| inner.driver.handle_connected(conn, now()));
+            }
+        });
+        let w = weak.clone();
+        let message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            let Some(shared) = w.upgrade() else { return };
+            match event.data().dyn_into::<js_sys::ArrayBuffer>() {
+                Ok(buffer) => {
+                    let frame = Uint8Array::new(&buffer).to_vec();
+                    with_engine(&shared, |inner| inner.driver.handle_frame(conn, &frame, now()));
+                }
+                Err(_) => warn("nym-client-wasm: ignored a non-binary frame from the gateway"),
+            }
+        });
+        let w = weak.clone();
+        let close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
+            let Some(shared) = w.upgrade() else { return };
+            let reason = if event.reason().is_empty() { String::new() } else { format!(", {}", event.reason()) };
+            let why = format!("code {}{reason}", event.code());
+            with_engine(&shared, |inner| {
+                if let Some((_, _, handlers)) = inner.ws.take_if(|(c, _, _)| *c == conn) {
+                    inner.old_handlers.push(handlers);
+                }
+                inner.driver.handle_closed(conn, &why, now());
+            });
+        });
+        ws.set_onopen(Some(open.as_ref().unchecked_ref()));
+        ws.set_onmessage(Some(message.as_ref().unchecked_ref()));
+        ws.set_onclose(Some(close.as_ref().unchecked_ref()));
+        self.ws = Some((conn, ws, Handlers { _open: open, _message: message, _close: close }));
+        Ok(())
+    }
+
     fn close_socket(&mut self) {
-        if let Some(ws) = self.ws.take() {
+        if let Some((_, ws, handlers)) = self.ws.take() {
             ws.set_onopen(None);
             ws.set_onmessage(None);
             ws.set_onclose(None);
             let _ = ws.close_with_code_and_reason(1000, "client stopped");
-        }
-        if let Some(h) = self.handlers.take() {
-            self.old_handlers.push(h);
+            self.old_handlers.push(handlers);
         }
     }
 
     fn shut_down(&mut self) {
         self.state = State::Stopped;
+        self.driver.stop(now());
         self.close_socket();
-        self.client.handle_gateway_disconnected(now());
         self.timer = None;
-        self.reconnect = None;
-        self.connect_timeout = None;
-        self.refresh = None;
     }
 }
 
@@ -505,8 +533,8 @@ fn dispatch(shared: &Shared, notices: Vec<Notice>) {
     for notice in notices {
         match notice {
             Notice::Message(value, sender_tag) => {
-                // flush made it a notice only with a callback registered
-                let callback = shared.borrow().on_message.clone();
+                // The driver delivers only with a callback attached.
+                let callback = shared.borrow().on_message.as_ref().map(|(_, cb)| cb.clone());
                 if let Some(cb) = callback {
                     report_throw(cb.call2(&JsValue::NULL, &value, &sender_tag));
                 }
@@ -515,7 +543,6 @@ fn dispatch(shared: &Shared, notices: Vec<Notice>) {
                 let starting = {
                     let mut inner = shared.borrow_mut();
                     inner.state = State::Running;
-                    inner.connect_timeout = None;
                     inner.starting.take()
                 };
                 if let Some((resolve, _)) = starting {
@@ -534,6 +561,15 @@ fn dispatch(shared: &Shared, notices: Vec<Notice>) {
     }
 }
 
+/// Why `start` rejects, when its first connection did not make it.
+fn start_failure(url: &str, reason: &Disconnect) -> String {
+    match reason {
+        Disconnect::Closed(why) => format!("the connection to the gateway at {url} closed before the handshake completed ({why})"),
+        Disconnect::HandshakeTimeout(t) => format!("no handshake with the gateway at {url} within {} ms", t.as_millis()),
+        Disconnect::HandshakeFailed(why) => why.clone(),
+    }
+}
+
 fn fail_start(shared: &Shared, message: String) {
     let starting = {
         let mut inner = shared.borrow_mut();
@@ -542,93 +578,6 @@ fn fail_start(shared: &Shared, message: String) {
     };
     if let Some((_, reject)) = starting {
         let _ = reject.call1(&JsValue::NULL, &js_error(message));
-    }
-}
-
-/// Opens the websocket to the gateway and wires it to the engine.
-fn connect(shared: &Shared) -> Result<(), JsValue> {
-    let weak = Rc::downgrade(shared);
-    let mut inner = shared.borrow_mut();
-    inner.old_handlers.clear();
-    let url = inner.gateway_url.clone();
-    let ws = WebSocket::new(&url)
-        .map_err(|e| js_error(format!("cannot open a websocket to the gateway at {url}: {}", describe(&e))))?;
-    ws.set_binary_type(BinaryType::Arraybuffer);
-
-    let w = weak.clone();
-    let open = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
-        if let Some(shared) = w.upgrade() {
-            with_engine(&shared, |inner| inner.client.handle_gateway_connected(now()));
-        }
-    });
-    let w = weak.clone();
-    let message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-        let Some(shared) = w.upgrade() else { return };
-        match event.data().dyn_into::<js_sys::ArrayBuffer>() {
-            Ok(buffer) => {
-                let frame = Uint8Array::new(&buffer).to_vec();
-                with_engine(&shared, |inner| inner.client.handle_gateway_frame(&frame, now()));
-            }
-            Err(_) => warn("nym-client-wasm: ignored a non-binary frame from the gateway"),
-        }
-    });
-    let w = weak.clone();
-    let close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
-        if let Some(shared) = w.upgrade() {
-            on_close(&shared, &event);
-        }
-    });
-    ws.set_onopen(Some(open.as_ref().unchecked_ref()));
-    ws.set_onmessage(Some(message.as_ref().unchecked_ref()));
-    ws.set_onclose(Some(close.as_ref().unchecked_ref()));
-    inner.ws = Some(ws);
-    inner.handlers = Some(Handlers { _open: open, _message: message, _close: close });
-    Ok(())
-}
-
-fn on_close(shared: &Shared, event: &CloseEvent) {
-    let reason = if event.reason().is_empty() { String::new() } else { format!(", {}", event.reason()) };
-    let (state, url) = {
-        let mut inner = shared.borrow_mut();
-        inner.ws = None;
-        if let Some(h) = inner.handlers.take() {
-            inner.old_handlers.push(h);
-        }
-        (inner.state, inner.gateway_url.clone())
-    };
-    match state {
-        State::Stopped => {}
-        State::Starting => fail_start(
-            shared,
-            format!("the connection to the gateway at {url} closed before the handshake completed (code {}{reason})", event.code()),
-        ),
-        State::Running => {
-            let weak = Rc::downgrade(shared);
-            let delay = {
-                let mut inner = shared.borrow_mut();
-                let delay = inner.reconnect_ms;
-                inner.reconnect_ms = (delay * 2).min(RECONNECT_MAX_MS);
-                let w = weak.clone();
-                inner.reconnect = Some(Timeout::new(delay, move || {
-                    let Some(shared) = w.upgrade() else { return };
-                    if shared.borrow().state != State::Running {
-                        return;
-                    }
-                    if let Err(e) = connect(&shared) {
-                        dispatch(&shared, vec![Notice::Error(describe(&e))]);
-                    }
-                }));
-                delay
-            };
-            with_engine(shared, |inner| inner.client.handle_gateway_disconnected(now()));
-            dispatch(
-                shared,
-                vec![Notice::Error(format!(
-                    "lost the connection to the gateway at {url} (code {}{reason}); reconnecting in {delay} ms",
-                    event.code()
-                ))],
-            );
-        }
     }
 }
 
@@ -694,7 +643,7 @@ impl NymClient {
                 .cloned()
                 .ok_or_else(|| js_error("the directory lists no gateway"))?,
         };
-        // The reply store belongs to the saved identity: a new identity starts without one.
+        // The stores belong to the saved identity: a new identity starts without them.
         let reply_store = match (&saved_gateway, options.ephemeral) {
             (_, true) => None,
             (Some(_), false) => load_reply_store(&options.storage_key)?,
@@ -707,87 +656,58 @@ impl NymClient {
             save_identity(&options.storage_key, &keys, &gateway.identity_key)?;
         }
 
-        let mut engine_seed = [0u8; 32];
-        getrandom::fill(&mut engine_seed).map_err(|e| js_error(format!("no secure random numbers: {e}")))?;
-        let mut client = Client::new(keys, gateway.identity_key, options.config.clone(), engine_seed);
-        client.handle_topology(topology);
         // Messages kept for a callback, and the sets of those handed over
-        // (the gateway may deliver them again): they belong to the identity.
+        // (the gateway may deliver them again).
         let received = match (&saved_gateway, options.ephemeral) {
             (Some(_), false) => load_received(&options.storage_key)?,
             (None, false) => {
                 local_storage()?.remove_item(&received_key(&options.storage_key))?;
-                ReceivedStore::new()
+                None
             }
-            (_, true) => ReceivedStore::new(),
+            (_, true) => None,
         };
-        client.import_delivered_sets(&received.known_sets());
-        if let Some(bytes) = reply_store {
-            client.import_reply_store(&bytes).map_err(|e| {
+        let received_log = received.clone().unwrap_or_default();
+
+        let mut engine_seed = [0u8; 32];
+        getrandom::fill(&mut engine_seed).map_err(|e| js_error(format!("no secure random numbers: {e}")))?;
+        let restored = Restored { reply_store, received_messages: received };
+        let (driver, _) = Driver::new(keys, gateway.identity_key, topology, options.config.clone(), engine_seed, restored)
+            .map_err(|e| {
                 js_error(format!(
-                    "the saved reply store in localStorage['{}'] is unreadable: {e} (remove it, or use another storageKey)",
+                    "{e} (remove localStorage['{}'], or use another storageKey)",
                     replies_key(&options.storage_key)
                 ))
             })?;
-        }
 
         let shared: Shared = Rc::new(RefCell::new(Inner {
-            client,
+            driver,
             state: State::Starting,
             directory: directory.clone(),
-            gateway_url: gateway.client_listener.clone(),
             ws: None,
-            handlers: None,
             old_handlers: Vec::new(),
             timer: None,
-            reconnect: None,
-            reconnect_ms: RECONNECT_MIN_MS,
-            connect_timeout: None,
-            refresh: None,
             starting: None,
             on_message: None,
             on_error: None,
-            received,
             replies_key: (!options.ephemeral).then(|| replies_key(&options.storage_key)),
             received_key: (!options.ephemeral).then(|| received_key(&options.storage_key)),
+            received_log,
         }));
         let handshake = Promise::new(&mut |resolve, reject| {
             shared.borrow_mut().starting = Some((resolve, reject));
         });
-        connect(&shared)?;
-        let weak = Rc::downgrade(&shared);
-        let timeout_ms = options.connect_timeout_ms;
-        let url = gateway.client_listener.clone();
-        shared.borrow_mut().connect_timeout = Some(Timeout::new(timeout_ms, move || {
-            if let Some(shared) = weak.upgrade() {
-                fail_start(&shared, format!("no handshake with the gateway at {url} within {timeout_ms} ms"));
-            }
-        }));
+        with_engine(&shared, |inner| inner.driver.start(now()));
         if let Err(e) = JsFuture::from(handshake).await {
             shared.borrow_mut().shut_down();
             return Err(e);
         }
-
-        let weak = Rc::downgrade(&shared);
-        shared.borrow_mut().refresh = Some(Interval::new(options.topology_refresh_ms, move || {
-            let weak = weak.clone();
-            wasm_bindgen_futures::spawn_local(async move {
-                let Some(directory) = weak.upgrade().map(|s| s.borrow().directory.clone()) else { return };
-                let result = fetch_topology(&directory).await;
-                let Some(shared) = weak.upgrade() else { return };
-                match result {
-                    Ok(topology) => with_engine(&shared, |inner| inner.client.handle_topology(topology)),
-                    Err(e) => dispatch(&shared, vec![Notice::Error(format!("topology refresh failed: {}", describe(&e)))]),
-                }
-            });
-        }));
         Ok(NymClient { shared })
     }
 
     /// This client's address, `<base58 client key>@<base58 gateway identity key>`.
     #[wasm_bindgen(js_name = selfAddress)]
     pub fn self_address(&self) -> String {
-        self.shared.borrow().client.address().to_string()
+        self.shared.borrow().driver.address().to_string()
     }
 
     /// Queues `message` (a string is sent as UTF-8, a Uint8Array as is) for `recipient`
@@ -797,7 +717,7 @@ impl NymClient {
     /// too large, or a stopped client.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn send(&self, recipient: &str, #[wasm_bindgen(unchecked_param_type = "string | Uint8Array")] message: JsValue) -> Promise {
-        settle(self.queue(recipient, &message, |client, recipient, bytes| client.send(recipient, bytes, now())))
+        settle(self.queue(recipient, &message, |recipient, message| AppRequest::Send { recipient, message }))
     }
 
     /// Like `send`, but anonymous: the recipient never learns this client's address,
@@ -812,12 +732,12 @@ impl NymClient {
         #[wasm_bindgen(js_name = replySurbs)] reply_surbs: Option<f64>,
     ) -> Promise {
         let surbs = match reply_surbs {
-            None => Ok(DEFAULT_REPLY_SURBS),
+            None => Ok(defaults::REPLY_SURBS),
             Some(n) if n >= 0.0 && n.fract() == 0.0 && n <= 1e6 => Ok(n as usize),
             Some(_) => Err(js_error("replySurbs must be a whole number (0 to 200)")),
         };
         settle(surbs.and_then(|surbs| {
-            self.queue(recipient, &message, |client, recipient, bytes| client.send_anonymous(recipient, bytes, surbs, now()))
+            self.queue(recipient, &message, |recipient, message| AppRequest::SendAnonymous { recipient, message, reply_surbs: surbs })
         }))
     }
 
@@ -835,7 +755,7 @@ impl NymClient {
             let text = sender_tag.as_string().ok_or_else(|| js_error("the sender tag must be a string (onMessage's second argument)"))?;
             let tag = decode_sender_tag(text.trim()).map_err(|e| js_error(e.to_string()))?;
             let bytes = message_bytes(&message)?;
-            self.run(|client| client.reply(tag, bytes, now()))
+            self.request(AppRequest::Reply { sender_tag: tag, message: bytes })
         })();
         settle(result)
     }
@@ -846,21 +766,15 @@ impl NymClient {
     /// arrived before it was set are delivered now, with their tags.
     #[wasm_bindgen(js_name = onMessage)]
     pub fn on_message(&self, #[wasm_bindgen(unchecked_param_type = "NymMessageCallback")] callback: Function) {
-        let (kept, saved) = {
-            let mut inner = self.shared.borrow_mut();
-            inner.on_message = Some(callback.clone());
-            let (kept, _) = inner.received.take_kept();
-            let saved = if kept.is_empty() { Ok(()) } else { inner.save_received() };
-            (kept, saved)
-        };
-        if let Err(e) = saved {
-            warn(&format!("nym-client-wasm: {}", describe(&e)));
-        }
-        for message in kept {
-            if let Notice::Message(value, sender_tag) = message_notice(message) {
-                report_throw(callback.call2(&JsValue::NULL, &value, &sender_tag));
-            }
-        }
+        with_engine(&self.shared, |inner| {
+            let app = match inner.on_message.take() {
+                Some((app, _)) => Some(app),
+                None if inner.state == State::Stopped => None,
+                // Messages kept meanwhile come out of the driver now.
+                None => inner.driver.attach_app().ok(),
+            };
+            inner.on_message = app.map(|app| (app, callback));
+        });
     }
 
     /// Registers the callback for problems after start: lost connection (the client
@@ -874,20 +788,21 @@ impl NymClient {
     /// Whether the gateway session is up.
     #[wasm_bindgen(js_name = isConnected)]
     pub fn is_connected(&self) -> bool {
-        self.shared.borrow().client.is_connected()
+        self.shared.borrow().driver.is_connected()
     }
 
     /// The engine's packet counters.
     #[wasm_bindgen(unchecked_return_type = "NymClientStats")]
     pub fn stats(&self) -> Object {
         let inner = self.shared.borrow();
-        let s = inner.client.stats();
+        let client = inner.driver.client();
+        let s = client.stats();
         let o = Object::new();
         let set = |k: &str, v: JsValue| {
             let _ = Reflect::set(&o, &JsValue::from_str(k), &v);
         };
-        set("connected", inner.client.is_connected().into());
-        set("queuedPackets", (inner.client.queued_packets() as f64).into());
+        set("connected", inner.driver.is_connected().into());
+        set("queuedPackets", (client.queued_packets() as f64).into());
         set("realPacketsSent", (s.real_packets_sent as f64).into());
         set("coverPacketsSent", (s.cover_packets_sent as f64).into());
         set("packetsReceived", (s.packets_received as f64).into());
@@ -901,7 +816,7 @@ impl NymClient {
     /// Closes the gateway connection and stops all timers. Messages still queued are dropped.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn stop(&self) -> Promise {
-        self.shared.borrow_mut().shut_down();
+        with_engine(&self.shared, Inner::shut_down);
         Promise::resolve(&JsValue::UNDEFINED)
     }
 }
@@ -927,26 +842,29 @@ fn settle(result: Result<(), JsValue>) -> Promise {
 }
 
 impl NymClient {
-    /// Parses the recipient and the message, then hands them to `f` on the engine.
+    /// Parses the recipient and the message into a request for the driver.
     fn queue(
         &self,
         recipient: &str,
         message: &JsValue,
-        f: impl FnOnce(&mut Client, Recipient, Vec<u8>) -> nym_client_core::Result<u64>,
+        request: impl FnOnce(Recipient, Vec<u8>) -> AppRequest,
     ) -> Result<(), JsValue> {
         let recipient: Recipient = recipient.trim().parse().map_err(|e: nym_client_core::Error| js_error(e.to_string()))?;
         let bytes = message_bytes(message)?;
-        self.run(|client| f(client, recipient, bytes))
+        self.request(request(recipient, bytes))
     }
 
-    /// Runs `f` on a running engine (then drains it); its error as a JS Error.
-    fn run(&self, f: impl FnOnce(&mut Client) -> nym_client_core::Result<u64>) -> Result<(), JsValue> {
+    /// Hands a request to a running driver (then drains it); its error as a JS Error.
+    fn request(&self, request: AppRequest) -> Result<(), JsValue> {
         let mut result = Ok(());
         with_engine(&self.shared, |inner| {
             result = if inner.state == State::Stopped {
                 Err(js_error("the client is stopped"))
             } else {
-                f(&mut inner.client).map(|_| ()).map_err(|e| js_error(e.to_string()))
+                match inner.driver.handle_request(request, now()) {
+                    AppResponse::Error(e) => Err(js_error(e)),
+                    _ => Ok(()),
+                }
             };
         });
         result

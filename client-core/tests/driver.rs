@@ -1,0 +1,556 @@
+//! Deterministic simulation of the [`Driver`]: a fake clock, a gateway that
+//! speaks the real handshake and can refuse, stall, restart or move, and a
+//! mixnet that unwraps real Sphinx packets at once. Covers the behaviours
+//! the native and browser shims used to disagree on (now the driver's alone).
+
+use ed25519_dalek::SigningKey;
+use nym_client_core::ack::gateway_final_hop;
+use nym_client_core::address::encode_key;
+use nym_client_core::app_api::{AppRequest, AppResponse};
+use nym_client_core::driver::{
+    ConnectionId, DeliverTo, Disconnect, Driver, DriverConfig, DriverEvent, Output, Restored, StoreName, StoreWrite,
+};
+use nym_client_core::keys::ClientKeys;
+use nym_client_core::topology::{decode_node_address, GatewayJson, MixNodeJson, Topology, TopologyJson};
+use nym_client_core::wire::gateway::{ClientRequest, GatewayHandshake, GatewayResponse, Session};
+use nym_client_core::wire::mix_frame;
+use nym_client_core::ClientConfig;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use sphinx_packet::{ProcessedPacketData, SphinxPacket};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+use x25519_dalek::{PublicKey, StaticSecret};
+
+const URL_A: &str = "ws://127.0.0.1:3000";
+const URL_B: &str = "ws://127.0.0.1:3001";
+
+/// How the gateway treats the next connections.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mood {
+    Serve,
+    /// Accepts the socket, never answers.
+    Silent,
+    /// Refuses the authentication.
+    Refuse,
+    /// Nothing listens.
+    Down,
+}
+
+struct Gateway {
+    identity: SigningKey,
+    sphinx: StaticSecret,
+    url: String,
+    mood: Mood,
+    pending: Option<GatewayHandshake>,
+    session: Option<Session>,
+    /// Stored until acknowledged (store id -> payload), as the real gateway.
+    inbox: BTreeMap<u64, Vec<u8>>,
+    next_store: u64,
+    /// Delivery id -> store id on the current session.
+    outstanding: HashMap<u64, u64>,
+    next_delivery: u64,
+    handshakes: usize,
+}
+
+struct Harness {
+    driver: Driver,
+    now: Duration,
+    gateway: Gateway,
+    mixnodes: HashMap<SocketAddr, StaticSecret>,
+    json: TopologyJson,
+    rng: StdRng,
+    /// The connection the gateway serves, if any.
+    open: Option<ConnectionId>,
+    connects: Vec<(Duration, String)>,
+    closes: Vec<ConnectionId>,
+    events: Vec<(Duration, DriverEvent)>,
+    fetches: usize,
+    delivered: Vec<(DeliverTo, Vec<u8>)>,
+    /// Every output in order, as (kind, detail) for ordering checks.
+    trace: Vec<String>,
+    received_log: Vec<u8>,
+    reply_store: Vec<u8>,
+    /// Frames for the client, delivered at the next step.
+    to_client: VecDeque<(ConnectionId, Vec<u8>)>,
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn topology_json(rng: &mut StdRng, gateway: &Gateway, mixnodes: &mut HashMap<SocketAddr, StaticSecret>) -> TopologyJson {
+    let mut json = TopologyJson::default();
+    for layer in 1..=3u8 {
+        let a = addr(1000 + u16::from(layer));
+        let sk = StaticSecret::random_from_rng(&mut *rng);
+        json.mix_nodes.push(MixNodeJson {
+            host: a.to_string(),
+            pub_key: encode_key(PublicKey::from(&sk).as_bytes()),
+            layer,
+            version: nym_client_core::VERSION.into(),
+            location: "sim".into(),
+            last_seen: 0,
+        });
+        mixnodes.insert(a, sk);
+    }
+    json.gateway_nodes.push(GatewayJson {
+        client_listener: gateway.url.clone(),
+        mixnet_listener: addr(2000).to_string(),
+        identity_key: encode_key(gateway.identity.verifying_key().as_bytes()),
+        sphinx_key: encode_key(PublicKey::from(&gateway.sphinx).as_bytes()),
+        version: nym_client_core::VERSION.into(),
+        location: "sim".into(),
+        last_seen: 0,
+    });
+    json
+}
+
+fn config() -> DriverConfig {
+    DriverConfig {
+        client: ClientConfig {
+            average_hop_delay: Duration::ZERO,
+            average_packet_delay: Duration::ZERO,
+            loop_cover_delay: Duration::ZERO,
+            ..ClientConfig::default()
+        },
+        ..DriverConfig::default()
+    }
+}
+
+impl Harness {
+    fn new(config: DriverConfig, restored: Restored) -> Self {
+        let mut rng = StdRng::from_seed([7; 32]);
+        let gateway = Gateway {
+            identity: SigningKey::from_bytes(&[9; 32]),
+            sphinx: StaticSecret::random_from_rng(&mut rng),
+            url: URL_A.into(),
+            mood: Mood::Serve,
+            pending: None,
+            session: None,
+            inbox: BTreeMap::new(),
+            next_store: 0,
+            outstanding: HashMap::new(),
+            next_delivery: 0,
+            handshakes: 0,
+        };
+        let mut mixnodes = HashMap::new();
+        let json = topology_json(&mut rng, &gateway, &mut mixnodes);
+        let topology = Topology::from_json(&json, nym_client_core::VERSION).unwrap();
+        let keys = ClientKeys::generate(&mut rng);
+        let identity = gateway.identity.verifying_key().to_bytes();
+        let (driver, _) = Driver::new(keys, identity, topology, config, [3; 32], restored).unwrap();
+        Harness {
+            driver,
+            now: Duration::ZERO,
+            gateway,
+            mixnodes,
+            json,
+            rng,
+            open: None,
+            connects: Vec::new(),
+            closes: Vec::new(),
+            events: Vec::new(),
+            fetches: 0,
+            delivered: Vec::new(),
+            trace: Vec::new(),
+            received_log: Vec::new(),
+            reply_store: Vec::new(),
+            to_client: VecDeque::new(),
+        }
+    }
+
+    /// Carries out every output and answers every frame, at `now`.
+    fn settle(&mut self) {
+        loop {
+            while let Some(output) = self.driver.poll_output(self.now) {
+                self.carry_out(output);
+            }
+            match self.to_client.pop_front() {
+                Some((conn, frame)) => self.driver.handle_frame(conn, &frame, self.now),
+                None => break,
+            }
+        }
+    }
+
+    fn carry_out(&mut self, output: Output) {
+        match output {
+            Output::Connect { conn, url } => {
+                self.trace.push("connect".into());
+                self.connects.push((self.now, url.clone()));
+                if self.gateway.mood == Mood::Down || url != self.gateway.url {
+                    self.driver.handle_closed(conn, "connection refused", self.now);
+                } else {
+                    self.open = Some(conn);
+                    self.gateway.pending = None;
+                    self.gateway.session = None;
+                    self.gateway.outstanding.clear();
+                    self.driver.handle_connected(conn, self.now);
+                }
+            }
+            Output::Close { conn } => {
+                self.trace.push("close".into());
+                self.closes.push(conn);
+                if self.open == Some(conn) {
+                    self.open = None;
+                }
+            }
+            Output::Transmit { conn, frame } => {
+                self.trace.push("transmit".into());
+                if self.open == Some(conn) {
+                    self.gateway_hears(conn, &frame);
+                }
+            }
+            Output::FetchTopology => {
+                self.trace.push("fetch".into());
+                self.fetches += 1;
+            }
+            Output::Persist { store, write } => {
+                self.trace.push(format!("persist {store:?}"));
+                let target = match store {
+                    StoreName::ReceivedMessages => &mut self.received_log,
+                    StoreName::ReplyStore => &mut self.reply_store,
+                };
+                match write {
+                    StoreWrite::Replace(bytes) => *target = bytes,
+                    StoreWrite::Append { bytes, .. } => target.extend(bytes),
+                }
+            }
+            Output::Deliver { to, message } => {
+                self.trace.push("deliver".into());
+                self.delivered.push((to, message.message));
+            }
+            Output::Event(e) => {
+                self.trace.push(format!("event {e}"));
+                self.events.push((self.now, e));
+            }
+        }
+    }
+
+    fn gateway_hears(&mut self, conn: ConnectionId, frame: &[u8]) {
+        let gw = &mut self.gateway;
+        if let Some(session) = &mut gw.session {
+            match ClientRequest::decode(&session.open(frame).unwrap()).unwrap() {
+                ClientRequest::Forward { next_hop, frame } => {
+                    let to = decode_node_address(&sphinx_packet::route::NodeAddressBytes::from_bytes(next_hop)).unwrap();
+                    self.mixnet(to, frame, conn);
+                }
+                ClientRequest::Ack { ids } => {
+                    for id in ids {
+                        if let Some(store) = gw.outstanding.remove(&id) {
+                            gw.inbox.remove(&store);
+                        }
+                    }
+                }
+                ClientRequest::Authenticate => panic!("authenticated twice"),
+            }
+        } else if let Some(pending) = gw.pending.take() {
+            let (mut session, _) = pending.verify(frame).unwrap();
+            gw.handshakes += 1;
+            if gw.mood == Mood::Refuse {
+                let no = session.seal(&GatewayResponse::Error { message: "not registered".into() }.encode());
+                self.to_client.push_back((conn, no));
+                return;
+            }
+            let ok = session.seal(&GatewayResponse::Authenticated { stored: gw.inbox.len() as u32 }.encode());
+            self.to_client.push_back((conn, ok));
+            gw.session = Some(session);
+            let stored: Vec<u64> = gw.inbox.keys().copied().collect();
+            for store in stored {
+                self.push(conn, store);
+            }
+        } else if gw.mood != Mood::Silent {
+            let (pending, reply) = GatewayHandshake::respond(&mut self.rng, &gw.identity, frame).unwrap();
+            gw.pending = Some(pending);
+            self.to_client.push_back((conn, reply));
+        }
+    }
+
+    fn push(&mut self, conn: ConnectionId, store: u64) {
+        let gw = &mut self.gateway;
+        let (Some(session), Some(payload)) = (&mut gw.session, gw.inbox.get(&store)) else { return };
+        gw.next_delivery += 1;
+        gw.outstanding.insert(gw.next_delivery, store);
+        let frame = session.seal(&GatewayResponse::Deliver { id: gw.next_delivery, payload: payload.clone() }.encode());
+        self.to_client.push_back((conn, frame));
+    }
+
+    /// Unwraps a packet hop by hop, at once; the final hop lands in the inbox.
+    fn mixnet(&mut self, mut at: SocketAddr, mut frame: Vec<u8>, conn: ConnectionId) {
+        loop {
+            let (_, packet) = mix_frame::decode(&frame).unwrap();
+            let packet = SphinxPacket::from_bytes(packet).unwrap();
+            if let Some(sk) = self.mixnodes.get(&at) {
+                let ProcessedPacketData::ForwardHop { next_hop_packet, next_hop_address, .. } = packet.process(sk).unwrap().data
+                else {
+                    panic!("a mixnode got a final hop")
+                };
+                at = decode_node_address(&next_hop_address).unwrap();
+                frame = mix_frame::encode(&next_hop_packet.to_bytes()).unwrap();
+                continue;
+            }
+            let ProcessedPacketData::FinalHop { identifier, payload, .. } = packet.process(&self.gateway.sphinx).unwrap().data
+            else {
+                panic!("the gateway got a forward hop")
+            };
+            let (content, ack) = gateway_final_hop(identifier, payload).unwrap();
+            self.gateway.next_store += 1;
+            let store = self.gateway.next_store;
+            self.gateway.inbox.insert(store, content);
+            if self.open == Some(conn) {
+                self.push(conn, store);
+            }
+            match ack {
+                Some((to, ack_frame)) => {
+                    at = decode_node_address(&to).unwrap();
+                    frame = ack_frame;
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// Runs timers until `until`, settling after each.
+    fn run_until(&mut self, until: Duration) {
+        self.settle();
+        while let Some(at) = self.driver.poll_timeout() {
+            if at > until {
+                break;
+            }
+            self.now = self.now.max(at);
+            self.driver.handle_timeout(self.now);
+            self.settle();
+        }
+        self.now = until;
+    }
+
+    /// The gateway drops the connection (a restart, a network cut).
+    fn cut(&mut self) {
+        if let Some(conn) = self.open.take() {
+            self.gateway.session = None;
+            self.gateway.pending = None;
+            self.driver.handle_closed(conn, "connection reset", self.now);
+            self.settle();
+        }
+    }
+
+    fn disconnects(&self) -> Vec<(Duration, Disconnect, Duration)> {
+        self.events
+            .iter()
+            .filter_map(|(at, e)| match e {
+                DriverEvent::Disconnected { reason, retry_in, .. } => Some((*at, reason.clone(), *retry_in)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn connected_count(&self) -> usize {
+        self.events.iter().filter(|(_, e)| matches!(e, DriverEvent::Connected { .. })).count()
+    }
+
+    fn send_to_self(&mut self, message: &[u8]) {
+        let recipient = self.driver.address();
+        let answer = self.driver.handle_request(AppRequest::Send { recipient, message: message.to_vec() }, self.now);
+        assert_eq!(answer, AppResponse::Send);
+        self.settle();
+    }
+
+    fn topology_text(&self) -> String {
+        serde_json::to_string(&self.json).unwrap()
+    }
+}
+
+fn started() -> Harness {
+    let mut h = Harness::new(config(), Restored::default());
+    h.driver.start(h.now);
+    h.settle();
+    assert!(h.driver.is_connected(), "{:?}", h.events);
+    h
+}
+
+#[test]
+fn a_failed_handshake_closes_the_connection_and_reconnects_after_the_backoff() {
+    let mut h = Harness::new(config(), Restored::default());
+    h.gateway.mood = Mood::Refuse;
+    h.driver.start(h.now);
+    h.settle();
+    let lost = h.disconnects();
+    assert_eq!(lost.len(), 1);
+    assert!(matches!(&lost[0].1, Disconnect::HandshakeFailed(why) if why.contains("not registered")), "{lost:?}");
+    assert_eq!(h.closes.len(), 1, "the refused connection is closed by the client");
+    assert_eq!(lost[0].2, DriverConfig::default().reconnect_initial);
+
+    h.gateway.mood = Mood::Serve;
+    h.run_until(Duration::from_millis(499));
+    assert_eq!(h.connects.len(), 1, "not before the backoff");
+    h.run_until(Duration::from_millis(500));
+    assert_eq!(h.connects.len(), 2);
+    assert!(h.driver.is_connected());
+    assert_eq!(h.gateway.handshakes, 2);
+}
+
+#[test]
+fn every_connection_attempt_has_the_handshake_timeout_not_only_the_first() {
+    let mut h = started();
+    let timeout = DriverConfig::default().handshake_timeout;
+    // A reconnect to a gateway that accepts the socket and says nothing.
+    h.gateway.mood = Mood::Silent;
+    h.cut();
+    let reconnect_at = h.now + DriverConfig::default().reconnect_initial;
+    h.run_until(reconnect_at + timeout - Duration::from_millis(1));
+    assert_eq!(h.connects.len(), 2);
+    assert_eq!(h.disconnects().len(), 1, "still waiting for the handshake");
+    h.run_until(reconnect_at + timeout);
+    let lost = h.disconnects();
+    assert_eq!(lost.len(), 2);
+    assert_eq!(lost[1].1, Disconnect::HandshakeTimeout(timeout));
+    assert_eq!(lost[1].0, reconnect_at + timeout);
+    assert_eq!(h.closes.len(), 1, "the stalled socket is closed by the client");
+    // And it keeps trying.
+    h.gateway.mood = Mood::Serve;
+    h.run_until(h.now + Duration::from_secs(2));
+    assert!(h.driver.is_connected());
+}
+
+#[test]
+fn a_moved_gateway_is_followed_from_the_next_connection_without_dropping_a_working_one() {
+    let mut h = started();
+    assert_eq!(h.connects[0].1, URL_A);
+    // The refresh comes due; the directory now lists our gateway at B.
+    h.run_until(DriverConfig::default().topology_refresh);
+    assert_eq!(h.fetches, 1);
+    h.gateway.url = URL_B.into();
+    h.json.gateway_nodes[0].client_listener = URL_B.into();
+    let text = h.topology_text();
+    h.driver.handle_topology_fetched(Ok(&text), h.now);
+    h.settle();
+    assert!(h.events.iter().any(|(_, e)| *e == DriverEvent::GatewayMoved { url: URL_B.into() }));
+    assert!(h.driver.is_connected(), "the working connection stays");
+    assert!(h.closes.is_empty());
+    // The old listener goes away; the next connection goes to B.
+    h.cut();
+    h.run_until(h.now + Duration::from_secs(1));
+    assert_eq!(h.connects.last().map(|(_, u)| u.as_str()), Some(URL_B));
+    assert!(h.driver.is_connected());
+}
+
+#[test]
+fn a_topology_without_our_gateway_or_unreadable_is_refused_and_the_old_one_kept() {
+    let mut h = started();
+    h.run_until(DriverConfig::default().topology_refresh);
+    let mut json = h.json.clone();
+    json.gateway_nodes.clear();
+    let text = serde_json::to_string(&json).unwrap();
+    h.driver.handle_topology_fetched(Ok(&text), h.now);
+    h.driver.handle_topology_fetched(Ok("{ not json"), h.now);
+    h.driver.handle_topology_fetched(Err("directory unreachable".into()), h.now);
+    h.settle();
+    let refused = h.events.iter().filter(|(_, e)| matches!(e, DriverEvent::TopologyRefused(_))).count();
+    assert_eq!(refused, 3);
+    assert_eq!(h.driver.gateway_url(), URL_A);
+    // Sending still works: the client kept a topology with routes.
+    h.send_to_self(b"still routable");
+    assert_eq!(h.delivered.len(), 0, "no application attached: kept");
+    assert_eq!(h.driver.kept_messages(), 1);
+    // The next fetch is scheduled a full period after the answer.
+    let fetches = h.fetches;
+    h.run_until(h.now + DriverConfig::default().topology_refresh);
+    assert_eq!(h.fetches, fetches + 1);
+}
+
+#[test]
+fn the_backoff_doubles_and_resets_only_after_a_stable_connection() {
+    let mut h = started();
+    let initial = DriverConfig::default().reconnect_initial;
+    // Three connections that drop one second after their handshake.
+    for _ in 0..3 {
+        h.run_until(h.now + Duration::from_secs(1));
+        h.cut();
+        let (_, _, retry_in) = h.disconnects().last().cloned().unwrap();
+        h.run_until(h.now + retry_in);
+        assert!(h.driver.is_connected());
+    }
+    let waits: Vec<Duration> = h.disconnects().iter().map(|(_, _, r)| *r).collect();
+    assert_eq!(waits, vec![initial, initial * 2, initial * 4], "short-lived connections don't reset the backoff");
+    // One that stays up past the stable time resets it.
+    h.run_until(h.now + DriverConfig::default().stable_connection);
+    h.cut();
+    assert_eq!(h.disconnects().last().map(|(_, _, r)| *r), Some(initial));
+}
+
+#[test]
+fn after_a_gateway_restart_the_client_reconnects_and_what_was_sent_meanwhile_arrives() {
+    let mut h = started();
+    let app = h.driver.attach_app().unwrap();
+    h.send_to_self(b"before");
+    assert_eq!(h.delivered, vec![(DeliverTo::All, b"before".to_vec())]);
+    // The gateway restarts: it is down for 3 s, its sessions are gone.
+    h.gateway.mood = Mood::Down;
+    h.cut();
+    h.send_to_self(b"during the restart");
+    h.run_until(h.now + Duration::from_secs(3));
+    assert!(!h.driver.is_connected());
+    assert!(h.disconnects().len() >= 3, "it kept trying: {:?}", h.disconnects());
+    h.gateway.mood = Mood::Serve;
+    let next = h.driver.poll_timeout().unwrap();
+    h.run_until(next);
+    assert!(h.driver.is_connected());
+    h.run_until(h.now + Duration::from_secs(10));
+    assert_eq!(h.delivered.len(), 2, "{:?}", h.delivered);
+    assert_eq!(h.delivered[1].1, b"during the restart");
+    assert_eq!(h.connected_count(), 2, "one handshake before the restart, one after");
+    assert!(h.gateway.inbox.is_empty(), "everything delivered was acknowledged");
+    h.driver.detach_app(app, Vec::new());
+}
+
+#[test]
+fn messages_without_an_application_are_stored_before_their_ack_and_go_to_the_first_that_attaches() {
+    let mut h = started();
+    h.trace.clear();
+    h.send_to_self(b"for later");
+    assert!(h.delivered.is_empty());
+    // The kept message was written (synced) before the frame that acknowledges it.
+    let persist = h.trace.iter().position(|t| t == "persist ReceivedMessages").expect("stored");
+    assert!(h.gateway.inbox.is_empty(), "acknowledged once stored");
+    assert!(h.trace[persist + 1..].iter().any(|t| t == "transmit"), "{:?}", h.trace);
+
+    // The first application to attach gets it, and only that one.
+    let app = h.driver.attach_app().unwrap();
+    h.settle();
+    assert_eq!(h.delivered, vec![(DeliverTo::One(app), b"for later".to_vec())]);
+    let second = h.driver.attach_app().unwrap();
+    h.send_to_self(b"for both");
+    assert_eq!(h.delivered.last(), Some(&(DeliverTo::All, b"for both".to_vec())));
+    // The last application leaves with one message it could not take: kept.
+    h.driver.detach_app(app, Vec::new());
+    h.driver.detach_app(second, vec![nym_client_core::ReceivedMessage { message: b"x".to_vec(), sender_tag: None, sets: vec![77] }]);
+    h.settle();
+    assert_eq!(h.driver.kept_messages(), 1);
+    let log = h.received_log.clone();
+    let restored = Restored { reply_store: None, received_messages: Some(log) };
+    let h2 = Harness::new(config(), restored);
+    assert_eq!(h2.driver.kept_messages(), 1, "the kept message survives a restart");
+}
+
+#[test]
+fn applications_past_the_limit_are_refused() {
+    let mut h = Harness::new(DriverConfig { max_applications: 2, ..config() }, Restored::default());
+    let a = h.driver.attach_app().unwrap();
+    h.driver.attach_app().unwrap();
+    assert!(h.driver.attach_app().unwrap_err().contains("too many applications"));
+    h.driver.detach_app(a, Vec::new());
+    assert!(h.driver.attach_app().is_ok());
+}
+
+#[test]
+fn a_stopped_driver_closes_its_connection_and_asks_for_nothing_more() {
+    let mut h = started();
+    h.driver.stop(h.now);
+    h.settle();
+    assert_eq!(h.closes.len(), 1);
+    assert_eq!(h.driver.poll_timeout(), None);
+    let connects = h.connects.len();
+    h.run_until(h.now + Duration::from_secs(120));
+    assert_eq!((h.connects.len(), h.fetches), (connects, 0));
+}

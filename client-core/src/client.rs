@@ -10,6 +10,10 @@
 //! packet or, when none is queued, a loop cover packet to ourselves; and a
 //! second Poisson stream of loop cover packets. An observer of the client's
 //! link sees the same rate whether or not the user is talking.
+//!
+//! Fairness: queued messages share the first stream round robin, one packet
+//! of each in turn (see `SendQueue` below), so a short message sent after a
+//! long one is not held until the long one is done.
 
 use crate::ack::{self, AckKey};
 use crate::address::Recipient;
@@ -38,6 +42,9 @@ const REPLY_SURB_TOP_UP: usize = 10;
 /// Timer-driven sends to make up when the shim wakes late; more than this
 /// would turn a stall into a burst an observer could see.
 const MAX_CATCH_UP: usize = 4;
+
+/// Most messages taking turns on the main stream at once (see [`SendQueue`]).
+const MAX_MESSAGES_IN_TURN: usize = 64;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientConfig {
@@ -170,6 +177,140 @@ impl QueuedFragment {
     }
 }
 
+/// Fragments waiting for the main stream, per message, taken round robin.
+///
+/// Why: at the default rate (a packet per 20 ms on average, ~1.5 kB each) a
+/// 50 MB message is ~32,000 packets, about 11 minutes; a first-in first-out
+/// queue held every message sent after it for that long. Each message
+/// (every `send`, `send_anonymous` or `reply`) keeps its own queue of
+/// fragments, and the stream takes one packet from each message with
+/// fragments pending in turn: behind one long message a short one waits for
+/// about one packet of it per packet of its own. Applications are not
+/// tracked here: each request of an application is its own message, so
+/// applications sharing a client (the native client serves several) share
+/// the stream through their messages' turns (an application with more
+/// messages queued has more turns).
+///
+/// Only the order changes: which packets are sent, their rate and cover
+/// traffic are as before, and fragments are still queued as encoded
+/// fragments (their Sphinx packets are built only when their turn comes).
+///
+/// Retransmissions keep the priority they had before round robin: they go
+/// ahead of every message's next fragment (the latest pass's first), so a
+/// lost packet does not wait a whole round to be sent again.
+///
+/// Only the front of the queue takes turns: at most `turns` messages, and
+/// no more than `max_bytes` of them together (the first always takes
+/// turns); later ones wait, in order, for one of them to be done. With
+/// every queued message in turn, a recipient would suffer: it drops a
+/// message whose fragments stop coming for its `incomplete_message_timeout`
+/// (many long messages in turn would each get a packet too rarely), and it
+/// holds all its incomplete messages at once within a budget (4 x
+/// `max_message_size`; past it, sets are dropped). Before round robin it
+/// held about one at a time from us. [`Client::messages_in_turn`] keeps a
+/// round to a small part of that timeout and [`Client::bytes_in_turn`] to
+/// half that budget.
+#[derive(Default)]
+struct SendQueue {
+    /// Retransmissions, sent first.
+    retransmissions: VecDeque<QueuedFragment>,
+    /// Messages with fragments pending (never an empty one); those at the
+    /// front take turns ([`SendQueue::in_turn`]), the first sends next.
+    messages: VecDeque<QueuedMessage>,
+    /// Fragments in `messages`.
+    fragments: usize,
+}
+
+struct QueuedMessage {
+    /// The message its fragments belong to (a reply's request for more
+    /// SURBs travels in its reply's queue, after its fragments).
+    id: u64,
+    fragments: VecDeque<QueuedFragment>,
+    /// Bytes of all the fragments ever queued here, sent or not: what the
+    /// recipient holds of it when it is nearly done.
+    bytes: usize,
+}
+
+impl SendQueue {
+    fn len(&self) -> usize {
+        self.retransmissions.len() + self.fragments
+    }
+
+    /// A new message, at the back.
+    fn push_message(&mut self, id: u64, fragments: impl IntoIterator<Item = QueuedFragment>) {
+        let fragments: VecDeque<QueuedFragment> = fragments.into_iter().collect();
+        if !fragments.is_empty() {
+            self.fragments += fragments.len();
+            let bytes = fragments.iter().map(|q| q.fragment.len()).sum();
+            self.messages.push_back(QueuedMessage { id, fragments, bytes });
+        }
+    }
+
+    /// More fragments of message `id`: after its others if it still has
+    /// some queued (its place is kept), else as a new message at the back.
+    fn append(&mut self, id: u64, fragment: QueuedFragment) {
+        self.fragments += 1;
+        let bytes = fragment.fragment.len();
+        match self.messages.iter_mut().rev().find(|m| m.id == id) {
+            Some(m) => {
+                m.bytes += bytes;
+                m.fragments.push_back(fragment);
+            }
+            None => self.messages.push_back(QueuedMessage { id, fragments: VecDeque::from([fragment]), bytes }),
+        }
+    }
+
+    fn push_retransmission(&mut self, fragment: QueuedFragment) {
+        self.retransmissions.push_front(fragment);
+    }
+
+    /// How many messages at the front take turns: at most `turns`, of at
+    /// most `max_bytes` together, at least one. The same messages until one
+    /// of them is done (a message's `bytes` only grows when a reply's
+    /// fragments are released, see [`SendQueue::append`]).
+    fn in_turn(&self, turns: usize, max_bytes: usize) -> usize {
+        let mut bytes = 0usize;
+        let mut count = 0;
+        for m in self.messages.iter().take(turns.max(1)) {
+            bytes = bytes.saturating_add(m.bytes);
+            if count > 0 && bytes > max_bytes {
+                break;
+            }
+            count += 1;
+        }
+        count
+    }
+
+    /// The next fragment to send: a retransmission, else the next fragment
+    /// of the message whose turn it is; that message, if it has more, goes
+    /// to the back of the messages taking turns.
+    fn pop(&mut self, turns: usize, max_bytes: usize) -> Option<QueuedFragment> {
+        if let Some(q) = self.retransmissions.pop_front() {
+            return Some(q);
+        }
+        let in_turn = self.in_turn(turns, max_bytes);
+        let mut message = self.messages.pop_front()?;
+        let q = message.fragments.pop_front();
+        self.fragments -= usize::from(q.is_some());
+        if !message.fragments.is_empty() {
+            let at = in_turn.saturating_sub(1).min(self.messages.len());
+            self.messages.insert(at, message);
+        }
+        q
+    }
+
+    /// Drops every queued fragment of message `message_id`.
+    fn remove(&mut self, message_id: u64) {
+        self.retransmissions.retain(|q| q.message_id != message_id);
+        for m in &mut self.messages {
+            let before = m.fragments.len();
+            m.fragments.retain(|q| q.message_id != message_id);
+            self.fragments -= before - m.fragments.len();
+        }
+        self.messages.retain(|m| !m.fragments.is_empty());
+    }
+}
+
 pub struct Client {
     keys: ClientKeys,
     gateway_identity: [u8; 32],
@@ -177,7 +318,7 @@ pub struct Client {
     rng: StdRng,
     topology: Option<Topology>,
     connection: Connection,
-    queue: VecDeque<QueuedFragment>,
+    queue: SendQueue,
     transmits: VecDeque<Vec<u8>>,
     /// Events, each with the gateway deliveries to acknowledge once it is taken.
     events: VecDeque<(ClientEvent, Vec<Receipt>)>,
@@ -234,7 +375,7 @@ impl Client {
             rng: StdRng::from_seed(rng_seed),
             topology: None,
             connection: Connection::Down,
-            queue: VecDeque::new(),
+            queue: SendQueue::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             gateway_connection: 0,
@@ -564,9 +705,10 @@ impl Client {
         let ask_for_more = have <= needed + 1 && have > 1 || have < needed;
         let usable = if ask_for_more { have - 1 } else { have };
         let mut fragments = fragments.into_iter().map(|f| f.encode());
+        let mut queued = Vec::with_capacity(usable.min(needed) + 1);
         for fragment in fragments.by_ref().take(usable.min(needed)) {
             if let Some(surb) = self.replies.take_surb(&sender_tag) {
-                self.queue.push_back(QueuedFragment { message_id, via: Via::Surb(surb), fragment, retransmissions: 0 });
+                queued.push(QueuedFragment { message_id, via: Via::Surb(surb), fragment, retransmissions: 0 });
             }
         }
         let rest: VecDeque<(u64, Vec<u8>)> = fragments.map(|f| (message_id, f)).collect();
@@ -576,9 +718,11 @@ impl Client {
             // A request is a few bytes: one fragment, one SURB.
             let request = fragment::split(&mut self.rng, &request, capacity).into_iter().next();
             if let (Some(surb), Some(f)) = (self.replies.take_surb(&sender_tag), request) {
-                self.queue.push_back(QueuedFragment { message_id: 0, via: Via::Surb(surb), fragment: f.encode(), retransmissions: 0 });
+                // In this reply's turns, after its fragments (as before).
+                queued.push(QueuedFragment { message_id: 0, via: Via::Surb(surb), fragment: f.encode(), retransmissions: 0 });
             }
         }
+        self.queue.push_message(message_id, queued);
         if !rest.is_empty() {
             self.waiting_for_surbs.entry(sender_tag).or_default().extend(rest);
         }
@@ -592,7 +736,7 @@ impl Client {
         while !waiting.is_empty() {
             let Some(surb) = self.replies.take_surb(&sender_tag) else { break };
             if let Some((message_id, fragment)) = waiting.pop_front() {
-                self.queue.push_back(QueuedFragment { message_id, via: Via::Surb(surb), fragment, retransmissions: 0 });
+                self.queue.append(message_id, QueuedFragment { message_id, via: Via::Surb(surb), fragment, retransmissions: 0 });
             }
         }
         if waiting.is_empty() {
@@ -634,9 +778,13 @@ impl Client {
         let capacity = self.fragment_capacity();
         let message_id = self.next_message_id;
         self.next_message_id += 1;
-        for f in fragment::split(&mut self.rng, message, capacity) {
-            self.queue.push_back(QueuedFragment { message_id, via: Via::Forward(recipient), fragment: f.encode(), retransmissions: 0 });
-        }
+        let fragments = fragment::split(&mut self.rng, message, capacity).into_iter().map(|f| QueuedFragment {
+            message_id,
+            via: Via::Forward(recipient),
+            fragment: f.encode(),
+            retransmissions: 0,
+        });
+        self.queue.push_message(message_id, fragments);
         message_id
     }
 
@@ -679,8 +827,9 @@ impl Client {
         }
     }
 
-    /// Puts packets whose ack is overdue back at the head of the queue, or
-    /// gives their message up after too many tries.
+    /// Puts packets whose ack is overdue back at the head of the queue
+    /// (ahead of every message's turn), or gives their message up after too
+    /// many tries.
     fn retransmit_unacknowledged(&mut self, now: Duration) {
         let mut again = Vec::new();
         while let Some(Reverse((deadline, id))) = self.ack_deadlines.peek().copied() {
@@ -704,7 +853,7 @@ impl Client {
         for fragment in again.into_iter().rev() {
             // Stragglers of a message failed in this same pass stay out.
             if !self.failed.contains(&fragment.message_id) {
-                self.queue.push_front(fragment);
+                self.queue.push_retransmission(fragment);
             }
         }
     }
@@ -717,7 +866,7 @@ impl Client {
         if self.failed.len() > 1024 {
             self.failed.remove(0);
         }
-        self.queue.retain(|q| q.message_id != message_id);
+        self.queue.remove(message_id);
         self.in_flight.retain(|_, f| f.message_id != message_id);
         self.push_event(ClientEvent::SendFailed { message_id, recipient, reason });
     }
@@ -763,6 +912,27 @@ impl Client {
         Some(session.seal(&ClientRequest::Ack { ids }.encode()))
     }
 
+    /// How many messages take turns at once ([`SendQueue`]): as many as
+    /// keep a round (one packet each) under an eighth of the incomplete
+    /// message timeout on average, 1 to [`MAX_MESSAGES_IN_TURN`]. At
+    /// today's rates (20 ms, 60 s) that is 64, a round of ~1.3 s.
+    fn messages_in_turn(&self) -> usize {
+        let delay = self.config.average_packet_delay.as_secs_f64();
+        if delay <= 0.0 {
+            return MAX_MESSAGES_IN_TURN;
+        }
+        let turns = self.config.incomplete_message_timeout.as_secs_f64() / 8.0 / delay;
+        (turns as usize).clamp(1, MAX_MESSAGES_IN_TURN)
+    }
+
+    /// Most bytes of messages taking turns at once ([`SendQueue`]): half
+    /// what a recipient with our `max_message_size` holds of incomplete
+    /// messages (4 x `max_message_size`), the rest for its other senders.
+    /// One message alone always takes turns.
+    fn bytes_in_turn(&self) -> usize {
+        self.config.max_message_size.saturating_mul(2)
+    }
+
     fn send_next_real_or_cover(&mut self) {
         if !self.send_next_real() {
             self.send_cover();
@@ -773,7 +943,7 @@ impl Client {
     /// many packets await their ack.
     fn send_next_real(&mut self) -> bool {
         while self.in_flight.len() < self.config.max_unacknowledged {
-            let Some(q) = self.queue.pop_front() else { break };
+            let Some(q) = self.queue.pop(self.messages_in_turn(), self.bytes_in_turn()) else { break };
             let recipient = match &q.via {
                 Via::Forward(recipient) => *recipient,
                 Via::Surb(surb) => match self.build_reply_frame(surb, &q.fragment) {
@@ -888,5 +1058,95 @@ mod tests {
         let avg = total.as_secs_f64() / n as f64;
         assert!((avg - 0.020).abs() < 0.001, "mean {avg}");
         assert_eq!(sample_exp(&mut rng, Duration::ZERO), Duration::ZERO);
+    }
+
+    /// Fragment `n` of message `id` (its bytes say which, for the asserts).
+    fn frag(id: u64, n: u8) -> QueuedFragment {
+        QueuedFragment { message_id: id, via: Via::Surb(Vec::new()), fragment: vec![id as u8, n], retransmissions: 0 }
+    }
+
+    fn message(id: u64, fragments: u8) -> Vec<QueuedFragment> {
+        (1..=fragments).map(|n| frag(id, n)).collect()
+    }
+
+    /// Pops everything: (message, fragment) in send order.
+    fn drain(q: &mut SendQueue, turns: usize, max_bytes: usize) -> Vec<(u8, u8)> {
+        let mut out = Vec::new();
+        while let Some(f) = q.pop(turns, max_bytes) {
+            out.push((f.fragment[0], f.fragment[1]));
+        }
+        assert_eq!(q.len(), 0);
+        out
+    }
+
+    #[test]
+    fn queued_messages_take_turns_one_fragment_each() {
+        let mut q = SendQueue::default();
+        q.push_message(1, message(1, 4));
+        q.push_message(2, message(2, 1));
+        q.push_message(3, message(3, 2));
+        q.push_message(4, Vec::new()); // nothing to send: no turn
+        assert_eq!(q.len(), 7);
+        assert_eq!(drain(&mut q, 64, usize::MAX), [(1, 1), (2, 1), (3, 1), (1, 2), (3, 2), (1, 3), (1, 4)]);
+    }
+
+    #[test]
+    fn retransmissions_go_before_every_message_latest_first() {
+        let mut q = SendQueue::default();
+        q.push_message(1, message(1, 2));
+        q.push_message(2, message(2, 2));
+        assert_eq!(q.pop(64, usize::MAX).map(|f| f.fragment), Some(vec![1, 1]));
+        q.push_retransmission(frag(9, 1));
+        q.push_retransmission(frag(9, 2));
+        assert_eq!(q.len(), 5);
+        assert_eq!(drain(&mut q, 64, usize::MAX), [(9, 2), (9, 1), (2, 1), (1, 2), (2, 2)]);
+    }
+
+    #[test]
+    fn only_the_first_messages_take_turns_the_rest_wait_in_order() {
+        let mut q = SendQueue::default();
+        for id in 1..=4 {
+            q.push_message(id, message(id, 3));
+        }
+        assert_eq!(
+            drain(&mut q, 2, usize::MAX),
+            [(1, 1), (2, 1), (1, 2), (2, 2), (1, 3), (2, 3), (3, 1), (4, 1), (3, 2), (4, 2), (3, 3), (4, 3)]
+        );
+        // One at a time: first in, first out, as before round robin.
+        q.push_message(1, message(1, 2));
+        q.push_message(2, message(2, 2));
+        assert_eq!(drain(&mut q, 1, usize::MAX), [(1, 1), (1, 2), (2, 1), (2, 2)]);
+    }
+
+    #[test]
+    fn messages_take_turns_only_while_their_bytes_fit_together() {
+        // 2 bytes a fragment: messages of 6, 6, 2 and 4 bytes; 12 fit.
+        let mut q = SendQueue::default();
+        q.push_message(1, message(1, 3));
+        q.push_message(2, message(2, 3));
+        q.push_message(3, message(3, 1));
+        q.push_message(4, message(4, 2));
+        assert_eq!(
+            drain(&mut q, 64, 12),
+            [(1, 1), (2, 1), (1, 2), (2, 2), (1, 3), (2, 3), (3, 1), (4, 1), (4, 2)]
+        );
+        // The first one takes turns whatever its size.
+        q.push_message(1, message(1, 3));
+        q.push_message(2, message(2, 1));
+        assert_eq!(drain(&mut q, 64, 1), [(1, 1), (1, 2), (1, 3), (2, 1)]);
+    }
+
+    #[test]
+    fn appended_fragments_keep_their_message_place_and_failed_messages_leave() {
+        let mut q = SendQueue::default();
+        q.push_message(1, message(1, 2));
+        q.push_message(2, message(2, 2));
+        q.append(1, frag(1, 3)); // still queued: after its others
+        q.append(3, frag(3, 1)); // none queued: a new message at the back
+        q.push_retransmission(frag(2, 9));
+        assert_eq!(q.len(), 7);
+        q.remove(2);
+        assert_eq!(q.len(), 4);
+        assert_eq!(drain(&mut q, 64, usize::MAX), [(1, 1), (3, 1), (1, 2), (1, 3)]);
     }
 }

@@ -751,3 +751,70 @@ fn reply_packets_delivered_again_after_a_cut_are_duplicates_not_garbage() {
     assert_eq!(s.malformed_packets, 0, "a reply packet delivered again still opens: {s:?}");
     assert_eq!(sim.gateways[0].stored(0), 0);
 }
+
+#[test]
+fn a_short_message_sent_after_a_long_one_overtakes_it() {
+    // Today's rates: the Poisson stream (20 ms), mixing delays, cover.
+    let mut sim = connected(&[0, 1], 2, ClientConfig::default());
+    let bob = sim.clients[1].address();
+    // 600 packets, three fragment sets: ~12 s of the stream on its own.
+    let capacity = sim.clients[0].fragment_capacity();
+    let long = message(600 * capacity - 100, 1);
+    let short = b"sent after 600 packets, not held behind them".to_vec();
+    let long_id = sim.clients[0].send(bob, long.clone(), sim.now).unwrap();
+    let short_id = sim.clients[0].send(bob, short.clone(), sim.now).unwrap();
+    assert_ne!(long_id, short_id);
+    assert_eq!(sim.clients[0].queued_packets(), 601);
+    sim.pump_clients();
+
+    sim.run_until(Duration::from_secs(600), |s| !s.received[1].is_empty());
+    assert_eq!(sim.received[1], vec![short.clone()], "the short message, whole, and alone");
+    // Most of the long message had not even left: the short one took the
+    // second turn (one packet of each message in turn), not the 601st.
+    let left = sim.clients[0].queued_packets();
+    assert!(left > 500, "only {left} of the long message's 600 packets were still queued");
+
+    sim.run_until(Duration::from_secs(600), |s| s.received[1].len() >= 2);
+    assert_eq!(sim.received[1], vec![short, long], "then the long one, intact");
+    assert!(sim.failed[0].is_empty());
+    assert_eq!(sim.clients[0].queued_packets(), 0);
+}
+
+#[test]
+fn messages_queued_together_take_turns_packet_by_packet() {
+    // Unthrottled: the engine hands out packets in queue order as fast as it
+    // can build them, so arrival order shows the queue's order.
+    let mut sim = connected(&[0, 1], 2, unthrottled());
+    let bob = sim.clients[1].address();
+    let capacity = sim.clients[0].fragment_capacity();
+    // Two long messages (300 packets each, two sets) and three short ones
+    // after them, as several applications of one client would send them.
+    let a = message(300 * capacity, 2);
+    let b = message(300 * capacity, 3);
+    let shorts: Vec<Vec<u8>> = (0..3).map(|i| message(3 * capacity, 10 + i)).collect();
+    sim.clients[0].send(bob, a.clone(), sim.now).unwrap();
+    sim.clients[0].send(bob, b.clone(), sim.now).unwrap();
+    for m in &shorts {
+        sim.clients[0].send(bob, m.clone(), sim.now).unwrap();
+    }
+    sim.pump_clients();
+    sim.run_until(Duration::from_secs(600), |s| s.received[1].len() >= 4);
+    // The long ones shared the stream: when the first is whole, bob has
+    // had nearly all 609 packets, not the ~309 of one after the other.
+    let packets_at_first_long = sim.clients[1].stats().packets_received;
+    assert!(packets_at_first_long > 550, "the first long message was whole after {packets_at_first_long} packets");
+    sim.run_until(Duration::from_secs(600), |s| s.received[1].len() >= 5);
+    // The short ones (3 packets each) are done within the first rounds;
+    // the long ones, sharing the rest of the stream, last to the end.
+    let mut first_three = sim.received[1][..3].to_vec();
+    first_three.sort();
+    let mut want = shorts.clone();
+    want.sort();
+    assert_eq!(first_three, want, "the short messages first");
+    let mut last_two = sim.received[1][3..].to_vec();
+    last_two.sort();
+    let mut want = vec![a, b];
+    want.sort();
+    assert_eq!(last_two, want, "then both long messages, intact");
+    assert!(sim.failed[0].is_empty());
+}

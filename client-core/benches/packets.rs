@@ -4,6 +4,8 @@
 //! sphinx-packet's raw build for the same route and payload size (alone, and
 //! with the ack packet every fragment carries), in the same run.
 //!
+//! The same through the driver both shims run shows what the driver costs.
+//!
 //! `cargo bench -p nym-client-core --bench packets`
 //! (`-- --test`: each benchmark once, unmeasured, as scripts/test.sh runs it)
 
@@ -14,6 +16,8 @@ use nym_client_core::keys::ClientKeys;
 use nym_client_core::topology::{GatewayJson, MixNodeJson, Topology, TopologyJson};
 use nym_client_core::wire::gateway::{GatewayHandshake, GatewayResponse};
 use nym_client_core::wire::mix_frame::PacketSize;
+use nym_client_core::app_api::{AppRequest, AppResponse};
+use nym_client_core::driver::{Driver, DriverConfig, Output, Restored};
 use nym_client_core::{Client, ClientConfig};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -66,14 +70,53 @@ fn connected_client(rng: &mut StdRng, gateway: &SigningKey, topology: Topology) 
     let mut client = Client::new(ClientKeys::generate(rng), gateway.verifying_key().to_bytes(), config, [1; 32]);
     client.handle_topology(topology);
     client.handle_gateway_connected(Duration::ZERO);
-    let hello = client.poll_transmit().expect("hello");
+    let hello = client.poll_transmit(Duration::ZERO).expect("hello");
     let (pending, reply) = GatewayHandshake::respond(rng, gateway, &hello).expect("respond");
     client.handle_gateway_frame(&reply, Duration::ZERO);
-    let auth = client.poll_transmit().expect("authenticate");
+    let auth = client.poll_transmit(Duration::ZERO).expect("authenticate");
     let (mut session, _) = pending.verify(&auth).expect("verify");
     client.handle_gateway_frame(&session.seal(&GatewayResponse::Authenticated { stored: 0 }.encode()), Duration::ZERO);
     assert!(client.is_connected());
     client
+}
+
+/// The same client inside the driver both shims run, connected through the
+/// driver's own outputs.
+fn connected_driver(rng: &mut StdRng, gateway: &SigningKey, topology: Topology) -> Driver {
+    let config = DriverConfig {
+        client: ClientConfig {
+            average_packet_delay: Duration::ZERO,
+            loop_cover_delay: Duration::ZERO,
+            max_unacknowledged: usize::MAX,
+            ..ClientConfig::default()
+        },
+        ..DriverConfig::default()
+    };
+    let identity = gateway.verifying_key().to_bytes();
+    let (mut driver, _) =
+        Driver::new(ClientKeys::generate(rng), identity, topology, config, [2; 32], Restored::default()).expect("driver");
+    driver.start(Duration::ZERO);
+    let mut pending = None;
+    while !driver.is_connected() {
+        match driver.poll_output(Duration::ZERO).expect("an output until connected") {
+            Output::Connect { conn, .. } => driver.handle_connected(conn, Duration::ZERO),
+            Output::Transmit { conn, frame } => match pending.take() {
+                None => {
+                    let (p, reply) = GatewayHandshake::respond(rng, gateway, &frame).expect("respond");
+                    pending = Some(p);
+                    driver.handle_frame(conn, &reply, Duration::ZERO);
+                }
+                Some(p) => {
+                    let (mut session, _) = p.verify(&frame).expect("verify");
+                    let ok = session.seal(&GatewayResponse::Authenticated { stored: 0 }.encode());
+                    driver.handle_frame(conn, &ok, Duration::ZERO);
+                }
+            },
+            _ => {}
+        }
+    }
+    while driver.poll_output(Duration::ZERO).is_some() {}
+    driver
 }
 
 fn bench(c: &mut Criterion) {
@@ -93,10 +136,26 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             client.send(recipient, message.clone(), Duration::ZERO).expect("send");
             let mut n = 0u64;
-            while let Some(frame) = client.poll_transmit() {
+            while let Some(frame) = client.poll_transmit(Duration::ZERO) {
                 n += u64::from(frame.len() > 2413);
             }
             assert_eq!(n, packets, "the engine built {n} of the message's {packets} packets");
+        })
+    });
+
+    let mut driver = connected_driver(&mut rng, &gateway, topology.clone());
+    let to = driver.address();
+    group.bench_function("driver over the client engine, as the shims run it (per packet)", |b| {
+        b.iter(|| {
+            let send = AppRequest::Send { recipient: to, message: message.clone() };
+            assert_eq!(driver.handle_request(send, Duration::ZERO), AppResponse::Send);
+            let mut n = 0u64;
+            while let Some(output) = driver.poll_output(Duration::ZERO) {
+                if let Output::Transmit { frame, .. } = output {
+                    n += u64::from(frame.len() > 2413);
+                }
+            }
+            assert_eq!(n, packets, "the driver built {n} of the message's {packets} packets");
         })
     });
 

@@ -417,11 +417,14 @@ impl Client {
         self.topology.as_ref()
     }
 
+    /// A verified topology (the driver checks it): routes are drawn from it
+    /// from now on. Call at start and after every accepted refresh.
     pub fn handle_topology(&mut self, topology: Topology) {
         self.topology = Some(topology);
     }
 
-    /// The websocket to the gateway is open: start the handshake.
+    /// The websocket to the gateway is open: start the handshake (its
+    /// first frame comes out of [`Client::poll_transmit`]).
     pub fn handle_gateway_connected(&mut self, now: Duration) {
         self.last_now = self.last_now.max(now);
         self.transmits.clear();
@@ -443,6 +446,8 @@ impl Client {
         self.next_cover_at = None;
     }
 
+    /// A binary frame from the gateway: the handshake, a delivery, an error.
+    /// Garbage is counted and reported, never fatal to the engine.
     pub fn handle_gateway_frame(&mut self, frame: &[u8], now: Duration) {
         self.last_now = self.last_now.max(now);
         match std::mem::replace(&mut self.connection, Connection::Down) {
@@ -795,6 +800,9 @@ impl Client {
             .then(|| now + sample_exp(&mut self.rng, self.config.loop_cover_delay));
     }
 
+    /// The timer armed for [`Client::poll_timeout`] fired (calling it
+    /// early or late is harmless): sends the Poisson stream's packets that
+    /// are due, cover, retransmissions; expires stale reassemblies.
     pub fn handle_timeout(&mut self, now: Duration) {
         self.last_now = self.last_now.max(now);
         self.stats.expired_sets += self.reassembler.expire(now) as u64;
@@ -871,6 +879,9 @@ impl Client {
         self.push_event(ClientEvent::SendFailed { message_id, recipient, reason });
     }
 
+    /// When [`Client::handle_timeout`] wants to run next (the next Poisson
+    /// tick, cover packet, ack deadline or reassembly expiry); `None`: no
+    /// timer needed. Arm one timer for it after draining the outputs.
     pub fn poll_timeout(&self) -> Option<Duration> {
         let next_retransmission = self.ack_deadlines.peek().map(|Reverse((t, _))| *t);
         [self.next_packet_at, self.next_cover_at, self.reassembler.next_expiry(), next_retransmission]
@@ -879,7 +890,13 @@ impl Client {
             .min()
     }
 
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+    /// The next frame for the gateway, `None` when there is nothing to send
+    /// now. Call after every `handle_*`, `send*`, `reply` and after taking the
+    /// events, until it returns `None`. `now` dates what is built here (an
+    /// unthrottled client builds its packets when asked, and their ack
+    /// deadlines start then).
+    pub fn poll_transmit(&mut self, now: Duration) -> Option<Vec<u8>> {
+        self.last_now = self.last_now.max(now);
         if let Some(ack) = self.next_ack_frame() {
             return Some(ack);
         }

@@ -563,7 +563,7 @@ impl Driver {
 
     /// The next thing to do. Stores and deliveries always come before the
     /// frames that acknowledge their messages to the gateway.
-    pub fn poll_output(&mut self, _now: Duration) -> Option<Output> {
+    pub fn poll_output(&mut self, now: Duration) -> Option<Output> {
         if let Some(output) = self.outputs.pop_front() {
             return Some(output);
         }
@@ -571,7 +571,7 @@ impl Driver {
             Link::Opening { conn, open: true, .. } | Link::Up { conn, .. } => conn,
             _ => return None,
         };
-        self.client.poll_transmit().map(|frame| Output::Transmit { conn, frame })
+        self.client.poll_transmit(now).map(|frame| Output::Transmit { conn, frame })
     }
 
     /// Moves the engine's events into outputs, then what they changed in

@@ -262,7 +262,7 @@ impl Sim {
                     ClientEvent::ReplyStoreChanged => {}
                 }
             }
-            while let Some(frame) = self.clients[i].poll_transmit() {
+            while let Some(frame) = self.clients[i].poll_transmit(self.now) {
                 let n = self.connection[i];
                 self.schedule(LINK_LATENCY, Delivery::ToGateway(i, n, frame));
             }

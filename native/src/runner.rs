@@ -405,7 +405,7 @@ pub async fn register(keys: &ClientKeys, gateway_identity: [u8; 32], url: &str, 
         let (mut sink, mut stream) = ws.split();
         client.handle_gateway_connected(start.elapsed());
         loop {
-            while let Some(frame) = client.poll_transmit() {
+            while let Some(frame) = client.poll_transmit(start.elapsed()) {
                 sink.send(Message::binary(frame)).await.context("writing to the gateway")?;
             }
             while let Some(event) = client.poll_event() {

@@ -1,10 +1,12 @@
-//! wasm-bindgen bindings: `NymClient` for JavaScript.
+//! wasm-bindgen bindings: `NymClient` for JavaScript, over the engine's
+//! [`Driver`] (the same one the native client runs).
 //!
-//! Driving the engine follows its contract: after every `handle_*` or
-//! `send`, drain `poll_transmit` (binary websocket frames) and `poll_event`
-//! (callbacks), then arm one timer for `poll_timeout`. JS callbacks run only
-//! after the engine's borrow is released, so they may call back into the
-//! client (e.g. reply from `onMessage`).
+//! This shim only does what a browser must: it opens the gateway WebSocket
+//! the driver asks for and feeds its events back, arms one timer for the
+//! driver's `poll_timeout`, fetches the topology when asked, keeps the
+//! driver's stores in localStorage, and turns deliveries and events into JS
+//! callbacks. JS callbacks run only after the driver's borrow is released,
+//! so they may call back into the client (e.g. reply from `onMessage`).
 
 use crate::bench::BenchSetup;
 use gloo_timers::callback::Timeout;

@@ -5,12 +5,18 @@
 //! end to end. The gateway key is the gateway's ed25519 identity. Its 64-byte
 //! binary form (32 + 32, no separator) is what the websocket's binary frame
 //! starts with.
+//!
+//! The key encoding itself (base58, 32 bytes) is `nym_wire::address`,
+//! re-exported here. `Recipient` stays in the client: the servers never parse
+//! one, and its `FromStr` error is the client's [`Error`].
 
 use crate::error::{Error, Result};
 use std::fmt;
 use std::str::FromStr;
 
-pub const KEY_LENGTH: usize = 32;
+// Key text is shared with the servers (topology JSON names keys the same way).
+pub use nym_wire::address::{decode_key, encode_key, KEY_LENGTH};
+
 pub const ADDRESS_BYTES: usize = 2 * KEY_LENGTH;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -45,26 +51,6 @@ impl Recipient {
         gateway_key.copy_from_slice(&bytes[KEY_LENGTH..]);
         Ok(Recipient { client_key, gateway_key })
     }
-}
-
-/// Decodes one base58 key of exactly 32 bytes; `what` names it in errors.
-pub fn decode_key(text: &str, what: &str) -> Result<[u8; KEY_LENGTH]> {
-    if text.is_empty() {
-        return Err(Error::Address(format!("{what} is empty")));
-    }
-    let bytes = bs58::decode(text)
-        .into_vec()
-        .map_err(|e| Error::Address(format!("{what} is not valid base58: {e}")))?;
-    <[u8; KEY_LENGTH]>::try_from(bytes.as_slice()).map_err(|_| {
-        Error::Address(format!(
-            "{what} must decode to {KEY_LENGTH} bytes, got {}",
-            bytes.len()
-        ))
-    })
-}
-
-pub fn encode_key(key: &[u8]) -> String {
-    bs58::encode(key).into_string()
 }
 
 impl FromStr for Recipient {

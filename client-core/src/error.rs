@@ -1,4 +1,8 @@
 //! One error type for everything the engine can refuse.
+//!
+//! The shared formats (`nym_wire`) have their own error; each of its variants
+//! becomes the variant of the same name here, with the same text, so `?`
+//! works and callers still match on `nym_client_core::Error`.
 
 use thiserror::Error;
 
@@ -35,5 +39,19 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl From<sphinx_packet::Error> for Error {
     fn from(e: sphinx_packet::Error) -> Self {
         Error::Sphinx(e.to_string())
+    }
+}
+
+impl From<nym_wire::Error> for Error {
+    fn from(e: nym_wire::Error) -> Self {
+        match e {
+            nym_wire::Error::Address(m) => Error::Address(m),
+            nym_wire::Error::Key(m) => Error::Key(m),
+            nym_wire::Error::Topology(m) => Error::Topology(m),
+            nym_wire::Error::NoRoute(m) => Error::NoRoute(m),
+            nym_wire::Error::MalformedPacket(m) => Error::MalformedPacket(m),
+            nym_wire::Error::MalformedFrame(m) => Error::MalformedFrame(m),
+            nym_wire::Error::Handshake(m) => Error::Handshake(m),
+        }
     }
 }

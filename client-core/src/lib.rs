@@ -5,6 +5,11 @@
 //! origin the driver picks) and randomness from a seedable rng. The native
 //! (tokio) and wasm (browser) shims feed bytes and timer expiries in and
 //! carry out what [`Client`] asks for.
+//!
+//! What the servers share with the client (mix frames, the gateway protocol,
+//! SURB-ACK sizes, topology JSON, key encodings and PEM files) is the
+//! `nym-wire` crate; it is re-exported here under its old paths
+//! ([`keys`], [`topology`], [`wire`], and in [`address`] and [`ack`]).
 
 pub mod ack;
 pub mod address;
@@ -13,16 +18,16 @@ pub mod client;
 pub mod driver;
 pub mod error;
 pub mod fragment;
-pub mod keys;
 pub mod payload;
 pub mod received_store;
 pub mod reply;
-pub mod topology;
 pub mod wire;
+
+pub use nym_wire::{keys, topology};
 
 pub use address::Recipient;
 pub use error::{Error, Result};
 
 /// The version this engine speaks; the directory's nodes must match major.minor.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use nym_wire::VERSION;
 pub use client::{Client, ClientConfig, ClientEvent, ReceivedMessage};

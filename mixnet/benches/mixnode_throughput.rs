@@ -12,9 +12,9 @@
 //! packets per second that come out at the sink; beside it, the rate of
 //! `SphinxPacket::process()` on one core.
 
-use nym_client_core::topology::encode_node_address;
-use nym_client_core::wire::mix_frame::{self, PacketSize};
 use nym_mixnet::{Mixnode, MixnodeConfig};
+use nym_wire::mix_frame::{self, PacketSize};
+use nym_wire::topology::encode_node_address;
 use sphinx_packet::header::delays::Delay;
 use sphinx_packet::packet::builder::SphinxPacketBuilder;
 use sphinx_packet::route::{Destination, DestinationAddressBytes, Node};

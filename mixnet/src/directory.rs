@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use nym_client_core::topology::{Gateway, GatewayJson, MixNode, MixNodeJson, TopologyJson};
+use nym_wire::topology::{Gateway, GatewayJson, MixNode, MixNodeJson, TopologyJson};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -24,10 +24,10 @@ use crate::stats::{inc, spawn_stats_logger, NodeStats};
 use anyhow::{anyhow, Result};
 use ed25519_dalek::SigningKey;
 use futures_util::{SinkExt, StreamExt};
-use nym_client_core::address::encode_key;
-use nym_client_core::topology::{decode_node_address, versions_compatible, GatewayJson};
-use nym_client_core::wire::gateway::{ClientRequest, GatewayHandshake, GatewayResponse, Session};
-use nym_client_core::wire::mix_frame;
+use nym_wire::address::encode_key;
+use nym_wire::gateway::{ClientRequest, GatewayHandshake, GatewayResponse, Session};
+use nym_wire::mix_frame;
+use nym_wire::topology::{decode_node_address, versions_compatible, GatewayJson};
 use sphinx_packet::route::NodeAddressBytes;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -206,7 +206,7 @@ impl Shared {
         let allowed = topo
             .mix_nodes
             .iter()
-            .filter(|m| m.layer == 1 && versions_compatible(&m.version, nym_client_core::VERSION))
+            .filter(|m| m.layer == 1 && versions_compatible(&m.version, nym_wire::VERSION))
             .filter_map(|m| m.host.parse().ok())
             .collect();
         self.set_first_hops(allowed);
@@ -409,7 +409,7 @@ impl Gateway {
             mixnet_listener: self.mix_announce(),
             identity_key: self.identity_key_b58(),
             sphinx_key: self.sphinx_key_b58(),
-            version: nym_client_core::VERSION.to_string(),
+            version: nym_wire::VERSION.to_string(),
             location: location.to_string(),
             last_seen: 0,
         }

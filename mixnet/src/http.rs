@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use nym_client_core::topology::TopologyJson;
+use nym_wire::topology::TopologyJson;
 use serde::Serialize;
 use std::time::Duration;
 

@@ -1,8 +1,8 @@
-//! Node keys on disk: PEM files (client-core's tags), private halves 0600.
+//! Node keys on disk: PEM files (nym-wire's tags), private halves 0600.
 
 use anyhow::{bail, Context, Result};
 use ed25519_dalek::SigningKey;
-use nym_client_core::keys::{
+use nym_wire::keys::{
     decode_pem32, encode_pem, ED25519_PRIVATE_TAG, ED25519_PUBLIC_TAG, X25519_PRIVATE_TAG, X25519_PUBLIC_TAG,
 };
 use std::fs;

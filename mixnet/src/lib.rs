@@ -1,8 +1,9 @@
 //! The small Nym mixnet: a directory, mixnodes and gateways, each runnable as
 //! its own binary or together in one process ([`localnet`]).
 //!
-//! Wire formats come from `nym_client_core::wire` and
-//! `nym_client_core::topology`; nothing here redefines them.
+//! Wire formats, topology JSON, key encodings and SURB-ACK handling come from
+//! the `nym-wire` crate (shared with the client); nothing here redefines them,
+//! and the servers do not depend on the client engine.
 //!
 //! Binaries: `nym-directory`, `nym-mixnode`, `nym-gateway`, `nym-localnet`
 //! (`--help` on each). Data-dir files: `sphinx_private.pem` (0600) and

@@ -15,7 +15,7 @@ use crate::gateway::{Gateway, GatewayConfig};
 use crate::mixnode::{Mixnode, MixnodeConfig};
 use crate::stats::NodeStats;
 use anyhow::{anyhow, bail, Result};
-use nym_client_core::topology::{TopologyJson, LAYERS};
+use nym_wire::topology::{TopologyJson, LAYERS};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;

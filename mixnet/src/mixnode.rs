@@ -8,8 +8,8 @@ use crate::pool::{PeerPool, DEFAULT_PEER_QUEUE};
 use crate::processor::{default_workers, forward, serve_mix_listener, spawn_delay_queue, start_workers, Handler, Processed};
 use crate::stats::{inc, spawn_stats_logger, NodeStats};
 use anyhow::{bail, Result};
-use nym_client_core::address::encode_key;
-use nym_client_core::topology::MixNodeJson;
+use nym_wire::address::encode_key;
+use nym_wire::topology::MixNodeJson;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -71,7 +71,7 @@ pub struct Mixnode {
 
 impl Mixnode {
     pub async fn start(config: MixnodeConfig) -> Result<Mixnode> {
-        if !(1..=nym_client_core::topology::LAYERS).contains(&config.layer) {
+        if !(1..=nym_wire::topology::LAYERS).contains(&config.layer) {
             bail!("layer must be 1..=3, got {}", config.layer);
         }
         let secret = load_or_create_sphinx_key(&config.data_dir)?;
@@ -142,7 +142,7 @@ impl Mixnode {
             host: self.announce_addr.to_string(),
             pub_key: self.public_key_b58(),
             layer: self.layer,
-            version: nym_client_core::VERSION.to_string(),
+            version: nym_wire::VERSION.to_string(),
             location: location.to_string(),
             last_seen: 0,
         }

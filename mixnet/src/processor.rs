@@ -5,9 +5,9 @@
 use crate::pool::PeerPool;
 use crate::replay::ReplayFilter;
 use crate::stats::{inc, NodeStats};
-use nym_client_core::ack::gateway_final_hop;
-use nym_client_core::topology::decode_node_address;
-use nym_client_core::wire::mix_frame::{self, FrameDecoder};
+use nym_wire::mix_frame::{self, FrameDecoder};
+use nym_wire::surb_ack::gateway_final_hop;
+use nym_wire::topology::decode_node_address;
 use sphinx_packet::{ProcessedPacketData, SphinxPacket};
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;

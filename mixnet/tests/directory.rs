@@ -1,8 +1,8 @@
 //! The directory: announcements, expiry, bad input, CORS.
 
-use nym_client_core::address::encode_key;
-use nym_client_core::topology::{GatewayJson, MixNodeJson};
 use nym_mixnet::http::DirectoryClient;
+use nym_wire::address::encode_key;
+use nym_wire::topology::{GatewayJson, MixNodeJson};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -13,7 +13,7 @@ fn mix(layer: u8, port: u16) -> MixNodeJson {
         host: format!("127.0.0.1:{port}"),
         pub_key: encode_key(PublicKey::from(&StaticSecret::from([port as u8; 32])).as_bytes()),
         layer,
-        version: nym_client_core::VERSION.into(),
+        version: nym_wire::VERSION.into(),
         location: "test".into(),
         last_seen: 0,
     }
@@ -38,7 +38,7 @@ async fn entries_expire_unless_reannounced() {
         mixnet_listener: "127.0.0.1:1790".into(),
         identity_key: encode_key(ed25519_dalek::SigningKey::from_bytes(&[3; 32]).verifying_key().as_bytes()),
         sphinx_key: encode_key(PublicKey::from(&StaticSecret::from([4; 32])).as_bytes()),
-        version: nym_client_core::VERSION.into(),
+        version: nym_wire::VERSION.into(),
         location: "test".into(),
         last_seen: 0,
     };

@@ -3,10 +3,10 @@
 mod common;
 
 use common::*;
-use nym_client_core::address::decode_key;
-use nym_client_core::topology::{encode_node_address, Topology};
-use nym_client_core::wire::gateway::{ClientHandshake, GatewayResponse};
 use nym_mixnet::localnet::{Localnet, LocalnetConfig};
+use nym_wire::address::decode_key;
+use nym_wire::gateway::{ClientHandshake, GatewayResponse};
+use nym_wire::topology::{encode_node_address, Topology};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use x25519_dalek::PublicKey;
@@ -21,7 +21,7 @@ async fn start(dir: &std::path::Path) -> Localnet {
 }
 
 fn topology(net: &Localnet) -> Topology {
-    Topology::from_json(&net.topology(), nym_client_core::VERSION).expect("complete topology")
+    Topology::from_json(&net.topology(), nym_wire::VERSION).expect("complete topology")
 }
 
 fn gw_identity(net: &Localnet, i: usize) -> [u8; 32] {
@@ -52,7 +52,7 @@ async fn packet_through_directory_three_mixnodes_and_gateway_arrives_byte_for_by
     let http = nym_mixnet::http::DirectoryClient::new(&net.directory_url()).unwrap();
     let json = http.topology().await.unwrap();
     assert_eq!(json.mix_nodes.len(), 6);
-    Topology::from_json(&json, nym_client_core::VERSION).unwrap();
+    Topology::from_json(&json, nym_wire::VERSION).unwrap();
 
     let alice = random_secret();
     let bob = random_secret();

@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use nym_client_core::wire::mix_frame::PacketSize;
 use nym_mixnet::{Mixnode, MixnodeConfig};
+use nym_wire::mix_frame::PacketSize;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -3,8 +3,8 @@
 mod common;
 
 use common::*;
-use nym_client_core::topology::Topology;
 use nym_mixnet::http::DirectoryClient;
+use nym_wire::topology::Topology;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -101,7 +101,7 @@ async fn separate_processes_carry_traffic() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let topo = loop {
         if let Ok(json) = dir.topology().await {
-            if let Ok(t) = Topology::from_json(&json, nym_client_core::VERSION) {
+            if let Ok(t) = Topology::from_json(&json, nym_wire::VERSION) {
                 break (json, t);
             }
         }

@@ -1,8 +1,8 @@
-//! Wire formats shared by the client and the servers: defined once, here.
+//! Wire formats shared by the client and the servers, defined once in the
+//! `nym-wire` crate and re-exported here under their old paths.
 //!
 //! - [`mix_frame`]: Sphinx packets between nodes over TCP (flag byte + packet).
 //! - [`gateway`]: the client <-> gateway websocket protocol: an authenticated
 //!   key exchange, then encrypted request/response frames.
 
-pub mod gateway;
-pub mod mix_frame;
+pub use nym_wire::{gateway, mix_frame};

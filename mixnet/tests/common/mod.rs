@@ -2,9 +2,9 @@
 //! Test helpers: real Sphinx packets, a minimal gateway client, a TCP sink.
 
 use futures_util::{SinkExt, StreamExt};
-use nym_client_core::topology::{encode_node_address, TopologyJson};
-use nym_client_core::wire::gateway::{ClientHandshake, ClientRequest, GatewayResponse, Session};
-use nym_client_core::wire::mix_frame::{self, FrameDecoder, PacketSize};
+use nym_wire::gateway::{ClientHandshake, ClientRequest, GatewayResponse, Session};
+use nym_wire::mix_frame::{self, FrameDecoder, PacketSize};
+use nym_wire::topology::{encode_node_address, TopologyJson};
 use sphinx_packet::header::delays::Delay;
 use sphinx_packet::packet::builder::SphinxPacketBuilder;
 use sphinx_packet::route::{Destination, DestinationAddressBytes, Node};
@@ -33,7 +33,7 @@ pub fn node(addr: SocketAddr, key: PublicKey) -> Node {
 pub fn build_frame(msg: &[u8], route: &[Node], dest: &PublicKey, delays_ms: &[u64]) -> Vec<u8> {
     let destination = Destination::new(DestinationAddressBytes::from_bytes(*dest.as_bytes()), [0; 16]);
     let delays: Vec<Delay> = delays_ms.iter().map(|d| Delay::new_from_millis(*d)).collect();
-    let payload = [&[0u8; nym_client_core::ack::SURB_ACK_LEN][..], msg].concat();
+    let payload = [&[0u8; nym_wire::surb_ack::SURB_ACK_LEN][..], msg].concat();
     let packet = SphinxPacketBuilder::new()
         .with_payload_size(PacketSize::Regular.sphinx_payload_size())
         .build_packet(&payload, route, &destination, &delays)
@@ -209,5 +209,5 @@ pub async fn next_binary(ws: &mut Ws, timeout: Duration) -> Option<Vec<u8>> {
 }
 
 pub fn gateway_identity(topo: &TopologyJson, i: usize) -> [u8; 32] {
-    nym_client_core::address::decode_key(&topo.gateway_nodes[i].identity_key, "gw").expect("identity")
+    nym_wire::address::decode_key(&topo.gateway_nodes[i].identity_key, "gw").expect("identity")
 }

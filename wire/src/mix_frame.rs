@@ -44,7 +44,7 @@ impl PacketSize {
     pub fn plaintext_size(self) -> usize {
         match self {
             PacketSize::Regular => 2048,
-            PacketSize::Ack => crate::ack::ACK_PAYLOAD_LEN,
+            PacketSize::Ack => crate::surb_ack::ACK_PAYLOAD_LEN,
             PacketSize::Extended8 => 8 * 1024,
             PacketSize::Extended16 => 16 * 1024,
             PacketSize::Extended32 => 32 * 1024,

@@ -3,8 +3,10 @@
 //! A client has one x25519 key pair (`private_identity.pem`,
 //! `public_identity.pem`): its public half is the client part of its address,
 //! the Sphinx destination, the key fragments are encrypted to, and what it
-//! proves possession of in the gateway handshake. The engine only converts
-//! keys to and from text; writing files (with 0600) is the shim's job.
+//! proves possession of in the gateway handshake. Nodes keep an x25519
+//! Sphinx key pair and an ed25519 identity in PEM files with the tags below.
+//! This crate only converts keys to and from text; writing files (with 0600)
+//! is the caller's job (the client shims, the servers' key files).
 
 use crate::error::{Error, Result};
 use rand::CryptoRng;

@@ -1,0 +1,133 @@
+//! What each send builds: the gateway frames of real packets, reply
+//! packets and loop cover.
+//!
+//! A real packet to an address is a Sphinx packet along a fresh random
+//! route, its payload sealed to the recipient's key and prefixed with a
+//! SURB-ACK that brings an ack id back to us; it is tracked in flight until
+//! that ack comes (see `retransmit`). A reply goes through a SURB the
+//! recipient gave us. Loop cover is a real packet to ourselves that nobody
+//! waits for. Every frame is sealed for the gateway's session.
+//!
+//! Packets are built only when their turn comes (a Poisson tick, or the
+//! shim asking an unthrottled client), never while queued.
+
+use super::schedule::sample_exp;
+use super::send_queue::{bytes_in_turn, messages_in_turn, Via};
+use super::Client;
+use crate::ack;
+use crate::address::Recipient;
+use crate::error::{Error, Result};
+use crate::payload::{self, PayloadKind};
+use crate::wire::gateway::ClientRequest;
+use crate::wire::mix_frame::{self, PacketSize};
+use rand::Rng;
+use sphinx_packet::header::delays::Delay;
+use sphinx_packet::route::{Destination, DestinationAddressBytes};
+use sphinx_packet::SphinxPacketBuilder;
+use std::time::Duration;
+use x25519_dalek::{PublicKey, StaticSecret};
+
+impl Client {
+    /// One tick of the main stream: the next real packet, else cover.
+    pub(super) fn send_next_real_or_cover(&mut self) {
+        if !self.send_next_real() {
+            self.send_cover();
+        }
+    }
+
+    /// Sends the next queued fragment; false when the queue is empty or too
+    /// many packets await their ack.
+    pub(super) fn send_next_real(&mut self) -> bool {
+        while self.in_flight.len() < self.config.max_unacknowledged {
+            let Some(q) = self.queue.pop(messages_in_turn(&self.config), bytes_in_turn(&self.config)) else { break };
+            let recipient = match &q.via {
+                Via::Forward(recipient) => *recipient,
+                Via::Surb(surb) => match self.build_reply_frame(surb, &q.fragment) {
+                    Ok(frame) => {
+                        self.stats.real_packets_sent += 1;
+                        self.transmits.push_back(frame);
+                        return true;
+                    }
+                    Err(e) => {
+                        self.fail_message(q.message_id, None, e.to_string());
+                        continue;
+                    }
+                },
+            };
+            let ack_id = self.rng.next_u64();
+            match self.build_frame(&recipient, PayloadKind::Fragment, &q.fragment, ack_id) {
+                Ok((frame, round_trip_delay)) => {
+                    self.stats.real_packets_sent += 1;
+                    self.transmits.push_back(frame);
+                    self.in_flight.sent(ack_id, q, self.last_now, round_trip_delay, &self.config);
+                    return true;
+                }
+                Err(e) => self.fail_message(q.message_id, Some(recipient), e.to_string()),
+            }
+        }
+        false
+    }
+
+    pub(super) fn send_cover(&mut self) {
+        let me = self.address();
+        // Its ack id is random and not tracked: the ack is dropped on arrival.
+        let ack_id = self.rng.next_u64();
+        if let Ok((frame, _)) = self.build_frame(&me, PayloadKind::LoopCover, &[], ack_id) {
+            self.stats.cover_packets_sent += 1;
+            self.transmits.push_back(frame);
+        }
+    }
+
+    /// One sealed gateway frame carrying a reply fragment through `surb`.
+    fn build_reply_frame(&mut self, surb: &[u8], fragment: &[u8]) -> Result<Vec<u8>> {
+        let size = self.config.packet_size;
+        let content = payload::encode_content(PayloadKind::Fragment, fragment, size.plaintext_size());
+        let (packet, first_hop) = sphinx_packet::SURB::from_bytes(surb)?.use_surb(&content, size.sphinx_payload_size())?;
+        let request = ClientRequest::Forward { next_hop: first_hop.to_bytes(), frame: mix_frame::encode(&packet.to_bytes())? };
+        self.gateway.seal(&request)
+    }
+
+    /// One sealed gateway frame carrying one Sphinx packet (with a SURB-ACK
+    /// for `ack_id`) to `recipient`, and the total mixing delay of the packet
+    /// and its ack.
+    fn build_frame(&mut self, recipient: &Recipient, kind: PayloadKind, body: &[u8], ack_id: u64) -> Result<(Vec<u8>, Duration)> {
+        if !self.is_connected() {
+            return Err(Error::NotConnected);
+        }
+        let me = self.address();
+        let topology = self.topology.as_ref().ok_or_else(|| Error::NoRoute("no network topology".into()))?;
+        let hop_delay = self.config.average_hop_delay;
+        let (surb_ack, ack_delay) = ack::build_surb_ack(&mut self.rng, topology, &me, &self.ack_key, ack_id, hop_delay)?;
+        let route = topology.random_route(&mut self.rng, &recipient.gateway_key)?;
+        let sealed = payload::seal(&mut self.rng, &PublicKey::from(recipient.client_key), kind, body, self.config.packet_size)?;
+        let payload = [surb_ack.as_slice(), &sealed].concat();
+        let (packet, delay) = build_sphinx_packet(&mut self.rng, &route, recipient, &payload, hop_delay, self.config.packet_size)?;
+        let request = ClientRequest::Forward { next_hop: route[0].address.to_bytes(), frame: mix_frame::encode(&packet)? };
+        Ok((self.gateway.seal(&request)?, delay + ack_delay))
+    }
+}
+
+/// Builds the Sphinx packet bytes for `payload` along `route` (mixnodes,
+/// then the recipient's gateway), with exponential per-hop delays; returns
+/// the packet and the sum of its delays.
+pub fn build_sphinx_packet<R: rand::CryptoRng + ?Sized>(
+    rng: &mut R,
+    route: &[sphinx_packet::route::Node],
+    recipient: &Recipient,
+    payload: &[u8],
+    average_hop_delay: Duration,
+    packet_size: PacketSize,
+) -> Result<(Vec<u8>, Duration)> {
+    let delays: Vec<Delay> = route
+        .iter()
+        .map(|_| Delay::new_from_nanos(sample_exp(rng, average_hop_delay).as_nanos() as u64))
+        .collect();
+    let destination = Destination::new(DestinationAddressBytes::from_bytes(recipient.client_key), [0u8; 16]);
+    let initial_secret = StaticSecret::random_from_rng(rng);
+    let packet = SphinxPacketBuilder::new()
+        .with_payload_size(packet_size.sphinx_payload_size())
+        .with_initial_secret(&initial_secret)
+        .build_packet(payload, route, &destination, &delays)?;
+    let total = delays.iter().map(|d| d.to_duration()).sum();
+    Ok((packet.to_bytes(), total))
+}

@@ -13,7 +13,7 @@
 //! here. This module is the sender's side: the ack key, building SURB-ACKs.
 
 use crate::address::Recipient;
-use crate::client::build_sphinx_packet;
+use crate::packet::build_sphinx_packet;
 use crate::error::Result;
 use crate::topology::Topology;
 use crate::wire::mix_frame::PacketSize;

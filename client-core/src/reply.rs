@@ -166,7 +166,7 @@ pub fn create_surb<R: CryptoRng + ?Sized>(
     let route = topology.random_route(rng, &own.gateway_key)?;
     let delays: Vec<Delay> = route
         .iter()
-        .map(|_| Delay::new_from_nanos(crate::client::sample_exp(rng, average_hop_delay).as_nanos() as u64))
+        .map(|_| Delay::new_from_nanos(crate::packet::sample_exp(rng, average_hop_delay).as_nanos() as u64))
         .collect();
     let mut identifier = [0u8; 16];
     while identifier == [0u8; 16] {

@@ -106,7 +106,7 @@ impl Gateway {
 }
 
 fn open_response(session: &mut Session, frame: &[u8]) -> Result<GatewayResponse> {
-    session.open(frame).and_then(|pt| GatewayResponse::decode(&pt))
+    Ok(GatewayResponse::decode(&session.open(frame)?)?)
 }
 
 impl From<Result<GatewayResponse>> for Incoming {

@@ -46,8 +46,7 @@ mod send_queue;
 mod transmit;
 
 pub use config::{ClientConfig, ClientEvent, ClientStats, ReceivedMessage};
-pub(crate) use schedule::sample_exp;
-pub use transmit::build_sphinx_packet;
+pub use crate::packet::build_sphinx_packet;
 
 use crate::ack::AckKey;
 use crate::address::Recipient;

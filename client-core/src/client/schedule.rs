@@ -17,8 +17,8 @@
 //! gap (in that order, from the client's one rng).
 
 use super::config::ClientConfig;
+use crate::packet::sample_exp;
 use rand::Rng;
-use rand_distr::{Distribution, Exp};
 use std::time::Duration;
 
 /// Timer-driven sends to make up when the shim wakes late; more than this
@@ -95,17 +95,6 @@ impl Schedule {
     pub(super) fn cover_sent<R: Rng + ?Sized>(&mut self, at: Duration, now: Duration, rng: &mut R) {
         let from = if at + self.cover_mean * MAX_CATCH_UP as u32 <= now { now } else { at };
         self.next_cover_at = Some(from + sample_exp(rng, self.cover_mean));
-    }
-}
-
-/// Exponentially distributed with the given mean; zero mean gives zero.
-pub(crate) fn sample_exp<R: Rng + ?Sized>(rng: &mut R, mean: Duration) -> Duration {
-    if mean.is_zero() {
-        return Duration::ZERO;
-    }
-    match Exp::new(1.0 / mean.as_secs_f64()) {
-        Ok(exp) => Duration::from_secs_f64(exp.sample(rng).min(3600.0)),
-        Err(_) => mean,
     }
 }
 

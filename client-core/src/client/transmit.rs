@@ -11,21 +11,18 @@
 //! Packets are built only when their turn comes (a Poisson tick, or the
 //! shim asking an unthrottled client), never while queued.
 
-use super::schedule::sample_exp;
 use super::send_queue::{bytes_in_turn, messages_in_turn, Via};
 use super::Client;
 use crate::ack;
+use crate::packet::build_sphinx_packet;
 use crate::address::Recipient;
 use crate::error::{Error, Result};
 use crate::payload::{self, PayloadKind};
 use crate::wire::gateway::ClientRequest;
-use crate::wire::mix_frame::{self, PacketSize};
+use crate::wire::mix_frame;
 use rand::Rng;
-use sphinx_packet::header::delays::Delay;
-use sphinx_packet::route::{Destination, DestinationAddressBytes};
-use sphinx_packet::SphinxPacketBuilder;
 use std::time::Duration;
-use x25519_dalek::{PublicKey, StaticSecret};
+use x25519_dalek::PublicKey;
 
 impl Client {
     /// One tick of the main stream: the next real packet, else cover.
@@ -107,27 +104,3 @@ impl Client {
     }
 }
 
-/// Builds the Sphinx packet bytes for `payload` along `route` (mixnodes,
-/// then the recipient's gateway), with exponential per-hop delays; returns
-/// the packet and the sum of its delays.
-pub fn build_sphinx_packet<R: rand::CryptoRng + ?Sized>(
-    rng: &mut R,
-    route: &[sphinx_packet::route::Node],
-    recipient: &Recipient,
-    payload: &[u8],
-    average_hop_delay: Duration,
-    packet_size: PacketSize,
-) -> Result<(Vec<u8>, Duration)> {
-    let delays: Vec<Delay> = route
-        .iter()
-        .map(|_| Delay::new_from_nanos(sample_exp(rng, average_hop_delay).as_nanos() as u64))
-        .collect();
-    let destination = Destination::new(DestinationAddressBytes::from_bytes(recipient.client_key), [0u8; 16]);
-    let initial_secret = StaticSecret::random_from_rng(rng);
-    let packet = SphinxPacketBuilder::new()
-        .with_payload_size(packet_size.sphinx_payload_size())
-        .with_initial_secret(&initial_secret)
-        .build_packet(payload, route, &destination, &delays)?;
-    let total = delays.iter().map(|d| d.to_duration()).sum();
-    Ok((packet.to_bytes(), total))
-}

@@ -96,6 +96,8 @@ async fn connection(stream: TcpStream, peer: SocketAddr, server: Arc<AppServer>)
     loop {
         let release = pushes.from;
         let push_now = !pushes.held.is_empty() && release <= Instant::now();
+        // Requests first (an answer is never held up by pushes), then held
+        // pushes in order, then new deliveries.
         tokio::select! {
             biased;
             msg = source.next() => {
@@ -132,11 +134,6 @@ async fn connection(stream: TcpStream, peer: SocketAddr, server: Arc<AppServer>)
                 }
                 pushes.from = if release_pushes { Instant::now() } else { Instant::now() + server.push_after_quiet };
             }
-            delivery = drx.recv() => match delivery {
-                Some(d) => pushes.held.push_back(d),
-                None => break,
-            },
-            _ = tokio::time::sleep_until(release), if !pushes.held.is_empty() && !push_now => {}
             _ = std::future::ready(()), if push_now => {
                 if let Some(d) = pushes.held.pop_front() {
                     if sink.send(pushes.frame(d)).await.is_err() {
@@ -144,6 +141,11 @@ async fn connection(stream: TcpStream, peer: SocketAddr, server: Arc<AppServer>)
                     }
                 }
             }
+            delivery = drx.recv() => match delivery {
+                Some(d) => pushes.held.push_back(d),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(release), if !pushes.held.is_empty() && !push_now => {}
         }
     }
     drx.close();

@@ -46,6 +46,15 @@ pub use crate::inbox::DB_FILE;
 
 pub const DEFAULT_INBOX_LIMIT: u64 = 100_000;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default largest websocket message (and frame) a client may send, before
+/// and after authentication (`--max-client-message`). The largest legitimate
+/// one is a sealed forward of an Extended32 packet (about 33 KiB);
+/// tungstenite refuses a longer frame from its header, before buffering it,
+/// so an unauthenticated peer can't make the gateway hold tungstenite's
+/// default 64 MiB per connection.
+pub const DEFAULT_MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+/// Below this a legitimate Extended32 packet would not fit.
+pub const MIN_MAX_CLIENT_MESSAGE: usize = 40 * 1024;
 /// Stored messages waiting in memory for a connection to send them; past it
 /// the connection reads them from the inbox instead.
 const CLIENT_QUEUE: usize = 1024;
@@ -72,6 +81,9 @@ pub struct GatewayConfig {
     pub workers: usize,
     pub peer_queue: usize,
     pub inbox_limit: u64,
+    /// Largest websocket message a client may send (at least
+    /// [`MIN_MAX_CLIENT_MESSAGE`]); more closes the connection.
+    pub max_client_message: usize,
     pub location: String,
 }
 
@@ -89,6 +101,7 @@ impl GatewayConfig {
             workers: 0,
             peer_queue: DEFAULT_PEER_QUEUE,
             inbox_limit: DEFAULT_INBOX_LIMIT,
+            max_client_message: DEFAULT_MAX_CLIENT_MESSAGE,
             location: "localhost".into(),
         }
     }
@@ -133,6 +146,7 @@ struct Shared {
     next_conn: AtomicU64,
     /// Bumped to drop every client connection at once (`cut_client_connections`).
     cut: tokio::sync::watch::Sender<u64>,
+    max_client_message: usize,
 }
 
 impl Shared {
@@ -285,6 +299,7 @@ impl Gateway {
             first_hops: RwLock::new(FirstHops { allowed: HashSet::new(), refreshed: None }),
             next_conn: AtomicU64::new(1),
             cut: tokio::sync::watch::Sender::new(0),
+            max_client_message: config.max_client_message.max(MIN_MAX_CLIENT_MESSAGE),
         });
 
         let handler: Handler = {
@@ -339,8 +354,11 @@ impl Gateway {
             spawn_announcer(client, "/api/presence/gateways", gw.json(&config.location), config.announce_interval, cancel);
         }
         tracing::info!(
-            "gateway {} listening: mixnet {mix_addr}, clients ws://{clients_addr}",
-            gw.identity_key_b58()
+            "gateway {} listening: mixnet {mix_addr}, clients ws://{clients_addr}; limits: {} messages per inbox \
+             (--inbox-limit), {} bytes per client websocket message (--max-client-message)",
+            gw.identity_key_b58(),
+            config.inbox_limit,
+            config.max_client_message.max(MIN_MAX_CLIENT_MESSAGE)
         );
         Ok(gw)
     }
@@ -477,7 +495,10 @@ async fn next_binary(ws: &mut Ws) -> Result<Vec<u8>> {
 
 async fn handle_client(stream: TcpStream, shared: Arc<Shared>, cancel: CancellationToken) -> Result<()> {
     let _ = stream.set_nodelay(true);
-    let mut ws = tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::accept_async(stream))
+    let limits = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(shared.max_client_message))
+        .max_frame_size(Some(shared.max_client_message));
+    let mut ws = tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::accept_async_with_config(stream, Some(limits)))
         .await
         .map_err(|_| anyhow!("websocket handshake timed out"))??;
     let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, next_binary(&mut ws)).await.map_err(|_| anyhow!("no HELLO"))??;

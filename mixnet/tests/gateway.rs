@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use futures_util::SinkExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use nym_mixnet::{Gateway, GatewayConfig};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -172,4 +173,76 @@ async fn bad_handshakes_are_refused_without_harm() {
     assert_eq!(c.stored, 0);
     c.close().await;
     gw.shutdown().await;
+}
+
+/// Issue 13's report: 30 connections that each sent a 60 MiB message before
+/// HELLO took a gateway to 2.7 GB. A message over MAX_CLIENT_MESSAGE is
+/// refused from its frame header: the connection closes, the gateway's
+/// memory does not grow by the messages, and honest clients keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_before_the_handshake_is_refused_without_buffering_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(dir.path(), 10).await;
+    let addr = gw.client_listener_url().trim_start_matches("ws://").to_string();
+    let chunk = vec![0x5a_u8; 1 << 20];
+    let rss_before = resident_bytes();
+    // Five peers each start a 60 MiB message in 8 MiB frames (under
+    // tungstenite's default 16 MiB frame limit), write 56 MiB of it and
+    // stall, holding their connections open while we look at the memory.
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        let mut tcp = upgraded(&addr).await;
+        'frames: for frame in 0..7 {
+            // not FIN; binary first, then continuation; masked, 64-bit length, mask key 0
+            let mut header = vec![if frame == 0 { 0x02 } else { 0x00 }, 0xff];
+            header.extend_from_slice(&(8u64 << 20).to_be_bytes());
+            header.extend_from_slice(&[0, 0, 0, 0]);
+            if tcp.write_all(&header).await.is_err() {
+                break;
+            }
+            for _ in 0..8 {
+                if tcp.write_all(&chunk).await.is_err() {
+                    break 'frames; // the gateway closed on the header
+                }
+            }
+        }
+        held.push(tcp);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let grown = resident_bytes().saturating_sub(rss_before);
+    // Buffered, the five would be 280 MiB.
+    assert!(grown < 100 << 20, "the process grew by {} MiB while the peers stalled", grown >> 20);
+    drop(held);
+    let c = TestClient::connect(&gw.client_listener_url(), &random_secret(), gw.identity_key()).await.unwrap();
+    c.close().await;
+    gw.shutdown().await;
+}
+
+/// A TCP connection to `addr` after a websocket upgrade done by hand, to
+/// write frames no websocket library would.
+async fn upgraded(addr: &str) -> tokio::net::TcpStream {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let mut byte = [0u8; 1];
+    while !response.ends_with(b"\r\n\r\n") {
+        assert_eq!(tcp.read(&mut byte).await.unwrap(), 1, "the gateway closed during the upgrade");
+        response.push(byte[0]);
+    }
+    assert!(response.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&response));
+    tcp
+}
+
+/// This process's resident memory (Linux), in bytes.
+fn resident_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        .map_or(0, |kb| kb * 1024)
 }

@@ -31,6 +31,11 @@ struct Args {
     /// Messages kept per offline client.
     #[arg(long, default_value_t = nym_mixnet::gateway::DEFAULT_INBOX_LIMIT)]
     inbox_limit: u64,
+    /// Largest websocket message (bytes) a client may send, before and after
+    /// its handshake; a longer one closes the connection before it is read.
+    /// At least 40960 (an Extended32 packet must fit).
+    #[arg(long, default_value_t = nym_mixnet::gateway::DEFAULT_MAX_CLIENT_MESSAGE)]
+    max_client_message: usize,
 }
 
 #[tokio::main]
@@ -45,6 +50,14 @@ async fn main() -> anyhow::Result<()> {
     c.announce_interval = nym_mixnet::secs_flag(args.announce_interval, "--announce-interval")?;
     c.stats_interval = nym_mixnet::secs_flag(args.stats_interval, "--stats-interval")?;
     c.inbox_limit = args.inbox_limit;
+    if args.max_client_message < nym_mixnet::gateway::MIN_MAX_CLIENT_MESSAGE {
+        anyhow::bail!(
+            "--max-client-message must be at least {} (an Extended32 packet must fit), got {}",
+            nym_mixnet::gateway::MIN_MAX_CLIENT_MESSAGE,
+            args.max_client_message
+        );
+    }
+    c.max_client_message = args.max_client_message;
     let gw = Gateway::start(c).await?;
     println!(
         "gateway identity {} sphinx {} mixnet {} clients {}",

@@ -2,6 +2,7 @@
 //! localnet: sends, receives, binary frames, errors, connection rules.
 
 use anyhow::Result;
+use futures_util::{SinkExt, StreamExt};
 use nym_integration_tests::*;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -131,6 +132,16 @@ async fn bad_requests_get_clear_errors_and_the_client_keeps_working() -> Result<
     let mut big = binary_address(&me)?;
     big.extend_from_slice(&vec![0u8; 200 * 1024]);
     error_containing(&request_binary(&mut ws, big).await?, "message too large");
+    // 64 bytes of garbage read as a recipient: its "gateway" is not in the topology.
+    let mut garbage = vec![7u8; 64];
+    garbage.extend_from_slice(b"payload");
+    error_containing(&request_binary(&mut ws, garbage).await?, "not in the network topology");
+    // A ping is answered with a pong and changes nothing.
+    ws.send(Message::Ping(b"are you there".to_vec().into())).await?;
+    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+        Ok(Some(Ok(Message::Pong(p)))) => assert_eq!(&p[..], b"are you there"),
+        other => anyhow::bail!("expected a pong, got {other:?}"),
+    }
 
     // After all that, a good send still goes through.
     ok_send(&request(&mut ws, &json!({"type": "send", "message": "still here", "recipient": me})).await?);

@@ -7,7 +7,7 @@ use anyhow::Result;
 use nym_client_core::driver::StoreWrite;
 use std::fs::File;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub struct StoreFile {
     path: PathBuf,
@@ -17,7 +17,7 @@ pub struct StoreFile {
 
 impl StoreFile {
     /// The file's current bytes (empty when it does not exist yet).
-    pub fn read(path: &PathBuf) -> Result<Option<Vec<u8>>> {
+    pub fn read(path: &Path) -> Result<Option<Vec<u8>>> {
         match std::fs::read(path) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

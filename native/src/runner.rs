@@ -227,7 +227,8 @@ impl Engine {
             }
             Input::TopologyFetched(fetched) => self.driver.handle_topology_fetched(fetched.as_deref().map_err(Clone::clone), now),
             Input::AppAttach { tx, accepted } => {
-                self.apps.retain(|_, t| !t.is_closed());
+                // An application that left is removed by its AppDetach (or by
+                // the first delivery that fails), together with the driver's count.
                 match self.driver.attach_app() {
                     Ok(app) => {
                         if accepted.send(Ok(app)).is_ok() {

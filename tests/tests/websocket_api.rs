@@ -297,7 +297,6 @@ async fn web_pages_are_refused_unless_their_origin_is_allowed() -> Result<()> {
 /// Nym 0.8 programs are told what this client speaks instead of waiting forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_close_is_answered_and_nym_08_requests_are_explained() -> Result<()> {
-    use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
     use tokio_tungstenite::tungstenite::protocol::CloseFrame;
     let dir = shared_localnet();

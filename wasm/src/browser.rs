@@ -441,8 +441,10 @@ impl Inner {
 
     /// Opens the websocket to the gateway and wires its events to the driver.
     fn connect(&mut self, conn: ConnectionId, url: &str, weak: &Weak<RefCell<Inner>>) -> Result<(), JsValue> {
-        self.close_socket();
+        // Handlers of sockets closed before: none of them is running now. The
+        // one closed here keeps its handlers until the next connect.
         self.old_handlers.clear();
+        self.close_socket();
         let ws = WebSocket::new(url)
             .map_err(|e| js_error(format!("cannot open a websocket to the gateway at {url}: {}", describe(&e))))?;
         ws.set_binary_type(BinaryType::Arraybuffer);

@@ -12,6 +12,8 @@
 //!   final-hop payload into the ack to send on and the content to deliver.
 //! - [`topology`]: the directory's topology JSON, its validation, node
 //!   addresses inside Sphinx headers, and route selection.
+//! - [`signed`]: node descriptors signed by their identity, the directory's
+//!   signed topology document, and the one check of both ([`signed::verify_topology`]).
 //! - [`address`]: base58 public keys, as in addresses and topology JSON.
 //! - [`keys`]: key material and its PEM files.
 //!
@@ -24,6 +26,7 @@ pub mod error;
 pub mod gateway;
 pub mod keys;
 pub mod mix_frame;
+pub mod signed;
 pub mod surb_ack;
 pub mod topology;
 

@@ -18,6 +18,10 @@ pub const LAYERS: u8 = 3;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MixNodeJson {
+    /// base58 ed25519 identity key: what names the node; it signs this
+    /// descriptor (see [`crate::signed`]).
+    #[serde(default)]
+    pub identity_key: String,
     /// `ip:port` of the node's mixnet listener.
     pub host: String,
     /// base58 x25519 Sphinx key.
@@ -27,8 +31,16 @@ pub struct MixNodeJson {
     #[serde(default)]
     pub location: String,
     /// Unix time in nanoseconds the directory last heard from the node.
+    /// Set by the directory; not part of the node's signature.
     #[serde(default)]
     pub last_seen: u64,
+    /// The descriptor's sequence number: Unix time in milliseconds when the
+    /// node signed it, strictly increasing per identity.
+    #[serde(default)]
+    pub seq: u64,
+    /// base58 ed25519 signature by `identity_key` (see [`crate::signed`]).
+    #[serde(default)]
+    pub signature: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,10 +57,20 @@ pub struct GatewayJson {
     pub version: String,
     #[serde(default)]
     pub location: String,
+    /// Set by the directory; not part of the node's signature.
     #[serde(default)]
     pub last_seen: u64,
+    /// As [`MixNodeJson::seq`].
+    #[serde(default)]
+    pub seq: u64,
+    /// base58 ed25519 signature by `identity_key` (see [`crate::signed`]).
+    #[serde(default)]
+    pub signature: String,
 }
 
+/// The directory's topology document. Readers that don't verify use the two
+/// node lists as they always have; the other fields make it a signed
+/// document (see [`crate::signed`] and docs/topology-document.md).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TopologyJson {
@@ -56,6 +78,18 @@ pub struct TopologyJson {
     pub mix_nodes: Vec<MixNodeJson>,
     #[serde(default)]
     pub gateway_nodes: Vec<GatewayJson>,
+    /// Unix time in milliseconds when the directory signed the document.
+    #[serde(default)]
+    pub issued_at: u64,
+    /// Unix time in milliseconds after which no client may use it.
+    #[serde(default)]
+    pub expires_at: u64,
+    /// base58 ed25519 key of the directory that signed it.
+    #[serde(default)]
+    pub directory_key: String,
+    /// base58 ed25519 signature by `directory_key` over the whole document.
+    #[serde(default)]
+    pub signature: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -285,12 +319,15 @@ pub(crate) mod tests {
 
     fn sample() -> TopologyJson {
         let mix = |layer: u8, port: u16| MixNodeJson {
+            identity_key: String::new(),
             host: format!("127.0.0.1:{port}"),
             pub_key: b58_x25519(port as u8),
             layer,
             version: "0.8.0".into(),
             location: "here".into(),
             last_seen: 1,
+            seq: 0,
+            signature: String::new(),
         };
         TopologyJson {
             mix_nodes: vec![mix(1, 1), mix(2, 2), mix(3, 3), mix(3, 4)],
@@ -302,7 +339,10 @@ pub(crate) mod tests {
                 version: "0.8.3".into(),
                 location: "here".into(),
                 last_seen: 1,
+                seq: 0,
+                signature: String::new(),
             }],
+            ..TopologyJson::default()
         }
     }
 

@@ -13,6 +13,7 @@ const options = {
   storageKey: params.get("id") || "default",
   ephemeral: params.get("ephemeral") === "1",
   ...(params.get("gateway") ? { gateway: params.get("gateway") } : {}),
+  ...(params.get("directoryKey") ? { directoryKey: params.get("directoryKey") } : {}),
   ...(fast ? { averagePacketDelayMs: 0, averageHopDelayMs: 0 } : {}),
 };
 

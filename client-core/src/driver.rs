@@ -10,7 +10,11 @@
 //!   backoff, reset only by a connection that stayed up), which URL to dial
 //!   (the gateway's current one, from the latest topology);
 //! - **the topology**: when to fetch it again, and whether to believe what
-//!   came back (it must parse, speak our version and still list our gateway);
+//!   came back: signed by the directory key the client pinned, not expired,
+//!   not older than the one in use, every node descriptor signed by its node
+//!   ([`nym_wire::signed::verify_topology`]), our version spoken and our
+//!   gateway still listed; anything else is refused and the last good
+//!   topology stays;
 //! - **what must survive a restart** (the reply store, the received-message
 //!   log), as "write these bytes under this name" outputs, always before the
 //!   frames that depend on them;
@@ -40,7 +44,7 @@ use crate::app_api::{AppRequest, AppResponse};
 use crate::client::{Client, ClientConfig, ClientEvent, ReceivedMessage};
 use crate::keys::ClientKeys;
 use crate::received_store::ReceivedStore;
-use crate::topology::Topology;
+use crate::VerifiedTopology;
 use crate::{Error, Recipient};
 use std::collections::VecDeque;
 use std::fmt;
@@ -277,6 +281,10 @@ pub struct Driver {
     config: DriverConfig,
     gateway_identity: [u8; 32],
     gateway_url: String,
+    /// The directory key every topology must be signed by.
+    directory_key: [u8; 32],
+    /// `issuedAt` of the topology in use: an older one is a replay.
+    topology_issued_at: u64,
     link: Link,
     next_conn: u64,
     backoff: Duration,
@@ -297,15 +305,18 @@ pub struct Driver {
 impl Driver {
     /// A driver for an engine with these keys, whose address belongs to
     /// `gateway_identity`, starting from `topology` (the shim fetched it to
-    /// start; later ones the driver asks for) and what the shim restored.
+    /// start and checked it with [`crate::verify_topology`]; later ones the
+    /// driver asks for, and they must be signed by the same directory key)
+    /// and what the shim restored.
     pub fn new(
         keys: ClientKeys,
         gateway_identity: [u8; 32],
-        topology: Topology,
+        topology: VerifiedTopology,
         config: DriverConfig,
         rng_seed: [u8; 32],
         restored: Restored,
     ) -> Result<(Self, RestoreReport), StartError> {
+        let VerifiedTopology { topology, directory_key, issued_at, .. } = topology;
         let gateway_url = topology
             .gateway(&gateway_identity)
             .ok_or_else(|| StartError::GatewayNotInTopology(crate::address::encode_key(&gateway_identity)))?
@@ -330,6 +341,8 @@ impl Driver {
             client,
             gateway_identity,
             gateway_url,
+            directory_key,
+            topology_issued_at: issued_at,
             link: Link::Idle,
             next_conn: 0,
             backoff,
@@ -449,27 +462,47 @@ impl Driver {
     }
 
     /// The answer to [`Output::FetchTopology`]: the directory's body, or why
-    /// there is none. A topology that doesn't parse, speaks another version
-    /// or no longer lists our gateway is refused; the previous one stays.
-    pub fn handle_topology_fetched(&mut self, fetched: Result<&str, String>, now: Duration) {
+    /// there is none, and the wall clock (Unix milliseconds) to judge its
+    /// expiry by. A topology that fails [`crate::verify_topology`] with the
+    /// pinned directory key, is older than the one in use, or no longer lists
+    /// our gateway is refused ([`DriverEvent::TopologyRefused`] says why) and
+    /// the previous one stays.
+    pub fn handle_topology_fetched(&mut self, fetched: Result<&str, String>, now: Duration, unix_time_ms: u64) {
         if self.link != Link::Idle {
             self.refresh_at = Some(now + self.config.topology_refresh);
         }
-        let topology = fetched.and_then(|text| Topology::parse(text, crate::VERSION).map_err(|e| e.to_string()));
-        let topology = match topology {
-            Ok(t) => t,
-            Err(e) => return self.outputs.push_back(Output::Event(DriverEvent::TopologyRefused(e))),
+        let verified = fetched.and_then(|text| {
+            crate::verify_topology(text, Some(&self.directory_key), unix_time_ms, crate::VERSION)
+                .map_err(|e| e.to_string())
+        });
+        let verified = match verified {
+            Ok(v) => v,
+            Err(e) => return self.refuse_topology(e),
         };
-        let Some(gateway) = topology.gateway(&self.gateway_identity) else {
-            return self.outputs.push_back(Output::Event(DriverEvent::TopologyRefused(
-                "our gateway is missing from it".into(),
-            )));
+        if verified.issued_at < self.topology_issued_at {
+            return self.refuse_topology(format!(
+                "it was issued {} ms before the one in use (a replayed document?)",
+                self.topology_issued_at - verified.issued_at
+            ));
+        }
+        let Some(gateway) = verified.topology.gateway(&self.gateway_identity) else {
+            return self.refuse_topology("our gateway is missing from it".into());
         };
         if gateway.client_listener != self.gateway_url {
             self.gateway_url = gateway.client_listener.clone();
             self.outputs.push_back(Output::Event(DriverEvent::GatewayMoved { url: self.gateway_url.clone() }));
         }
-        self.client.handle_topology(topology);
+        self.topology_issued_at = verified.issued_at;
+        self.client.handle_topology(verified.topology);
+    }
+
+    fn refuse_topology(&mut self, why: String) {
+        self.outputs.push_back(Output::Event(DriverEvent::TopologyRefused(why)));
+    }
+
+    /// The directory key topologies must be signed by.
+    pub fn directory_key(&self) -> [u8; 32] {
+        self.directory_key
     }
 
     /// The timer armed for [`Driver::poll_timeout`] fired (or any time later).

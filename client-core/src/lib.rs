@@ -32,7 +32,7 @@ pub mod received_store;
 pub mod reply;
 pub mod wire;
 
-pub use nym_wire::{keys, topology};
+pub use nym_wire::{keys, signed, topology};
 
 pub use address::Recipient;
 pub use app_api::{AppRequest, AppResponse};
@@ -46,3 +46,6 @@ pub use reply::SenderTag;
 
 /// The version this engine speaks; the directory's nodes must match major.minor.
 pub use nym_wire::VERSION;
+/// The one check of a topology document (see [`nym_wire::signed`]); the
+/// driver runs it on every refresh, the shims on the first fetch.
+pub use nym_wire::signed::{verify_topology, VerifiedTopology};

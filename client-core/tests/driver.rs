@@ -11,7 +11,8 @@ use nym_client_core::driver::{
     ConnectionId, DeliverTo, Disconnect, Driver, DriverConfig, DriverEvent, Output, Restored, StoreName, StoreWrite,
 };
 use nym_client_core::keys::ClientKeys;
-use nym_client_core::topology::{decode_node_address, GatewayJson, MixNodeJson, Topology, TopologyJson};
+use nym_client_core::topology::{decode_node_address, GatewayJson, MixNodeJson, TopologyJson};
+use nym_client_core::verify_topology;
 use nym_client_core::wire::gateway::{ClientRequest, GatewayHandshake, GatewayResponse, Session};
 use nym_client_core::wire::mix_frame;
 use nym_client_core::ClientConfig;
@@ -25,6 +26,19 @@ use x25519_dalek::{PublicKey, StaticSecret};
 
 const URL_A: &str = "ws://127.0.0.1:3000";
 const URL_B: &str = "ws://127.0.0.1:3001";
+/// The simulated wall clock at `now = 0` (Unix milliseconds).
+const UNIX_START_MS: u64 = 1_800_000_000_000;
+/// How long the simulated directory's documents are valid.
+const VALIDITY_MS: u64 = 300_000;
+
+fn directory_key() -> SigningKey {
+    SigningKey::from_bytes(&[42; 32])
+}
+
+/// Node identity keys of the simulated network, by a small index.
+fn node_key(i: u8) -> SigningKey {
+    SigningKey::from_bytes(&[i; 32])
+}
 
 /// How the gateway treats the next connections.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -85,25 +99,35 @@ fn topology_json(rng: &mut StdRng, gateway: &Gateway, mixnodes: &mut HashMap<Soc
     for layer in 1..=3u8 {
         let a = addr(1000 + u16::from(layer));
         let sk = StaticSecret::random_from_rng(&mut *rng);
-        json.mix_nodes.push(MixNodeJson {
+        let mut node = MixNodeJson {
+            identity_key: String::new(),
             host: a.to_string(),
             pub_key: encode_key(PublicKey::from(&sk).as_bytes()),
             layer,
             version: nym_client_core::VERSION.into(),
             location: "sim".into(),
             last_seen: 0,
-        });
+            seq: 0,
+            signature: String::new(),
+        };
+        node.sign(&node_key(layer), UNIX_START_MS);
+        json.mix_nodes.push(node);
         mixnodes.insert(a, sk);
     }
-    json.gateway_nodes.push(GatewayJson {
+    let mut node = GatewayJson {
         client_listener: gateway.url.clone(),
         mixnet_listener: addr(2000).to_string(),
-        identity_key: encode_key(gateway.identity.verifying_key().as_bytes()),
+        identity_key: String::new(),
         sphinx_key: encode_key(PublicKey::from(&gateway.sphinx).as_bytes()),
         version: nym_client_core::VERSION.into(),
         location: "sim".into(),
         last_seen: 0,
-    });
+        seq: 0,
+        signature: String::new(),
+    };
+    node.sign(&gateway.identity, UNIX_START_MS);
+    json.gateway_nodes.push(node);
+    json.sign(&directory_key(), UNIX_START_MS, UNIX_START_MS + VALIDITY_MS);
     json
 }
 
@@ -137,7 +161,9 @@ impl Harness {
         };
         let mut mixnodes = HashMap::new();
         let json = topology_json(&mut rng, &gateway, &mut mixnodes);
-        let topology = Topology::from_json(&json, nym_client_core::VERSION).unwrap();
+        let pinned = directory_key().verifying_key().to_bytes();
+        let text = serde_json::to_string(&json).unwrap();
+        let topology = verify_topology(&text, Some(&pinned), UNIX_START_MS, nym_client_core::VERSION).unwrap();
         let keys = ClientKeys::generate(&mut rng);
         let identity = gateway.identity.verifying_key().to_bytes();
         let (driver, _) = Driver::new(keys, identity, topology, config, [3; 32], restored).unwrap();
@@ -356,8 +382,29 @@ impl Harness {
         self.settle();
     }
 
-    fn topology_text(&self) -> String {
+    /// The simulated wall clock.
+    fn unix_ms(&self) -> u64 {
+        UNIX_START_MS + self.now.as_millis() as u64
+    }
+
+    /// The directory's document as of now: the nodes re-sign their (maybe
+    /// changed) descriptors, the directory signs the whole.
+    fn topology_text(&mut self) -> String {
+        let at = self.unix_ms();
+        for m in &mut self.json.mix_nodes {
+            m.sign(&node_key(m.layer), at);
+        }
+        let gateway = self.gateway.identity.clone();
+        for g in &mut self.json.gateway_nodes {
+            g.sign(&gateway, at);
+        }
+        self.json.sign(&directory_key(), at, at + VALIDITY_MS);
         serde_json::to_string(&self.json).unwrap()
+    }
+
+    fn fetched(&mut self, text: Result<&str, String>) {
+        let at = self.unix_ms();
+        self.driver.handle_topology_fetched(text, self.now, at);
     }
 }
 
@@ -423,7 +470,7 @@ fn a_moved_gateway_is_followed_from_the_next_connection_without_dropping_a_worki
     h.gateway.url = URL_B.into();
     h.json.gateway_nodes[0].client_listener = URL_B.into();
     let text = h.topology_text();
-    h.driver.handle_topology_fetched(Ok(&text), h.now);
+    h.fetched(Ok(&text));
     h.settle();
     assert!(h.events.iter().any(|(_, e)| *e == DriverEvent::GatewayMoved { url: URL_B.into() }));
     assert!(h.driver.is_connected(), "the working connection stays");
@@ -439,12 +486,13 @@ fn a_moved_gateway_is_followed_from_the_next_connection_without_dropping_a_worki
 fn a_topology_without_our_gateway_or_unreadable_is_refused_and_the_old_one_kept() {
     let mut h = started();
     h.run_until(DriverConfig::default().topology_refresh);
-    let mut json = h.json.clone();
-    json.gateway_nodes.clear();
-    let text = serde_json::to_string(&json).unwrap();
-    h.driver.handle_topology_fetched(Ok(&text), h.now);
-    h.driver.handle_topology_fetched(Ok("{ not json"), h.now);
-    h.driver.handle_topology_fetched(Err("directory unreachable".into()), h.now);
+    let all = h.json.clone();
+    h.json.gateway_nodes.clear();
+    let text = h.topology_text();
+    h.json = all;
+    h.fetched(Ok(&text));
+    h.fetched(Ok("{ not json"));
+    h.fetched(Err("directory unreachable".into()));
     h.settle();
     let refused = h.events.iter().filter(|(_, e)| matches!(e, DriverEvent::TopologyRefused(_))).count();
     assert_eq!(refused, 3);
@@ -553,4 +601,73 @@ fn a_stopped_driver_closes_its_connection_and_asks_for_nothing_more() {
     let connects = h.connects.len();
     h.run_until(h.now + Duration::from_secs(120));
     assert_eq!((h.connects.len(), h.fetches), (connects, 0));
+}
+
+#[test]
+fn only_a_fresh_topology_signed_by_the_pinned_key_with_signed_descriptors_is_believed() {
+    let mut h = started();
+    let first = h.topology_text();
+    h.run_until(DriverConfig::default().topology_refresh);
+    let good = h.topology_text();
+    h.fetched(Ok(&good));
+    h.settle();
+    assert!(h.events.iter().all(|(_, e)| !matches!(e, DriverEvent::TopologyRefused(_))), "{:?}", h.events);
+
+    let at = h.unix_ms();
+    let parsed = |text: &str| serde_json::from_str::<TopologyJson>(text).unwrap();
+    let attacker = "127.0.0.1:6666".to_string();
+    // 1. rewritten on the way (a layer-1 node pointed at the attacker)
+    let mut tampered = parsed(&good);
+    tampered.mix_nodes[0].host = attacker.clone();
+    // 2. signed by someone else's directory key
+    let mut foreign = parsed(&good);
+    foreign.mix_nodes[0].host = attacker.clone();
+    foreign.sign(&SigningKey::from_bytes(&[66; 32]), at, at + VALIDITY_MS);
+    // 3. expired
+    let mut expired = parsed(&good);
+    expired.sign(&directory_key(), at - 2 * VALIDITY_MS, at - VALIDITY_MS);
+    // 4. a descriptor its node never signed, in a document the directory did
+    let mut forged = parsed(&good);
+    forged.gateway_nodes[0].mixnet_listener = attacker.clone();
+    forged.sign(&directory_key(), at, at + VALIDITY_MS);
+    // 5. not signed at all
+    let mut unsigned = parsed(&good);
+    unsigned.signature.clear();
+    let cases = [
+        (serde_json::to_string(&tampered).unwrap(), "the topology: the signature does not verify"),
+        (serde_json::to_string(&foreign).unwrap(), "not by the pinned directory key"),
+        (serde_json::to_string(&expired).unwrap(), "expired"),
+        (serde_json::to_string(&forged).unwrap(), "gateway 127.0.0.1:6666: the signature does not verify"),
+        (serde_json::to_string(&unsigned).unwrap(), "not signed"),
+        // 6. an older genuine document replayed
+        (first, "before the one in use"),
+    ];
+    for (text, _) in &cases {
+        h.fetched(Ok(text));
+    }
+    h.settle();
+    let refusals: Vec<String> = h
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            DriverEvent::TopologyRefused(why) => Some(why.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refusals.len(), cases.len(), "{refusals:?}");
+    for ((_, why), refusal) in cases.iter().zip(&refusals) {
+        assert!(refusal.contains(why), "expected '{why}' in '{refusal}'");
+    }
+    // Messages keep flowing on the last good topology: every packet goes to
+    // a real mixnode (the simulated mixnet unwraps only with real keys).
+    h.send_to_self(b"still on the good routes");
+    h.run_until(h.now + Duration::from_secs(1));
+    assert_eq!(h.driver.kept_messages(), 1);
+    // And a newer genuine one is taken.
+    h.run_until(h.now + Duration::from_secs(1));
+    let newer = h.topology_text();
+    let before = refusals.len();
+    h.fetched(Ok(&newer));
+    h.settle();
+    assert_eq!(h.events.iter().filter(|(_, e)| matches!(e, DriverEvent::TopologyRefused(_))).count(), before);
 }

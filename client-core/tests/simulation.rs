@@ -115,6 +115,7 @@ impl Sim {
                     version: nym_client_core::VERSION.into(),
                     location: "sim".into(),
                     last_seen: 0,
+                    ..Default::default()
                 });
                 mixnodes.insert(a, sk);
             }
@@ -133,6 +134,7 @@ impl Sim {
                 version: nym_client_core::VERSION.into(),
                 location: "sim".into(),
                 last_seen: 0,
+                ..Default::default()
             });
             gateway_by_mix_addr.insert(a, g);
             sim_gateways.push(SimGateway {

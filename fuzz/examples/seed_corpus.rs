@@ -169,6 +169,7 @@ fn directory_json() {
         version: nym_client_core::VERSION.into(),
         location: "here".into(),
         last_seen: 0,
+        ..Default::default()
     };
     let gw = GatewayJson {
         client_listener: "ws://127.0.0.1:9000".into(),
@@ -178,8 +179,9 @@ fn directory_json() {
         version: nym_client_core::VERSION.into(),
         location: "here".into(),
         last_seen: 1,
+        ..Default::default()
     };
-    let topo = TopologyJson { mix_nodes: (1..=3).map(mix).collect(), gateway_nodes: vec![gw.clone()] };
+    let topo = TopologyJson { mix_nodes: (1..=3).map(mix).collect(), gateway_nodes: vec![gw.clone()], ..Default::default() };
     let text = serde_json::to_string(&topo).unwrap();
     nym_client_core::topology::Topology::parse(&text, nym_client_core::VERSION).expect("seed topology is usable");
     write("directory_json", "topology", text.as_bytes());
@@ -187,12 +189,49 @@ fn directory_json() {
     write("directory_json", "gateway", serde_json::to_string(&gw).unwrap().as_bytes());
     let mut bad = mix(7);
     bad.version = "0.7.1".into();
-    let topo = TopologyJson { mix_nodes: vec![bad, mix(1)], gateway_nodes: vec![] };
+    let topo = TopologyJson { mix_nodes: vec![bad, mix(1)], gateway_nodes: vec![], ..Default::default() };
     write("directory_json", "bad-topology", serde_json::to_string(&topo).unwrap().as_bytes());
+}
+
+fn signed_topology() {
+    use nym_client_core::address::encode_key;
+    use nym_client_core::topology::{GatewayJson, MixNodeJson, TopologyJson};
+    let now = nym_fuzz::SIGNED_TOPOLOGY_NOW_MS;
+    let key = encode_key(PublicKey::from(&node_secret()).as_bytes());
+    let mix = |layer: u8| {
+        let mut m = MixNodeJson {
+            host: format!("127.0.0.1:{}", 1788 + u16::from(layer)),
+            pub_key: key.clone(),
+            layer,
+            version: nym_client_core::VERSION.into(),
+            ..Default::default()
+        };
+        m.sign(&ed25519_dalek::SigningKey::from_bytes(&[layer; 32]), now - 1000);
+        m
+    };
+    let mut gw = GatewayJson {
+        client_listener: "ws://127.0.0.1:9000".into(),
+        mixnet_listener: "127.0.0.1:1790".into(),
+        sphinx_key: key.clone(),
+        version: nym_client_core::VERSION.into(),
+        ..Default::default()
+    };
+    gw.sign(&gateway_identity(), now - 1000);
+    let mut topo = TopologyJson { mix_nodes: (1..=3).map(mix).collect(), gateway_nodes: vec![gw.clone()], ..Default::default() };
+    topo.sign(&nym_fuzz::directory_identity(), now - 500, now + 86_400_000);
+    let text = serde_json::to_string(&topo).unwrap();
+    let pinned = nym_fuzz::directory_identity().verifying_key().to_bytes();
+    nym_client_core::verify_topology(&text, Some(&pinned), now, nym_client_core::VERSION).expect("seed topology verifies");
+    write("signed_topology", "signed", text.as_bytes());
+    write("signed_topology", "mixnode", serde_json::to_string(&mix(2)).unwrap().as_bytes());
+    write("signed_topology", "gateway", serde_json::to_string(&gw).unwrap().as_bytes());
+    topo.signature.clear();
+    write("signed_topology", "unsigned", serde_json::to_string(&topo).unwrap().as_bytes());
 }
 
 fn main() {
     directory_json();
+    signed_topology();
     sphinx_frame();
     fragment_reassembly();
     websocket_request();

@@ -23,6 +23,15 @@ pub fn gateway_identity() -> SigningKey {
     SigningKey::from_bytes(&[6u8; 32])
 }
 
+/// The directory's ed25519 key in `signed_topology`: the key the target pins.
+pub fn directory_identity() -> SigningKey {
+    SigningKey::from_bytes(&[5u8; 32])
+}
+
+/// The wall clock (Unix ms) `signed_topology` verifies at; seeds are issued
+/// just before it and expire a day after.
+pub const SIGNED_TOPOLOGY_NOW_MS: u64 = 1_800_000_000_000;
+
 /// The gateway's rng: fixed seed, so a seed corpus can hold a valid
 /// `Authenticate` frame for the ephemeral the gateway will pick.
 pub fn gateway_rng() -> StdRng {

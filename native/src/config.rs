@@ -71,6 +71,12 @@ pub struct ClientSection {
     pub public_identity_key_file: PathBuf,
     /// base58 identity key of the gateway this client registered with.
     pub gateway_id: String,
+    /// base58 ed25519 key of the directory: `run` believes only topologies
+    /// signed by it. `init` sets it from `--directory-key`, or else from the
+    /// directory on first contact (trust on first use; it prints the key so
+    /// it can be compared with the one the directory's operator publishes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,6 +238,7 @@ impl Config {
                 private_identity_key_file: data.join("private_identity.pem"),
                 public_identity_key_file: data.join("public_identity.pem"),
                 gateway_id: gateway_id.to_string(),
+                directory_key: None,
             },
             socket: SocketSection {
                 socket_type: "WebSocket".into(),
@@ -282,6 +289,15 @@ impl Config {
         let path = config_path(&self.client.id)?;
         write_file(&path, self.to_toml()?.as_bytes(), false)?;
         Ok(path)
+    }
+
+    /// The pinned directory key, if `init` recorded one.
+    pub fn directory_key(&self) -> Result<Option<[u8; 32]>> {
+        self.client
+            .directory_key
+            .as_deref()
+            .map(|k| nym_client_core::address::decode_key(k, "[client] directory_key").map_err(|e| anyhow!("{e}")))
+            .transpose()
     }
 
     pub fn load_keys(&self) -> Result<ClientKeys> {

@@ -5,8 +5,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use nym_client_core::topology::Topology;
-use std::time::Duration;
+use nym_client_core::{verify_topology, VerifiedTopology};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_TOPOLOGY_BYTES: usize = 16 * 1024 * 1024;
@@ -45,18 +45,25 @@ pub async fn fetch_topology_text(directory: &str) -> Result<String> {
         .map_err(|_| anyhow!("the directory at {url} did not answer within {FETCH_TIMEOUT:?}"))?
 }
 
-/// Fetches and validates the topology for this client's version.
-pub async fn fetch_topology(directory: &str) -> Result<Topology> {
+/// The wall clock, for topology expiry: Unix milliseconds.
+pub fn unix_time_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Fetches the topology and checks it ([`verify_topology`]): signed by
+/// `pinned`, or with `None` by the key it names (trust on first use; the
+/// caller keeps `directory_key` of the result).
+pub async fn fetch_topology(directory: &str, pinned: Option<&[u8; 32]>) -> Result<VerifiedTopology> {
     let text = fetch_topology_text(directory).await?;
-    Topology::parse(&text, nym_client_core::VERSION).map_err(|e| anyhow!("from {directory}: {e}"))
+    verify_topology(&text, pinned, unix_time_ms(), nym_client_core::VERSION).map_err(|e| anyhow!("from {directory}: {e}"))
 }
 
 /// [`fetch_topology`], retried a few times (the network may still be starting).
-pub async fn fetch_topology_retrying(directory: &str, attempts: u32) -> Result<Topology> {
+pub async fn fetch_topology_retrying(directory: &str, pinned: Option<&[u8; 32]>, attempts: u32) -> Result<VerifiedTopology> {
     let mut wait = Duration::from_millis(250);
     let mut last = anyhow!("no attempt made");
     for attempt in 1..=attempts.max(1) {
-        match fetch_topology(directory).await {
+        match fetch_topology(directory, pinned).await {
             Ok(t) => return Ok(t),
             Err(e) => {
                 tracing::warn!("topology fetch {attempt}/{attempts} failed: {e:#}");

@@ -49,12 +49,19 @@ pub struct InitOptions {
     pub gateway: Option<String>,
     /// Websocket port; 1977 when `None`.
     pub port: Option<u16>,
+    /// base58 directory key to pin; learned from the directory when `None`.
+    pub directory_key: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Initialised {
     pub address: Recipient,
     pub config_path: PathBuf,
+    /// base58 key of the directory, now pinned in the config.
+    pub directory_key: String,
+    /// True when it was learned from the directory (trust on first use)
+    /// rather than given with `--directory-key`.
+    pub directory_key_learned: bool,
 }
 
 /// `nym-client init`: creates keys and config, registers with a gateway.
@@ -76,7 +83,14 @@ pub async fn init(opts: &InitOptions) -> Result<Initialised> {
         );
     }
     let directory = opts.directory.clone().unwrap_or_else(|| config::DEFAULT_DIRECTORY.to_string());
-    let topology = directory::fetch_topology_retrying(&directory, 3).await?;
+    let pinned = opts
+        .directory_key
+        .as_deref()
+        .map(|k| nym_client_core::address::decode_key(k, "--directory-key").map_err(|e| anyhow!("{e}")))
+        .transpose()?;
+    let verified = directory::fetch_topology_retrying(&directory, pinned.as_ref(), 3).await?;
+    let directory_key = nym_client_core::address::encode_key(&verified.directory_key);
+    let topology = verified.topology;
     let mut rng = rand::rngs::StdRng::from_seed(runner::random_seed()?);
     let gateway = match &opts.gateway {
         Some(key) => {
@@ -93,18 +107,19 @@ pub async fn init(opts: &InitOptions) -> Result<Initialised> {
             .clone(),
     };
     let keys = ClientKeys::generate(&mut rng);
-    let config = Config::new(
+    let mut config = Config::new(
         &opts.id,
         &directory,
         &gateway.identity_b58(),
         opts.port.unwrap_or(config::DEFAULT_LISTENING_PORT),
     )?;
+    config.client.directory_key = Some(directory_key.clone());
     let timeout = Duration::from_millis(config.debug.gateway_response_timeout);
     runner::register(&keys, gateway.identity_key, &gateway.client_listener, topology, timeout).await?;
     config.save_keys(&keys)?;
     let config_path = config.save()?;
     let address = Recipient::new(*keys.public().as_bytes(), gateway.identity_key);
-    Ok(Initialised { address, config_path })
+    Ok(Initialised { address, config_path, directory_key, directory_key_learned: pinned.is_none() })
 }
 
 /// Loads a client's config for `run`, applying a `--port` override.

@@ -31,6 +31,11 @@ struct InitArgs {
     /// Port of the local websocket API (default 1977).
     #[arg(long)]
     port: Option<u16>,
+    /// base58 ed25519 key of the directory, as its operator publishes it: only
+    /// topologies signed by it are believed. Default: the key the directory
+    /// presents on first contact (trust on first use), printed to compare.
+    #[arg(long)]
+    directory_key: Option<String>,
 }
 
 #[derive(Args)]
@@ -94,9 +99,23 @@ fn main() -> ExitCode {
 
 async fn init(args: InitArgs) -> anyhow::Result<()> {
     println!("{}", nym_client::banner());
-    let opts = InitOptions { id: args.id, directory: args.directory, gateway: args.gateway, port: args.port };
+    let opts = InitOptions {
+        id: args.id,
+        directory: args.directory,
+        gateway: args.gateway,
+        port: args.port,
+        directory_key: args.directory_key,
+    };
     let done = nym_client::init(&opts).await?;
     println!("Saved configuration to {}", done.config_path.display());
+    if done.directory_key_learned {
+        println!(
+            "Directory key (trusted on first use; compare it with the one your directory's operator publishes): {}",
+            done.directory_key
+        );
+    } else {
+        println!("Directory key (pinned with --directory-key): {}", done.directory_key);
+    }
     println!("Client '{}' registered with its gateway.", opts.id);
     println!("The address of this client is: {}", done.address);
     Ok(())
@@ -123,7 +142,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let directory = net.directory_url();
         println!("Local mixnet running; directory at {directory}");
         if !config::config_path(&args.id)?.exists() {
-            let opts = InitOptions { id: args.id.clone(), directory: Some(directory.clone()), gateway: None, port: args.port };
+            let opts = InitOptions {
+                id: args.id.clone(),
+                directory: Some(directory.clone()),
+                gateway: None,
+                port: args.port,
+                directory_key: Some(nym_client_core::address::encode_key(&net.directory_key())),
+            };
             let done = nym_client::init(&opts).await?;
             println!("Initialised client '{}' against the local mixnet ({})", args.id, done.config_path.display());
         }

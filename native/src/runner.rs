@@ -73,7 +73,25 @@ pub async fn run(
     let driver_config = config.driver_config()?;
     let max_message_size = driver_config.client.max_message_size;
 
-    let topology = directory::fetch_topology_retrying(&directory, 5).await?;
+    let mut config = config;
+    let pinned = config.directory_key()?;
+    let topology = directory::fetch_topology_retrying(&directory, pinned.as_ref(), 5).await.map_err(|e| {
+        if pinned.is_some() {
+            e.context("the topology must be signed by the directory key in [client] directory_key of config.toml")
+        } else {
+            e
+        }
+    })?;
+    if pinned.is_none() {
+        // A config from before directory keys: trust on first use, once.
+        let key = nym_client_core::address::encode_key(&topology.directory_key);
+        config.client.directory_key = Some(key.clone());
+        config.save()?;
+        tracing::warn!(
+            "no directory key was pinned: trusting {key} from {directory} from now on (saved as [client] directory_key; \
+             compare it with the one the directory's operator publishes)"
+        );
+    }
     let restored = Restored {
         reply_store: StoreFile::read(&config.reply_store_file())?,
         received_messages: StoreFile::read(&config.received_messages_file())?,
@@ -225,7 +243,9 @@ impl Engine {
                 }
                 self.driver.handle_closed(conn, &why, now);
             }
-            Input::TopologyFetched(fetched) => self.driver.handle_topology_fetched(fetched.as_deref().map_err(Clone::clone), now),
+            Input::TopologyFetched(fetched) => {
+                self.driver.handle_topology_fetched(fetched.as_deref().map_err(Clone::clone), now, directory::unix_time_ms())
+            }
             Input::AppAttach { tx, accepted } => {
                 // An application that left is removed by its AppDetach (or by
                 // the first delivery that fails), together with the driver's count.

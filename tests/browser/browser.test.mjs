@@ -10,12 +10,16 @@ import {
   startLocalnet, startPageServer, launchBrowser, openDemo, readyAddress, waitInPage,
   binary, tempDir, freePort, spawnUntil, cleanup,
 } from "./lib.mjs";
+import { keyFromPem, randomKey, signGateway, signTopology } from "./signing.mjs";
+import { join } from "node:path";
 
 const ADDRESS = /^[1-9A-HJ-NP-Za-km-z]{32,44}@[1-9A-HJ-NP-Za-km-z]{32,44}$/;
-let directory, baseUrl, context;
+let directory, localnetData, baseUrl, context;
 
 before(async () => {
-  [directory, baseUrl] = await Promise.all([startLocalnet(), startPageServer()]);
+  let localnet;
+  [localnet, baseUrl] = await Promise.all([startLocalnet(), startPageServer()]);
+  ({ url: directory, data: localnetData } = localnet);
   context = await launchBrowser();
 }, { timeout: 120000 });
 
@@ -132,16 +136,26 @@ test("errors reject with a message that says what happened", { timeout: 60000 },
   await page.close();
 });
 
-test("start rejects when the directory has no gateway, the gateway is unreachable or is not who the topology says", { timeout: 60000 }, async () => {
+test("start rejects when the directory has no gateway, the gateway is unreachable or is not who the topology says, or the topology is not to be believed", { timeout: 60000 }, async () => {
   const real = await (await fetch(`${directory}/api/presence/topology`)).json();
   assert.ok(real.gatewayNodes.length >= 2, "the localnet has two gateways");
   const [g0, g1] = real.gatewayNodes;
   const deadPort = await freePort();
+  // The test's own directory key (the client trusts it on first use), and
+  // gateway identities of its own: it can sign what it makes, not what the
+  // localnet's nodes made.
+  const dirKey = randomKey();
+  const dead = randomKey();
+  const impostor = randomKey();
   const variants = {
-    nogateway: { ...real, gatewayNodes: [] },
-    deadgateway: { ...real, gatewayNodes: [{ ...g0, clientListener: `ws://127.0.0.1:${deadPort}` }] },
-    // g0's identity, but g1 answers: the handshake's signature check must fail.
-    impostor: { ...real, gatewayNodes: [{ ...g0, clientListener: g1.clientListener }] },
+    nogateway: signTopology({ ...real, gatewayNodes: [] }, dirKey),
+    deadgateway: signTopology({ ...real, gatewayNodes: [signGateway({ ...g0, clientListener: `ws://127.0.0.1:${deadPort}` }, dead)] }, dirKey),
+    // Signed by an identity of its own, but g1 answers: the handshake's signature check must fail.
+    impostor: signTopology({ ...real, gatewayNodes: [signGateway({ ...g0, clientListener: g1.clientListener }, impostor)] }, dirKey),
+    // g0's entry pointed at g1 without g0's key, in a document the directory signed.
+    forged: signTopology({ ...real, gatewayNodes: [{ ...g0, clientListener: g1.clientListener }] }, dirKey),
+    unsigned: { ...real, signature: "" },
+    real: real,
   };
   const fake = createServer((req, res) => {
     const body = variants[req.url.split("/")[1]];
@@ -152,25 +166,53 @@ test("start rejects when the directory has no gateway, the gateway is unreachabl
   const fakeUrl = `http://127.0.0.1:${fake.address().port}`;
   try {
     const { page } = await openDemo(context, baseUrl, fast("fake-dir"));
-    const errors = await page.evaluate(async (fakeUrl) => {
+    const errors = await page.evaluate(async ({ fakeUrl, directory, dead, impostor, other }) => {
       const { NymClient } = await import("nym-client-wasm");
       const message = async (p) => { try { await p; return "resolved"; } catch (e) { return e instanceof Error ? e.message : `not an Error: ${e}`; } };
-      const start = (name) => message(NymClient.start(`${fakeUrl}/${name}`, { ephemeral: true, connectTimeoutMs: 10000 }));
+      const start = (name, options = {}) => message(NymClient.start(`${fakeUrl}/${name}`, { ephemeral: true, connectTimeoutMs: 10000, ...options }));
       return {
         nogateway: await start("nogateway"),
-        deadgateway: await start("deadgateway"),
-        impostor: await start("impostor"),
+        deadgateway: await start("deadgateway", { gateway: dead }),
+        impostor: await start("impostor", { gateway: impostor }),
+        forged: await start("forged"),
+        unsigned: await start("unsigned"),
         broken: await start("broken"),
+        wrongKey: await message(NymClient.start(directory, { ephemeral: true, directoryKey: other })),
       };
-    }, fakeUrl);
+    }, { fakeUrl, directory, dead: dead.publicB58, impostor: impostor.publicB58, other: dirKey.publicB58 });
     assert.match(errors.nogateway, /invalid topology: no usable gateway/);
     assert.match(errors.deadgateway, /the connection to the gateway at ws:\/\/127\.0\.0\.1:\d+ closed before the handshake completed/);
     assert.match(errors.impostor, /handshake failed: gateway signature does not match its identity key/);
+    assert.match(errors.forged, /invalid topology: gateway \S+: the signature does not verify/);
+    assert.match(errors.unsigned, /invalid topology: the topology is not signed/);
     assert.match(errors.broken, /answered HTTP 500/);
+    assert.match(errors.wrongKey, new RegExp(`the topology is signed by ${real.directoryKey}, not by the pinned directory key ${dirKey.publicB58}`));
     await page.close();
   } finally {
     fake.close();
   }
+});
+
+test("the directory key is pinned: given, or learned on first use and kept with the identity", { timeout: 60000 }, async () => {
+  const real = await (await fetch(`${directory}/api/presence/topology`)).json();
+  const { page } = await openDemo(context, baseUrl, fast("pin"));
+  assert.equal(await page.evaluate(() => localStorage.getItem("nym-client-wasm/pin/directory-key")), real.directoryKey);
+  const other = randomKey().publicB58;
+  const results = await page.evaluate(async ({ directory, key, other }) => {
+    const { NymClient, forgetIdentity } = await import("nym-client-wasm");
+    const message = async (p) => { try { const c = await p; await c.stop(); return "resolved"; } catch (e) { return e.message; } };
+    const pinned = await message(NymClient.start(directory, { ephemeral: true, directoryKey: key }));
+    // A key kept with an identity is used at the next start, like a pinned one.
+    localStorage.setItem("nym-client-wasm/pin-other/directory-key", other);
+    const kept = await message(NymClient.start(directory, { storageKey: "pin-other" }));
+    forgetIdentity("pin-other");
+    const forgotten = localStorage.getItem("nym-client-wasm/pin-other/directory-key");
+    return { pinned, kept, forgotten };
+  }, { directory, key: real.directoryKey, other });
+  assert.equal(results.pinned, "resolved");
+  assert.match(results.kept, /not by the pinned directory key/);
+  assert.equal(results.forgotten, null);
+  await page.close();
 });
 
 test("a lost gateway connection is reported, the client reconnects and keeps working", { timeout: 90000 }, async () => {
@@ -185,7 +227,12 @@ test("a lost gateway connection is reported, the client reconnects and keeps wor
     down.pipe(up); up.pipe(down);
   });
   await new Promise((r) => proxy.listen(0, "127.0.0.1", r));
-  const topology = { ...real, gatewayNodes: [{ ...g0, clientListener: `ws://127.0.0.1:${proxy.address().port}` }, ...real.gatewayNodes.slice(1)] };
+  // The test plays g0's operator (its key is in the localnet's data dir) and
+  // a directory of its own, to point g0's entry at the proxy.
+  const g0key = [0, 1].map((n) => keyFromPem(join(localnetData, `gateway-${n}`, "identity_private.pem"))).find((k) => k.publicB58 === g0.identityKey);
+  assert.ok(g0key, "g0's identity key is in the localnet's data dir");
+  const proxied = signGateway({ ...g0, clientListener: `ws://127.0.0.1:${proxy.address().port}` }, g0key);
+  const topology = signTopology({ ...real, gatewayNodes: [proxied, ...real.gatewayNodes.slice(1)] }, randomKey());
   const fake = createServer((req, res) => {
     res.writeHead(200, { "access-control-allow-origin": "*", "content-type": "application/json" }).end(JSON.stringify(topology));
   });

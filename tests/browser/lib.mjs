@@ -85,7 +85,8 @@ export function spawnUntil(cmd, args, { ready, timeoutMs = 60000, env = {}, name
   });
 }
 
-/** Starts `nym-localnet` on a free directory port; returns its directory URL. */
+/** Starts `nym-localnet` on a free directory port; returns its directory URL
+ * and its data dir (node keys live in `<data>/gateway-<n>/`, ...). */
 export async function startLocalnet() {
   const bin = binary("nym-localnet");
   if (!bin) throw new Error("nym-localnet is not built (cargo build -p nym-mixnet --bin nym-localnet)");
@@ -96,7 +97,7 @@ export async function startLocalnet() {
     name: "nym-localnet",
     env: { RUST_LOG: process.env.RUST_LOG ?? "warn" },
   });
-  return match[1];
+  return { url: match[1], data };
 }
 
 /** Serves www/ at / and the installed npm package at /pkg/; returns the base URL. */

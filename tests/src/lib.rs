@@ -136,6 +136,8 @@ pub struct TestClient {
     pub address: String,
     /// More arguments for `nym-client run` (e.g. `--allow-origin`).
     pub run_args: Vec<String>,
+    /// What `nym-client init` printed.
+    pub init_output: String,
     child: Option<Child>,
 }
 
@@ -169,7 +171,8 @@ impl TestClient {
         let mut config = Config::load_from(&path)?;
         tweak(&mut config);
         std::fs::write(&path, config.to_toml()?)?;
-        Ok(TestClient { home, id: id.to_string(), port, address, run_args: Vec::new(), child: None })
+        let init_output = stdout.into_owned();
+        Ok(TestClient { home, id: id.to_string(), port, address, run_args: Vec::new(), init_output, child: None })
     }
 
     /// `nym-client run`, returning once its port accepts connections, without

@@ -14,7 +14,7 @@ use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
 use nym_client_core::address::{decode_key, encode_key};
 use nym_client_core::keys::ClientKeys;
 use nym_client_core::reply::{decode_sender_tag, encode_sender_tag};
-use nym_client_core::topology::Topology;
+use nym_client_core::{verify_topology, VerifiedTopology};
 use nym_client_core::app_api::{AppRequest, AppResponse};
 use nym_client_core::driver::{defaults, AppId, ConnectionId, Disconnect, Driver, DriverConfig, DriverEvent, Output, Restored, StoreName, StoreWrite};
 use nym_client_core::{ReceivedMessage, Recipient};
@@ -36,6 +36,8 @@ const TS_TYPES: &'static str = r#"
 export interface NymClientOptions {
   /** base58 identity key of the gateway to use. Default: the saved identity's gateway, else a random gateway from the topology. */
   gateway?: string;
+  /** base58 ed25519 key of the directory, as its operator publishes it: only topologies signed by it are believed. Default: the key kept with the saved identity (localStorage `nym-client-wasm/<storageKey>/directory-key`), else the key the directory presents on first contact (trust on first use), then kept with the identity. */
+  directoryKey?: string;
   /** Don't read or write the identity in localStorage: a fresh address every start. Default false. */
   ephemeral?: boolean;
   /** Name of the saved identity (localStorage key `nym-client-wasm/<storageKey>`; its reply store, SURBs and reply keys, under `nym-client-wasm/<storageKey>/replies`; messages kept for an `onMessage` callback not registered yet under `nym-client-wasm/<storageKey>/received`), to keep several on one origin. Default "default". */
@@ -86,6 +88,17 @@ const REPLIES_SUFFIX: &str = "/replies";
 /// Suffix of the received-message store's key: messages kept for an
 /// `onMessage` callback not registered yet, and which were handed over.
 const RECEIVED_SUFFIX: &str = "/received";
+/// Suffix of the pinned directory key's entry (base58).
+const DIRECTORY_KEY_SUFFIX: &str = "/directory-key";
+
+fn directory_key_entry(storage_key: &str) -> String {
+    format!("{STORAGE_PREFIX}{storage_key}{DIRECTORY_KEY_SUFFIX}")
+}
+
+/// The wall clock, for topology expiry: Unix milliseconds.
+fn unix_time_ms() -> u64 {
+    js_sys::Date::now().max(0.0) as u64
+}
 
 fn js_error(message: impl AsRef<str>) -> JsValue {
     js_sys::Error::new(message.as_ref()).into()
@@ -110,6 +123,7 @@ fn warn(message: &str) {
 
 struct Options {
     gateway: Option<String>,
+    directory_key: Option<[u8; 32]>,
     ephemeral: bool,
     storage_key: String,
     config: DriverConfig,
@@ -141,6 +155,7 @@ impl Options {
     fn read(options: Option<&Object>) -> Result<Self, JsValue> {
         let mut o = Options {
             gateway: None,
+            directory_key: None,
             ephemeral: false,
             storage_key: "default".into(),
             config: DriverConfig { max_applications: 1, ..DriverConfig::default() },
@@ -151,6 +166,9 @@ impl Options {
         }
         let ms = |v: f64| Duration::from_secs_f64(v / 1000.0);
         o.gateway = get_string(options, "gateway")?;
+        if let Some(key) = get_string(options, "directoryKey")? {
+            o.directory_key = Some(decode_key(key.trim(), "option directoryKey").map_err(|e| js_error(e.to_string()))?);
+        }
         if let Some(v) = get(options, "ephemeral")? {
             o.ephemeral = v.as_bool().ok_or_else(|| js_error("option ephemeral must be a boolean"))?;
         }
@@ -272,10 +290,22 @@ fn load_received(storage_key: &str) -> Result<Option<Vec<u8>>, JsValue> {
     }
 }
 
-/// The topology at start (later ones the driver asks for and checks).
-async fn fetch_topology(directory: &str) -> Result<Topology, JsValue> {
+/// The topology at start, checked by [`verify_topology`] (later ones the
+/// driver asks for and checks the same way): signed by `pinned`, or with
+/// `None` by the key it names (trust on first use).
+async fn fetch_topology(directory: &str, pinned: Option<&[u8; 32]>) -> Result<VerifiedTopology, JsValue> {
     let text = fetch_topology_text(directory).await?;
-    Topology::parse(&text, nym_client_core::VERSION).map_err(|e| js_error(format!("directory {directory}: {e}")))
+    verify_topology(&text, pinned, unix_time_ms(), nym_client_core::VERSION)
+        .map_err(|e| js_error(format!("directory {directory}: {e}")))
+}
+
+/// The directory key kept with a saved identity, if any.
+fn load_directory_key(storage_key: &str) -> Result<Option<[u8; 32]>, JsValue> {
+    let entry = directory_key_entry(storage_key);
+    let Some(text) = local_storage()?.get_item(&entry)? else { return Ok(None) };
+    decode_key(text.trim(), "the saved directory key")
+        .map(Some)
+        .map_err(|e| js_error(format!("{e} (localStorage['{entry}']; remove it to trust the directory's key again)")))
 }
 
 async fn fetch_topology_text(directory: &str) -> Result<String, JsValue> {
@@ -378,7 +408,9 @@ impl Inner {
                     wasm_bindgen_futures::spawn_local(async move {
                         let fetched = fetch_topology_text(&directory).await.map_err(|e| describe(&e));
                         if let Some(shared) = weak.upgrade() {
-                            with_engine(&shared, |inner| inner.driver.handle_topology_fetched(fetched.as_deref().map_err(Clone::clone), now()));
+                            with_engine(&shared, |inner| {
+                                inner.driver.handle_topology_fetched(fetched.as_deref().map_err(Clone::clone), now(), unix_time_ms())
+                            });
                         }
                     });
                 }
@@ -607,7 +639,8 @@ impl NymClient {
     /// the gateway and resolves once the gateway handshake has completed.
     ///
     /// Rejects with an Error saying what went wrong: the directory is unreachable or sent
-    /// no usable topology, the gateway is unknown, the connection closed, the gateway
+    /// no usable topology (among others: not signed by `directoryKey` or by the key kept
+    /// with the identity, expired, a node descriptor with a bad signature), the gateway is unknown, the connection closed, the gateway
     /// refused the handshake, or it timed out (`connectTimeoutMs`).
     pub async fn start(
         #[wasm_bindgen(js_name = directoryUrl)] directory_url: String,
@@ -618,7 +651,18 @@ impl NymClient {
         if !(directory.starts_with("http://") || directory.starts_with("https://")) {
             return Err(js_error(format!("the directory URL must start with http:// or https://, got '{directory_url}'")));
         }
-        let topology = fetch_topology(&directory).await?;
+        let pinned = match (options.directory_key, options.ephemeral) {
+            (Some(key), _) => Some(key),
+            (None, false) => load_directory_key(&options.storage_key)?,
+            (None, true) => None,
+        };
+        let topology = fetch_topology(&directory, pinned.as_ref()).await?;
+        if pinned.is_none() {
+            warn(&format!(
+                "trusting directory key {} on first use (pass {{ directoryKey }} to pin the one your directory's operator publishes)",
+                encode_key(&topology.directory_key)
+            ));
+        }
 
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| js_error(format!("no secure random numbers: {e}")))?;
@@ -634,14 +678,15 @@ impl NymClient {
             None => (ClientKeys::generate(&mut rng), None),
         };
         let gateway = match (requested, saved_gateway) {
-            (Some(g), _) | (None, Some(g)) => topology.gateway(&g).cloned().ok_or_else(|| {
+            (Some(g), _) | (None, Some(g)) => topology.topology.gateway(&g).cloned().ok_or_else(|| {
                 js_error(format!(
                     "gateway {} is not in the directory's topology ({} gateways listed)",
                     encode_key(&g),
-                    topology.gateways().len()
+                    topology.topology.gateways().len()
                 ))
             })?,
             (None, None) => topology
+                .topology
                 .gateways()
                 .choose(&mut rng)
                 .cloned()
@@ -658,6 +703,9 @@ impl NymClient {
         };
         if !options.ephemeral {
             save_identity(&options.storage_key, &keys, &gateway.identity_key)?;
+            local_storage()?
+                .set_item(&directory_key_entry(&options.storage_key), &encode_key(&topology.directory_key))
+                .map_err(|e| js_error(format!("cannot save the directory key in localStorage: {}", describe(&e))))?;
         }
 
         // Messages kept for a callback, and the sets of those handed over
@@ -876,13 +924,14 @@ impl NymClient {
 }
 
 /// Removes the identity saved under `storageKey` (default "default") from localStorage,
-/// with its reply store.
+/// with its reply store, its kept messages and its pinned directory key.
 #[wasm_bindgen(js_name = forgetIdentity)]
 pub fn forget_identity(#[wasm_bindgen(js_name = storageKey)] storage_key: Option<String>) -> Result<(), JsValue> {
     let key = storage_key.unwrap_or_else(|| "default".into());
     let storage = local_storage()?;
     storage.remove_item(&replies_key(&key))?;
     storage.remove_item(&received_key(&key))?;
+    storage.remove_item(&directory_key_entry(&key))?;
     storage.remove_item(&format!("{STORAGE_PREFIX}{key}"))
 }
 

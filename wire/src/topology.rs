@@ -15,7 +15,7 @@ use x25519_dalek::PublicKey;
 
 pub const LAYERS: u8 = 3;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MixNodeJson {
     /// base58 ed25519 identity key: what names the node; it signs this
@@ -43,7 +43,7 @@ pub struct MixNodeJson {
     pub signature: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GatewayJson {
     /// `ws://ip:port` where clients connect.

@@ -1,0 +1,73 @@
+// The topology document's signatures, written again in JavaScript from
+// docs/topology-document.md (a second implementation of the format, so a
+// drift between the Rust code and the document shows up here). The tests use
+// it to play a directory operator or a node operator: to sign documents and
+// descriptors with keys they made or read from a localnet's data dir.
+import { createPrivateKey, createPublicKey, sign, randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+
+const ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+
+export function base58(bytes) {
+  let n = 0n;
+  for (const b of bytes) n = n * 256n + BigInt(b);
+  let out = "";
+  while (n > 0n) { out = ALPHABET[Number(n % 58n)] + out; n /= 58n; }
+  for (const b of bytes) { if (b !== 0) break; out = "1" + out; }
+  return out;
+}
+
+/** An ed25519 key from its 32-byte seed (PKCS#8 wrapping of RFC 8410). */
+export function keyFromSeed(seed) {
+  const der = Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), Buffer.from(seed)]);
+  const privateKey = createPrivateKey({ key: der, format: "der", type: "pkcs8" });
+  const spki = createPublicKey(privateKey).export({ format: "der", type: "spki" });
+  return { privateKey, publicB58: base58(spki.subarray(spki.length - 32)) };
+}
+
+export const randomKey = () => keyFromSeed(randomBytes(32));
+
+/** A node's identity key from its `identity_private.pem` (32 raw bytes). */
+export function keyFromPem(path) {
+  const body = readFileSync(path, "utf8").split("\n").filter((l) => l && !l.startsWith("-----")).join("");
+  return keyFromSeed(Buffer.from(body, "base64"));
+}
+
+// Canonical bytes: a tag, then each field as a 4-byte big-endian length and its bytes.
+class Canonical {
+  constructor(tag) { this.parts = []; this.bytes(Buffer.from(tag)); }
+  bytes(b) { const len = Buffer.alloc(4); len.writeUInt32BE(b.length); this.parts.push(len, Buffer.from(b)); return this; }
+  str(s) { return this.bytes(Buffer.from(s ?? "", "utf8")); }
+  u64(n) { const b = Buffer.alloc(8); b.writeBigUInt64BE(BigInt(n ?? 0)); return this.bytes(b); }
+  done() { return Buffer.concat(this.parts); }
+}
+
+const mixnodeBytes = (m) => new Canonical("nym-mixnode-descriptor/1")
+  .str(m.identityKey).str(m.host).str(m.pubKey).bytes(Buffer.from([m.layer])).str(m.version).str(m.location).u64(m.seq).done();
+
+const gatewayBytes = (g) => new Canonical("nym-gateway-descriptor/1")
+  .str(g.identityKey).str(g.clientListener).str(g.mixnetListener).str(g.sphinxKey).str(g.version).str(g.location).u64(g.seq).done();
+
+function topologyBytes(t) {
+  const c = new Canonical("nym-topology/1").str(t.directoryKey).u64(t.issuedAt).u64(t.expiresAt);
+  c.u64(t.mixNodes.length);
+  for (const m of t.mixNodes) c.bytes(mixnodeBytes(m)).str(m.signature).u64(m.lastSeen);
+  c.u64(t.gatewayNodes.length);
+  for (const g of t.gatewayNodes) c.bytes(gatewayBytes(g)).str(g.signature).u64(g.lastSeen);
+  return c.done();
+}
+
+/** A copy of gateway descriptor `g` signed by `key` (its identity becomes key's). */
+export function signGateway(g, key, seq = Date.now()) {
+  const out = { ...g, identityKey: key.publicB58, seq, location: g.location ?? "", lastSeen: g.lastSeen ?? 0 };
+  out.signature = base58(sign(null, gatewayBytes(out), key.privateKey));
+  return out;
+}
+
+/** A copy of document `t` signed by directory `key`, valid for `validityMs`. */
+export function signTopology(t, key, validityMs = 300000) {
+  const now = Date.now();
+  const out = { ...t, directoryKey: key.publicB58, issuedAt: now, expiresAt: now + validityMs };
+  out.signature = base58(sign(null, topologyBytes(out), key.privateKey));
+  return out;
+}

@@ -26,6 +26,7 @@ pub mod keyfiles;
 pub mod localnet;
 pub mod mixnode;
 pub mod pool;
+pub mod ratelimit;
 pub mod replay;
 pub mod stats;
 

@@ -33,8 +33,9 @@ pub mod stats;
 mod announce;
 mod inbox;
 mod processor;
+mod trust;
 
-pub use directory::{start_directory, DirectoryHandle, DirectoryState};
+pub use directory::{start_directory, DirectoryConfig, DirectoryHandle, DirectoryState};
 pub use gateway::{Gateway, GatewayConfig};
 pub use mixnode::{Mixnode, MixnodeConfig};
 pub use stats::{NodeStats, StatsSnapshot};

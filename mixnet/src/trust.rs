@@ -86,10 +86,13 @@ impl TopologyTrust {
     }
 }
 
+/// Which of a topology's addresses a node may send to.
+type SelectHops = Box<dyn Fn(&nym_wire::topology::Topology) -> HashSet<SocketAddr> + Send + Sync>;
+
 /// The next hops a node may send to, from its last verified topology.
 pub(crate) struct HopFilter {
     trust: TopologyTrust,
-    select: Box<dyn Fn(&nym_wire::topology::Topology) -> HashSet<SocketAddr> + Send + Sync>,
+    select: SelectHops,
     allowed: RwLock<HashSet<SocketAddr>>,
     /// When the last fetch started; refreshes are serialised through it.
     last_attempt: tokio::sync::Mutex<Option<Instant>>,

@@ -248,18 +248,20 @@ async fn under_admit_only_listed_identities_are_served() {
     )
     .unwrap();
     let dir = start_directory(&mut procs, data.path(), &[s("--admit"), s(admit.display())]);
-    for (layer, d) in [(1, &listed_dir), (2, &unlisted_dir)] {
-        let child = Command::new(env!("CARGO_BIN_EXE_nym-mixnode"))
+    let mixnode = |layer: u8, d: &Path, stdout: Stdio| {
+        Command::new(env!("CARGO_BIN_EXE_nym-mixnode"))
             .args(["--layer", &s(layer), "--listen", "127.0.0.1:0", "--directory", &dir.url, "--directory-key", &encode_key(&dir.key)])
             .args(["--announce-interval", "0.2", "--workers", "1", "--data-dir"])
             .arg(d)
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::null())
             .spawn()
-            .unwrap();
-        procs.0.push(child);
-    }
+            .unwrap()
+    };
+    procs.0.push(mixnode(1, &listed_dir, Stdio::null()));
+    // its log (on stdout) tells why it is refused
+    let mut unlisted_node = Procs(vec![mixnode(2, &unlisted_dir, Stdio::piped())]);
     let listed_b58 = encode_key(listed.verifying_key().as_bytes());
     // wait until the listed node has been refreshed twice: the unlisted one
     // announced as often meanwhile
@@ -279,6 +281,14 @@ async fn under_admit_only_listed_identities_are_served() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(t.mix_nodes.len(), 1, "only the admitted node: {:?}", t.mix_nodes);
+    // the refused node said why, once, though it tried at every tick
+    let unlisted_node = unlisted_node.0.pop().unwrap();
+    let _ = Command::new("kill").arg("-TERM").arg(unlisted_node.id().to_string()).status();
+    let out = unlisted_node.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stdout);
+    let refusals: Vec<&str> = log.lines().filter(|l| l.contains("refused our announcement")).collect();
+    assert_eq!(refusals.len(), 1, "{log}");
+    assert!(refusals[0].contains("403") && refusals[0].contains("is not admitted by this directory"), "{log}");
     // what the unlisted node hears, and any other stranger
     let stranger = signed_mix(&unlisted, 2, "127.0.0.1:4999", now_ms());
     refused(mix(&dir, &stranger).await, 403, &["is not admitted", "--admit"]);

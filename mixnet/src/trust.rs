@@ -24,6 +24,9 @@ pub(crate) struct TopologyTrust {
     data_dir: PathBuf,
     /// The last refusal logged (logged again only when it changes).
     last_problem: Mutex<Option<String>>,
+    /// `issuedAt` of the newest document accepted: an older one (a replay
+    /// of a document still within its validity) is refused.
+    newest: Mutex<u64>,
 }
 
 impl TopologyTrust {
@@ -37,7 +40,7 @@ impl TopologyTrust {
         if let (None, Some(k)) = (pinned, key) {
             tracing::info!("trusting directory key {} (learned earlier, {})", encode_key(&k), LEARNED_DIRECTORY_KEY_FILE);
         }
-        Ok(TopologyTrust { client, key: Mutex::new(key), pinned: pinned.is_some(), data_dir, last_problem: Mutex::new(None) })
+        Ok(TopologyTrust { client, key: Mutex::new(key), pinned: pinned.is_some(), data_dir, last_problem: Mutex::new(None), newest: Mutex::new(0) })
     }
 
     pub(crate) fn directory_key(&self) -> Option<[u8; 32]> {
@@ -49,6 +52,16 @@ impl TopologyTrust {
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let key = self.directory_key();
         let verified = verify_topology_json(json, key.as_ref(), now_ms, nym_wire::VERSION).map_err(|e| anyhow!("{e}"))?;
+        {
+            let mut newest = self.newest.lock().unwrap_or_else(|p| p.into_inner());
+            if verified.issued_at < *newest {
+                return Err(anyhow!(
+                    "the topology was issued {} ms before the newest one already accepted (a replayed document?)",
+                    *newest - verified.issued_at
+                ));
+            }
+            *newest = verified.issued_at;
+        }
         if key.is_none() {
             let mut slot = self.key.lock().unwrap_or_else(|p| p.into_inner());
             if slot.is_none() {
@@ -158,5 +171,84 @@ impl HopFilter {
                 me.refresh().await;
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+    use nym_wire::topology::{GatewayJson, MixNodeJson};
+    use x25519_dalek::{PublicKey, StaticSecret};
+
+    fn x25519(seed: u8) -> String {
+        encode_key(PublicKey::from(&StaticSecret::from([seed; 32])).as_bytes())
+    }
+
+    fn document(directory: &SigningKey, issued_at: u64) -> TopologyJson {
+        let mix_nodes = (1..=3u8)
+            .map(|l| {
+                let mut m = MixNodeJson {
+                    identity_key: String::new(),
+                    host: format!("127.0.0.1:{l}"),
+                    pub_key: x25519(l),
+                    layer: l,
+                    version: nym_wire::VERSION.into(),
+                    location: String::new(),
+                    last_seen: 0,
+                    seq: 0,
+                    signature: String::new(),
+                };
+                m.sign(&SigningKey::from_bytes(&[l; 32]), issued_at);
+                m
+            })
+            .collect();
+        let mut g = GatewayJson {
+            client_listener: "ws://127.0.0.1:9".into(),
+            mixnet_listener: "127.0.0.1:8".into(),
+            identity_key: String::new(),
+            sphinx_key: x25519(8),
+            version: nym_wire::VERSION.into(),
+            location: String::new(),
+            last_seen: 0,
+            seq: 0,
+            signature: String::new(),
+        };
+        g.sign(&SigningKey::from_bytes(&[8; 32]), issued_at);
+        let mut t = TopologyJson { mix_nodes, gateway_nodes: vec![g], ..TopologyJson::default() };
+        t.sign(directory, issued_at, issued_at + 60_000);
+        t
+    }
+
+    fn now() -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    }
+
+    #[test]
+    fn first_use_keeps_the_key_and_older_or_foreign_documents_are_refused() {
+        let data = tempfile::tempdir().unwrap();
+        let client = DirectoryClient::new("http://127.0.0.1:1").unwrap();
+        let trust = TopologyTrust::new(client.clone(), None, data.path().to_path_buf()).unwrap();
+        let (directory, other) = (SigningKey::from_bytes(&[100; 32]), SigningKey::from_bytes(&[101; 32]));
+        let t0 = now() - 10_000;
+        trust.verify(&document(&directory, t0)).unwrap();
+        assert_eq!(trust.directory_key(), Some(directory.verifying_key().to_bytes()));
+        let saved = std::fs::read_to_string(data.path().join(LEARNED_DIRECTORY_KEY_FILE)).unwrap();
+        assert_eq!(saved.trim(), encode_key(directory.verifying_key().as_bytes()));
+        // the same document again, and a newer one, pass
+        trust.verify(&document(&directory, t0)).unwrap();
+        trust.verify(&document(&directory, t0 + 1000)).unwrap();
+        // an older one (still valid) is a replay
+        let e = trust.verify(&document(&directory, t0 + 500)).unwrap_err().to_string();
+        assert!(e.contains("before the newest one"), "{e}");
+        // another key, even newer, is not believed
+        let e = trust.verify(&document(&other, t0 + 2000)).unwrap_err().to_string();
+        assert!(e.contains("not by the pinned directory key"), "{e}");
+        // a restarted node keeps the key it learned; a pinned key wins
+        let again = TopologyTrust::new(client.clone(), None, data.path().to_path_buf()).unwrap();
+        assert_eq!(again.directory_key(), Some(directory.verifying_key().to_bytes()));
+        assert!(again.verify(&document(&other, t0)).is_err());
+        let pinned = TopologyTrust::new(client, Some(other.verifying_key().to_bytes()), data.path().to_path_buf()).unwrap();
+        pinned.verify(&document(&other, t0)).unwrap();
     }
 }

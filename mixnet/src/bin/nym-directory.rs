@@ -81,11 +81,14 @@ async fn main() -> anyhow::Result<()> {
         c.admit = Some(directory::load_admit_file(path)?);
     }
     let dir = directory::start_directory_unlogged(c).await?;
-    // first on stdout, whatever the log level: tests and scripts read these
-    println!("directory: {}", dir.url());
-    println!("directory key: {}", dir.directory_key_b58());
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
+    // First on stdout, whatever the log level: tests and scripts read these.
+    // One write, and no panic if the reader has gone after the first line.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = write!(out, "directory: {}\ndirectory key: {}\n", dir.url(), dir.directory_key_b58());
+        let _ = out.flush();
+    }
     dir.log_start();
     nym_mixnet::shutdown_signal().await;
     tracing::info!("shutting down");

@@ -82,14 +82,23 @@ impl TopologyTrust {
     /// Fetches and verifies the current document. A failure is logged (once
     /// per change of reason) and returned; the caller keeps what it had.
     pub(crate) async fn fetch(&self) -> Result<VerifiedTopology> {
+        // a document signed by the right key but not usable yet (a network
+        // still starting: a layer or the gateways missing) before we ever had
+        // a good one is expected: logged at info, not as a warning
+        let mut starting = false;
         let result = match self.client.topology().await {
-            Ok(json) => self.verify(&json).map_err(|e| anyhow!("refused the directory's topology (keeping the last good one): {e:#}")),
+            Ok(json) => self.verify(&json).map_err(|e| {
+                starting = *self.newest.lock().unwrap_or_else(|p| p.into_inner()) == 0
+                    && json.verify_signature(self.directory_key().as_ref()).is_ok();
+                anyhow!("refused the directory's topology (keeping the last good one): {e:#}")
+            }),
             Err(e) => Err(anyhow!("cannot fetch the topology (keeping the last good one): {e:#}")),
         };
         let problem = result.as_ref().err().map(|e| format!("{e:#}"));
         let mut last = self.last_problem.lock().unwrap_or_else(|p| p.into_inner());
         if *last != problem {
             match &problem {
+                Some(p) if starting => tracing::info!("no usable topology yet: {p}"),
                 Some(p) => tracing::warn!("{p}"),
                 None => tracing::info!("topology from {} verified{}", self.client.base(), if self.pinned { " (pinned key)" } else { "" }),
             }

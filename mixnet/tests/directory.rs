@@ -157,3 +157,61 @@ async fn bad_input_gets_a_clear_4xx_and_cors_is_open() {
     }
     dir.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_identitys_budget_is_its_own_and_forgeries_do_not_spend_it() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = start(data.path(), |c| {
+        c.identity_rate = 0.001;
+        c.identity_burst = 2;
+    })
+    .await;
+    let client = DirectoryClient::new(&dir.url()).unwrap();
+    let (real, attacker) = (identity(1), identity(66));
+    // many descriptors naming the real identity but signed by the attacker
+    for i in 0..10 {
+        let mut forged = signed_mix(&attacker, 1, "127.0.0.66:1", now_ms() + i);
+        forged.identity_key = nym_wire::address::encode_key(real.verifying_key().as_bytes());
+        let r = client.announce("/api/presence/mixnodes", &forged).await.unwrap().unwrap_err();
+        assert_eq!(r.status, 400, "{r}");
+    }
+    // the real node still has its whole burst, and no more
+    let seq = now_ms();
+    client.post_json("/api/presence/mixnodes", &signed_mix(&real, 1, "127.0.0.1:1", seq)).await.unwrap();
+    client.post_json("/api/presence/mixnodes", &signed_mix(&real, 1, "127.0.0.1:1", seq + 1)).await.unwrap();
+    let r = client.announce("/api/presence/mixnodes", &signed_mix(&real, 1, "127.0.0.1:1", seq + 2)).await.unwrap().unwrap_err();
+    assert_eq!(r.status, 429, "{r}");
+    assert!(r.reason.contains("too many announcements for identity") && r.reason.contains("--identity-rate"), "{r}");
+    // another identity is not affected
+    client.post_json("/api/presence/mixnodes", &signed_mix(&identity(2), 2, "127.0.0.1:2", seq)).await.unwrap();
+    let t = client.topology().await.unwrap();
+    assert_eq!(t.mix_nodes.len(), 2);
+    assert_eq!(t.mix_nodes[0].seq, seq + 1);
+    dir.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_source_over_its_rate_is_refused_before_its_body_is_read() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = start(data.path(), |c| {
+        c.source_rate = 0.001;
+        c.source_burst = 3;
+    })
+    .await;
+    let client = DirectoryClient::new(&dir.url()).unwrap();
+    for _ in 0..3 {
+        // even garbage spends the source's budget
+        let r = client.announce("/api/presence/mixnodes", &serde_json::json!({"host": 3})).await.unwrap().unwrap_err();
+        assert_eq!(r.status, 400, "{r}");
+    }
+    let r = client.announce("/api/presence/gateways", &signed_gateway(&identity(3), "127.0.0.1:3", "127.0.0.1:4", now_ms())).await.unwrap().unwrap_err();
+    assert_eq!(r.status, 429, "{r}");
+    assert!(r.reason.contains("too many announcements from 127.0.0.1") && r.reason.contains("--source-rate"), "{r}");
+    // an oversized body from it is not even read: 429, not 413
+    let big = format!("{{\"host\":\"{}\"}}", "a".repeat(64 * 1024));
+    let resp = raw_http(dir.addr, post("/api/presence/mixnodes", &big)).await;
+    assert!(resp.starts_with("HTTP/1.1 429"), "{resp}");
+    // reading is not limited
+    assert!(client.topology().await.unwrap().gateway_nodes.is_empty());
+    dir.shutdown().await;
+}

@@ -27,13 +27,14 @@ use futures_util::{SinkExt, StreamExt};
 use nym_wire::address::encode_key;
 use nym_wire::gateway::{ClientRequest, GatewayHandshake, GatewayResponse, Session};
 use nym_wire::mix_frame;
-use nym_wire::topology::{decode_node_address, versions_compatible, GatewayJson};
+use crate::trust::{HopFilter, TopologyTrust};
+use nym_wire::topology::{decode_node_address, GatewayJson, Topology};
 use sphinx_packet::route::NodeAddressBytes;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
@@ -73,7 +74,11 @@ pub struct GatewayConfig {
     pub clients_listen: SocketAddr,
     /// Host announced to the directory; defaults to the listeners' IPs.
     pub announce_host: Option<String>,
+    /// Directory URL; None: no announcements, and any first hop is allowed.
     pub directory: Option<String>,
+    /// The directory's key (`--directory-key`); None: trust the first
+    /// verified document's key and remember it (`directory_key.txt`).
+    pub directory_key: Option<[u8; 32]>,
     pub data_dir: PathBuf,
     pub announce_interval: Duration,
     pub topology_refresh: Duration,
@@ -94,6 +99,7 @@ impl GatewayConfig {
             clients_listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
             announce_host: None,
             directory: None,
+            directory_key: None,
             data_dir: data_dir.into(),
             announce_interval: Duration::from_secs(3),
             topology_refresh: Duration::from_secs(5),
@@ -130,19 +136,14 @@ struct Inner {
     clients: HashMap<[u8; 32], ClientSlot>,
 }
 
-struct FirstHops {
-    allowed: HashSet<SocketAddr>,
-    refreshed: Option<Instant>,
-}
-
 struct Shared {
     inner: Mutex<Inner>,
     store_queue: std::sync::mpsc::SyncSender<Inbound>,
     stats: Arc<NodeStats>,
     pool: Arc<PeerPool>,
     identity: SigningKey,
-    directory: Option<DirectoryClient>,
-    first_hops: RwLock<FirstHops>,
+    /// Layer-1 mixnodes of the last verified topology (with a directory).
+    first_hops: Option<Arc<HopFilter>>,
     next_conn: AtomicU64,
     /// Bumped to drop every client connection at once (`cut_client_connections`).
     cut: tokio::sync::watch::Sender<u64>,
@@ -189,10 +190,10 @@ impl Shared {
             inc(&self.stats.stored);
             // Durable now: the sender may hear so. Only via a layer-1 mixnode.
             if let Some((first_hop, frame)) = inbound.ack {
-                if self.directory.is_none() || self.first_hop_allowed(&first_hop) {
+                if self.first_hops.as_ref().is_none_or(|h| h.allowed(&first_hop)) {
                     self.pool.send(first_hop, frame);
                 } else {
-                    inc(&self.stats.dropped_no_route);
+                    inc(&self.stats.dropped_unlisted_hop);
                 }
             }
             if let Some(slot) = inner.clients.get_mut(&inbound.destination) {
@@ -204,47 +205,16 @@ impl Shared {
         }
     }
 
-    fn set_first_hops(&self, allowed: HashSet<SocketAddr>) {
-        let mut f = self.first_hops.write().unwrap_or_else(|p| p.into_inner());
-        f.allowed = allowed;
-        f.refreshed = Some(Instant::now());
-    }
-
-    fn first_hop_allowed(&self, addr: &SocketAddr) -> bool {
-        self.first_hops.read().unwrap_or_else(|p| p.into_inner()).allowed.contains(addr)
-    }
-
-    async fn refresh_first_hops(&self) -> Result<()> {
-        let Some(dir) = &self.directory else { return Ok(()) };
-        let topo = dir.topology().await?;
-        let allowed = topo
-            .mix_nodes
-            .iter()
-            .filter(|m| m.layer == 1 && versions_compatible(&m.version, nym_wire::VERSION))
-            .filter_map(|m| m.host.parse().ok())
-            .collect();
-        self.set_first_hops(allowed);
-        Ok(())
-    }
-
-    /// Checks a client's next hop: a layer-1 mixnode of the current topology.
+    /// Checks a client's next hop: a layer-1 mixnode of the current verified
+    /// topology (fetched again first if it is not listed).
     async fn check_next_hop(&self, addr: &SocketAddr) -> Result<(), String> {
-        if self.directory.is_none() || self.first_hop_allowed(addr) {
+        let Some(hops) = &self.first_hops else { return Ok(()) };
+        if hops.allowed(addr) {
             return Ok(());
         }
-        let stale = self
-            .first_hops
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .refreshed
-            .is_none_or(|t| t.elapsed() > Duration::from_secs(1));
-        if stale {
-            if let Err(e) = self.refresh_first_hops().await {
-                tracing::debug!("topology refresh failed: {e:#}");
-            }
-            if self.first_hop_allowed(addr) {
-                return Ok(());
-            }
+        hops.recheck(Instant::now()).await;
+        if hops.allowed(addr) {
+            return Ok(());
         }
         Err(format!("next hop {addr} is not a layer-1 mixnode"))
     }
@@ -276,6 +246,13 @@ impl Gateway {
             tokio::task::spawn_blocking(move || Inbox::open(&dir, limit)).await.map_err(|e| anyhow!("{e}"))??
         };
         let directory = config.directory.as_deref().map(DirectoryClient::new).transpose()?;
+        let first_hops = match &directory {
+            Some(client) => {
+                let trust = TopologyTrust::new(client.clone(), config.directory_key, config.data_dir.clone())?;
+                Some(Arc::new(HopFilter::new(trust, |t: &Topology| t.layer(1).iter().map(|m| m.address).collect())))
+            }
+            None => None,
+        };
         let mix_listener = TcpListener::bind(config.mix_listen).await?;
         let clients_listener = TcpListener::bind(config.clients_listen).await?;
         let mix_addr = mix_listener.local_addr()?;
@@ -295,8 +272,7 @@ impl Gateway {
             stats: stats.clone(),
             pool,
             identity,
-            directory: directory.clone(),
-            first_hops: RwLock::new(FirstHops { allowed: HashSet::new(), refreshed: None }),
+            first_hops: first_hops.clone(),
             next_conn: AtomicU64::new(1),
             cut: tokio::sync::watch::Sender::new(0),
             max_client_message: config.max_client_message.max(MIN_MAX_CLIENT_MESSAGE),
@@ -318,22 +294,8 @@ impl Gateway {
         let mut tasks = vec![tokio::spawn(serve_mix_listener(mix_listener, jobs, stats.clone(), cancel.clone()))];
         tasks.push(tokio::spawn(serve_clients(clients_listener, shared.clone(), cancel.clone())));
 
-        if directory.is_some() {
-            let shared = shared.clone();
-            let cancel = cancel.clone();
-            let every = config.topology_refresh.max(Duration::from_millis(100));
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                loop {
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = tick.tick() => {}
-                    }
-                    if let Err(e) = shared.refresh_first_hops().await {
-                        tracing::debug!("topology refresh failed: {e:#}");
-                    }
-                }
-            });
+        if let Some(h) = &first_hops {
+            h.spawn_refresher(config.topology_refresh, cancel.clone());
         }
 
         let gw = Gateway {
@@ -351,14 +313,26 @@ impl Gateway {
         };
         spawn_stats_logger(format!("gateway {}", gw.mix_announce()), stats, config.stats_interval, cancel.clone());
         if let Some(client) = directory {
-            spawn_announcer(client, "/api/presence/gateways", gw.json(&config.location), config.announce_interval, cancel);
+            let unsigned = gw.unsigned_json(&config.location);
+            let identity = gw.shared.identity.clone();
+            let sign = move |seq| {
+                let mut d = unsigned.clone();
+                d.sign(&identity, seq);
+                d
+            };
+            spawn_announcer(client, "/api/presence/gateways", sign, config.announce_interval, cancel);
         }
         tracing::info!(
             "gateway {} listening: mixnet {mix_addr}, clients ws://{clients_addr}; limits: {} messages per inbox \
-             (--inbox-limit), {} bytes per client websocket message (--max-client-message)",
+             (--inbox-limit), {} bytes per client websocket message (--max-client-message){}",
             gw.identity_key_b58(),
             config.inbox_limit,
-            config.max_client_message.max(MIN_MAX_CLIENT_MESSAGE)
+            config.max_client_message.max(MIN_MAX_CLIENT_MESSAGE),
+            match (&config.directory, config.directory_key) {
+                (None, _) => String::new(),
+                (Some(_), Some(k)) => format!("; directory key {} (pinned)", encode_key(&k)),
+                (Some(_), None) => "; directory key: trusted on first use".to_string(),
+            }
         );
         Ok(gw)
     }
@@ -421,7 +395,13 @@ impl Gateway {
         self.shared.lock().inbox.is_registered(client)
     }
 
-    pub fn json(&self, location: &str) -> GatewayJson {
+    /// The directory key this gateway verifies topologies with (pinned, or
+    /// learned on first use; None before the first verified document).
+    pub fn directory_key(&self) -> Option<[u8; 32]> {
+        self.shared.first_hops.as_ref().and_then(|h| h.directory_key())
+    }
+
+    fn unsigned_json(&self, location: &str) -> GatewayJson {
         GatewayJson {
             client_listener: self.client_listener_url(),
             mixnet_listener: self.mix_announce(),
@@ -430,7 +410,16 @@ impl Gateway {
             version: nym_wire::VERSION.to_string(),
             location: location.to_string(),
             last_seen: 0,
+            seq: 0,
+            signature: String::new(),
         }
+    }
+
+    /// The descriptor this gateway announces, signed with `seq`.
+    pub fn json(&self, location: &str, seq: u64) -> GatewayJson {
+        let mut d = self.unsigned_json(location);
+        d.sign(&self.shared.identity, seq);
+        d
     }
 
     pub async fn shutdown(self) {

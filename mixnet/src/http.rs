@@ -17,6 +17,20 @@ pub struct DirectoryClient {
     client: HttpClient,
 }
 
+/// A directory's refusal of an announcement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    /// The `error` field of the answer.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.status, self.reason)
+    }
+}
+
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 impl DirectoryClient {
@@ -34,7 +48,8 @@ impl DirectoryClient {
         &self.base
     }
 
-    async fn request(&self, method: hyper::Method, path: &str, body: Option<Vec<u8>>) -> Result<Vec<u8>> {
+    /// Sends a request; the status and body of whatever the directory answered.
+    async fn exchange(&self, method: hyper::Method, path: &str, body: Option<Vec<u8>>) -> Result<(hyper::StatusCode, Vec<u8>)> {
         let uri: hyper::Uri = format!("{}{}", self.base, path).parse().context("bad URL")?;
         let req = hyper::Request::builder()
             .method(method)
@@ -45,12 +60,32 @@ impl DirectoryClient {
             let resp = self.client.request(req).await.context("directory unreachable")?;
             let status = resp.status();
             let bytes = resp.into_body().collect().await.context("reading directory response")?.to_bytes();
-            if !status.is_success() {
-                bail!("directory answered {status}: {}", String::from_utf8_lossy(&bytes));
-            }
-            Ok(bytes.to_vec())
+            Ok((status, bytes.to_vec()))
         };
         tokio::time::timeout(TIMEOUT, fut).await.map_err(|_| anyhow!("directory request timed out"))?
+    }
+
+    async fn request(&self, method: hyper::Method, path: &str, body: Option<Vec<u8>>) -> Result<Vec<u8>> {
+        let (status, bytes) = self.exchange(method, path, body).await?;
+        if !status.is_success() {
+            bail!("directory answered {status}: {}", String::from_utf8_lossy(&bytes));
+        }
+        Ok(bytes)
+    }
+
+    /// Posts `body`; `Ok(Err(refusal))` when the directory answered with an
+    /// error status (`refusal` holds the status and its `error` text), `Err`
+    /// when it could not be asked at all.
+    pub async fn announce<T: Serialize>(&self, path: &str, body: &T) -> Result<std::result::Result<(), Refusal>> {
+        let (status, bytes) = self.exchange(hyper::Method::POST, path, Some(serde_json::to_vec(body)?)).await?;
+        if status.is_success() {
+            return Ok(Ok(()));
+        }
+        let reason = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+        Ok(Err(Refusal { status: status.as_u16(), reason }))
     }
 
     pub async fn post_json<T: Serialize>(&self, path: &str, body: &T) -> Result<()> {

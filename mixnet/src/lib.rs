@@ -8,14 +8,21 @@
 //! Binaries: `nym-directory`, `nym-mixnode`, `nym-gateway`, `nym-localnet`
 //! (`--help` on each). Data-dir files: `sphinx_private.pem` (0600) and
 //! `sphinx_public.pem` (mixnodes and gateways), `identity_private.pem` (0600)
-//! and `identity_public.pem` (gateways, ed25519), `gateway.sqlite` (gateway
-//! inbox and registered clients, WAL).
+//! and `identity_public.pem` (every node's ed25519 identity: it signs the
+//! node's descriptor; a gateway's is also the gateway part of client
+//! addresses), `directory_key.txt` (a node's directory key trusted on first
+//! use, base58, when none is pinned), `gateway.sqlite` (gateway inbox and
+//! registered clients, WAL); the directory's `directory_private.pem` (0600)
+//! and `directory_public.pem`. Data dirs are 0700. The directory's rules and
+//! the signed topology document: docs/topology-document.md.
 //!
 //! Every node keeps [`NodeStats`] counters, logged periodically and readable
 //! in-process. Drop reasons: `dropped_malformed` (bad frame flag, truncated
 //! frame at EOF, packet Sphinx refused), `dropped_replayed`,
 //! `dropped_no_route` (undecodable next hop; a forward hop at a gateway; a
-//! final hop at a mixnode), `dropped_unknown_client` (gateway: never
+//! final hop at a mixnode), `dropped_unlisted_hop` (a next hop the node's
+//! verified topology does not list: a mixnode's next layer, a gateway's
+//! SURB-ACK first hop), `dropped_unknown_client` (gateway: never
 //! registered), `dropped_queue_full` (peer/delay queue full; inbox full),
 //! `dropped_peer_down` (lost when a peer connection broke mid-write).
 
@@ -26,14 +33,16 @@ pub mod keyfiles;
 pub mod localnet;
 pub mod mixnode;
 pub mod pool;
+pub mod ratelimit;
 pub mod replay;
 pub mod stats;
 
 mod announce;
 mod inbox;
 mod processor;
+mod trust;
 
-pub use directory::{start_directory, DirectoryHandle, DirectoryState};
+pub use directory::{start_directory, DirectoryConfig, DirectoryHandle, DirectoryState};
 pub use gateway::{Gateway, GatewayConfig};
 pub use mixnode::{Mixnode, MixnodeConfig};
 pub use stats::{NodeStats, StatsSnapshot};

@@ -10,7 +10,10 @@
 //! # Ok(()) }
 //! ```
 
-use crate::directory::{start_directory, DirectoryHandle};
+use crate::directory::{start_directory, DirectoryConfig, DirectoryHandle};
+use crate::keyfiles::load_or_create_identity_key;
+use nym_wire::address::encode_key;
+use std::collections::HashSet;
 use crate::gateway::{Gateway, GatewayConfig};
 use crate::mixnode::{Mixnode, MixnodeConfig};
 use crate::stats::NodeStats;
@@ -85,6 +88,8 @@ impl Default for LocalnetConfig {
 #[derive(Debug, Clone)]
 pub struct MixnodeInfo {
     pub layer: u8,
+    /// base58 ed25519 identity (signs its descriptor).
+    pub identity_key: String,
     pub address: SocketAddr,
     /// base58 x25519 Sphinx key.
     pub public_key: String,
@@ -125,7 +130,7 @@ pub struct Localnet {
 }
 
 fn mix_info(node: &Mixnode, data_dir: PathBuf) -> MixnodeInfo {
-    MixnodeInfo { layer: node.layer(), address: node.announce_addr(), public_key: node.public_key_b58(), data_dir, running: true }
+    MixnodeInfo { layer: node.layer(), identity_key: node.identity_key_b58(), address: node.announce_addr(), public_key: node.public_key_b58(), data_dir, running: true }
 }
 
 fn gateway_info(gw: &Gateway, data_dir: PathBuf) -> GatewayInfo {
@@ -146,31 +151,45 @@ impl Localnet {
             bail!("a localnet needs at least one mixnode per layer and one gateway");
         }
         crate::keyfiles::ensure_dir(&config.data_dir)?;
-        let directory = start_directory(SocketAddr::new(config.host, config.directory_port), config.expiry).await?;
+        // Every node's identity first: the directory admits exactly these.
+        let mix_dirs: Vec<(u8, PathBuf)> = (1..=LAYERS)
+            .flat_map(|layer| (0..config.mixnodes_per_layer).map(move |n| (layer, format!("mixnode-l{layer}-{n}"))))
+            .map(|(layer, name)| (layer, config.data_dir.join(name)))
+            .collect();
+        let gateway_dirs: Vec<PathBuf> = (0..config.gateways).map(|n| config.data_dir.join(format!("gateway-{n}"))).collect();
+        let mut admit = HashSet::new();
+        for dir in mix_dirs.iter().map(|(_, d)| d).chain(&gateway_dirs) {
+            admit.insert(load_or_create_identity_key(dir)?.verifying_key().to_bytes());
+        }
+        let mut dc = DirectoryConfig::new(config.data_dir.join("directory"));
+        dc.listen = SocketAddr::new(config.host, config.directory_port);
+        dc.expiry = config.expiry;
+        dc.admit = Some(admit);
+        let directory = start_directory(dc).await?;
         let url = directory.url();
+        let directory_key = directory.directory_key();
         let mut net = Localnet { config: config.clone(), directory, mixnodes: Vec::new(), gateways: Vec::new() };
         let started = async {
-            for layer in 1..=LAYERS {
-                for n in 0..config.mixnodes_per_layer {
-                    let dir = config.data_dir.join(format!("mixnode-l{layer}-{n}"));
-                    let mut c = MixnodeConfig::new(layer, &dir);
-                    c.listen = SocketAddr::new(config.host, 0);
-                    c.directory = Some(url.clone());
-                    c.announce_interval = config.announce_interval;
-                    c.stats_interval = config.stats_interval;
-                    c.workers = config.workers_per_node;
-                    let node = Mixnode::start(c.clone()).await?;
-                    // a restart must come back on the same address
-                    c.listen = node.listen_addr();
-                    net.mixnodes.push(MixSlot { config: c, info: mix_info(&node, dir), node: Some(node) });
-                }
+            for (layer, dir) in &mix_dirs {
+                let mut c = MixnodeConfig::new(*layer, dir);
+                c.listen = SocketAddr::new(config.host, 0);
+                c.directory = Some(url.clone());
+                c.directory_key = Some(directory_key);
+                c.announce_interval = config.announce_interval;
+                c.topology_refresh = config.topology_refresh;
+                c.stats_interval = config.stats_interval;
+                c.workers = config.workers_per_node;
+                let node = Mixnode::start(c.clone()).await?;
+                // a restart must come back on the same address
+                c.listen = node.listen_addr();
+                net.mixnodes.push(MixSlot { config: c, info: mix_info(&node, dir.clone()), node: Some(node) });
             }
-            for n in 0..config.gateways {
-                let dir = config.data_dir.join(format!("gateway-{n}"));
-                let mut c = GatewayConfig::new(&dir);
+            for dir in &gateway_dirs {
+                let mut c = GatewayConfig::new(dir);
                 c.mix_listen = SocketAddr::new(config.host, 0);
                 c.clients_listen = SocketAddr::new(config.host, 0);
                 c.directory = Some(url.clone());
+                c.directory_key = Some(directory_key);
                 c.announce_interval = config.announce_interval;
                 c.topology_refresh = config.topology_refresh;
                 c.stats_interval = config.stats_interval;
@@ -178,7 +197,7 @@ impl Localnet {
                 let gw = Gateway::start(c.clone()).await?;
                 c.mix_listen = gw.mix_addr();
                 c.clients_listen = gw.clients_addr();
-                net.gateways.push(GatewaySlot { config: c, info: gateway_info(&gw, dir), node: Some(gw) });
+                net.gateways.push(GatewaySlot { config: c, info: gateway_info(&gw, dir.clone()), node: Some(gw) });
             }
             net.wait_for_topology(config.start_timeout).await
         };
@@ -200,7 +219,13 @@ impl Localnet {
         self.directory.url()
     }
 
-    /// The directory's current (unexpired) view.
+    /// The key the directory signs topologies with; every node of the
+    /// localnet has it pinned.
+    pub fn directory_key(&self) -> [u8; 32] {
+        self.directory.directory_key()
+    }
+
+    /// The directory's current (unexpired) view, as the signed document it serves.
     pub fn topology(&self) -> TopologyJson {
         self.directory.state.topology()
     }
@@ -310,9 +335,9 @@ impl Localnet {
 
     /// A human-readable listing (what `nym-localnet` prints).
     pub fn describe(&self) -> String {
-        let mut out = format!("directory: {}\n", self.directory_url());
+        let mut out = format!("directory: {}\ndirectory key: {}\n", self.directory_url(), encode_key(&self.directory_key()));
         for m in self.mixnodes() {
-            out.push_str(&format!("mixnode  layer {}  {}  key {}\n", m.layer, m.address, m.public_key));
+            out.push_str(&format!("mixnode  layer {}  {}  key {}  identity {}\n", m.layer, m.address, m.public_key, m.identity_key));
         }
         for g in self.gateways() {
             out.push_str(&format!(

@@ -7,7 +7,14 @@ use crate::keyfiles::load_or_create_sphinx_key;
 use crate::pool::{PeerPool, DEFAULT_PEER_QUEUE};
 use crate::processor::{default_workers, forward, serve_mix_listener, spawn_delay_queue, start_workers, Handler, Processed};
 use crate::stats::{inc, spawn_stats_logger, NodeStats};
+use crate::keyfiles::load_or_create_identity_key;
+use crate::trust::{HopFilter, TopologyTrust};
 use anyhow::{bail, Result};
+use ed25519_dalek::SigningKey;
+use nym_wire::topology::Topology;
+use std::collections::HashSet;
+use std::time::Instant;
+use tokio::sync::mpsc;
 use nym_wire::address::encode_key;
 use nym_wire::topology::MixNodeJson;
 use std::net::SocketAddr;
@@ -26,8 +33,14 @@ pub struct MixnodeConfig {
     /// Address announced to the directory (and put in Sphinx headers by
     /// clients); defaults to the bound listen address.
     pub announce: Option<SocketAddr>,
-    /// Directory base URL (`http://host:port`); None: do not announce.
+    /// Directory base URL (`http://host:port`); None: do not announce, and
+    /// forward to any next hop.
     pub directory: Option<String>,
+    /// The directory's key (`--directory-key`); None: trust the first
+    /// verified document's key and remember it (`directory_key.txt`).
+    pub directory_key: Option<[u8; 32]>,
+    /// How often the topology is fetched (with a directory).
+    pub topology_refresh: Duration,
     pub data_dir: PathBuf,
     pub announce_interval: Duration,
     pub stats_interval: Duration,
@@ -45,6 +58,8 @@ impl MixnodeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 1789)),
             announce: None,
             directory: None,
+            directory_key: None,
+            topology_refresh: Duration::from_secs(5),
             data_dir: data_dir.into(),
             announce_interval: Duration::from_secs(3),
             stats_interval: Duration::from_secs(10),
@@ -61,6 +76,8 @@ pub struct Mixnode {
     listen_addr: SocketAddr,
     announce_addr: SocketAddr,
     public_key: PublicKey,
+    identity: SigningKey,
+    hops: Option<Arc<HopFilter>>,
     stats: Arc<NodeStats>,
     cancel: CancellationToken,
     accept_task: tokio::task::JoinHandle<()>,
@@ -75,8 +92,17 @@ impl Mixnode {
             bail!("layer must be 1..=3, got {}", config.layer);
         }
         let secret = load_or_create_sphinx_key(&config.data_dir)?;
+        let identity = load_or_create_identity_key(&config.data_dir)?;
         let public_key = PublicKey::from(&secret);
         let directory = config.directory.as_deref().map(DirectoryClient::new).transpose()?;
+        let hops = match &directory {
+            Some(client) => {
+                let trust = TopologyTrust::new(client.clone(), config.directory_key, config.data_dir.clone())?;
+                let layer = config.layer;
+                Some(Arc::new(HopFilter::new(trust, move |t: &Topology| next_hops(t, layer))))
+            }
+            None => None,
+        };
         let listener = TcpListener::bind(config.listen).await?;
         let listen_addr = listener.local_addr()?;
         let announce_addr = config.announce.unwrap_or(listen_addr);
@@ -85,14 +111,29 @@ impl Mixnode {
 
         let pool = PeerPool::new(stats.clone(), config.peer_queue, cancel.clone());
         let delays = spawn_delay_queue(pool.clone(), stats.clone(), cancel.clone());
+        // next hops the topology did not list (yet): looked at again after a refresh
+        let (recheck_tx, recheck_rx) = mpsc::channel::<Unlisted>(RECHECK_QUEUE);
         let handler: Handler = {
             let stats = stats.clone();
+            let hops = hops.clone();
+            let (pool, delays) = (pool.clone(), delays.clone());
             Arc::new(move |out| match out {
-                Processed::Forward { addr, frame, delay } => forward(&pool, &delays, &stats, addr, frame, delay),
+                Processed::Forward { addr, frame, delay } => match &hops {
+                    Some(h) if !h.allowed(&addr) => {
+                        if recheck_tx.try_send((addr, frame, delay, Instant::now())).is_err() {
+                            inc(&stats.dropped_unlisted_hop);
+                        }
+                    }
+                    _ => forward(&pool, &delays, &stats, addr, frame, delay),
+                },
                 // a mixnode is never a final hop
                 Processed::Final { .. } => inc(&stats.dropped_no_route),
             })
         };
+        if let Some(h) = &hops {
+            h.spawn_refresher(config.topology_refresh, cancel.clone());
+            spawn_rechecker(h.clone(), recheck_rx, pool, delays, stats.clone(), cancel.clone());
+        }
         let workers = if config.workers == 0 { default_workers() } else { config.workers };
         let (jobs, threads) = start_workers(workers, secret, stats.clone(), handler, cancel.clone());
         let accept_task = tokio::spawn(serve_mix_listener(listener, jobs, stats.clone(), cancel.clone()));
@@ -100,14 +141,39 @@ impl Mixnode {
         let name = format!("mixnode L{} {announce_addr}", config.layer);
         spawn_stats_logger(name, stats.clone(), config.stats_interval, cancel.clone());
         let _stop_on_drop = cancel.clone().drop_guard();
-        let node = Mixnode { layer: config.layer, listen_addr, announce_addr, public_key, stats, cancel, accept_task, threads, _stop_on_drop };
+        let node = Mixnode {
+            layer: config.layer,
+            listen_addr,
+            announce_addr,
+            public_key,
+            identity,
+            hops,
+            stats,
+            cancel,
+            accept_task,
+            threads,
+            _stop_on_drop,
+        };
         if let Some(client) = directory {
-            spawn_announcer(client, "/api/presence/mixnodes", node.json(&config.location), config.announce_interval, node.cancel.clone());
+            let unsigned = node.unsigned_json(&config.location);
+            let identity = node.identity.clone();
+            let sign = move |seq| {
+                let mut d = unsigned.clone();
+                d.sign(&identity, seq);
+                d
+            };
+            spawn_announcer(client, "/api/presence/mixnodes", sign, config.announce_interval, node.cancel.clone());
         }
         tracing::info!(
-            "mixnode layer {} listening on {listen_addr} (announced as {announce_addr}), key {}",
+            "mixnode layer {} listening on {listen_addr} (announced as {announce_addr}), identity {}, sphinx key {}{}",
             node.layer,
-            node.public_key_b58()
+            node.identity_key_b58(),
+            node.public_key_b58(),
+            match (&config.directory, config.directory_key) {
+                (None, _) => String::new(),
+                (Some(_), Some(k)) => format!(", directory key {} (pinned)", encode_key(&k)),
+                (Some(_), None) => ", directory key: trusted on first use".to_string(),
+            }
         );
         Ok(node)
     }
@@ -136,16 +202,40 @@ impl Mixnode {
         self.stats.clone()
     }
 
-    /// The body this node announces to the directory.
-    pub fn json(&self, location: &str) -> MixNodeJson {
+    /// The node's ed25519 identity (signs its descriptor; what `--admit` lists).
+    pub fn identity_key(&self) -> [u8; 32] {
+        self.identity.verifying_key().to_bytes()
+    }
+
+    pub fn identity_key_b58(&self) -> String {
+        encode_key(&self.identity_key())
+    }
+
+    /// The directory key this node verifies topologies with (pinned, or
+    /// learned on first use; None before the first verified document).
+    pub fn directory_key(&self) -> Option<[u8; 32]> {
+        self.hops.as_ref().and_then(|h| h.directory_key())
+    }
+
+    fn unsigned_json(&self, location: &str) -> MixNodeJson {
         MixNodeJson {
+            identity_key: self.identity_key_b58(),
             host: self.announce_addr.to_string(),
             pub_key: self.public_key_b58(),
             layer: self.layer,
             version: nym_wire::VERSION.to_string(),
             location: location.to_string(),
             last_seen: 0,
+            seq: 0,
+            signature: String::new(),
         }
+    }
+
+    /// The descriptor this node announces, signed with `seq`.
+    pub fn json(&self, location: &str, seq: u64) -> MixNodeJson {
+        let mut d = self.unsigned_json(location);
+        d.sign(&self.identity, seq);
+        d
     }
 
     /// Stops everything: listener closed, connections dropped, workers joined.
@@ -161,4 +251,50 @@ impl Mixnode {
         .await;
         tracing::info!("mixnode {} stopped", self.announce_addr);
     }
+}
+
+/// Packets to next hops the last topology did not list, waiting for a refresh.
+const RECHECK_QUEUE: usize = 1024;
+
+type Unlisted = (SocketAddr, Vec<u8>, Duration, Instant);
+
+/// Where a layer-`layer` mixnode may send: the next layer's mixnodes, or
+/// (from layer 3) the gateways.
+fn next_hops(t: &Topology, layer: u8) -> HashSet<SocketAddr> {
+    if layer < nym_wire::topology::LAYERS {
+        t.layer(layer + 1).iter().map(|m| m.address).collect()
+    } else {
+        t.gateways().iter().map(|g| g.mix_address).collect()
+    }
+}
+
+/// A packet whose next hop was not listed is forwarded if a topology fetched
+/// after it arrived lists the hop; else dropped (`dropped_unlisted_hop`).
+fn spawn_rechecker(
+    hops: Arc<HopFilter>,
+    mut rx: mpsc::Receiver<Unlisted>,
+    pool: Arc<PeerPool>,
+    delays: mpsc::Sender<(tokio::time::Instant, SocketAddr, Vec<u8>)>,
+    stats: Arc<NodeStats>,
+    cancel: CancellationToken,
+) {
+    tokio::spawn(async move {
+        loop {
+            let (addr, frame, delay, seen) = tokio::select! {
+                _ = cancel.cancelled() => return,
+                item = rx.recv() => match item {
+                    Some(item) => item,
+                    None => return,
+                },
+            };
+            if !hops.allowed(&addr) {
+                hops.recheck(seen).await;
+            }
+            if hops.allowed(&addr) {
+                forward(&pool, &delays, &stats, addr, frame, delay);
+            } else {
+                inc(&stats.dropped_unlisted_hop);
+            }
+        }
+    });
 }

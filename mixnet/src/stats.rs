@@ -28,6 +28,10 @@ pub struct NodeStats {
     pub dropped_replayed: AtomicU64,
     /// Next hop address undecodable, not allowed, or a forward hop at a gateway.
     pub dropped_no_route: AtomicU64,
+    /// A next hop the node's verified topology does not list (mixnode: not
+    /// a node of the next layer; gateway: a SURB-ACK's first hop that is not
+    /// a layer-1 mixnode). Only counted when a directory is configured.
+    pub dropped_unlisted_hop: AtomicU64,
     /// Gateway: destination never registered, or its inbox is full.
     pub dropped_unknown_client: AtomicU64,
     /// A per-peer (or delay) queue was full.
@@ -50,6 +54,7 @@ pub struct StatsSnapshot {
     pub dropped_malformed: u64,
     pub dropped_replayed: u64,
     pub dropped_no_route: u64,
+    pub dropped_unlisted_hop: u64,
     pub dropped_unknown_client: u64,
     pub dropped_queue_full: u64,
     pub dropped_peer_down: u64,
@@ -77,6 +82,7 @@ impl NodeStats {
             dropped_malformed: g(&self.dropped_malformed),
             dropped_replayed: g(&self.dropped_replayed),
             dropped_no_route: g(&self.dropped_no_route),
+            dropped_unlisted_hop: g(&self.dropped_unlisted_hop),
             dropped_unknown_client: g(&self.dropped_unknown_client),
             dropped_queue_full: g(&self.dropped_queue_full),
             dropped_peer_down: g(&self.dropped_peer_down),
@@ -89,7 +95,7 @@ impl fmt::Display for StatsSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "received={} forwarded={} delivered={} pushed={} bad_acks={} stored={} dropped: malformed={} replayed={} no_route={} unknown_client={} queue_full={} peer_down={} bad_connections={}",
+            "received={} forwarded={} delivered={} pushed={} bad_acks={} stored={} dropped: malformed={} replayed={} no_route={} unlisted_hop={} unknown_client={} queue_full={} peer_down={} bad_connections={}",
             self.received,
             self.forwarded,
             self.delivered,
@@ -99,6 +105,7 @@ impl fmt::Display for StatsSnapshot {
             self.dropped_malformed,
             self.dropped_replayed,
             self.dropped_no_route,
+            self.dropped_unlisted_hop,
             self.dropped_unknown_client,
             self.dropped_queue_full,
             self.dropped_peer_down,

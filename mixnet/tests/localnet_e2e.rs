@@ -204,3 +204,37 @@ async fn killed_mixnode_restarts_with_same_key_and_address() {
     assert_eq!(net2.mixnodes()[2].public_key, before.public_key);
     net2.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_localnet_directory_admits_exactly_its_nodes_and_every_node_pins_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = start(dir.path()).await;
+    let key = net.directory_key();
+    let t = net.topology();
+    nym_wire::signed::verify_topology_json(&t, Some(&key), now_ms(), nym_wire::VERSION).unwrap();
+    let listed: std::collections::HashSet<String> =
+        t.mix_nodes.iter().map(|m| m.identity_key.clone()).chain(t.gateway_nodes.iter().map(|g| g.identity_key.clone())).collect();
+    let ours: std::collections::HashSet<String> =
+        net.mixnodes().into_iter().map(|m| m.identity_key).chain(net.gateways().into_iter().map(|g| g.identity_key)).collect();
+    assert_eq!(listed, ours);
+    assert_eq!(net.describe().lines().nth(1), Some(format!("directory key: {}", nym_wire::address::encode_key(&key)).as_str()));
+    for i in 0..6 {
+        assert_eq!(net.mixnode(i).unwrap().directory_key(), Some(key), "mixnode {i}");
+    }
+    for i in 0..2 {
+        assert_eq!(net.gateway(i).unwrap().directory_key(), Some(key), "gateway {i}");
+    }
+    // a stranger is not admitted
+    let http = nym_mixnet::http::DirectoryClient::new(&net.directory_url()).unwrap();
+    let refused = http.announce("/api/presence/mixnodes", &signed_mix(&identity(77), 1, "127.0.0.77:1", now_ms())).await.unwrap();
+    assert_eq!(refused.unwrap_err().status, 403);
+    net.shutdown().await;
+
+    // the same data dir: the same directory key and node identities
+    let again = start(dir.path()).await;
+    assert_eq!(again.directory_key(), key);
+    let ids: std::collections::HashSet<String> =
+        again.mixnodes().into_iter().map(|m| m.identity_key).chain(again.gateways().into_iter().map(|g| g.identity_key)).collect();
+    assert_eq!(ids, ours);
+    again.shutdown().await;
+}

@@ -40,20 +40,28 @@ fn s(v: impl ToString) -> String {
     v.to_string()
 }
 
-fn start_network(data: &Path, procs: &mut Procs) -> String {
+/// Starts the directory and the nodes (which trust its key on first use);
+/// returns its URL and key.
+fn start_network(data: &Path, procs: &mut Procs) -> (String, String) {
     // every server binds port 0 and announces the port it got; the directory prints its URL
     let mut directory = Command::new(env!("CARGO_BIN_EXE_nym-directory"))
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.join("directory"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let mut line = String::new();
+    let (mut line, mut key_line) = (String::new(), String::new());
     let stdout = directory.stdout.take().unwrap();
     procs.0.push(directory);
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+    let mut lines = std::io::BufReader::new(stdout);
+    std::io::BufRead::read_line(&mut lines, &mut line).unwrap();
+    std::io::BufRead::read_line(&mut lines, &mut key_line).unwrap();
+    // keep draining, so the directory never blocks on a full pipe
+    std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
     let url = line.trim().strip_prefix("directory: ").expect("directory prints its URL").to_string();
+    let key = key_line.trim().strip_prefix("directory key: ").expect("then its key").to_string();
     for layer in 1..=3 {
         let port = 0;
         procs.0.push(spawn(
@@ -69,6 +77,8 @@ fn start_network(data: &Path, procs: &mut Procs) -> String {
                 s(data.join(format!("mix{layer}")).display()),
                 s("--announce-interval"),
                 s("0.3"),
+                s("--topology-refresh"),
+                s("0.5"),
                 s("--workers"),
                 s("1"),
             ],
@@ -87,16 +97,18 @@ fn start_network(data: &Path, procs: &mut Procs) -> String {
             s(data.join("gw").display()),
             s("--announce-interval"),
             s("0.3"),
+            s("--topology-refresh"),
+            s("0.5"),
         ],
     ));
-    url
+    (url, key)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn separate_processes_carry_traffic() {
     let data = tempfile::tempdir().unwrap();
     let mut procs = Procs(Vec::new());
-    let url = start_network(data.path(), &mut procs);
+    let (url, key) = start_network(data.path(), &mut procs);
     let dir = DirectoryClient::new(&url).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let topo = loop {
@@ -109,6 +121,15 @@ async fn separate_processes_carry_traffic() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let (json, topo) = topo;
+    assert_eq!(json.directory_key, key);
+    // every node trusted the directory's key on first use and kept it
+    for node in ["mix1", "mix2", "mix3", "gw"] {
+        let path = data.path().join(node).join("directory_key.txt");
+        assert!(
+            wait_until(Duration::from_secs(10), || std::fs::read_to_string(&path).is_ok_and(|k| k.trim() == key)).await,
+            "{node} did not keep the directory key"
+        );
+    }
     let gw = gateway_identity(&json, 0);
     let bob = random_secret();
     let alice = random_secret();

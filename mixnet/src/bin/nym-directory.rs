@@ -1,26 +1,95 @@
 use clap::Parser;
+use nym_mixnet::directory::{self, DirectoryConfig};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::path::PathBuf;
 
-/// The Nym directory: nodes announce themselves, clients fetch the topology.
+/// The Nym directory: nodes announce signed descriptors, clients fetch the
+/// signed topology document. Prints `directory: <url>` and then
+/// `directory key: <base58>` on stdout.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
     /// Address to serve HTTP on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// The directory's key lives here (made on first start, kept); default $HOME/.nym/directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Only the node identities listed in FILE may announce (one base58
+    /// ed25519 key per line, `#` comments); without it the directory is open.
+    #[arg(long, value_name = "FILE")]
+    admit: Option<PathBuf>,
     /// Seconds an entry lives without being re-announced.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = directory::DEFAULT_EXPIRY.as_secs_f64())]
     expiry_secs: f64,
+    /// Seconds from a topology document's issuedAt to its expiresAt.
+    #[arg(long, default_value_t = directory::DEFAULT_TOPOLOGY_VALIDITY.as_secs_f64())]
+    topology_validity_secs: f64,
+    /// Most nodes listed at once (refreshes of listed nodes always pass).
+    #[arg(long, default_value_t = directory::DEFAULT_MAX_NODES)]
+    max_nodes: usize,
+    /// A descriptor signed longer ago than this is refused (409).
+    #[arg(long, default_value_t = directory::DEFAULT_MAX_DESCRIPTOR_AGE.as_secs_f64())]
+    max_descriptor_age_secs: f64,
+    /// A descriptor signed further in the future than this is refused (400).
+    #[arg(long, default_value_t = directory::DEFAULT_MAX_CLOCK_SKEW.as_secs_f64())]
+    max_clock_skew_secs: f64,
+    /// Announcements per second per source IP (checked first; 429 past it).
+    #[arg(long, default_value_t = directory::DEFAULT_SOURCE_RATE)]
+    source_rate: f64,
+    /// Burst of announcements per source IP.
+    #[arg(long, default_value_t = directory::DEFAULT_SOURCE_BURST)]
+    source_burst: u32,
+    /// Source IPs the rate limiter tracks at once.
+    #[arg(long, default_value_t = directory::DEFAULT_MAX_SOURCES)]
+    max_sources: usize,
+    /// Announcements per second per node identity (checked after its signature).
+    #[arg(long, default_value_t = directory::DEFAULT_IDENTITY_RATE)]
+    identity_rate: f64,
+    /// Burst of announcements per node identity.
+    #[arg(long, default_value_t = directory::DEFAULT_IDENTITY_BURST)]
+    identity_burst: u32,
+    /// Largest announcement body in bytes (413 past it).
+    #[arg(long, default_value_t = directory::DEFAULT_MAX_BODY)]
+    max_body: usize,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     nym_mixnet::init_logging();
     let args = Args::parse();
-    let expiry = Duration::try_from_secs_f64(args.expiry_secs).map_err(|e| anyhow::anyhow!("bad --expiry-secs: {e}"))?;
-    let dir = nym_mixnet::start_directory(args.listen, expiry).await?;
-    println!("directory: {}", dir.url());
+    let mut c = DirectoryConfig::new(args.data_dir.unwrap_or_else(DirectoryConfig::default_data_dir));
+    c.listen = args.listen;
+    c.expiry = nym_mixnet::secs_flag(args.expiry_secs, "--expiry-secs")?;
+    c.topology_validity = nym_mixnet::secs_flag(args.topology_validity_secs, "--topology-validity-secs")?;
+    c.max_descriptor_age = nym_mixnet::secs_flag(args.max_descriptor_age_secs, "--max-descriptor-age-secs")?;
+    c.max_clock_skew = nym_mixnet::secs_flag(args.max_clock_skew_secs, "--max-clock-skew-secs")?;
+    if c.topology_validity.is_zero() {
+        anyhow::bail!("--topology-validity-secs must be more than 0");
+    }
+    if !(args.source_rate.is_finite() && args.source_rate >= 0.0 && args.identity_rate.is_finite() && args.identity_rate >= 0.0) {
+        anyhow::bail!("--source-rate and --identity-rate must be numbers >= 0");
+    }
+    c.max_nodes = args.max_nodes;
+    c.source_rate = args.source_rate;
+    c.source_burst = args.source_burst;
+    c.max_sources = args.max_sources;
+    c.identity_rate = args.identity_rate;
+    c.identity_burst = args.identity_burst;
+    c.max_body = args.max_body;
+    if let Some(path) = &args.admit {
+        c.admit = Some(directory::load_admit_file(path)?);
+    }
+    let dir = directory::start_directory_unlogged(c).await?;
+    // First on stdout, whatever the log level: tests and scripts read these.
+    // One write, and no panic if the reader has gone after the first line.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = write!(out, "directory: {}\ndirectory key: {}\n", dir.url(), dir.directory_key_b58());
+        let _ = out.flush();
+    }
+    dir.log_start();
     nym_mixnet::shutdown_signal().await;
     tracing::info!("shutting down");
     dir.shutdown().await;

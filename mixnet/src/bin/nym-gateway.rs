@@ -19,6 +19,14 @@ struct Args {
     /// Directory URL, e.g. http://127.0.0.1:8080.
     #[arg(long)]
     directory: Option<String>,
+    /// The directory's key (base58, the `directory key:` nym-directory
+    /// prints); without it the first verified topology's key is trusted and
+    /// kept in the data dir (directory_key.txt).
+    #[arg(long)]
+    directory_key: Option<String>,
+    /// Seconds between topology fetches (the next hops this node may use).
+    #[arg(long, default_value_t = 5.0)]
+    topology_refresh: f64,
     /// Keys and the SQLite inbox live here.
     #[arg(long, default_value = "./gateway-data")]
     data_dir: PathBuf,
@@ -47,6 +55,13 @@ async fn main() -> anyhow::Result<()> {
     c.clients_listen = args.clients_listen;
     c.announce_host = args.announce_host;
     c.directory = args.directory;
+    c.directory_key = args
+        .directory_key
+        .as_deref()
+        .map(nym_mixnet::keyfiles::parse_ed25519_b58)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("bad --directory-key: {e:#}"))?;
+    c.topology_refresh = nym_mixnet::secs_flag(args.topology_refresh, "--topology-refresh")?;
     c.announce_interval = nym_mixnet::secs_flag(args.announce_interval, "--announce-interval")?;
     c.stats_interval = nym_mixnet::secs_flag(args.stats_interval, "--stats-interval")?;
     c.inbox_limit = args.inbox_limit;

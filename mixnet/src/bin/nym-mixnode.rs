@@ -19,7 +19,15 @@ struct Args {
     /// Directory URL, e.g. http://127.0.0.1:8080.
     #[arg(long)]
     directory: Option<String>,
-    /// Where the Sphinx key is kept.
+    /// The directory's key (base58, the `directory key:` nym-directory
+    /// prints); without it the first verified topology's key is trusted and
+    /// kept in the data dir (directory_key.txt).
+    #[arg(long)]
+    directory_key: Option<String>,
+    /// Seconds between topology fetches (the next hops this node may use).
+    #[arg(long, default_value_t = 5.0)]
+    topology_refresh: f64,
+    /// Where the node's keys are kept (identity_private.pem: its identity).
     #[arg(long, default_value = "./mixnode-data")]
     data_dir: PathBuf,
     /// Seconds between announcements.
@@ -41,11 +49,18 @@ async fn main() -> anyhow::Result<()> {
     c.listen = args.listen;
     c.announce = args.announce;
     c.directory = args.directory;
+    c.directory_key = args
+        .directory_key
+        .as_deref()
+        .map(nym_mixnet::keyfiles::parse_ed25519_b58)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("bad --directory-key: {e:#}"))?;
+    c.topology_refresh = nym_mixnet::secs_flag(args.topology_refresh, "--topology-refresh")?;
     c.announce_interval = nym_mixnet::secs_flag(args.announce_interval, "--announce-interval")?;
     c.stats_interval = nym_mixnet::secs_flag(args.stats_interval, "--stats-interval")?;
     c.workers = args.workers;
     let node = Mixnode::start(c).await?;
-    println!("mixnode layer {} {} key {}", node.layer(), node.announce_addr(), node.public_key_b58());
+    println!("mixnode layer {} {} key {} identity {}", node.layer(), node.announce_addr(), node.public_key_b58(), node.identity_key_b58());
     nym_mixnet::shutdown_signal().await;
     tracing::info!("shutting down; final stats: {}", node.stats().snapshot());
     node.shutdown().await;

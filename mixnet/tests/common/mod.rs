@@ -211,3 +211,51 @@ pub async fn next_binary(ws: &mut Ws, timeout: Duration) -> Option<Vec<u8>> {
 pub fn gateway_identity(topo: &TopologyJson, i: usize) -> [u8; 32] {
     nym_wire::address::decode_key(&topo.gateway_nodes[i].identity_key, "gw").expect("identity")
 }
+
+/// Unix time in milliseconds (what nodes use as a descriptor's seq).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64
+}
+
+pub fn identity(seed: u8) -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
+}
+
+pub fn b58_x25519(seed: u8) -> String {
+    nym_wire::address::encode_key(PublicKey::from(&StaticSecret::from([seed; 32])).as_bytes())
+}
+
+/// A mixnode descriptor for `host`, signed by `key` with `seq`.
+pub fn signed_mix(key: &ed25519_dalek::SigningKey, layer: u8, host: &str, seq: u64) -> nym_wire::topology::MixNodeJson {
+    let mut m = nym_wire::topology::MixNodeJson {
+        identity_key: String::new(),
+        host: host.into(),
+        pub_key: b58_x25519(key.to_bytes()[0]),
+        layer,
+        version: nym_wire::VERSION.into(),
+        location: "test".into(),
+        last_seen: 0,
+        seq: 0,
+        signature: String::new(),
+    };
+    m.sign(key, seq);
+    m
+}
+
+/// A gateway descriptor with mixnet listener `mix` and client listener
+/// `ws://<clients>`, signed by `key` with `seq`.
+pub fn signed_gateway(key: &ed25519_dalek::SigningKey, mix: &str, clients: &str, seq: u64) -> nym_wire::topology::GatewayJson {
+    let mut g = nym_wire::topology::GatewayJson {
+        client_listener: format!("ws://{clients}"),
+        mixnet_listener: mix.into(),
+        identity_key: String::new(),
+        sphinx_key: b58_x25519(key.to_bytes()[0].wrapping_add(1)),
+        version: nym_wire::VERSION.into(),
+        location: "test".into(),
+        last_seen: 0,
+        seq: 0,
+        signature: String::new(),
+    };
+    g.sign(key, seq);
+    g
+}

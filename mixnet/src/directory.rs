@@ -54,7 +54,7 @@ impl DirectoryState {
         mix_nodes.sort_by(|a, b| (a.layer, &a.host).cmp(&(b.layer, &b.host)));
         let mut gateway_nodes: Vec<GatewayJson> = e.gateways.values().map(|(j, _)| j.clone()).collect();
         gateway_nodes.sort_by(|a, b| a.mixnet_listener.cmp(&b.mixnet_listener));
-        TopologyJson { mix_nodes, gateway_nodes }
+        TopologyJson { mix_nodes, gateway_nodes, ..Default::default() }
     }
 
     pub fn announce_mixnode(&self, mut node: MixNodeJson) -> Result<(), String> {

@@ -430,6 +430,7 @@ impl Gateway {
             version: nym_wire::VERSION.to_string(),
             location: location.to_string(),
             last_seen: 0,
+            ..Default::default()
         }
     }
 

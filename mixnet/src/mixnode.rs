@@ -145,6 +145,7 @@ impl Mixnode {
             version: nym_wire::VERSION.to_string(),
             location: location.to_string(),
             last_seen: 0,
+            ..Default::default()
         }
     }
 

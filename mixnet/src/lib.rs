@@ -16,7 +16,8 @@
 //! frame at EOF, packet Sphinx refused), `dropped_replayed`,
 //! `dropped_no_route` (undecodable next hop; a forward hop at a gateway; a
 //! final hop at a mixnode), `dropped_unknown_client` (gateway: never
-//! registered), `dropped_queue_full` (peer/delay queue full; inbox full),
+//! registered), `dropped_queue_full` (peer/delay queue full; the gateway's
+//! store queue full), `dropped_limit` (gateway: an inbox bound reached),
 //! `dropped_peer_down` (lost when a peer connection broke mid-write).
 
 pub mod directory;
@@ -29,8 +30,10 @@ pub mod pool;
 pub mod replay;
 pub mod stats;
 
+mod admission;
 mod announce;
 mod inbox;
+mod ratelimit;
 mod processor;
 
 pub use directory::{start_directory, DirectoryHandle, DirectoryState};

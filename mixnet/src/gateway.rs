@@ -755,7 +755,17 @@ impl ClientConnection {
                     let request = self.session.open(&bytes).and_then(|pt| ClientRequest::decode(&pt));
                     let result = match request {
                         Ok(ClientRequest::Ack { ids }) => self.acknowledged(&ids).await,
-                        Ok(ClientRequest::Forward { next_hop, frame }) => forward(&self.shared, next_hop, frame).await,
+                        Ok(ClientRequest::Forward { next_hop, frame }) => match forward(&self.shared, next_hop, frame).await {
+                            Err(Forwarded::Refused { packet }) => {
+                                // Not an error of the client's: the node left. It
+                                // learns which packet to send again, on a live route.
+                                inc(&self.shared.stats.dropped_no_route);
+                                self.send(&GatewayResponse::Refused { next_hop, packet }).await?;
+                                Ok(())
+                            }
+                            Err(Forwarded::Bad(message)) => Err(message),
+                            Ok(()) => Ok(()),
+                        },
                         Ok(ClientRequest::Authenticate) => Err("already authenticated".into()),
                         Err(e) => Err(e.to_string()),
                     };
@@ -860,10 +870,22 @@ fn start_inbox_writer(
 }
 
 /// A client's `Forward`: a well-framed packet to a layer-1 mixnode.
-async fn forward(shared: &Arc<Shared>, next_hop: [u8; 32], frame: Vec<u8>) -> Result<(), String> {
-    mix_frame::decode(&frame).map_err(|e| e.to_string())?;
-    let addr = decode_node_address(&NodeAddressBytes::from_bytes(next_hop)).map_err(|e| e.to_string())?;
-    shared.check_next_hop(&addr).await?;
+/// Why a client's `Forward` was not sent.
+enum Forwarded {
+    /// Its first hop is not a layer-1 mixnode of the topology: `packet` is
+    /// the packet's tag.
+    Refused { packet: [u8; 32] },
+    /// Malformed.
+    Bad(String),
+}
+
+async fn forward(shared: &Arc<Shared>, next_hop: [u8; 32], frame: Vec<u8>) -> Result<(), Forwarded> {
+    let (_, packet) = mix_frame::decode(&frame).map_err(|e| Forwarded::Bad(e.to_string()))?;
+    let tag = mix_frame::packet_tag(packet);
+    let addr = decode_node_address(&NodeAddressBytes::from_bytes(next_hop)).map_err(|e| Forwarded::Bad(e.to_string()))?;
+    if shared.check_next_hop(&addr).await.is_err() {
+        return Err(Forwarded::Refused { packet: tag });
+    }
     shared.pool.send(addr, frame);
     Ok(())
 }

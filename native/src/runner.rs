@@ -341,7 +341,7 @@ impl Engine {
     fn report(&self, event: DriverEvent) {
         match &event {
             DriverEvent::Connected { .. } => tracing::info!("{event}; sending traffic"),
-            DriverEvent::GatewayMoved { .. } => tracing::info!("{event}"),
+            DriverEvent::GatewayMoved { .. } | DriverEvent::RouteRefused { .. } => tracing::info!("{event}"),
             _ => tracing::warn!("{event}"),
         }
         if event.concerns_applications() {

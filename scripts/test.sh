@@ -24,6 +24,7 @@ cargo build --release --all-targets
 cargo bench --bench packets --bench mixnode_throughput -- --test
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 "$target_dir/release/e2e-bench" --quick
+"$target_dir/release/saturation-bench" --quick
 
 echo "== fuzz targets still compile (running them is separate: fuzz/README.md)"
 # fuzz/ is its own workspace (cargo-fuzz); a check keeps it from rotting.

@@ -57,6 +57,9 @@ pub mod defaults {
 
     /// How often the topology is fetched again.
     pub const TOPOLOGY_REFRESH: Duration = Duration::from_secs(30);
+    /// After the gateway refused a departed first hop, the topology is
+    /// fetched at once, but at most this often.
+    pub const EARLY_TOPOLOGY_FETCH_GAP: Duration = Duration::from_secs(2);
     /// First wait before reconnecting to the gateway; doubles per failure.
     pub const RECONNECT_INITIAL: Duration = Duration::from_millis(500);
     /// Longest wait between reconnection attempts.
@@ -185,6 +188,9 @@ pub enum DriverEvent {
     TopologyRefused(String),
     /// Our gateway's URL changed in the topology; used from the next connection.
     GatewayMoved { url: String },
+    /// The gateway refused a first hop that left the network; the packet went
+    /// again on a live route and the topology is fetched early.
+    RouteRefused { first_hop: String },
     /// No application attached and the kept messages passed a limit: the oldest went.
     KeptMessagesDropped { count: usize, bytes: usize },
 }
@@ -210,6 +216,10 @@ impl fmt::Display for DriverEvent {
             DriverEvent::GatewayError(e) => write!(f, "gateway: {e}"),
             DriverEvent::TopologyRefused(e) => write!(f, "topology refresh failed (keeping the previous one): {e}"),
             DriverEvent::GatewayMoved { url } => write!(f, "our gateway moved to {url}; using it from the next connection"),
+            DriverEvent::RouteRefused { first_hop } => write!(
+                f,
+                "the gateway no longer forwards to {first_hop} (it left the network): sent again on a live route; fetching the topology"
+            ),
             DriverEvent::KeptMessagesDropped { count, bytes } => write!(
                 f,
                 "no application attached: dropped the {count} oldest kept messages ({bytes} bytes) to stay within the limits"
@@ -290,6 +300,8 @@ pub struct Driver {
     backoff: Duration,
     /// When to fetch the topology next; `None` while a fetch is out or stopped.
     refresh_at: Option<Duration>,
+    /// When the last topology fetch was asked for.
+    last_fetch: Option<Duration>,
     outputs: VecDeque<Output>,
     received: ReceivedStore,
     /// Received-log bytes to append at the end of this step.
@@ -347,6 +359,7 @@ impl Driver {
             next_conn: 0,
             backoff,
             refresh_at: None,
+            last_fetch: None,
             outputs: VecDeque::new(),
             received,
             received_append: Vec::new(),
@@ -516,6 +529,7 @@ impl Driver {
         }
         if self.refresh_at.is_some_and(|at| at <= now) {
             self.refresh_at = None;
+            self.last_fetch = Some(now);
             self.outputs.push_back(Output::FetchTopology);
         }
         self.client.handle_timeout(now);
@@ -609,6 +623,16 @@ impl Driver {
 
     /// Moves the engine's events into outputs, then what they changed in
     /// the stores.
+    /// Brings the next topology fetch forward to now (or to
+    /// [`defaults::EARLY_TOPOLOGY_FETCH_GAP`] after the last one); nothing
+    /// when a fetch is out or the driver is stopped.
+    fn fetch_topology_soon(&mut self, now: Duration) {
+        if let Some(at) = self.refresh_at {
+            let earliest = self.last_fetch.map_or(now, |t| (t + defaults::EARLY_TOPOLOGY_FETCH_GAP).max(now));
+            self.refresh_at = Some(at.min(earliest));
+        }
+    }
+
     fn take_client_events(&mut self, now: Duration) {
         while let Some(event) = self.client.poll_event() {
             match event {
@@ -624,6 +648,10 @@ impl Driver {
                     self.outputs.push_back(Output::Event(DriverEvent::SendFailed { message_id, recipient, reason }))
                 }
                 ClientEvent::ReplyStoreChanged => self.reply_store_changed = true,
+                ClientEvent::RouteRefused { first_hop } => {
+                    self.fetch_topology_soon(now);
+                    self.outputs.push_back(Output::Event(DriverEvent::RouteRefused { first_hop }));
+                }
                 ClientEvent::Received(message) => self.receive(message),
             }
         }

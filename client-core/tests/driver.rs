@@ -19,7 +19,7 @@ use nym_client_core::ClientConfig;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use sphinx_packet::{ProcessedPacketData, SphinxPacket};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 use x25519_dalek::{PublicKey, StaticSecret};
@@ -66,6 +66,8 @@ struct Gateway {
     outstanding: HashMap<u64, u64>,
     next_delivery: u64,
     handshakes: usize,
+    /// First hops that left the network: the gateway refuses packets to them.
+    departed: HashSet<SocketAddr>,
 }
 
 struct Harness {
@@ -96,8 +98,9 @@ fn addr(port: u16) -> SocketAddr {
 
 fn topology_json(rng: &mut StdRng, gateway: &Gateway, mixnodes: &mut HashMap<SocketAddr, StaticSecret>) -> TopologyJson {
     let mut json = TopologyJson::default();
-    for layer in 1..=3u8 {
-        let a = addr(1000 + u16::from(layer));
+    // Two layer-1 nodes (one of them may leave), one in each other layer.
+    for (layer, port) in [(1u8, 1001), (1, 1011), (2, 1002), (3, 1003)] {
+        let a = addr(port);
         let sk = StaticSecret::random_from_rng(&mut *rng);
         let mut node = MixNodeJson {
             identity_key: String::new(),
@@ -110,7 +113,7 @@ fn topology_json(rng: &mut StdRng, gateway: &Gateway, mixnodes: &mut HashMap<Soc
             seq: 0,
             signature: String::new(),
         };
-        node.sign(&node_key(layer), UNIX_START_MS);
+        node.sign(&node_key(port as u8), UNIX_START_MS);
         json.mix_nodes.push(node);
         mixnodes.insert(a, sk);
     }
@@ -158,6 +161,7 @@ impl Harness {
             outstanding: HashMap::new(),
             next_delivery: 0,
             handshakes: 0,
+            departed: HashSet::new(),
         };
         let mut mixnodes = HashMap::new();
         let json = topology_json(&mut rng, &gateway, &mut mixnodes);
@@ -260,6 +264,12 @@ impl Harness {
             match ClientRequest::decode(&session.open(frame).unwrap()).unwrap() {
                 ClientRequest::Forward { next_hop, frame } => {
                     let to = decode_node_address(&sphinx_packet::route::NodeAddressBytes::from_bytes(next_hop)).unwrap();
+                    if gw.departed.contains(&to) {
+                        let packet = mix_frame::packet_tag(mix_frame::decode(&frame).unwrap().1);
+                        let refused = session.seal(&GatewayResponse::Refused { next_hop, packet }.encode());
+                        self.to_client.push_back((conn, refused));
+                        return;
+                    }
                     self.mixnet(to, frame, conn);
                 }
                 ClientRequest::Ack { ids } => {
@@ -392,7 +402,8 @@ impl Harness {
     fn topology_text(&mut self) -> String {
         let at = self.unix_ms();
         for m in &mut self.json.mix_nodes {
-            m.sign(&node_key(m.layer), at);
+            let port = m.host.parse::<SocketAddr>().unwrap().port();
+            m.sign(&node_key(port as u8), at);
         }
         let gateway = self.gateway.identity.clone();
         for g in &mut self.json.gateway_nodes {
@@ -670,4 +681,44 @@ fn only_a_fresh_topology_signed_by_the_pinned_key_with_signed_descriptors_is_bel
     h.fetched(Ok(&newer));
     h.settle();
     assert_eq!(h.events.iter().filter(|(_, e)| matches!(e, DriverEvent::TopologyRefused(_))).count(), before);
+}
+
+#[test]
+fn a_first_hop_that_left_costs_no_retransmission_and_brings_the_topology_fetch_forward() {
+    let mut h = started();
+    // One of the two layer-1 nodes leaves; the gateway knows before we do.
+    h.gateway.departed.insert(addr(1001));
+    for i in 0..30u8 {
+        h.send_to_self(&[i; 100]);
+    }
+    h.run_until(h.now + Duration::from_millis(10));
+    // Every message arrived (kept: no application attached) ...
+    assert_eq!(h.driver.kept_messages(), 30);
+    // ... the refused packets went again on the live node, uncounted ...
+    let stats = h.driver.client().stats().clone();
+    assert!(stats.rerouted_packets >= 1, "{stats:?}");
+    assert_eq!(stats.retransmissions, 0);
+    // ... the node left our routes at the first refusal ...
+    assert!(stats.rerouted_packets < 30, "{stats:?}");
+    assert!(h.driver.client().topology().unwrap().layer(1).iter().all(|m| m.address != addr(1001)));
+    // ... nobody heard of an error, and the topology is fetched at once,
+    // long before its period.
+    assert!(h.events.iter().all(|(_, e)| !e.concerns_applications()), "{:?}", h.events);
+    assert!(h.events.iter().any(|(_, e)| matches!(e, DriverEvent::RouteRefused { .. })));
+    assert_eq!(h.fetches, 1);
+    assert!(h.now < DriverConfig::default().topology_refresh);
+}
+
+#[test]
+fn the_last_node_of_a_layer_refused_counts_as_a_loss_and_cannot_loop() {
+    let mut h = started();
+    // Both layer-1 nodes leave: no route can avoid them.
+    h.gateway.departed.insert(addr(1001));
+    h.gateway.departed.insert(addr(1011));
+    h.send_to_self(b"nowhere to go");
+    h.run_until(h.now + Duration::from_secs(1));
+    let stats = h.driver.client().stats().clone();
+    let failed = h.events.iter().filter(|(_, e)| matches!(e, DriverEvent::SendFailed { .. })).count();
+    assert_eq!(failed, 1, "given up once, after counted tries: {stats:?}");
+    assert_eq!(stats.retransmissions, u64::from(ClientConfig::default().max_retransmissions));
 }

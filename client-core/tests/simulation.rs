@@ -262,6 +262,7 @@ impl Sim {
                     ClientEvent::GatewayError(e) | ClientEvent::HandshakeFailed(e) => panic!("client {i}: {e}"),
                     ClientEvent::SendFailed { message_id, .. } => self.failed[i].push(message_id),
                     ClientEvent::ReplyStoreChanged => {}
+                    ClientEvent::RouteRefused { first_hop } => panic!("client {i}: this gateway refuses nothing, yet {first_hop}"),
                 }
             }
             while let Some(frame) = self.clients[i].poll_transmit(self.now) {

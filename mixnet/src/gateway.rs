@@ -13,10 +13,19 @@
 //! connection. A payload that can't be stored (unknown client, full inbox,
 //! writer queue full) is dropped and counted, with no SURB-ACK, so the sender
 //! retransmits or learns of the failure.
+//!
+//! ## Bounded before and after authentication
+//! Before a client has proved its key the gateway holds little for it: a
+//! bounded number of such connections, a handshake rate per source address,
+//! a byte allowance for the whole handshake, and a rate and a cap for new
+//! registrations ([`crate::admission`]). After, what it keeps is bounded and
+//! expires ([`crate::inbox::InboxLimits`]): a payload past a bound is not
+//! stored and not acknowledged, and counted in `dropped_limit`.
 
+use crate::admission::{Admission, Gated, Unauthenticated};
 use crate::announce::spawn_announcer;
 use crate::http::DirectoryClient;
-use crate::inbox::{Inbox, StoreResult};
+use crate::inbox::{unix_now, Inbox, RegisterError, StoreResult};
 use crate::keyfiles::{load_or_create_identity_key, load_or_create_sphinx_key};
 use crate::pool::{PeerPool, DEFAULT_PEER_QUEUE};
 use crate::processor::{default_workers, serve_mix_listener, start_workers, Handler, Processed};
@@ -30,7 +39,7 @@ use nym_wire::mix_frame;
 use crate::trust::{HopFilter, TopologyTrust};
 use nym_wire::topology::{decode_node_address, GatewayJson, Topology};
 use sphinx_packet::route::NodeAddressBytes;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,9 +52,10 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use x25519_dalek::PublicKey;
 
-pub use crate::inbox::DB_FILE;
+pub use crate::admission::{AdmissionLimits, DEFAULT_ADMISSION};
+pub use crate::inbox::{InboxLimits, DB_FILE, DEFAULT_INBOX_LIMITS};
 
-pub const DEFAULT_INBOX_LIMIT: u64 = 100_000;
+pub const DEFAULT_INBOX_LIMIT: u64 = DEFAULT_INBOX_LIMITS.messages_per_client;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default largest websocket message (and frame) a client may send, before
 /// and after authentication (`--max-client-message`). The largest legitimate
@@ -85,7 +95,10 @@ pub struct GatewayConfig {
     pub stats_interval: Duration,
     pub workers: usize,
     pub peer_queue: usize,
-    pub inbox_limit: u64,
+    /// What the inbox keeps, and for how long.
+    pub inbox: InboxLimits,
+    /// What a connection may do before it is authenticated.
+    pub admission: AdmissionLimits,
     /// Largest websocket message a client may send (at least
     /// [`MIN_MAX_CLIENT_MESSAGE`]); more closes the connection.
     pub max_client_message: usize,
@@ -106,7 +119,8 @@ impl GatewayConfig {
             stats_interval: Duration::from_secs(10),
             workers: 0,
             peer_queue: DEFAULT_PEER_QUEUE,
-            inbox_limit: DEFAULT_INBOX_LIMIT,
+            inbox: DEFAULT_INBOX_LIMITS,
+            admission: DEFAULT_ADMISSION,
             max_client_message: DEFAULT_MAX_CLIENT_MESSAGE,
             location: "localhost".into(),
         }
@@ -148,6 +162,7 @@ struct Shared {
     /// Bumped to drop every client connection at once (`cut_client_connections`).
     cut: tokio::sync::watch::Sender<u64>,
     max_client_message: usize,
+    admission: Admission,
 }
 
 impl Shared {
@@ -182,8 +197,9 @@ impl Shared {
                     inc(&self.stats.dropped_unknown_client);
                     continue;
                 }
-                StoreResult::InboxFull => {
-                    inc(&self.stats.dropped_queue_full);
+                StoreResult::OverLimit(which) => {
+                    tracing::debug!("not stored for {}: {which} reached", encode_key(&inbound.destination));
+                    inc(&self.stats.dropped_limit);
                     continue;
                 }
             };
@@ -242,8 +258,8 @@ impl Gateway {
         let sphinx_secret = load_or_create_sphinx_key(&config.data_dir)?;
         let inbox = {
             let dir = config.data_dir.clone();
-            let limit = config.inbox_limit;
-            tokio::task::spawn_blocking(move || Inbox::open(&dir, limit)).await.map_err(|e| anyhow!("{e}"))??
+            let limits = config.inbox;
+            tokio::task::spawn_blocking(move || Inbox::open(&dir, limits)).await.map_err(|e| anyhow!("{e}"))??
         };
         let directory = config.directory.as_deref().map(DirectoryClient::new).transpose()?;
         let first_hops = match &directory {
@@ -276,6 +292,7 @@ impl Gateway {
             next_conn: AtomicU64::new(1),
             cut: tokio::sync::watch::Sender::new(0),
             max_client_message: config.max_client_message.max(MIN_MAX_CLIENT_MESSAGE),
+            admission: Admission::new(config.admission),
         });
 
         let handler: Handler = {
@@ -293,6 +310,7 @@ impl Gateway {
         threads.push(start_inbox_writer(shared.clone(), store_rx, cancel.clone())?);
         let mut tasks = vec![tokio::spawn(serve_mix_listener(mix_listener, jobs, stats.clone(), cancel.clone()))];
         tasks.push(tokio::spawn(serve_clients(clients_listener, shared.clone(), cancel.clone())));
+        tasks.push(tokio::spawn(expire_periodically(shared.clone(), config.inbox.expiry, cancel.clone())));
 
         if let Some(h) = &first_hops {
             h.spawn_refresher(config.topology_refresh, cancel.clone());
@@ -322,11 +340,24 @@ impl Gateway {
             };
             spawn_announcer(client, "/api/presence/gateways", sign, config.announce_interval, cancel);
         }
+        let (i, a) = (config.inbox, config.admission);
         tracing::info!(
-            "gateway {} listening: mixnet {mix_addr}, clients ws://{clients_addr}; limits: {} messages per inbox \
-             (--inbox-limit), {} bytes per client websocket message (--max-client-message){}",
+            "gateway {} listening: mixnet {mix_addr}, clients ws://{clients_addr}; limits: inbox {} messages \
+             (--inbox-limit) and {} bytes (--inbox-max-bytes) per client, {} bytes in all (--inbox-disk-budget), \
+             kept {} s (--inbox-expiry-secs), {} clients (--max-clients), {} new clients/s \
+             (--registrations-per-sec); {} connections in their handshake (--max-unauthenticated), {} handshakes/s \
+             per address (--handshakes-per-source), {} bytes per handshake (--max-handshake-bytes), {} bytes per \
+             client websocket message (--max-client-message){}",
             gw.identity_key_b58(),
-            config.inbox_limit,
+            i.messages_per_client,
+            i.bytes_per_client,
+            i.total_bytes,
+            i.expiry.as_secs(),
+            i.clients,
+            a.registrations_per_sec,
+            a.max_unauthenticated,
+            a.handshakes_per_source,
+            a.max_handshake_bytes,
             config.max_client_message.max(MIN_MAX_CLIENT_MESSAGE),
             match (&config.directory, config.directory_key) {
                 (None, _) => String::new(),
@@ -378,6 +409,21 @@ impl Gateway {
     /// Messages waiting in the inbox of `client` (x25519 public key).
     pub fn stored_count(&self, client: &[u8; 32]) -> u64 {
         self.shared.lock().inbox.count(client)
+    }
+
+    /// Payload bytes waiting in the inbox of `client`.
+    pub fn stored_bytes(&self, client: &[u8; 32]) -> u64 {
+        self.shared.lock().inbox.bytes(client)
+    }
+
+    /// Payload bytes waiting in all inboxes (what `--inbox-disk-budget` bounds).
+    pub fn stored_bytes_total(&self) -> u64 {
+        self.shared.lock().inbox.total_bytes()
+    }
+
+    /// Clients registered with this gateway.
+    pub fn registered_clients(&self) -> usize {
+        self.shared.lock().inbox.registered_count()
     }
 
     /// Drops every client connection at once, with a TCP reset and no
@@ -451,10 +497,19 @@ async fn serve_clients(listener: TcpListener, shared: Arc<Shared>, cancel: Cance
         };
         match accepted {
             Ok((stream, peer)) => {
+                let slot = match shared.admission.admit(peer.ip(), Instant::now()) {
+                    Ok(slot) => slot,
+                    Err(refusal) => {
+                        // Closed at once: nothing read, nothing kept.
+                        inc(&shared.stats.refused_connections);
+                        tracing::debug!("client {peer} refused: {refusal}");
+                        continue;
+                    }
+                };
                 let shared = shared.clone();
                 let cancel = cancel.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = handle_client(stream, shared, cancel).await {
+                    if let Err(e) = handle_client(stream, slot, shared, cancel).await {
                         tracing::debug!("client {peer}: {e:#}");
                     }
                 });
@@ -467,7 +522,40 @@ async fn serve_clients(listener: TcpListener, shared: Arc<Shared>, cancel: Cance
     }
 }
 
-type Ws = WebSocketStream<TcpStream>;
+type Ws = WebSocketStream<Gated<TcpStream>>;
+
+/// Deletes expired messages and forgotten registrations, at start and then
+/// every tenth of the expiry (at most hourly).
+async fn expire_periodically(shared: Arc<Shared>, expiry: Duration, cancel: CancellationToken) {
+    let every = (expiry / 10).clamp(Duration::from_millis(200), Duration::from_secs(3600));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let shared = shared.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let mut inner = shared.lock();
+            let connected: HashSet<[u8; 32]> = inner.clients.keys().copied().collect();
+            let removed = inner.inbox.expire(unix_now(), &connected);
+            if let Ok((messages, _)) = removed {
+                shared.stats.expired.fetch_add(messages, Ordering::Relaxed);
+            }
+            removed
+        })
+        .await;
+        match done {
+            Ok(Ok((0, 0))) => {}
+            Ok(Ok((messages, clients))) => {
+                tracing::info!("expired {messages} stored messages and {clients} idle registrations (--inbox-expiry-secs)")
+            }
+            Ok(Err(e)) => tracing::warn!("inbox expiry failed: {e:#}"),
+            Err(e) => tracing::warn!("inbox expiry task failed: {e}"),
+        }
+    }
+}
 
 /// The next binary frame (pings are answered by tungstenite).
 async fn next_binary(ws: &mut Ws) -> Result<Vec<u8>> {
@@ -482,8 +570,14 @@ async fn next_binary(ws: &mut Ws) -> Result<Vec<u8>> {
     }
 }
 
-async fn handle_client(stream: TcpStream, shared: Arc<Shared>, cancel: CancellationToken) -> Result<()> {
+async fn handle_client(
+    stream: TcpStream,
+    unauthenticated: Unauthenticated,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) -> Result<()> {
     let _ = stream.set_nodelay(true);
+    let (stream, gate) = Gated::new(stream, shared.admission.limits().max_handshake_bytes);
     let limits = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(shared.max_client_message))
         .max_frame_size(Some(shared.max_client_message));
@@ -504,7 +598,7 @@ async fn handle_client(stream: TcpStream, shared: Arc<Shared>, cancel: Cancellat
     };
     ws.send(Message::Binary(reply.into())).await?;
     let auth = tokio::time::timeout(HANDSHAKE_TIMEOUT, next_binary(&mut ws)).await.map_err(|_| anyhow!("no Authenticate"))??;
-    let (session, client_key) = match pending.verify(&auth) {
+    let (mut session, client_key) = match pending.verify(&auth) {
         Ok(x) => x,
         Err(e) => {
             // a client that cannot prove its key gets nothing
@@ -519,17 +613,40 @@ async fn handle_client(stream: TcpStream, shared: Arc<Shared>, cancel: Cancellat
     let stored = {
         let shared = shared.clone();
         let wake = wake.clone();
-        tokio::task::spawn_blocking(move || -> Result<u64> {
+        tokio::task::spawn_blocking(move || -> Result<std::result::Result<u64, String>> {
             let mut inner = shared.lock();
-            inner.inbox.register(&client_key)?;
+            if !inner.inbox.is_registered(&client_key) {
+                if let Err(refusal) = shared.admission.admit_registration(Instant::now()) {
+                    return Ok(Err(refusal.to_string()));
+                }
+            }
+            match inner.inbox.register(&client_key) {
+                Ok(()) => {}
+                Err(RegisterError::Full(n)) => return Ok(Err(format!("this gateway serves its maximum of {n} clients"))),
+                Err(RegisterError::Db(e)) => return Err(anyhow!("cannot register the client: {e}")),
+            }
             // A newer connection of the same client takes over; the older
             // one's unacknowledged messages are still in the inbox.
             inner.clients.insert(client_key, ClientSlot { conn_id, tx, overflowed: false, wake });
-            Ok(inner.inbox.count(&client_key))
+            Ok(Ok(inner.inbox.count(&client_key)))
         })
         .await
         .map_err(|e| anyhow!("{e}"))??
     };
+    let stored = match stored {
+        Ok(n) => n,
+        Err(refusal) => {
+            // The session is up, so the client can read why.
+            inc(&shared.stats.refused_connections);
+            let frame = session.seal(&GatewayResponse::Error { message: refusal.clone() }.encode());
+            let _ = ws.send(Message::Binary(frame.into())).await;
+            let _ = ws.close(None).await;
+            return Err(anyhow!("registration refused: {refusal}"));
+        }
+    };
+    // Authenticated: the handshake allowance and slot no longer apply.
+    gate.open();
+    drop(unauthenticated);
     tracing::debug!("client {} authenticated, {stored} stored messages", encode_key(&client_key));
 
     let mut conn = ClientConnection {
@@ -560,7 +677,7 @@ async fn handle_client(stream: TcpStream, shared: Arc<Shared>, cancel: Cancellat
     if was_cut {
         // A reset, no close: frames in flight either way are lost.
         #[allow(deprecated)]
-        let _ = conn.ws.get_ref().set_linger(Some(Duration::ZERO));
+        let _ = conn.ws.get_ref().get_ref().set_linger(Some(Duration::ZERO));
         return Err(anyhow!("connection cut"));
     }
     let _ = conn.ws.close(None).await;
@@ -626,7 +743,17 @@ impl ClientConnection {
                     let request = self.session.open(&bytes).and_then(|pt| ClientRequest::decode(&pt));
                     let result = match request {
                         Ok(ClientRequest::Ack { ids }) => self.acknowledged(&ids).await,
-                        Ok(ClientRequest::Forward { next_hop, frame }) => forward(&self.shared, next_hop, frame).await,
+                        Ok(ClientRequest::Forward { next_hop, frame }) => match forward(&self.shared, next_hop, frame).await {
+                            Err(Forwarded::Refused { packet }) => {
+                                // Not an error of the client's: the node left. It
+                                // learns which packet to send again, on a live route.
+                                inc(&self.shared.stats.dropped_no_route);
+                                self.send(&GatewayResponse::Refused { next_hop, packet }).await?;
+                                Ok(())
+                            }
+                            Err(Forwarded::Bad(message)) => Err(message),
+                            Ok(()) => Ok(()),
+                        },
                         Ok(ClientRequest::Authenticate) => Err("already authenticated".into()),
                         Err(e) => Err(e.to_string()),
                     };
@@ -731,10 +858,22 @@ fn start_inbox_writer(
 }
 
 /// A client's `Forward`: a well-framed packet to a layer-1 mixnode.
-async fn forward(shared: &Arc<Shared>, next_hop: [u8; 32], frame: Vec<u8>) -> Result<(), String> {
-    mix_frame::decode(&frame).map_err(|e| e.to_string())?;
-    let addr = decode_node_address(&NodeAddressBytes::from_bytes(next_hop)).map_err(|e| e.to_string())?;
-    shared.check_next_hop(&addr).await?;
+/// Why a client's `Forward` was not sent.
+enum Forwarded {
+    /// Its first hop is not a layer-1 mixnode of the topology: `packet` is
+    /// the packet's tag.
+    Refused { packet: [u8; 32] },
+    /// Malformed.
+    Bad(String),
+}
+
+async fn forward(shared: &Arc<Shared>, next_hop: [u8; 32], frame: Vec<u8>) -> Result<(), Forwarded> {
+    let (_, packet) = mix_frame::decode(&frame).map_err(|e| Forwarded::Bad(e.to_string()))?;
+    let tag = mix_frame::packet_tag(packet);
+    let addr = decode_node_address(&NodeAddressBytes::from_bytes(next_hop)).map_err(|e| Forwarded::Bad(e.to_string()))?;
+    if shared.check_next_hop(&addr).await.is_err() {
+        return Err(Forwarded::Refused { packet: tag });
+    }
     shared.pool.send(addr, frame);
     Ok(())
 }

@@ -23,7 +23,8 @@
 //! final hop at a mixnode), `dropped_unlisted_hop` (a next hop the node's
 //! verified topology does not list: a mixnode's next layer, a gateway's
 //! SURB-ACK first hop), `dropped_unknown_client` (gateway: never
-//! registered), `dropped_queue_full` (peer/delay queue full; inbox full),
+//! registered), `dropped_queue_full` (peer/delay queue full; the gateway's
+//! store queue full), `dropped_limit` (gateway: an inbox bound reached),
 //! `dropped_peer_down` (lost when a peer connection broke mid-write).
 
 pub mod directory;
@@ -37,6 +38,7 @@ pub mod ratelimit;
 pub mod replay;
 pub mod stats;
 
+mod admission;
 mod announce;
 mod inbox;
 mod processor;

@@ -24,6 +24,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A localnet gateway's handshake and registration rates: all its clients
+/// share one source address, and tests start many at once.
+const LOOPBACK_HANDSHAKES_PER_SEC: f64 = 200.0;
+
 #[derive(Debug, Clone)]
 pub struct LocalnetConfig {
     /// IP every node binds and announces (default 127.0.0.1).
@@ -194,6 +198,10 @@ impl Localnet {
                 c.topology_refresh = config.topology_refresh;
                 c.stats_interval = config.stats_interval;
                 c.workers = config.workers_per_node;
+                // Every client of a local net comes from the same loopback
+                // address: the per-source handshake rate is the whole net's.
+                c.admission.handshakes_per_source = c.admission.handshakes_per_source.max(LOOPBACK_HANDSHAKES_PER_SEC);
+                c.admission.registrations_per_sec = c.admission.registrations_per_sec.max(LOOPBACK_HANDSHAKES_PER_SEC);
                 let gw = Gateway::start(c.clone()).await?;
                 c.mix_listen = gw.mix_addr();
                 c.clients_listen = gw.clients_addr();

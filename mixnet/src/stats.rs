@@ -40,6 +40,15 @@ pub struct NodeStats {
     pub dropped_peer_down: AtomicU64,
     /// Connections closed because their framing was corrupt.
     pub bad_connections: AtomicU64,
+    /// Gateway: payloads not stored (so not acknowledged) because a bound
+    /// was reached: messages or bytes per client, the disk budget.
+    pub dropped_limit: AtomicU64,
+    /// Gateway: client connections refused before authentication (too many
+    /// unauthenticated at once, too many handshakes from one address, a
+    /// handshake over its byte allowance, the registration rate or cap).
+    pub refused_connections: AtomicU64,
+    /// Gateway: stored messages deleted unread after the inbox expiry.
+    pub expired: AtomicU64,
 }
 
 /// A plain copy of the counters at one moment.
@@ -59,6 +68,9 @@ pub struct StatsSnapshot {
     pub dropped_queue_full: u64,
     pub dropped_peer_down: u64,
     pub bad_connections: u64,
+    pub dropped_limit: u64,
+    pub refused_connections: u64,
+    pub expired: u64,
 }
 
 pub(crate) fn inc(c: &AtomicU64) {
@@ -87,6 +99,9 @@ impl NodeStats {
             dropped_queue_full: g(&self.dropped_queue_full),
             dropped_peer_down: g(&self.dropped_peer_down),
             bad_connections: g(&self.bad_connections),
+            dropped_limit: g(&self.dropped_limit),
+            refused_connections: g(&self.refused_connections),
+            expired: g(&self.expired),
         }
     }
 }
@@ -95,7 +110,7 @@ impl fmt::Display for StatsSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "received={} forwarded={} delivered={} pushed={} bad_acks={} stored={} dropped: malformed={} replayed={} no_route={} unlisted_hop={} unknown_client={} queue_full={} peer_down={} bad_connections={}",
+            "received={} forwarded={} delivered={} pushed={} bad_acks={} stored={} dropped: malformed={} replayed={} no_route={} unlisted_hop={} unknown_client={} queue_full={} peer_down={} limit={} bad_connections={} refused_connections={} expired={}",
             self.received,
             self.forwarded,
             self.delivered,
@@ -109,7 +124,10 @@ impl fmt::Display for StatsSnapshot {
             self.dropped_unknown_client,
             self.dropped_queue_full,
             self.dropped_peer_down,
-            self.bad_connections
+            self.dropped_limit,
+            self.bad_connections,
+            self.refused_connections,
+            self.expired
         )
     }
 }

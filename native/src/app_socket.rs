@@ -40,7 +40,10 @@ pub(crate) enum AppDelivery {
 }
 
 pub(crate) struct AppServer {
+    /// The engine's queue for applications (read before the gateway's).
     pub engine: mpsc::Sender<Input>,
+    /// This client's address: `selfAddress` is answered here, without the engine.
+    pub address: String,
     pub max_message_size: usize,
     pub origins: Arc<OriginPolicy>,
     pub push_after_quiet: Duration,
@@ -105,14 +108,14 @@ async fn connection(stream: TcpStream, peer: SocketAddr, server: Arc<AppServer>)
                     Some(Ok(Message::Text(text))) => {
                         pushes.last_was_text = true;
                         match app_api::parse_text_request(text.as_str()) {
-                            Ok(req) => answer(req, &server.engine).await,
+                            Ok(req) => answer(req, &server.engine, &server.address).await,
                             Err(e) => (AppResponse::Error(e), false),
                         }
                     }
                     Some(Ok(Message::Binary(bytes))) => {
                         pushes.last_was_text = false;
                         match app_api::parse_binary_request(&bytes) {
-                            Ok(req) => answer(req, &server.engine).await,
+                            Ok(req) => answer(req, &server.engine, &server.address).await,
                             Err(e) => (AppResponse::Error(e), false),
                         }
                     }
@@ -194,8 +197,11 @@ impl Pushes {
 }
 
 /// The answer to a request, and whether pushes may follow it at once.
-async fn answer(request: AppRequest, engine: &mpsc::Sender<Input>) -> (AppResponse, bool) {
-    let sends = !matches!(request, AppRequest::SelfAddress);
+async fn answer(request: AppRequest, engine: &mpsc::Sender<Input>, address: &str) -> (AppResponse, bool) {
+    if request == AppRequest::SelfAddress {
+        // The address never changes: answered even when the engine is busy.
+        return (AppResponse::SelfAddress(address.to_string()), false);
+    }
     let (tx, rx) = oneshot::channel();
     if engine.send(Input::AppRequest { request, answer: tx }).await.is_err() {
         return (AppResponse::Error("the client is shutting down".into()), false);
@@ -203,7 +209,7 @@ async fn answer(request: AppRequest, engine: &mpsc::Sender<Input>) -> (AppRespon
     match rx.await {
         Ok(response) => {
             let accepted = matches!(response, AppResponse::Send);
-            (response, sends && accepted)
+            (response, accepted)
         }
         Err(_) => (AppResponse::Error("the client is shutting down".into()), false),
     }

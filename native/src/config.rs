@@ -404,6 +404,7 @@ mod tests {
                 private_identity_key_file: "/x/private_identity.pem".into(),
                 public_identity_key_file: "/x/public_identity.pem".into(),
                 gateway_id: "abc".into(),
+                directory_key: None,
             },
             socket: SocketSection {
                 socket_type: "WebSocket".into(),

@@ -124,6 +124,9 @@ pub async fn run(
     let listen_addr = listener.local_addr().unwrap_or(listen_addr);
 
     let (tx, rx) = mpsc::channel::<Input>(4096);
+    // Applications have a queue of their own, which the engine reads first:
+    // a request never waits behind gateway traffic.
+    let (app_tx, app_rx) = mpsc::channel::<Input>(1024);
     let origins = Arc::new(
         OriginPolicy::new(&config.socket.allowed_origins).map_err(|e| anyhow!("[socket] allowed_origins: {e}"))?,
     );
@@ -132,7 +135,8 @@ pub async fn run(
         origins.describe()
     );
     let server = AppServer {
-        engine: tx.clone(),
+        engine: app_tx,
+        address: address.to_string(),
         max_message_size,
         origins,
         push_after_quiet: Duration::from_millis(config.socket.push_after_quiet_ms),
@@ -156,7 +160,7 @@ pub async fn run(
         reply_store: StoreFile::replaceable(config.reply_store_file()),
         received: StoreFile::appendable(config.received_messages_file())?,
     };
-    let gateway_task = engine.run(rx, shutdown).await;
+    let gateway_task = engine.run(rx, app_rx, shutdown).await;
 
     server_task.abort();
     // The engine dropped the gateway writer: give the connection a moment to close politely.
@@ -197,6 +201,7 @@ impl Engine {
     async fn run(
         mut self,
         mut rx: mpsc::Receiver<Input>,
+        mut app_rx: mpsc::Receiver<Input>,
         shutdown: impl Future<Output = ()>,
     ) -> Option<tokio::task::JoinHandle<()>> {
         tokio::pin!(shutdown);
@@ -211,7 +216,10 @@ impl Engine {
                 }
             };
             tokio::select! {
+                // In this order: applications before the gateway's frames.
+                biased;
                 _ = &mut shutdown => break,
+                Some(input) = app_rx.recv() => self.handle(input),
                 input = rx.recv() => match input {
                     Some(input) => self.handle(input),
                     None => break,
@@ -341,7 +349,7 @@ impl Engine {
     fn report(&self, event: DriverEvent) {
         match &event {
             DriverEvent::Connected { .. } => tracing::info!("{event}; sending traffic"),
-            DriverEvent::GatewayMoved { .. } => tracing::info!("{event}"),
+            DriverEvent::GatewayMoved { .. } | DriverEvent::RouteRefused { .. } => tracing::info!("{event}"),
             _ => tracing::warn!("{event}"),
         }
         if event.concerns_applications() {

@@ -187,7 +187,9 @@ impl Lab {
     pub fn start_directory(&mut self, bin: &Path, expiry_secs: f64) -> Result<String> {
         let hub = self.hub();
         let listen = format!("{}:0", hub.ip);
-        let args = vec!["--listen".into(), listen, "--expiry-secs".into(), expiry_secs.to_string()];
+        // Its key in the lab's own dir, not the user's $HOME.
+        let key_dir = self.data.path().join("directory").display().to_string();
+        let args = vec!["--listen".into(), listen, "--expiry-secs".into(), expiry_secs.to_string(), "--data-dir".into(), key_dir];
         let out = self.spawn("directory", Some(&hub), bin, &args, true)?.ok_or_else(|| anyhow!("no stdout"))?;
         let mut log = std::fs::OpenOptions::new().append(true).open(self.log_path("directory"))?;
         let (tx, rx) = std::sync::mpsc::channel();

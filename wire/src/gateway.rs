@@ -242,6 +242,11 @@ pub enum GatewayResponse {
     /// the gateway until an `Ack` names `id`.
     Deliver { id: u64, payload: Vec<u8> },
     Error { message: String },
+    /// A `Forward` whose first hop the gateway does not send to (not a
+    /// layer-1 mixnode of its current topology): nothing was sent. `packet`
+    /// is that packet's [`crate::mix_frame::packet_tag`], so the client can
+    /// send it again on a live route, and learns the node is gone.
+    Refused { next_hop: [u8; 32], packet: [u8; 32] },
 }
 
 const REQ_AUTHENTICATE: u8 = 0x01;
@@ -250,6 +255,7 @@ const REQ_ACK: u8 = 0x03;
 const RESP_AUTHENTICATED: u8 = 0x81;
 const RESP_DELIVER: u8 = 0x82;
 const RESP_ERROR: u8 = 0x83;
+const RESP_REFUSED: u8 = 0x84;
 
 impl ClientRequest {
     pub fn encode(&self) -> Vec<u8> {
@@ -293,6 +299,7 @@ impl GatewayResponse {
             GatewayResponse::Authenticated { stored } => [&[RESP_AUTHENTICATED][..], &stored.to_be_bytes()].concat(),
             GatewayResponse::Deliver { id, payload } => [&[RESP_DELIVER][..], &id.to_be_bytes(), payload].concat(),
             GatewayResponse::Error { message } => [&[RESP_ERROR][..], message.as_bytes()].concat(),
+            GatewayResponse::Refused { next_hop, packet } => [&[RESP_REFUSED][..], next_hop, packet].concat(),
         }
     }
 
@@ -305,6 +312,9 @@ impl GatewayResponse {
                 Ok(GatewayResponse::Deliver { id: u64_be(&rest[..8]), payload: rest[8..].to_vec() })
             }
             Some((&RESP_ERROR, rest)) => Ok(GatewayResponse::Error { message: String::from_utf8_lossy(rest).into_owned() }),
+            Some((&RESP_REFUSED, rest)) if rest.len() == 64 => {
+                Ok(GatewayResponse::Refused { next_hop: key32(rest), packet: key32(&rest[32..]) })
+            }
             Some((tag, _)) => Err(Error::MalformedFrame(format!("bad gateway response (tag {tag:#04x}, {} bytes)", bytes.len()))),
             None => Err(Error::MalformedFrame("empty gateway response".into())),
         }
@@ -388,9 +398,11 @@ mod tests {
             GatewayResponse::Deliver { id: 42, payload: vec![9; 100] },
             GatewayResponse::Deliver { id: 0, payload: vec![] },
             GatewayResponse::Error { message: "nope".into() },
+            GatewayResponse::Refused { next_hop: [4; 32], packet: [5; 32] },
         ] {
             assert_eq!(GatewayResponse::decode(&resp.encode()).unwrap(), resp);
         }
+        assert!(GatewayResponse::decode(&[RESP_REFUSED, 1, 2]).is_err());
         assert!(ClientRequest::decode(&[]).is_err());
         assert!(ClientRequest::decode(&[REQ_FORWARD, 1]).is_err());
         assert!(GatewayResponse::decode(&[0x99]).is_err());

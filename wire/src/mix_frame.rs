@@ -92,6 +92,15 @@ pub fn encode(packet: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// A packet's tag: its first 32 bytes (the Sphinx header's group element,
+/// fresh for every packet), by which a gateway names a packet it refused.
+pub fn packet_tag(packet: &[u8]) -> [u8; 32] {
+    let mut tag = [0u8; 32];
+    let n = packet.len().min(32);
+    tag[..n].copy_from_slice(&packet[..n]);
+    tag
+}
+
 /// Splits one whole frame (as carried inside a message) into size and packet.
 pub fn decode(frame: &[u8]) -> Result<(PacketSize, &[u8])> {
     let (&flag, packet) = frame

@@ -239,6 +239,22 @@ impl Topology {
         self.layers.iter().flatten()
     }
 
+    /// Leaves the mixnode at `address` out of routes until the next
+    /// topology (its gateway refused it as a first hop: it left), unless it
+    /// is the last of its layer (routes need one per layer). True when routes
+    /// avoid it from now on (removed now, or not listed).
+    pub fn avoid_mixnode(&mut self, address: SocketAddr) -> bool {
+        for layer in &mut self.layers {
+            if let Some(i) = layer.iter().position(|m| m.address == address) {
+                if layer.len() == 1 {
+                    return false;
+                }
+                layer.remove(i);
+            }
+        }
+        true
+    }
+
     pub fn gateways(&self) -> &[Gateway] {
         &self.gateways
     }
@@ -401,6 +417,18 @@ pub(crate) mod tests {
             assert_eq!(decode_node_address(&route[3].address).unwrap(), t.gateways()[0].mix_address);
         }
         assert!(t.random_route(&mut rng, &[0; 32]).is_err());
+    }
+
+    #[test]
+    fn an_avoided_mixnode_leaves_routes_unless_it_is_the_last_of_its_layer() {
+        let mut t = Topology::from_json(&sample(), "0.8.0").unwrap();
+        let layer3: Vec<SocketAddr> = t.layer(3).iter().map(|m| m.address).collect();
+        assert!(t.avoid_mixnode(layer3[0]));
+        assert_eq!(t.layer(3).len(), 1);
+        assert!(!t.avoid_mixnode(layer3[1]), "the last of its layer stays");
+        assert_eq!(t.layer(3).len(), 1);
+        assert!(t.avoid_mixnode(layer3[0]), "already out");
+        assert!(t.avoid_mixnode("127.0.0.9:9".parse().unwrap()), "never listed");
     }
 
     proptest! {

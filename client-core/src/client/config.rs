@@ -79,6 +79,9 @@ pub enum ClientEvent {
     SendFailed { message_id: u64, recipient: Option<Recipient>, reason: String },
     /// SURBs or reply keys changed: persist [`Client::export_reply_store`].
     ReplyStoreChanged,
+    /// The gateway refused a packet's first hop (a mixnode it no longer
+    /// lists); the packet is sent again on a live route. Fetch the topology.
+    RouteRefused { first_hop: String },
 }
 
 /// A received message and what identifies it across restarts.
@@ -106,6 +109,9 @@ pub struct ClientStats {
     pub expired_sets: u64,
     pub acks_received: u64,
     pub retransmissions: u64,
+    /// Packets the gateway refused for a departed first hop, sent again on
+    /// a live route (not counted as retransmissions).
+    pub rerouted_packets: u64,
     /// Gateway deliveries acknowledged (the gateway may forget them).
     pub deliveries_acknowledged: u64,
 }

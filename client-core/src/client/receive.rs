@@ -19,7 +19,9 @@ use crate::ack;
 use crate::fragment::{Completed, Fragment, Insert, Receipt};
 use crate::payload::{self, PayloadKind};
 use crate::reply::Envelope;
+use crate::topology::decode_node_address;
 use crate::wire::gateway::{ClientRequest, GatewayResponse, MAX_ACK_IDS};
+use sphinx_packet::route::NodeAddressBytes;
 use std::time::Duration;
 
 /// Gateway deliveries to acknowledge on the current connection.
@@ -73,8 +75,39 @@ impl Client {
                 self.delivery_acks.release(released);
             }
             GatewayResponse::Error { message } => self.push_event(ClientEvent::GatewayError(message)),
+            GatewayResponse::Refused { next_hop, packet } => self.route_refused(next_hop, packet),
             GatewayResponse::Authenticated { .. } => {}
         }
+    }
+
+    /// The gateway did not send a packet of ours: its first hop is not a
+    /// layer-1 mixnode the gateway knows (it left the network). That node
+    /// leaves our routes until the next topology, and the packet goes back
+    /// to be sent again at once on a live route: not a loss, so not counted
+    /// as a retransmission. When no route can avoid the node (the last of
+    /// its layer) it is counted like a loss, so it can't loop for ever. The
+    /// driver fetches the topology.
+    fn route_refused(&mut self, next_hop: [u8; 32], packet: [u8; 32]) {
+        let node = decode_node_address(&NodeAddressBytes::from_bytes(next_hop));
+        let avoided = match (&node, self.topology.as_mut()) {
+            (Ok(address), Some(topology)) => topology.avoid_mixnode(*address),
+            _ => false,
+        };
+        if let Some(mut fragment) = self.in_flight.refused(&packet) {
+            if avoided {
+                self.stats.rerouted_packets += 1;
+                self.queue.push_retransmission(fragment);
+            } else if fragment.retransmissions >= self.config.max_retransmissions {
+                let recipient = fragment.recipient();
+                self.fail_message(fragment.message_id, recipient, "no route avoids a departed first hop".into());
+            } else {
+                fragment.retransmissions += 1;
+                self.stats.retransmissions += 1;
+                self.queue.push_retransmission(fragment);
+            }
+        }
+        let first_hop = node.map_or_else(|e| e.to_string(), |a| a.to_string());
+        self.push_event(ClientEvent::RouteRefused { first_hop });
     }
 
     /// Returns the receipt when nothing waits for it (cover, acks, garbage);

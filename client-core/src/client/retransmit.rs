@@ -21,10 +21,19 @@ use std::time::Duration;
 /// Failed messages remembered, so their stragglers aren't retried.
 const FAILED_REMEMBERED: usize = 1024;
 
+/// A packet in flight: what it carries, and its tag (how a gateway that
+/// refused it names it).
+struct Sent {
+    fragment: QueuedFragment,
+    tag: [u8; 32],
+}
+
 #[derive(Default)]
 pub(super) struct InFlight {
     /// ack id -> the packet it acknowledges
-    packets: HashMap<u64, QueuedFragment>,
+    packets: HashMap<u64, Sent>,
+    /// packet tag -> ack id, for the packets in `packets`
+    by_tag: HashMap<[u8; 32], u64>,
     /// (deadline, ack id); entries whose ack came are skipped when popped.
     deadlines: BinaryHeap<Reverse<(Duration, u64)>>,
     /// Messages given up recently, so their stragglers aren't retried.
@@ -37,19 +46,42 @@ impl InFlight {
         self.packets.len()
     }
 
-    /// `fragment` went out at `now` under `ack_id`, on a route (and with an
-    /// ack) whose mixing delays add up to `round_trip_delay`.
-    pub(super) fn sent(&mut self, ack_id: u64, fragment: QueuedFragment, now: Duration, round_trip_delay: Duration, config: &ClientConfig) {
+    /// `fragment` went out at `now` under `ack_id` as the packet tagged
+    /// `tag`, on a route (and with an ack) whose mixing delays add up to
+    /// `round_trip_delay`.
+    pub(super) fn sent(
+        &mut self,
+        ack_id: u64,
+        tag: [u8; 32],
+        fragment: QueuedFragment,
+        now: Duration,
+        round_trip_delay: Duration,
+        config: &ClientConfig,
+    ) {
         let backoff = 1u32 << fragment.retransmissions.min(3);
         let wait = (round_trip_delay.mul_f64(config.ack_wait_multiplier) + config.ack_wait_addition) * backoff;
         self.deadlines.push(Reverse((now + wait, ack_id)));
-        self.packets.insert(ack_id, fragment);
+        self.packets.insert(ack_id, Sent { fragment, tag });
+        self.by_tag.insert(tag, ack_id);
+    }
+
+    fn remove(&mut self, ack_id: u64) -> Option<QueuedFragment> {
+        let sent = self.packets.remove(&ack_id)?;
+        self.by_tag.remove(&sent.tag);
+        Some(sent.fragment)
     }
 
     /// The ack for `ack_id` came. Unknown ids are the acks of cover
     /// packets, or late ones.
     pub(super) fn acknowledged(&mut self, ack_id: u64) {
-        self.packets.remove(&ack_id);
+        self.remove(ack_id);
+    }
+
+    /// The gateway refused the packet tagged `tag` (nothing was sent): it
+    /// is no longer awaited, and goes back to be sent again.
+    pub(super) fn refused(&mut self, tag: &[u8; 32]) -> Option<QueuedFragment> {
+        let ack_id = self.by_tag.get(tag).copied()?;
+        self.remove(ack_id)
     }
 
     /// The earliest ack deadline (perhaps of a packet acknowledged since).
@@ -64,7 +96,7 @@ impl InFlight {
                 break;
             }
             self.deadlines.pop();
-            if let Some(fragment) = self.packets.remove(&id) {
+            if let Some(fragment) = self.remove(id) {
                 return Some(fragment);
             }
         }
@@ -81,7 +113,14 @@ impl InFlight {
         if self.failed.len() > FAILED_REMEMBERED {
             self.failed.remove(0);
         }
-        self.packets.retain(|_, f| f.message_id != message_id);
+        let by_tag = &mut self.by_tag;
+        self.packets.retain(|_, s| {
+            let keep = s.fragment.message_id != message_id;
+            if !keep {
+                by_tag.remove(&s.tag);
+            }
+            keep
+        });
         true
     }
 
@@ -140,9 +179,9 @@ mod tests {
     fn overdue_packets_come_out_by_deadline_acknowledged_ones_never() {
         let config = ClientConfig { ack_wait_multiplier: 1.0, ack_wait_addition: Duration::from_secs(1), ..ClientConfig::default() };
         let mut in_flight = InFlight::default();
-        in_flight.sent(1, fragment(10, 0), Duration::ZERO, Duration::ZERO, &config); // due at 1 s
-        in_flight.sent(2, fragment(11, 0), Duration::ZERO, Duration::ZERO, &config); // due at 1 s
-        in_flight.sent(3, fragment(12, 3), Duration::ZERO, Duration::ZERO, &config); // backoff 8x: due at 8 s
+        in_flight.sent(1, [1; 32], fragment(10, 0), Duration::ZERO, Duration::ZERO, &config); // due at 1 s
+        in_flight.sent(2, [2; 32], fragment(11, 0), Duration::ZERO, Duration::ZERO, &config); // due at 1 s
+        in_flight.sent(3, [3; 32], fragment(12, 3), Duration::ZERO, Duration::ZERO, &config); // backoff 8x: due at 8 s
         in_flight.acknowledged(1);
         assert_eq!(in_flight.len(), 2);
         assert_eq!(in_flight.next_deadline(), Some(Duration::from_secs(1)));
@@ -157,12 +196,31 @@ mod tests {
     fn a_message_is_given_up_once_with_all_its_packets() {
         let config = ClientConfig::default();
         let mut in_flight = InFlight::default();
-        in_flight.sent(1, fragment(10, 0), Duration::ZERO, Duration::ZERO, &config);
-        in_flight.sent(2, fragment(10, 0), Duration::ZERO, Duration::ZERO, &config);
-        in_flight.sent(3, fragment(11, 0), Duration::ZERO, Duration::ZERO, &config);
+        in_flight.sent(1, [1; 32], fragment(10, 0), Duration::ZERO, Duration::ZERO, &config);
+        in_flight.sent(2, [2; 32], fragment(10, 0), Duration::ZERO, Duration::ZERO, &config);
+        in_flight.sent(3, [3; 32], fragment(11, 0), Duration::ZERO, Duration::ZERO, &config);
         assert!(in_flight.give_up(10));
         assert!(!in_flight.give_up(10));
         assert!(in_flight.has_failed(10) && !in_flight.has_failed(11));
         assert_eq!(in_flight.len(), 1);
+        assert!(in_flight.refused(&[1; 32]).is_none(), "its tags went with it");
+        assert_eq!(in_flight.by_tag.len(), 1);
+    }
+
+    #[test]
+    fn a_refused_packet_leaves_flight_once_by_its_tag() {
+        let config = ClientConfig::default();
+        let mut in_flight = InFlight::default();
+        in_flight.sent(1, [1; 32], fragment(10, 2), Duration::ZERO, Duration::ZERO, &config);
+        in_flight.sent(2, [2; 32], fragment(11, 0), Duration::ZERO, Duration::ZERO, &config);
+        let back = in_flight.refused(&[1; 32]).expect("tracked");
+        assert_eq!((back.message_id, back.retransmissions), (10, 2), "a refusal is not a retransmission");
+        assert!(in_flight.refused(&[1; 32]).is_none());
+        assert!(in_flight.refused(&[9; 32]).is_none(), "cover and unknown tags");
+        in_flight.acknowledged(2);
+        assert!(in_flight.refused(&[2; 32]).is_none());
+        assert_eq!((in_flight.len(), in_flight.by_tag.len()), (0, 0));
+        // its deadline passes without a retransmission
+        assert!(in_flight.pop_overdue(Duration::from_secs(3600)).is_none());
     }
 }

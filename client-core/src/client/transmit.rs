@@ -53,10 +53,10 @@ impl Client {
             };
             let ack_id = self.rng.next_u64();
             match self.build_frame(&recipient, PayloadKind::Fragment, &q.fragment, ack_id) {
-                Ok((frame, round_trip_delay)) => {
+                Ok((frame, round_trip_delay, tag)) => {
                     self.stats.real_packets_sent += 1;
                     self.transmits.push_back(frame);
-                    self.in_flight.sent(ack_id, q, self.last_now, round_trip_delay, &self.config);
+                    self.in_flight.sent(ack_id, tag, q, self.last_now, round_trip_delay, &self.config);
                     return true;
                 }
                 Err(e) => self.fail_message(q.message_id, Some(recipient), e.to_string()),
@@ -69,7 +69,7 @@ impl Client {
         let me = self.address();
         // Its ack id is random and not tracked: the ack is dropped on arrival.
         let ack_id = self.rng.next_u64();
-        if let Ok((frame, _)) = self.build_frame(&me, PayloadKind::LoopCover, &[], ack_id) {
+        if let Ok((frame, _, _)) = self.build_frame(&me, PayloadKind::LoopCover, &[], ack_id) {
             self.stats.cover_packets_sent += 1;
             self.transmits.push_back(frame);
         }
@@ -85,9 +85,15 @@ impl Client {
     }
 
     /// One sealed gateway frame carrying one Sphinx packet (with a SURB-ACK
-    /// for `ack_id`) to `recipient`, and the total mixing delay of the packet
-    /// and its ack.
-    fn build_frame(&mut self, recipient: &Recipient, kind: PayloadKind, body: &[u8], ack_id: u64) -> Result<(Vec<u8>, Duration)> {
+    /// for `ack_id`) to `recipient`, the total mixing delay of the packet
+    /// and its ack, and the packet's tag.
+    fn build_frame(
+        &mut self,
+        recipient: &Recipient,
+        kind: PayloadKind,
+        body: &[u8],
+        ack_id: u64,
+    ) -> Result<(Vec<u8>, Duration, [u8; 32])> {
         if !self.is_connected() {
             return Err(Error::NotConnected);
         }
@@ -99,8 +105,9 @@ impl Client {
         let sealed = payload::seal(&mut self.rng, &PublicKey::from(recipient.client_key), kind, body, self.config.packet_size)?;
         let payload = [surb_ack.as_slice(), &sealed].concat();
         let (packet, delay) = build_sphinx_packet(&mut self.rng, &route, recipient, &payload, hop_delay, self.config.packet_size)?;
+        let tag = mix_frame::packet_tag(&packet);
         let request = ClientRequest::Forward { next_hop: route[0].address.to_bytes(), frame: mix_frame::encode(&packet)? };
-        Ok((self.gateway.seal(&request)?, delay + ack_delay))
+        Ok((self.gateway.seal(&request)?, delay + ack_delay, tag))
     }
 }
 

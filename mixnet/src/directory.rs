@@ -379,25 +379,6 @@ impl DirectoryState {
             }
         }
         let seq = node.seq();
-        {
-            let mut inner = self.lock();
-            let listed = inner.listed(&id);
-            match inner.identities.check(&id, Instant::now(), listed) {
-                Ok(()) => {}
-                Err(RateRefusal::Limited) => {
-                    return refuse(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        format!(
-                            "too many announcements for identity {who} (more than {}/s, burst {}: --identity-rate, --identity-burst)",
-                            self.config.identity_rate, self.config.identity_burst
-                        ),
-                    )
-                }
-                Err(RateRefusal::TooManyKeys) => {
-                    return refuse(StatusCode::TOO_MANY_REQUESTS, "too many identities are announcing; try again later")
-                }
-            }
-        }
         match &node {
             Descriptor::Mix(m) => MixNode::from_json(m).map(|_| ()),
             Descriptor::Gateway(g) => Gateway::from_json(g).map(|_| ()),
@@ -446,6 +427,25 @@ impl DirectoryState {
                 );
             }
         }
+        // Only now, for a fresh descriptor (which only the identity's holder
+        // can make), is the identity's rate budget spent: neither forgeries
+        // nor replays of its descriptors can starve its refreshes.
+        let listed = inner.listed(&id);
+        match inner.identities.check(&id, Instant::now(), listed) {
+            Ok(()) => {}
+            Err(RateRefusal::Limited) => {
+                return refuse(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "too many announcements for identity {who} (more than {}/s, burst {}: --identity-rate, --identity-burst)",
+                        self.config.identity_rate, self.config.identity_burst
+                    ),
+                )
+            }
+            Err(RateRefusal::TooManyKeys) => {
+                return refuse(StatusCode::TOO_MANY_REQUESTS, "too many identities are announcing; try again later")
+            }
+        }
         match &node {
             Descriptor::Mix(m) => {
                 if inner.gateways.contains_key(&id) {
@@ -467,7 +467,6 @@ impl DirectoryState {
                 }
             }
         }
-        let listed = inner.listed(&id);
         if !listed && inner.mixnodes.len() + inner.gateways.len() >= self.config.max_nodes {
             return refuse(
                 StatusCode::TOO_MANY_REQUESTS,

@@ -159,7 +159,7 @@ async fn bad_input_gets_a_clear_4xx_and_cors_is_open() {
 }
 
 #[tokio::test]
-async fn an_identitys_budget_is_its_own_and_forgeries_do_not_spend_it() {
+async fn an_identitys_budget_is_its_own_and_forgeries_and_replays_do_not_spend_it() {
     let data = tempfile::tempdir().unwrap();
     let dir = start(data.path(), |c| {
         c.identity_rate = 0.001;
@@ -175,9 +175,15 @@ async fn an_identitys_budget_is_its_own_and_forgeries_do_not_spend_it() {
         let r = client.announce("/api/presence/mixnodes", &forged).await.unwrap().unwrap_err();
         assert_eq!(r.status, 400, "{r}");
     }
-    // the real node still has its whole burst, and no more
+    // the real node still has its whole burst, and no more; replays of its
+    // descriptor don't spend it either
     let seq = now_ms();
-    client.post_json("/api/presence/mixnodes", &signed_mix(&real, 1, "127.0.0.1:1", seq)).await.unwrap();
+    let first = signed_mix(&real, 1, "127.0.0.1:1", seq);
+    client.post_json("/api/presence/mixnodes", &first).await.unwrap();
+    for _ in 0..10 {
+        let r = client.announce("/api/presence/mixnodes", &first).await.unwrap().unwrap_err();
+        assert_eq!(r.status, 409, "{r}");
+    }
     client.post_json("/api/presence/mixnodes", &signed_mix(&real, 1, "127.0.0.1:1", seq + 1)).await.unwrap();
     let r = client.announce("/api/presence/mixnodes", &signed_mix(&real, 1, "127.0.0.1:1", seq + 2)).await.unwrap().unwrap_err();
     assert_eq!(r.status, 429, "{r}");

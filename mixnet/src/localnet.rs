@@ -47,6 +47,9 @@ pub struct LocalnetConfig {
     pub workers_per_node: usize,
     /// How long `start` waits for the topology to be complete.
     pub start_timeout: Duration,
+    /// Identities of nodes run outside the localnet (as their own
+    /// processes) that its directory admits beside its own.
+    pub also_admit: Vec<[u8; 32]>,
 }
 
 impl LocalnetConfig {
@@ -63,6 +66,7 @@ impl LocalnetConfig {
             stats_interval: Duration::from_secs(30),
             workers_per_node: 1,
             start_timeout: Duration::from_secs(20),
+            also_admit: Vec::new(),
         }
     }
 
@@ -165,6 +169,7 @@ impl Localnet {
         for dir in mix_dirs.iter().map(|(_, d)| d).chain(&gateway_dirs) {
             admit.insert(load_or_create_identity_key(dir)?.verifying_key().to_bytes());
         }
+        admit.extend(config.also_admit.iter().copied());
         let mut dc = DirectoryConfig::new(config.data_dir.join("directory"));
         dc.listen = SocketAddr::new(config.host, config.directory_port);
         dc.expiry = config.expiry;

@@ -188,8 +188,10 @@ struct GatewayProcess {
 }
 
 impl GatewayProcess {
-    fn start(directory: &str, data_dir: &Path) -> Result<Self> {
+    fn start(directory: &str, directory_key: &[u8; 32], data_dir: &Path) -> Result<Self> {
         let args = vec![
+            "--directory-key".into(),
+            nym_client_core::address::encode_key(directory_key),
             "--mix-listen".into(),
             format!("127.0.0.1:{}", free_port()),
             "--clients-listen".into(),
@@ -235,11 +237,15 @@ impl Drop for GatewayProcess {
 /// alice) survives on disk, what it had not stored alice sends again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_killed_and_restarted_while_delivering_1000_messages_loses_and_repeats_none() -> Result<()> {
-    let data = tempfile::tempdir()?;
-    let net = start_localnet(data.path()).await?;
-    let dir = net.directory_url();
+    // The gateway process's identity first: the localnet's directory admits it.
     let gateway_dir = tempfile::tempdir()?;
-    let mut gateway = GatewayProcess::start(&dir, gateway_dir.path())?;
+    let gateway_identity = nym_mixnet::keyfiles::load_or_create_identity_key(gateway_dir.path())?;
+    let data = tempfile::tempdir()?;
+    let mut config = nym_mixnet::localnet::LocalnetConfig::fast(data.path());
+    config.also_admit.push(gateway_identity.verifying_key().to_bytes());
+    let net = nym_mixnet::localnet::Localnet::start(config).await?;
+    let dir = net.directory_url();
+    let mut gateway = GatewayProcess::start(&dir, &net.directory_key(), gateway_dir.path())?;
     let directory = nym_mixnet::http::DirectoryClient::new(&dir)?;
     let known: Vec<String> = net.gateways().iter().map(|g| g.identity_key.clone()).collect();
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -21,20 +21,38 @@ fn reliable(c: &mut nym_client::config::Config) {
 /// retransmissions on fresh routes make up for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mixnode_killed_mid_transfer_loses_nothing() -> Result<()> {
-    let data = tempfile::tempdir()?;
-    let net = start_localnet(data.path()).await?;
-    let dir = net.directory_url();
+    a_mixnode_leaves_mid_transfer(2).await
+}
+
+/// The same with a layer-1 node: once the gateways drop it from their
+/// topology they refuse it as a first hop, and the clients send those
+/// packets again on live routes: no message lost, no error frame to an
+/// application.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_hop_mixnode_that_leaves_costs_no_message_and_no_error_frame() -> Result<()> {
+    a_mixnode_leaves_mid_transfer(1).await
+}
+
+async fn a_mixnode_leaves_mid_transfer(layer: u8) -> Result<()> {
+    // The extra node's identity first: the localnet's directory admits it.
     let node_dir = tempfile::tempdir()?;
+    let identity = nym_mixnet::keyfiles::load_or_create_identity_key(node_dir.path())?;
+    let data = tempfile::tempdir()?;
+    let mut config = nym_mixnet::localnet::LocalnetConfig::fast(data.path());
+    config.also_admit.push(identity.verifying_key().to_bytes());
+    let net = nym_mixnet::localnet::Localnet::start(config).await?;
+    let dir = net.directory_url();
+    let directory_key = nym_client_core::address::encode_key(&net.directory_key());
     let mut victim = Command::new(nym_integration_tests::netns::mixnet_binaries().join("nym-mixnode"))
-        .args(["--layer", "2", "--listen", &format!("127.0.0.1:{}", free_port()), "--directory", &dir])
-        .args(["--announce-interval", "0.2", "--data-dir"])
+        .args(["--layer", &layer.to_string(), "--listen", &format!("127.0.0.1:{}", free_port()), "--directory", &dir])
+        .args(["--directory-key", &directory_key, "--announce-interval", "0.2", "--data-dir"])
         .arg(node_dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
     let directory = nym_mixnet::http::DirectoryClient::new(&dir)?;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while directory.topology().await?.mix_nodes.iter().filter(|m| m.layer == 2).count() < 3 {
+    while directory.topology().await?.mix_nodes.iter().filter(|m| m.layer == layer).count() < 3 {
         if std::time::Instant::now() > deadline {
             let _ = victim.kill();
             return Err(anyhow!("the extra mixnode never announced itself"));
@@ -65,6 +83,10 @@ async fn a_mixnode_killed_mid_transfer_loses_nothing() -> Result<()> {
     let unique: BTreeSet<String> = got.iter().cloned().collect();
     assert_eq!(unique.len(), 300, "every message exactly once");
     assert_eq!(unique, expected);
+    // And the sender's application heard of no error.
+    if let Ok(frame) = recv(&mut a, Duration::from_secs(1)).await {
+        return Err(anyhow!("alice's application got {frame:?}\nalice:\n{}", alice.log()));
+    }
     net.shutdown().await;
     Ok(())
 }

@@ -78,14 +78,17 @@ async fn packet_through_directory_three_mixnodes_and_gateway_arrives_byte_for_by
     let forwarded = || (0..6).map(|i| net.mixnode_stats(i).unwrap().snapshot().forwarded).sum::<u64>();
     assert!(wait_until(T, || forwarded() == 15).await, "3 mix hops x 5 packets, got {}", forwarded());
 
-    // a Forward to something that is not a layer-1 mixnode is refused with a sealed Error
+    // a Forward to something that is not a layer-1 mixnode is refused by
+    // name: the first hop and the packet's tag, so the client can send it again
     let topo = topology(&net);
     let route = topo.random_route(&mut rand::rng(), &gw_identity(&net, 1)).unwrap();
     let frame = build_frame(b"x", &route, &PublicKey::from(&bob), &[0, 0, 0, 0]);
-    a.forward(*encode_node_address(topo.layer(2)[0].address).as_bytes(), frame.clone()).await;
+    let not_layer1 = *encode_node_address(topo.layer(2)[0].address).as_bytes();
+    a.forward(not_layer1, frame.clone()).await;
+    let tag = nym_wire::mix_frame::packet_tag(nym_wire::mix_frame::decode(&frame).unwrap().1);
     match a.recv(T).await {
-        Some(GatewayResponse::Error { message }) => assert!(message.contains("layer-1"), "{message}"),
-        other => panic!("expected an error, got {other:?}"),
+        Some(GatewayResponse::Refused { next_hop, packet }) => assert_eq!((next_hop, packet), (not_layer1, tag)),
+        other => panic!("expected a refusal, got {other:?}"),
     }
     // garbage inside the session: error, connection kept
     a.forward(*route[0].address.as_bytes(), vec![9, 9, 9]).await;

@@ -29,6 +29,8 @@ const ATTACKS: [(&str, &str); 5] = [
 struct Middle {
     url: String,
     attacking: Arc<AtomicBool>,
+    /// A document newer than the first one was served honestly.
+    served_newer: Arc<AtomicBool>,
 }
 
 fn tamper(doc: &mut TopologyJson, attack: usize, first: &TopologyJson) {
@@ -65,10 +67,12 @@ async fn start_middle(directory: String) -> Result<Middle> {
     let attacking = Arc::new(AtomicBool::new(false));
     let served = Arc::new(AtomicUsize::new(0));
     let first: Arc<Mutex<Option<TopologyJson>>> = Arc::default();
-    let flag = attacking.clone();
+    let served_newer = Arc::new(AtomicBool::new(false));
+    let (flag, newer_flag) = (attacking.clone(), served_newer.clone());
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
             let (directory, attacking, served, first) = (directory.clone(), flag.clone(), served.clone(), first.clone());
+            let newer = newer_flag.clone();
             tokio::spawn(async move {
                 // One GET per connection: read the head, answer, close.
                 let mut head = Vec::new();
@@ -88,6 +92,10 @@ async fn start_middle(directory: String) -> Result<Middle> {
                 if attacking.load(Ordering::SeqCst) {
                     let attack = served.fetch_add(1, Ordering::SeqCst) % ATTACKS.len();
                     tamper(&mut doc, attack, &original);
+                } else if doc.issued_at > original.issued_at {
+                    // The client now holds a document newer than the first:
+                    // replaying the first is a replay of an older one.
+                    newer.store(true, Ordering::SeqCst);
                 }
                 let body = serde_json::to_string(&doc).unwrap_or_default();
                 let response = format!(
@@ -99,7 +107,7 @@ async fn start_middle(directory: String) -> Result<Middle> {
             });
         }
     });
-    Ok(Middle { url, attacking })
+    Ok(Middle { url, attacking, served_newer })
 }
 
 async fn directory_key(directory: &str) -> Result<String> {
@@ -133,6 +141,10 @@ async fn a_topology_tampered_with_on_the_way_is_refused_and_messages_keep_flowin
     let mut b = bob.connect().await?;
     request(&mut b, &json!({"type": "selfAddress"})).await?;
 
+    wait_for(Duration::from_secs(30), "a honest refresh newer than the first document", || {
+        middle.served_newer.load(Ordering::SeqCst)
+    })
+    .await?;
     middle.attacking.store(true, Ordering::SeqCst);
     wait_for(Duration::from_secs(30), "every attack to be refused", || {
         let log = alice.log();

@@ -38,7 +38,10 @@ class Canonical {
   constructor(tag) { this.parts = []; this.bytes(Buffer.from(tag)); }
   bytes(b) { const len = Buffer.alloc(4); len.writeUInt32BE(b.length); this.parts.push(len, Buffer.from(b)); return this; }
   str(s) { return this.bytes(Buffer.from(s ?? "", "utf8")); }
-  u64(n) { const b = Buffer.alloc(8); b.writeBigUInt64BE(BigInt(n ?? 0)); return this.bytes(b); }
+  // A JSON number past 2^53 (lastSeen is in nanoseconds) is a rounded
+  // double here; JSON.stringify writes its shortest decimal form, and that
+  // is the value the reader parses: sign that one.
+  u64(n) { const b = Buffer.alloc(8); b.writeBigUInt64BE(BigInt(String(n ?? 0))); return this.bytes(b); }
   done() { return Buffer.concat(this.parts); }
 }
 

@@ -43,7 +43,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
@@ -151,7 +151,11 @@ struct Inner {
 }
 
 struct Shared {
-    inner: Mutex<Inner>,
+    /// The store and the connected clients. A fair lock: under a flood of
+    /// stores (the cover traffic of many clients) the writer thread takes it
+    /// again right after every batch, and a connection waiting to read its
+    /// inbox must not wait behind batch after batch.
+    inner: parking_lot::Mutex<Inner>,
     store_queue: std::sync::mpsc::SyncSender<Inbound>,
     stats: Arc<NodeStats>,
     pool: Arc<PeerPool>,
@@ -166,8 +170,8 @@ struct Shared {
 }
 
 impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     /// A final-hop payload (runs on a worker thread): to the inbox writer.
@@ -219,6 +223,9 @@ impl Shared {
                 }
             }
         }
+        // The next batch is usually waiting already: let a connection that
+        // waits for the store (to read its inbox) have it first.
+        parking_lot::MutexGuard::unlock_fair(inner);
     }
 
     /// Checks a client's next hop: a layer-1 mixnode of the current verified
@@ -284,7 +291,7 @@ impl Gateway {
         let (store_queue, store_rx) = std::sync::mpsc::sync_channel(STORE_QUEUE);
         let shared = Arc::new(Shared {
             store_queue,
-            inner: Mutex::new(Inner { inbox, clients: HashMap::new() }),
+            inner: parking_lot::Mutex::new(Inner { inbox, clients: HashMap::new() }),
             stats: stats.clone(),
             pool,
             identity,

@@ -223,6 +223,17 @@ async fn run(net: &nym_mixnet::localnet::Localnet, n: usize, plan: &Plan) -> Res
         if s.refused_sends > 0 {
             eprintln!("[N={n}] client {i}: {} sends refused", s.refused_sends);
         }
+        if lost_i > 0 && lost == lost_i {
+            // The first sender with losses: what its client and the receiver's logged.
+            for (who, c) in [("sender", &clients[i]), ("receiver", &clients[(i + 1) % n])] {
+                let log = c.log();
+                let tail: Vec<&str> = log.lines().rev().take(12).collect();
+                eprintln!("[N={n}] {who} {} lost {lost_i} of {}; its log ends:", c.id, s.sent);
+                for line in tail.iter().rev() {
+                    eprintln!("    {line}");
+                }
+            }
+        }
     }
     for c in &mut clients {
         c.stop();
@@ -243,16 +254,35 @@ async fn run(net: &nym_mixnet::localnet::Localnet, n: usize, plan: &Plan) -> Res
     })
 }
 
+/// Every node's counters so far, summed.
+fn node_totals(net: &nym_mixnet::localnet::Localnet) -> nym_mixnet::StatsSnapshot {
+    let mut t = nym_mixnet::StatsSnapshot::default();
+    let stats = (0..net.mixnodes().len())
+        .filter_map(|i| net.mixnode_stats(i))
+        .chain((0..net.gateways().len()).filter_map(|i| net.gateway_stats(i)));
+    for s in stats {
+        let s = s.snapshot();
+        t.received += s.received;
+        t.forwarded += s.forwarded;
+        t.stored += s.stored;
+        t.pushed += s.pushed;
+        t.delivered += s.delivered;
+        t.bad_acks += s.bad_acks;
+        t.dropped_malformed += s.dropped_malformed;
+        t.dropped_replayed += s.dropped_replayed;
+        t.dropped_no_route += s.dropped_no_route;
+        t.dropped_unlisted_hop += s.dropped_unlisted_hop;
+        t.dropped_unknown_client += s.dropped_unknown_client;
+        t.dropped_queue_full += s.dropped_queue_full;
+        t.dropped_peer_down += s.dropped_peer_down;
+        t.dropped_limit += s.dropped_limit;
+    }
+    t
+}
+
 /// Packets every node of the localnet dropped for a full queue so far.
 fn node_queue_drops(net: &nym_mixnet::localnet::Localnet) -> u64 {
-    let mut total = 0;
-    for i in 0..net.mixnodes().len() {
-        total += net.mixnode_stats(i).map_or(0, |s| s.snapshot().dropped_queue_full);
-    }
-    for i in 0..net.gateways().len() {
-        total += net.gateway_stats(i).map_or(0, |s| s.snapshot().dropped_queue_full);
-    }
-    total
+    node_totals(net).dropped_queue_full
 }
 
 fn ms(d: Duration) -> String {
@@ -269,6 +299,7 @@ async fn main() -> Result<()> {
     for &n in &plan.sizes {
         let row = run(&net, n, &plan).await?;
         eprintln!("[N={n}] selfAddress p99 {:?}, {} of {} lost, {} false failure reports", row.p99, row.lost, row.sent, row.false_reports);
+        eprintln!("[N={n}] all nodes so far: {}", node_totals(&net));
         rows.push(row);
     }
     net.shutdown().await;

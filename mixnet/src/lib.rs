@@ -54,6 +54,11 @@ pub fn secs_flag(v: f64, what: &str) -> anyhow::Result<std::time::Duration> {
     std::time::Duration::try_from_secs_f64(v).map_err(|e| anyhow::anyhow!("bad {what}: {e}"))
 }
 
+/// A `--directory-key` flag (base58 ed25519 key) as key bytes.
+pub fn directory_key_flag(v: Option<&str>) -> anyhow::Result<Option<[u8; 32]>> {
+    v.map(keyfiles::parse_ed25519_b58).transpose().map_err(|e| anyhow::anyhow!("bad --directory-key: {e:#}"))
+}
+
 /// Resolves when the process gets Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     #[cfg(unix)]

@@ -13,32 +13,12 @@ use std::collections::HashSet;
 use std::io::BufRead;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufStream};
 use tokio::net::{TcpSocket, TcpStream};
 use x25519_dalek::PublicKey;
 
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
-        }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        for c in &mut self.0 {
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 fn s(v: impl ToString) -> String {
     v.to_string()

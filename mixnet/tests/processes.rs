@@ -10,27 +10,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use x25519_dalek::PublicKey;
 
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            // SIGTERM first (clean shutdown), then make sure
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
-        }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        for c in &mut self.0 {
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 fn spawn(bin: &str, args: &[String]) -> Child {
     Command::new(bin).args(args).env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap()

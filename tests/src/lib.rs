@@ -384,6 +384,15 @@ pub async fn alice_and_bob(directory: &str, tweak: fn(&mut Config)) -> Result<(T
     Ok((alice, bob, a, b))
 }
 
+/// The `p`th percentile (0-100, nearest rank) of ascending `sorted`; zero when empty.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
 /// Polls `cond` every 50 ms until it holds, or fails after `timeout` naming `what`.
 pub async fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Result<()> {
     let deadline = std::time::Instant::now() + timeout;

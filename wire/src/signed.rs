@@ -73,6 +73,14 @@ fn verify(key: &VerifyingKey, bytes: &[u8], signature: &str, what: &str) -> Resu
         .map_err(|_| Error::Topology(format!("{what}: the signature does not verify")))
 }
 
+/// A descriptor's signature checked against the identity it names; that
+/// identity (the one that may change the entry) comes back.
+fn verify_descriptor(identity_key: &str, bytes: &[u8], signature: &str, what: &str) -> Result<[u8; KEY_LENGTH]> {
+    let key = parse_identity(identity_key, &format!("{what}: identity key"))?;
+    verify(&key, bytes, signature, what)?;
+    Ok(key.to_bytes())
+}
+
 impl MixNodeJson {
     /// The bytes the node's identity signs: everything but `lastSeen` (the
     /// directory's) and the signature itself.
@@ -93,10 +101,7 @@ impl MixNodeJson {
     /// Checks the signature against the descriptor's own identity key, and
     /// returns that key: the one that may change this entry.
     pub fn verify_signature(&self) -> Result<[u8; KEY_LENGTH]> {
-        let what = format!("mixnode {}", self.host);
-        let key = parse_identity(&self.identity_key, &format!("{what}: identity key"))?;
-        verify(&key, &self.signed_bytes(), &self.signature, &what)?;
-        Ok(key.to_bytes())
+        verify_descriptor(&self.identity_key, &self.signed_bytes(), &self.signature, &format!("mixnode {}", self.host))
     }
 }
 
@@ -118,10 +123,7 @@ impl GatewayJson {
 
     /// As [`MixNodeJson::verify_signature`].
     pub fn verify_signature(&self) -> Result<[u8; KEY_LENGTH]> {
-        let what = format!("gateway {}", self.mixnet_listener);
-        let key = parse_identity(&self.identity_key, &format!("{what}: identity key"))?;
-        verify(&key, &self.signed_bytes(), &self.signature, &what)?;
-        Ok(key.to_bytes())
+        verify_descriptor(&self.identity_key, &self.signed_bytes(), &self.signature, &format!("gateway {}", self.mixnet_listener))
     }
 }
 

@@ -85,12 +85,7 @@ async fn main() -> anyhow::Result<()> {
     c.clients_listen = args.clients_listen;
     c.announce_host = args.announce_host;
     c.directory = args.directory;
-    c.directory_key = args
-        .directory_key
-        .as_deref()
-        .map(nym_mixnet::keyfiles::parse_ed25519_b58)
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("bad --directory-key: {e:#}"))?;
+    c.directory_key = nym_mixnet::directory_key_flag(args.directory_key.as_deref())?;
     c.topology_refresh = nym_mixnet::secs_flag(args.topology_refresh, "--topology-refresh")?;
     c.announce_interval = nym_mixnet::secs_flag(args.announce_interval, "--announce-interval")?;
     c.stats_interval = nym_mixnet::secs_flag(args.stats_interval, "--stats-interval")?;

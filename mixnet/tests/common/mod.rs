@@ -17,6 +17,29 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use x25519_dalek::{PublicKey, StaticSecret};
 
+/// Node processes a test started: SIGTERM on drop (a clean shutdown), then
+/// SIGKILL for any still running after 3 s.
+pub struct Procs(pub Vec<std::process::Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = std::process::Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        for c in &mut self.0 {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 pub fn random_secret() -> StaticSecret {
     let mut b = [0u8; 32];
     rand::fill(&mut b);

@@ -33,14 +33,6 @@ struct Figures {
     transfer: Duration,
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
 /// Mean time to build one packet and to process one hop, over `n` packets.
 fn crypto_bound(n: usize) -> Result<(Duration, Duration)> {
     let mut rng = StdRng::from_seed([5; 32]);

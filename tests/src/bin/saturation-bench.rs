@@ -173,14 +173,6 @@ struct Row {
     node_queue_drops: u64,
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
 async fn run(net: &nym_mixnet::localnet::Localnet, n: usize, plan: &Plan) -> Result<Row> {
     let dir = net.directory_url();
     let drops_before = node_queue_drops(net);

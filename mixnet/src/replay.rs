@@ -783,8 +783,12 @@ mod tests {
         let trials = 200_000u64;
         let false_positives = (0..trials).filter(|_| f.contains(&tags.tag())).count() as f64;
         let measured = false_positives / trials as f64;
-        eprintln!("capacity {} at {}: measured {measured} over {trials} fresh tags, current_false_positive_rate {}",
-            p.capacity, p.false_positive_rate, f.current_false_positive_rate());
+        eprintln!(
+            "capacity {} at {}: measured {measured} over {trials} fresh tags, current_false_positive_rate {}",
+            p.capacity,
+            p.false_positive_rate,
+            f.current_false_positive_rate()
+        );
         assert!(measured < 2.0 * p.false_positive_rate, "{measured}");
         assert!(measured > 0.25 * p.false_positive_rate, "{measured}: oversized?");
         let estimate = f.current_false_positive_rate();
@@ -1041,17 +1045,26 @@ mod tests {
         assert!(edit(&|b: &mut Vec<u8>| b[..8].copy_from_slice(b"NYMRPLF0")).contains("magic"));
         assert!(edit(&|b: &mut Vec<u8>| b[..8].copy_from_slice(b"SQLite f")).contains("magic"));
         assert!(edit(&|b: &mut Vec<u8>| b[OFF_VERSION] = 2).contains("version 2"));
-        assert!(edit(&|b: &mut Vec<u8>| b[OFF_VERSION..OFF_VERSION + 4].copy_from_slice(&0u32.to_le_bytes())).contains("version 0"));
+        assert!(edit(&|b: &mut Vec<u8>| b[OFF_VERSION..OFF_VERSION + 4].copy_from_slice(&0u32.to_le_bytes()))
+            .contains("version 0"));
         assert!(edit(&|b: &mut Vec<u8>| b[OFF_CLEAN] = 2).contains("clean flag"));
-        assert!(edit(&|b: &mut Vec<u8>| b[OFF_CAPACITY..OFF_CAPACITY + 8].copy_from_slice(&0u64.to_le_bytes())).contains("capacity"));
-        assert!(edit(&|b: &mut Vec<u8>| b[OFF_RATE..OFF_RATE + 8].copy_from_slice(&f64::NAN.to_bits().to_le_bytes())).contains("(0, 1)"));
-        assert!(edit(&|b: &mut Vec<u8>| b[OFF_RATE..OFF_RATE + 8].copy_from_slice(&1.0f64.to_bits().to_le_bytes())).contains("(0, 1)"));
-        assert!(edit(&|b: &mut Vec<u8>| b[OFF_HASHES..OFF_HASHES + 4].copy_from_slice(&0u32.to_le_bytes())).contains("hash count"));
-        assert!(edit(&|b: &mut Vec<u8>| b[OFF_HASHES..OFF_HASHES + 4].copy_from_slice(&1000u32.to_le_bytes())).contains("hash count"));
-        assert!(edit(&|b: &mut Vec<u8>| b[OFF_BITS..OFF_BITS + 8].copy_from_slice(&100u64.to_le_bytes())).contains("bit count"));
-        assert!(edit(&|b: &mut Vec<u8>| b[OFF_BITS..OFF_BITS + 8].copy_from_slice(&0u64.to_le_bytes())).contains("bit count"));
+        assert!(edit(&|b: &mut Vec<u8>| b[OFF_CAPACITY..OFF_CAPACITY + 8].copy_from_slice(&0u64.to_le_bytes()))
+            .contains("capacity"));
+        assert!(edit(&|b: &mut Vec<u8>| b[OFF_RATE..OFF_RATE + 8].copy_from_slice(&f64::NAN.to_bits().to_le_bytes()))
+            .contains("(0, 1)"));
+        assert!(edit(&|b: &mut Vec<u8>| b[OFF_RATE..OFF_RATE + 8].copy_from_slice(&1.0f64.to_bits().to_le_bytes()))
+            .contains("(0, 1)"));
+        assert!(edit(&|b: &mut Vec<u8>| b[OFF_HASHES..OFF_HASHES + 4].copy_from_slice(&0u32.to_le_bytes()))
+            .contains("hash count"));
+        assert!(edit(&|b: &mut Vec<u8>| b[OFF_HASHES..OFF_HASHES + 4].copy_from_slice(&1000u32.to_le_bytes()))
+            .contains("hash count"));
+        assert!(edit(&|b: &mut Vec<u8>| b[OFF_BITS..OFF_BITS + 8].copy_from_slice(&100u64.to_le_bytes()))
+            .contains("bit count"));
+        assert!(edit(&|b: &mut Vec<u8>| b[OFF_BITS..OFF_BITS + 8].copy_from_slice(&0u64.to_le_bytes()))
+            .contains("bit count"));
         // more insertions than set bits cannot come from a real filter
-        assert!(edit(&|b: &mut Vec<u8>| b[OFF_INSERTED..OFF_INSERTED + 8].copy_from_slice(&u64::MAX.to_le_bytes())).contains("insertions"));
+        assert!(edit(&|b: &mut Vec<u8>| b[OFF_INSERTED..OFF_INSERTED + 8].copy_from_slice(&u64::MAX.to_le_bytes()))
+            .contains("insertions"));
         // a consistent edit of the binding is a wrong binding, not damage
         let mut b = bytes.clone();
         b[OFF_BINDING] ^= 1;

@@ -179,6 +179,10 @@ impl ReplayFilterParams {
 }
 
 /// A Bloom filter over 32-byte Sphinx replay tags.
+///
+/// `Clone` copies the bit array: a caller can clone under its lock and
+/// [`save`](Self::save) the copy without holding the lock through the fsyncs.
+#[derive(Clone)]
 pub struct ReplayFilter {
     params: ReplayFilterParams,
     /// Bits of `words`: a multiple of 64, `words.len() * 64`.
@@ -747,6 +751,12 @@ mod tests {
         assert_eq!(f.len(), 2);
         assert!(!f.is_empty());
         assert!(f.current_false_positive_rate() > 0.0);
+        // a clone is an independent copy (same salt, same bits)
+        let mut g = f.clone();
+        assert!(!g.insert([2; 32]));
+        assert!(g.insert([3; 32]));
+        assert!(!f.contains(&[3; 32]) && g.contains(&[3; 32]));
+        assert_eq!((f.len(), g.len()), (2, 3));
     }
 
     #[test]

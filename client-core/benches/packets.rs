@@ -13,7 +13,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ed25519_dalek::SigningKey;
 use nym_client_core::address::encode_key;
 use nym_client_core::keys::ClientKeys;
-use nym_client_core::topology::{GatewayJson, MixNodeJson, Topology, TopologyJson};
+use nym_client_core::topology::{EpochKeyJson, GatewayJson, MixNodeJson, Topology, TopologyJson};
 use nym_client_core::wire::gateway::{GatewayHandshake, GatewayResponse};
 use nym_client_core::wire::mix_frame::PacketSize;
 use nym_client_core::app_api::{AppRequest, AppResponse};
@@ -29,13 +29,21 @@ use x25519_dalek::{PublicKey, StaticSecret};
 
 const MESSAGE: usize = 1 << 20;
 
+/// One key epoch for the whole run (clients' clocks read Unix 0).
+fn epoch_key(rng: &mut StdRng) -> (String, Vec<EpochKeyJson>) {
+    let key = PublicKey::from(&StaticSecret::random_from_rng(rng));
+    (encode_key(key.as_bytes()), vec![EpochKeyJson::new(0, &key)])
+}
+
 fn network(rng: &mut StdRng, gateway: &SigningKey) -> Topology {
-    let mut json = TopologyJson::default();
+    let mut json = TopologyJson { epoch_length_secs: 1_000_000_000, ..TopologyJson::default() };
     for layer in 1..=3u8 {
         for i in 0..2u8 {
+            let (pub_key, sphinx_keys) = epoch_key(rng);
             json.mix_nodes.push(MixNodeJson {
                 host: format!("127.0.0.1:{}", 1000 + u16::from(layer * 10 + i)),
-                pub_key: encode_key(PublicKey::from(&StaticSecret::random_from_rng(rng)).as_bytes()),
+                pub_key,
+                sphinx_keys,
                 layer,
                 version: nym_client_core::VERSION.into(),
                 location: String::new(),
@@ -44,11 +52,13 @@ fn network(rng: &mut StdRng, gateway: &SigningKey) -> Topology {
             });
         }
     }
+    let (sphinx_key, sphinx_keys) = epoch_key(rng);
     json.gateway_nodes.push(GatewayJson {
         client_listener: "ws://127.0.0.1:9000".into(),
         mixnet_listener: "127.0.0.1:1790".into(),
         identity_key: encode_key(gateway.verifying_key().as_bytes()),
-        sphinx_key: encode_key(PublicKey::from(&StaticSecret::random_from_rng(rng)).as_bytes()),
+        sphinx_key,
+        sphinx_keys,
         version: nym_client_core::VERSION.into(),
         location: String::new(),
         last_seen: 0,
@@ -71,6 +81,7 @@ fn connected_client(rng: &mut StdRng, gateway: &SigningKey, topology: Topology) 
     };
     let mut client = Client::new(ClientKeys::generate(rng), gateway.verifying_key().to_bytes(), config, [1; 32]);
     client.handle_topology(topology);
+    client.handle_clock(Duration::ZERO, 0);
     client.handle_gateway_connected(Duration::ZERO);
     let hello = client.poll_transmit(Duration::ZERO).expect("hello");
     let (pending, reply) = GatewayHandshake::respond(rng, gateway, &hello).expect("respond");
@@ -96,7 +107,7 @@ fn connected_driver(rng: &mut StdRng, gateway: &SigningKey, topology: Topology) 
     };
     let identity = gateway.verifying_key().to_bytes();
     // Verification is not what this measures: the topology is taken as verified.
-    let topology = VerifiedTopology { topology, directory_key: [0; 32], issued_at: 0, expires_at: u64::MAX };
+    let topology = VerifiedTopology { topology, directory_key: [0; 32], issued_at: 0, expires_at: u64::MAX, verified_at: 0 };
     let (mut driver, _) =
         Driver::new(ClientKeys::generate(rng), identity, topology, config, [2; 32], Restored::default()).expect("driver");
     driver.start(Duration::ZERO);
@@ -163,8 +174,8 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    let route = topology.random_route(&mut rng, &gateway.verifying_key().to_bytes()).expect("route");
-    let ack_route = topology.random_route(&mut rng, &gateway.verifying_key().to_bytes()).expect("route");
+    let route = topology.random_route(&mut rng, &gateway.verifying_key().to_bytes(), 0).expect("route");
+    let ack_route = topology.random_route(&mut rng, &gateway.verifying_key().to_bytes(), 0).expect("route");
     let destination = Destination::new(DestinationAddressBytes::from_bytes(recipient.client_key), [0; 16]);
     let chunk = vec![0xA5u8; PacketSize::Regular.plaintext_size()];
     let ack_payload = vec![0u8; PacketSize::Ack.plaintext_size()];

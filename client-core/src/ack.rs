@@ -72,8 +72,10 @@ impl std::fmt::Debug for AckKey {
     }
 }
 
-/// A SURB-ACK for `id`, routed back to `own_address`; also returns the sum
-/// of its per-hop delays (for the retransmission timer).
+/// A SURB-ACK for `id`, routed back to `own_address` with the keys of
+/// `epoch` (the packet carrying it must be built for the same epoch: the
+/// recipient's gateway frames the ack with the packet's epoch); also returns
+/// the sum of its per-hop delays (for the retransmission timer).
 pub fn build_surb_ack<R: CryptoRng + ?Sized>(
     rng: &mut R,
     topology: &Topology,
@@ -81,8 +83,9 @@ pub fn build_surb_ack<R: CryptoRng + ?Sized>(
     key: &AckKey,
     id: u64,
     average_hop_delay: Duration,
+    epoch: crate::wire::epoch::KeyEpoch,
 ) -> Result<(Vec<u8>, Duration)> {
-    let route = topology.random_route(rng, &own_address.gateway_key)?;
+    let route = topology.random_route(rng, &own_address.gateway_key, epoch)?;
     let payload = key.seal(rng, id);
     let (packet, delay) = build_sphinx_packet(rng, &route, own_address, &payload, average_hop_delay, PacketSize::Ack)?;
     let mut out = Vec::with_capacity(SURB_ACK_LEN);

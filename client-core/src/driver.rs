@@ -295,6 +295,9 @@ pub struct Driver {
     directory_key: [u8; 32],
     /// `issuedAt` of the topology in use: an older one is a replay.
     topology_issued_at: u64,
+    /// The wall clock (Unix ms) when the first topology was checked: the
+    /// engine's clock until the first refresh brings a fresh reading.
+    clock_at_start: u64,
     link: Link,
     next_conn: u64,
     backoff: Duration,
@@ -328,7 +331,7 @@ impl Driver {
         rng_seed: [u8; 32],
         restored: Restored,
     ) -> Result<(Self, RestoreReport), StartError> {
-        let VerifiedTopology { topology, directory_key, issued_at, .. } = topology;
+        let VerifiedTopology { topology, directory_key, issued_at, verified_at, .. } = topology;
         let gateway_url = topology
             .gateway(&gateway_identity)
             .ok_or_else(|| StartError::GatewayNotInTopology(crate::address::encode_key(&gateway_identity)))?
@@ -355,6 +358,7 @@ impl Driver {
             gateway_url,
             directory_key,
             topology_issued_at: issued_at,
+            clock_at_start: verified_at,
             link: Link::Idle,
             next_conn: 0,
             backoff,
@@ -400,6 +404,7 @@ impl Driver {
     /// Starts: the first connection, and the topology refresh schedule.
     pub fn start(&mut self, now: Duration) {
         if self.link == Link::Idle {
+            self.client.handle_clock(now, self.clock_at_start);
             self.connect(now);
             self.refresh_at = Some(now + self.config.topology_refresh);
         }
@@ -484,6 +489,7 @@ impl Driver {
         if self.link != Link::Idle {
             self.refresh_at = Some(now + self.config.topology_refresh);
         }
+        self.client.handle_clock(now, unix_time_ms);
         let verified = fetched.and_then(|text| {
             crate::verify_topology(text, Some(&self.directory_key), unix_time_ms, crate::VERSION)
                 .map_err(|e| e.to_string())

@@ -14,6 +14,7 @@
 use crate::address::Recipient;
 use crate::error::{Error, Result};
 use crate::topology::Topology;
+use crate::wire::epoch::KeyEpoch;
 use hkdf::Hkdf;
 use rand::CryptoRng;
 use sha2::Sha256;
@@ -28,13 +29,19 @@ use x25519_dalek::StaticSecret;
 pub const SENDER_TAG_LEN: usize = 16;
 pub type SenderTag = [u8; SENDER_TAG_LEN];
 /// Header + first hop + the one payload key seed a single-seed SURB hands out.
-pub const SURB_LEN: usize = sphinx_packet::header::HEADER_SIZE + 32 + 16;
+pub const SPHINX_SURB_LEN: usize = sphinx_packet::header::HEADER_SIZE + 32 + 16;
+/// A SURB as clients pass and keep it: the key epoch its route was built
+/// for (4 bytes, big-endian; the reply's frame must name it), then the
+/// Sphinx SURB.
+pub const SURB_LEN: usize = 4 + SPHINX_SURB_LEN;
 /// Most SURBs one message may carry, and one request may ask for.
 pub const MAX_SURBS_PER_MESSAGE: usize = 200;
 /// Recovery material kept for replies that haven't come (oldest dropped).
 const MAX_RECOVERIES: usize = 100_000;
 /// Used SURBs whose replies still open when delivered again (memory only).
 pub const MAX_SPENT: usize = 4096;
+
+const STORE_MAGIC: &[u8; 9] = b"NYMREPLY2";
 
 const PLAIN: u8 = 0;
 const REPLIABLE: u8 = 1;
@@ -156,14 +163,17 @@ pub fn decode_sender_tag(text: &str) -> Result<SenderTag> {
         .map_err(|_| Error::UnknownSenderTag(format!("'{text}' is not a {SENDER_TAG_LEN}-byte sender tag")))
 }
 
-/// A fresh SURB back to `own` and the material to read what comes through it.
+/// A fresh SURB back to `own`, built with the nodes' keys of `epoch`
+/// (`epoch || SURB`, [`SURB_LEN`] bytes), and the material to read what
+/// comes through it.
 pub fn create_surb<R: CryptoRng + ?Sized>(
     rng: &mut R,
     topology: &Topology,
     own: &Recipient,
     average_hop_delay: Duration,
+    epoch: KeyEpoch,
 ) -> Result<(Vec<u8>, SurbReplyRecovery)> {
-    let route = topology.random_route(rng, &own.gateway_key)?;
+    let route = topology.random_route(rng, &own.gateway_key, epoch)?;
     let delays: Vec<Delay> = route
         .iter()
         .map(|_| Delay::new_from_nanos(crate::packet::sample_exp(rng, average_hop_delay).as_nanos() as u64))
@@ -175,7 +185,16 @@ pub fn create_surb<R: CryptoRng + ?Sized>(
     let destination = Destination::new(DestinationAddressBytes::from_bytes(own.client_key), identifier);
     let material = SURBMaterial::new(route, delays, destination, SINGLE_SEED_SURB_VERSION);
     let (surb, recovery) = SURB::new_recoverable(StaticSecret::random_from_rng(rng), material)?;
-    Ok((surb.to_bytes(), recovery))
+    Ok(([&epoch.to_be_bytes()[..], &surb.to_bytes()].concat(), recovery))
+}
+
+/// The key epoch a SURB (as [`create_surb`] makes it) was built for, and
+/// the Sphinx SURB.
+pub fn split_surb(surb: &[u8]) -> Result<(KeyEpoch, &[u8])> {
+    match surb.split_first_chunk::<4>() {
+        Some((epoch, rest)) if rest.len() == SPHINX_SURB_LEN => Ok((KeyEpoch::from_be_bytes(*epoch), rest)),
+        _ => Err(Error::MalformedPacket(format!("a SURB is {SURB_LEN} bytes, not {}", surb.len()))),
+    }
 }
 
 /// Reply state both sides keep, and persist across restarts: what we need
@@ -260,9 +279,26 @@ impl ReplyStore {
         self.surbs.get_mut(tag)?.pop_front()
     }
 
+    /// Drops the SURBs of `tag` whose epoch `usable` refuses (their nodes
+    /// retired those keys, or are about to); returns how many.
+    pub fn discard_surbs(&mut self, tag: &SenderTag, usable: impl Fn(KeyEpoch) -> bool) -> usize {
+        let Some(surbs) = self.surbs.get_mut(tag) else { return 0 };
+        let before = surbs.len();
+        surbs.retain(|s| split_surb(s).is_ok_and(|(epoch, _)| usable(epoch)));
+        before - surbs.len()
+    }
+
+    /// The tags we hold SURBs for, and the newest epoch among each one's SURBs.
+    pub fn surb_epochs(&self) -> Vec<(SenderTag, KeyEpoch)> {
+        self.surbs
+            .iter()
+            .filter_map(|(tag, surbs)| Some((*tag, surbs.iter().filter_map(|s| split_surb(s).ok()).map(|(e, _)| e).max()?)))
+            .collect()
+    }
+
     /// Serialises the whole store (keys inside: write it 0600).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = b"NYMREPLY1".to_vec();
+        let mut out = STORE_MAGIC.to_vec();
         out.extend_from_slice(&(self.recovery_order.len() as u32).to_be_bytes());
         for id in &self.recovery_order {
             if let Some(r) = self.recoveries.get(id) {
@@ -288,11 +324,16 @@ impl ReplyStore {
         out
     }
 
+    /// Reads a store [`ReplyStore::to_bytes`] wrote. One written before key
+    /// epochs (`NYMREPLY1`) keeps its recoveries and tags; its SURBs were
+    /// built for keys no node holds any more and are dropped.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let mut r = Reader(bytes);
-        if r.take(9)? != b"NYMREPLY1" {
-            return Err(Error::MalformedFrame("reply store: not a reply store file".into()));
-        }
+        let surb_len = match r.take(9)? {
+            m if m == STORE_MAGIC => SURB_LEN,
+            b"NYMREPLY1" => SPHINX_SURB_LEN,
+            _ => return Err(Error::MalformedFrame("reply store: not a reply store file".into())),
+        };
         let mut store = ReplyStore::default();
         for _ in 0..r.u32()? {
             let len = usize::from(u16::from_be_bytes(r.array()?));
@@ -310,8 +351,9 @@ impl ReplyStore {
         for _ in 0..r.u32()? {
             let tag: SenderTag = r.array()?;
             let n = r.u32()? as usize;
-            let surbs = (0..n).map(|_| r.take(SURB_LEN).map(<[u8]>::to_vec)).collect::<Result<Vec<_>>>()?;
-            store.surbs.insert(tag, surbs.into());
+            let surbs = (0..n).map(|_| r.take(surb_len).map(<[u8]>::to_vec)).collect::<Result<Vec<_>>>()?;
+            let surbs = if surb_len == SURB_LEN { surbs.into() } else { VecDeque::new() };
+            store.surbs.insert(tag, surbs);
         }
         Ok(store)
     }
@@ -366,6 +408,34 @@ mod tests {
             let _ = Envelope::decode(bytes.clone());
             let _ = ReplyStore::from_bytes(&bytes);
         }
+    }
+
+    #[test]
+    fn surbs_are_kept_with_their_epoch_and_retired_ones_discarded() {
+        let surb = |epoch: KeyEpoch| [&epoch.to_be_bytes()[..], &[7u8; SPHINX_SURB_LEN]].concat();
+        let mut store = ReplyStore::default();
+        store.add_surbs([1; 16], vec![surb(5), surb(6), surb(6), vec![0; SPHINX_SURB_LEN]]);
+        assert_eq!(store.surbs_left(&[1; 16]), 3, "a SURB without its epoch is not kept");
+        assert_eq!(store.surb_epochs(), vec![([1; 16], 6)]);
+        assert_eq!(split_surb(&surb(6)).unwrap(), (6, &[7u8; SPHINX_SURB_LEN][..]));
+        assert!(split_surb(&surb(6)[1..]).is_err());
+        let again = ReplyStore::from_bytes(&store.to_bytes()).unwrap();
+        assert_eq!(again.surbs_left(&[1; 16]), 3);
+        assert_eq!(store.discard_surbs(&[1; 16], |e| e >= 6), 1);
+        assert_eq!(store.surbs_left(&[1; 16]), 2);
+
+        // a store written before epochs: tags stay, its SURBs go
+        let mut v1 = store.to_bytes();
+        v1[..9].copy_from_slice(b"NYMREPLY1");
+        let tag_count_at = v1.len() - 4 - 16 - 4 - 2 * SURB_LEN;
+        v1.truncate(tag_count_at);
+        v1.extend_from_slice(&1u32.to_be_bytes());
+        v1.extend_from_slice(&[1; 16]);
+        v1.extend_from_slice(&1u32.to_be_bytes());
+        v1.extend_from_slice(&[7u8; SPHINX_SURB_LEN]);
+        let old = ReplyStore::from_bytes(&v1).unwrap();
+        assert_eq!(old.surbs_left(&[1; 16]), 0);
+        assert!(old.knows_tag(&[1; 16]), "the conversation is known; it has no SURBs");
     }
 
     #[test]

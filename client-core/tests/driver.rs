@@ -5,13 +5,14 @@
 
 use ed25519_dalek::SigningKey;
 use nym_client_core::ack::gateway_final_hop;
-use nym_client_core::address::encode_key;
 use nym_client_core::app_api::{AppRequest, AppResponse};
 use nym_client_core::driver::{
     ConnectionId, DeliverTo, Disconnect, Driver, DriverConfig, DriverEvent, Output, Restored, StoreName, StoreWrite,
 };
 use nym_client_core::keys::ClientKeys;
-use nym_client_core::topology::{decode_node_address, GatewayJson, MixNodeJson, TopologyJson};
+use nym_client_core::reply::SenderTag;
+use nym_client_core::topology::{decode_node_address, EpochKeyJson, GatewayJson, MixNodeJson, TopologyJson};
+use nym_client_core::wire::epoch::{epoch_at, KeyEpoch};
 use nym_client_core::verify_topology;
 use nym_client_core::wire::gateway::{ClientRequest, GatewayHandshake, GatewayResponse, Session};
 use nym_client_core::wire::mix_frame;
@@ -30,6 +31,21 @@ const URL_B: &str = "ws://127.0.0.1:3001";
 const UNIX_START_MS: u64 = 1_800_000_000_000;
 /// How long the simulated directory's documents are valid.
 const VALIDITY_MS: u64 = 300_000;
+/// The simulated network's key epochs: a minute.
+const EPOCH_SECS: u64 = 60;
+
+/// A simulated node's Sphinx key of `epoch`: a fresh key every epoch.
+fn epoch_secret(node: u8, epoch: KeyEpoch) -> StaticSecret {
+    let mut bytes = [node; 32];
+    bytes[..4].copy_from_slice(&epoch.to_be_bytes());
+    StaticSecret::from(bytes)
+}
+
+/// `sphinxKeys` of node `node` signing at `unix_ms`: this epoch's and the next.
+fn epoch_keys(node: u8, unix_ms: u64) -> Vec<EpochKeyJson> {
+    let epoch = epoch_at(unix_ms, EPOCH_SECS * 1000);
+    (epoch..=epoch + 1).map(|e| EpochKeyJson::new(e, &PublicKey::from(&epoch_secret(node, e)))).collect()
+}
 
 fn directory_key() -> SigningKey {
     SigningKey::from_bytes(&[42; 32])
@@ -54,7 +70,7 @@ enum Mood {
 
 struct Gateway {
     identity: SigningKey,
-    sphinx: StaticSecret,
+    /// Its Sphinx keys are `epoch_secret(GATEWAY_NODE, epoch)`.
     url: String,
     mood: Mood,
     pending: Option<GatewayHandshake>,
@@ -74,7 +90,10 @@ struct Harness {
     driver: Driver,
     now: Duration,
     gateway: Gateway,
-    mixnodes: HashMap<SocketAddr, StaticSecret>,
+    /// Mixnode address -> the index its keys derive from.
+    mixnodes: HashMap<SocketAddr, u8>,
+    /// Packets that reached a node after it retired their epoch's key.
+    retired_key_drops: usize,
     json: TopologyJson,
     rng: StdRng,
     /// The connection the gateway serves, if any.
@@ -84,6 +103,8 @@ struct Harness {
     events: Vec<(Duration, DriverEvent)>,
     fetches: usize,
     delivered: Vec<(DeliverTo, Vec<u8>)>,
+    /// Anonymous messages delivered, with their sender tags.
+    anonymous: Vec<(SenderTag, Vec<u8>)>,
     /// Every output in order, as (kind, detail) for ordering checks.
     trace: Vec<String>,
     received_log: Vec<u8>,
@@ -96,38 +117,46 @@ fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-fn topology_json(rng: &mut StdRng, gateway: &Gateway, mixnodes: &mut HashMap<SocketAddr, StaticSecret>) -> TopologyJson {
-    let mut json = TopologyJson::default();
+const GATEWAY_NODE: u8 = 200;
+
+/// Sets a descriptor's keys to those published at `unix_ms`.
+fn set_mixnode_keys(m: &mut MixNodeJson, node: u8, unix_ms: u64) {
+    m.sphinx_keys = epoch_keys(node, unix_ms);
+    m.pub_key = m.sphinx_keys[0].key.clone();
+}
+
+fn set_gateway_keys(g: &mut GatewayJson, unix_ms: u64) {
+    g.sphinx_keys = epoch_keys(GATEWAY_NODE, unix_ms);
+    g.sphinx_key = g.sphinx_keys[0].key.clone();
+}
+
+fn topology_json(gateway: &Gateway, mixnodes: &mut HashMap<SocketAddr, u8>) -> TopologyJson {
+    let mut json = TopologyJson { epoch_length_secs: EPOCH_SECS, ..TopologyJson::default() };
     // Two layer-1 nodes (one of them may leave), one in each other layer.
     for (layer, port) in [(1u8, 1001), (1, 1011), (2, 1002), (3, 1003)] {
         let a = addr(port);
-        let sk = StaticSecret::random_from_rng(&mut *rng);
         let mut node = MixNodeJson {
             identity_key: String::new(),
             host: a.to_string(),
-            pub_key: encode_key(PublicKey::from(&sk).as_bytes()),
             layer,
             version: nym_client_core::VERSION.into(),
             location: "sim".into(),
-            last_seen: 0,
-            seq: 0,
-            signature: String::new(),
+            ..MixNodeJson::default()
         };
+        set_mixnode_keys(&mut node, port as u8, UNIX_START_MS);
         node.sign(&node_key(port as u8), UNIX_START_MS);
         json.mix_nodes.push(node);
-        mixnodes.insert(a, sk);
+        mixnodes.insert(a, port as u8);
     }
     let mut node = GatewayJson {
         client_listener: gateway.url.clone(),
         mixnet_listener: addr(2000).to_string(),
         identity_key: String::new(),
-        sphinx_key: encode_key(PublicKey::from(&gateway.sphinx).as_bytes()),
         version: nym_client_core::VERSION.into(),
         location: "sim".into(),
-        last_seen: 0,
-        seq: 0,
-        signature: String::new(),
+        ..GatewayJson::default()
     };
+    set_gateway_keys(&mut node, UNIX_START_MS);
     node.sign(&gateway.identity, UNIX_START_MS);
     json.gateway_nodes.push(node);
     json.sign(&directory_key(), UNIX_START_MS, UNIX_START_MS + VALIDITY_MS);
@@ -151,7 +180,6 @@ impl Harness {
         let mut rng = StdRng::from_seed([7; 32]);
         let gateway = Gateway {
             identity: SigningKey::from_bytes(&[9; 32]),
-            sphinx: StaticSecret::random_from_rng(&mut rng),
             url: URL_A.into(),
             mood: Mood::Serve,
             pending: None,
@@ -164,7 +192,7 @@ impl Harness {
             departed: HashSet::new(),
         };
         let mut mixnodes = HashMap::new();
-        let json = topology_json(&mut rng, &gateway, &mut mixnodes);
+        let json = topology_json(&gateway, &mut mixnodes);
         let pinned = directory_key().verifying_key().to_bytes();
         let text = serde_json::to_string(&json).unwrap();
         let topology = verify_topology(&text, Some(&pinned), UNIX_START_MS, nym_client_core::VERSION).unwrap();
@@ -176,6 +204,7 @@ impl Harness {
             now: Duration::ZERO,
             gateway,
             mixnodes,
+            retired_key_drops: 0,
             json,
             rng,
             open: None,
@@ -184,6 +213,7 @@ impl Harness {
             events: Vec::new(),
             fetches: 0,
             delivered: Vec::new(),
+            anonymous: Vec::new(),
             trace: Vec::new(),
             received_log: Vec::new(),
             reply_store: Vec::new(),
@@ -249,6 +279,9 @@ impl Harness {
             }
             Output::Deliver { to, message } => {
                 self.trace.push("deliver".into());
+                if let Some(tag) = message.sender_tag {
+                    self.anonymous.push((tag, message.message.clone()));
+                }
                 self.delivered.push((to, message.message));
             }
             Output::Event(e) => {
@@ -265,7 +298,7 @@ impl Harness {
                 ClientRequest::Forward { next_hop, frame } => {
                     let to = decode_node_address(&sphinx_packet::route::NodeAddressBytes::from_bytes(next_hop)).unwrap();
                     if gw.departed.contains(&to) {
-                        let packet = mix_frame::packet_tag(mix_frame::decode(&frame).unwrap().1);
+                        let packet = mix_frame::packet_tag(mix_frame::decode(&frame).unwrap().2);
                         let refused = session.seal(&GatewayResponse::Refused { next_hop, packet }.encode());
                         self.to_client.push_back((conn, refused));
                         return;
@@ -312,25 +345,34 @@ impl Harness {
         self.to_client.push_back((conn, frame));
     }
 
-    /// Unwraps a packet hop by hop, at once; the final hop lands in the inbox.
+    /// Unwraps a packet hop by hop, at once; the final hop lands in the
+    /// inbox. Nodes hold the keys of the previous, current and next epochs:
+    /// a packet for any other is dropped (and counted).
     fn mixnet(&mut self, mut at: SocketAddr, mut frame: Vec<u8>, conn: ConnectionId) {
         loop {
-            let (_, packet) = mix_frame::decode(&frame).unwrap();
+            let (_, epoch, packet) = mix_frame::decode(&frame).unwrap();
             let packet = SphinxPacket::from_bytes(packet).unwrap();
-            if let Some(sk) = self.mixnodes.get(&at) {
-                let ProcessedPacketData::ForwardHop { next_hop_packet, next_hop_address, .. } = packet.process(sk).unwrap().data
+            let current = epoch_at(self.unix_ms(), EPOCH_SECS * 1000);
+            if epoch.abs_diff(current) > 1 {
+                self.retired_key_drops += 1;
+                return;
+            }
+            if let Some(&node) = self.mixnodes.get(&at) {
+                let ProcessedPacketData::ForwardHop { next_hop_packet, next_hop_address, .. } =
+                    packet.process(&epoch_secret(node, epoch)).unwrap().data
                 else {
                     panic!("a mixnode got a final hop")
                 };
                 at = decode_node_address(&next_hop_address).unwrap();
-                frame = mix_frame::encode(&next_hop_packet.to_bytes()).unwrap();
+                frame = mix_frame::encode(&next_hop_packet.to_bytes(), epoch).unwrap();
                 continue;
             }
-            let ProcessedPacketData::FinalHop { identifier, payload, .. } = packet.process(&self.gateway.sphinx).unwrap().data
+            let ProcessedPacketData::FinalHop { identifier, payload, .. } =
+                packet.process(&epoch_secret(GATEWAY_NODE, epoch)).unwrap().data
             else {
                 panic!("the gateway got a forward hop")
             };
-            let (content, ack) = gateway_final_hop(identifier, payload).unwrap();
+            let (content, ack) = gateway_final_hop(identifier, payload, epoch).unwrap();
             self.gateway.next_store += 1;
             let store = self.gateway.next_store;
             self.gateway.inbox.insert(store, content);
@@ -403,10 +445,12 @@ impl Harness {
         let at = self.unix_ms();
         for m in &mut self.json.mix_nodes {
             let port = m.host.parse::<SocketAddr>().unwrap().port();
+            set_mixnode_keys(m, port as u8, at);
             m.sign(&node_key(port as u8), at);
         }
         let gateway = self.gateway.identity.clone();
         for g in &mut self.json.gateway_nodes {
+            set_gateway_keys(g, at);
             g.sign(&gateway, at);
         }
         self.json.sign(&directory_key(), at, at + VALIDITY_MS);
@@ -416,6 +460,21 @@ impl Harness {
     fn fetched(&mut self, text: Result<&str, String>) {
         let at = self.unix_ms();
         self.driver.handle_topology_fetched(text, self.now, at);
+    }
+
+    /// Runs until `until` in steps of `step`, the directory answering
+    /// every topology fetch with a fresh document (the nodes' keys of the
+    /// moment).
+    fn run_with_directory(&mut self, until: Duration, step: Duration) {
+        while self.now < until {
+            let fetches = self.fetches;
+            self.run_until((self.now + step).min(until));
+            if self.fetches > fetches {
+                let text = self.topology_text();
+                self.fetched(Ok(&text));
+                self.settle();
+            }
+        }
     }
 }
 
@@ -721,4 +780,88 @@ fn the_last_node_of_a_layer_refused_counts_as_a_loss_and_cannot_loop() {
     let failed = h.events.iter().filter(|(_, e)| matches!(e, DriverEvent::SendFailed { .. })).count();
     assert_eq!(failed, 1, "given up once, after counted tries: {stats:?}");
     assert_eq!(stats.retransmissions, u64::from(ClientConfig::default().max_retransmissions));
+}
+
+#[test]
+fn a_transfer_across_key_rotations_loses_nothing_and_meets_no_retired_key() {
+    let mut h = started();
+    let epoch = Duration::from_secs(EPOCH_SECS);
+    let _app = h.driver.attach_app().unwrap();
+    // a message every 2 s for three and a half epochs; topologies every 20 s
+    let mut sent = 0u32;
+    while h.now < epoch * 7 / 2 {
+        h.send_to_self(&sent.to_be_bytes());
+        sent += 1;
+        let next = h.now + Duration::from_secs(2);
+        h.run_with_directory(next, Duration::from_secs(1));
+    }
+    h.run_with_directory(h.now + Duration::from_secs(5), Duration::from_secs(1));
+    let mut got: Vec<u32> = h
+        .delivered
+        .iter()
+        .filter(|(to, _)| *to == DeliverTo::All)
+        .map(|(_, m)| u32::from_be_bytes(m[..4].try_into().unwrap()))
+        .collect();
+    got.sort();
+    assert_eq!(got, (0..sent).collect::<Vec<_>>(), "every message, once");
+    assert_eq!(h.retired_key_drops, 0, "no packet was built for a key its nodes no longer hold");
+    let stats = h.driver.client().stats().clone();
+    assert_eq!(stats.retransmissions, 0, "{stats:?}");
+    assert!(h.events.iter().all(|(_, e)| !matches!(e, DriverEvent::SendFailed { .. })), "{:?}", h.events);
+}
+
+#[test]
+fn surbs_that_will_retire_are_replaced_in_time_so_a_reply_two_rotations_later_arrives() {
+    let mut h = started();
+    let epoch = Duration::from_secs(EPOCH_SECS);
+    let _app = h.driver.attach_app().unwrap();
+    // An anonymous message to ourselves: we are its sender and its replier.
+    let me = h.driver.address();
+    let answer = h.driver.handle_request(
+        AppRequest::SendAnonymous { recipient: me, message: b"who am I talking to?".to_vec(), reply_surbs: 3 },
+        h.now,
+    );
+    assert_eq!(answer, AppResponse::Send);
+    h.run_with_directory(h.now + Duration::from_secs(2), Duration::from_secs(1));
+    let (tag, message) = h.anonymous.first().cloned().expect("the anonymous message arrived");
+    assert_eq!(message, b"who am I talking to?");
+    let old_epoch = epoch_at(h.unix_ms(), EPOCH_SECS * 1000);
+
+    // Two rotations: the SURBs' keys are retired by then.
+    h.run_with_directory(epoch * 2 + Duration::from_secs(10), Duration::from_secs(1));
+    assert!(epoch_at(h.unix_ms(), EPOCH_SECS * 1000) >= old_epoch + 2);
+    let answer = h.driver.handle_request(AppRequest::Reply { sender_tag: tag, message: b"your future self".to_vec() }, h.now);
+    assert_eq!(answer, AppResponse::Send, "fresh SURBs were fetched before the old ones retired");
+    h.run_with_directory(h.now + Duration::from_secs(2), Duration::from_secs(1));
+    let replies: Vec<_> = h.delivered.iter().filter(|(to, m)| *to == DeliverTo::All && m == b"your future self").collect();
+    assert_eq!(replies.len(), 1, "{:?}", h.events);
+    assert_eq!(h.retired_key_drops, 0);
+}
+
+#[test]
+fn a_reply_through_only_retired_surbs_is_refused_with_a_reason_not_lost() {
+    let mut h = started();
+    let epoch = Duration::from_secs(EPOCH_SECS);
+    let _app = h.driver.attach_app().unwrap();
+    let me = h.driver.address();
+    let answer = h.driver.handle_request(
+        AppRequest::SendAnonymous { recipient: me, message: b"hello".to_vec(), reply_surbs: 2 },
+        h.now,
+    );
+    assert_eq!(answer, AppResponse::Send);
+    h.run_with_directory(h.now + Duration::from_secs(2), Duration::from_secs(1));
+    let (tag, _) = h.anonymous.first().cloned().expect("the anonymous message arrived");
+    // The gateway is gone for two epochs: no refresh can happen ...
+    h.gateway.mood = Mood::Down;
+    h.cut();
+    h.run_with_directory(epoch * 2 + Duration::from_secs(10), Duration::from_secs(1));
+    h.gateway.mood = Mood::Serve;
+    h.run_with_directory(h.now + Duration::from_secs(40), Duration::from_secs(1));
+    assert!(h.driver.is_connected());
+    // ... so the SURBs retired unused; the reply is refused, saying why.
+    match h.driver.handle_request(AppRequest::Reply { sender_tag: tag, message: b"late".to_vec() }, h.now) {
+        AppResponse::Error(e) => assert!(e.contains("retired"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.retired_key_drops, 0, "nothing was sent through them");
 }

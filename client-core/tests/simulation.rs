@@ -7,7 +7,7 @@ use nym_client_core::ack::gateway_final_hop;
 use nym_client_core::address::encode_key;
 use nym_client_core::keys::ClientKeys;
 use nym_client_core::payload::{self, PayloadKind};
-use nym_client_core::topology::{decode_node_address, GatewayJson, MixNodeJson, Topology, TopologyJson};
+use nym_client_core::topology::{decode_node_address, EpochKeyJson, GatewayJson, MixNodeJson, Topology, TopologyJson};
 use nym_client_core::wire::gateway::{ClientRequest, GatewayHandshake, GatewayResponse, Session};
 use nym_client_core::wire::mix_frame;
 use nym_client_core::{Client, ClientConfig, ClientEvent, Recipient};
@@ -102,7 +102,9 @@ impl Sim {
     /// 3 layers x 2 mixnodes, `gateways` gateways, one client per entry of `client_gateways`.
     fn new(client_gateways: &[usize], gateways: usize, config: ClientConfig) -> Self {
         let mut rng = StdRng::from_seed([42; 32]);
-        let mut json = TopologyJson::default();
+        // One key epoch for the whole simulation (key epochs have their own
+        // simulation in tests/driver.rs); the clients' clocks read Unix 0.
+        let mut json = TopologyJson { epoch_length_secs: 1_000_000_000, ..TopologyJson::default() };
         let mut mixnodes = HashMap::new();
         for layer in 1..=3u8 {
             for i in 0..2u16 {
@@ -111,6 +113,7 @@ impl Sim {
                 json.mix_nodes.push(MixNodeJson {
                     host: a.to_string(),
                     pub_key: encode_key(PublicKey::from(&sk).as_bytes()),
+                    sphinx_keys: vec![EpochKeyJson::new(0, &PublicKey::from(&sk))],
                     layer,
                     version: nym_client_core::VERSION.into(),
                     location: "sim".into(),
@@ -131,6 +134,7 @@ impl Sim {
                 mixnet_listener: a.to_string(),
                 identity_key: encode_key(identity.verifying_key().as_bytes()),
                 sphinx_key: encode_key(PublicKey::from(&sphinx).as_bytes()),
+                sphinx_keys: vec![EpochKeyJson::new(0, &PublicKey::from(&sphinx))],
                 version: nym_client_core::VERSION.into(),
                 location: "sim".into(),
                 last_seen: 0,
@@ -161,6 +165,7 @@ impl Sim {
             let gw_identity = sim_gateways[g].identity.verifying_key().to_bytes();
             let mut c = Client::new(keys, gw_identity, config.clone(), [i as u8 + 100; 32]);
             c.handle_topology(topology.clone());
+            c.handle_clock(Duration::ZERO, 0);
             clients.push(c);
         }
         Sim {
@@ -193,6 +198,7 @@ impl Sim {
         let topology = Topology::from_json(&self.topology, nym_client_core::VERSION).unwrap();
         for c in &mut self.clients {
             c.handle_topology(topology.clone());
+            c.handle_clock(Duration::ZERO, 0);
         }
     }
 
@@ -239,6 +245,7 @@ impl Sim {
         let gw_identity = gw.identity.verifying_key().to_bytes();
         let mut c = Client::new(keys, gw_identity, config, [i as u8 + 200; 32]);
         c.handle_topology(Topology::from_json(&self.topology, nym_client_core::VERSION).unwrap());
+        c.handle_clock(self.now, 0);
         c.import_delivered_sets(delivered_sets);
         c.handle_gateway_connected(self.now);
         self.clients[i] = c;
@@ -318,13 +325,14 @@ impl Sim {
     }
 
     fn node_receives(&mut self, at: SocketAddr, frame: Vec<u8>) {
-        let (_, packet) = mix_frame::decode(&frame).unwrap();
+        let (_, epoch, packet) = mix_frame::decode(&frame).unwrap();
+        assert_eq!(epoch, 0, "the simulation's one key epoch");
         let packet = SphinxPacket::from_bytes(packet).unwrap();
         if let Some(sk) = self.mixnodes.get(&at) {
             match packet.process(sk).unwrap().data {
                 ProcessedPacketData::ForwardHop { next_hop_packet, next_hop_address, delay } => {
                     let to = decode_node_address(&next_hop_address).unwrap();
-                    let frame = mix_frame::encode(&next_hop_packet.to_bytes()).unwrap();
+                    let frame = mix_frame::encode(&next_hop_packet.to_bytes(), epoch).unwrap();
                     self.schedule(delay.to_duration() + LINK_LATENCY, Delivery::Node(to, frame));
                 }
                 ProcessedPacketData::FinalHop { .. } => panic!("mixnode got a final hop"),
@@ -338,7 +346,7 @@ impl Sim {
                 let client = gw.clients[destination.as_bytes_ref()];
                 // As the real gateway does: store it, send the SURB-ACK on,
                 // push it to a connected client.
-                let (content, ack) = gateway_final_hop(identifier, payload).unwrap();
+                let (content, ack) = gateway_final_hop(identifier, payload, epoch).unwrap();
                 gw.next_store_id += 1;
                 let store_id = gw.next_store_id;
                 gw.inbox.entry(client).or_default().insert(store_id, content);

@@ -57,7 +57,7 @@ fn sphinx_frame() {
             build_sphinx_packet(&mut rng, &route, &recipient, &body, Duration::from_millis(5), PacketSize::Regular)
                 .unwrap();
         check_reaches_the_end(&packet, hops);
-        let frame = mix_frame::encode(&packet).unwrap();
+        let frame = mix_frame::encode(&packet, 1).unwrap();
         let mut input = vec![hops as u8 * 40];
         input.extend_from_slice(&frame);
         write("sphinx_frame", &format!("regular-{hops}hop"), &input);
@@ -75,7 +75,7 @@ fn sphinx_frame() {
         .unwrap();
     check_reaches_the_end(&packet, 3);
     let mut input = vec![7];
-    input.extend_from_slice(&mix_frame::encode(&packet).unwrap());
+    input.extend_from_slice(&mix_frame::encode(&packet, 1).unwrap());
     write("sphinx_frame", "regular-ipv6-hop", &input);
     write("sphinx_frame", "truncated", &input[..300]);
     write("sphinx_frame", "bad-flag", &[0, 0xee, 1, 2, 3]);
@@ -162,9 +162,11 @@ fn directory_json() {
     use nym_client_core::address::encode_key;
     use nym_client_core::topology::{GatewayJson, MixNodeJson, TopologyJson};
     let key = encode_key(PublicKey::from(&node_secret()).as_bytes());
+    let epoch_keys = vec![nym_client_core::topology::EpochKeyJson { epoch: 1, key: key.clone() }];
     let mix = |layer: u8| MixNodeJson {
         host: format!("127.0.0.1:{}", 1788 + u16::from(layer)),
         pub_key: key.clone(),
+        sphinx_keys: epoch_keys.clone(),
         layer,
         version: nym_client_core::VERSION.into(),
         location: "here".into(),
@@ -176,12 +178,13 @@ fn directory_json() {
         mixnet_listener: "[::1]:1790".into(),
         identity_key: encode_key(&gateway_identity().verifying_key().to_bytes()),
         sphinx_key: key.clone(),
+        sphinx_keys: epoch_keys.clone(),
         version: nym_client_core::VERSION.into(),
         location: "here".into(),
         last_seen: 1,
         ..Default::default()
     };
-    let topo = TopologyJson { mix_nodes: (1..=3).map(mix).collect(), gateway_nodes: vec![gw.clone()], ..Default::default() };
+    let topo = TopologyJson { mix_nodes: (1..=3).map(mix).collect(), gateway_nodes: vec![gw.clone()], epoch_length_secs: 86_400, ..Default::default() };
     let text = serde_json::to_string(&topo).unwrap();
     nym_client_core::topology::Topology::parse(&text, nym_client_core::VERSION).expect("seed topology is usable");
     write("directory_json", "topology", text.as_bytes());
@@ -198,10 +201,13 @@ fn signed_topology() {
     use nym_client_core::topology::{GatewayJson, MixNodeJson, TopologyJson};
     let now = nym_fuzz::SIGNED_TOPOLOGY_NOW_MS;
     let key = encode_key(PublicKey::from(&node_secret()).as_bytes());
+    let epoch = nym_client_core::wire::epoch::epoch_at(now, 86_400_000);
+    let epoch_keys = vec![nym_client_core::topology::EpochKeyJson { epoch, key: key.clone() }];
     let mix = |layer: u8| {
         let mut m = MixNodeJson {
             host: format!("127.0.0.1:{}", 1788 + u16::from(layer)),
             pub_key: key.clone(),
+            sphinx_keys: epoch_keys.clone(),
             layer,
             version: nym_client_core::VERSION.into(),
             ..Default::default()
@@ -213,11 +219,12 @@ fn signed_topology() {
         client_listener: "ws://127.0.0.1:9000".into(),
         mixnet_listener: "127.0.0.1:1790".into(),
         sphinx_key: key.clone(),
+        sphinx_keys: epoch_keys.clone(),
         version: nym_client_core::VERSION.into(),
         ..Default::default()
     };
     gw.sign(&gateway_identity(), now - 1000);
-    let mut topo = TopologyJson { mix_nodes: (1..=3).map(mix).collect(), gateway_nodes: vec![gw.clone()], ..Default::default() };
+    let mut topo = TopologyJson { mix_nodes: (1..=3).map(mix).collect(), gateway_nodes: vec![gw.clone()], epoch_length_secs: 86_400, ..Default::default() };
     topo.sign(&nym_fuzz::directory_identity(), now - 500, now + 86_400_000);
     let text = serde_json::to_string(&topo).unwrap();
     let pinned = nym_fuzz::directory_identity().verifying_key().to_bytes();

@@ -20,6 +20,6 @@ fuzz_target!(|input: &[u8]| {
         assert_eq!(32 + ack_packet.len() + content.len(), input.len());
     }
     if let Ok(payload) = sphinx_packet::payload::Payload::from_bytes(input) {
-        let _ = gateway_final_hop([1; 16], payload);
+        let _ = gateway_final_hop([1; 16], payload, 7);
     }
 });

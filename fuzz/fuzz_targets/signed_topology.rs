@@ -43,8 +43,11 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(verify_topology(&again, Some(&pinned), now, nym_client_core::VERSION).as_ref(), Ok(&v));
             let mut rng = StdRng::from_seed([0; 32]);
             for g in v.topology.gateways() {
-                let route = v.topology.random_route(&mut rng, &g.identity_key).expect("an accepted topology routes");
-                assert_eq!(route.len(), 4);
+                let epoch = g.epoch_keys.iter().next().map(|(e, _)| *e).unwrap_or_default();
+                match v.topology.random_route(&mut rng, &g.identity_key, epoch) {
+                    Ok(route) => assert_eq!(route.len(), 4),
+                    Err(e) => assert!(e.to_string().contains("epoch"), "{e}"),
+                }
             }
         }
         Err(e) => assert!(!e.to_string().is_empty()),

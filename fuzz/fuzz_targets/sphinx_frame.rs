@@ -38,9 +38,9 @@ fn handle(size: PacketSize, packet: &[u8]) {
             let _ = delay.to_duration();
             let bytes = next_hop_packet.to_bytes();
             // A processed packet keeps its size, so it must frame again.
-            let frame = mix_frame::encode(&bytes).expect("forwarded packet has a known size");
-            let (again, _) = mix_frame::decode(&frame).expect("own frame decodes");
-            assert_eq!(again, size);
+            let frame = mix_frame::encode(&bytes, 7).expect("forwarded packet has a known size");
+            let (again, epoch, _) = mix_frame::decode(&frame).expect("own frame decodes");
+            assert_eq!((again, epoch), (size, 7));
         }
         ProcessedPacketData::FinalHop { destination, payload, .. } => {
             let _ = destination.as_bytes();
@@ -58,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
     let mut budget = MAX_PROCESSED;
 
     // Whole frame, as inside a gateway Forward request.
-    if let Ok((size, packet)) = mix_frame::decode(stream) {
+    if let Ok((size, _epoch, packet)) = mix_frame::decode(stream) {
         budget -= 1;
         handle(size, packet);
     }
@@ -74,8 +74,8 @@ fuzz_target!(|data: &[u8]| {
         rest = &rest[n..];
         loop {
             match decoder.next_packet() {
-                Ok(Some((size, packet))) => {
-                    consumed += 1 + packet.len();
+                Ok(Some(mix_frame::MixPacket { size, packet, .. })) => {
+                    consumed += mix_frame::FRAME_HEADER_LEN + packet.len();
                     if budget > 0 {
                         budget -= 1;
                         handle(size, &packet);

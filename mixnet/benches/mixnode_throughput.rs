@@ -17,6 +17,7 @@ use nym_wire::mix_frame::{self, PacketSize};
 use nym_wire::topology::encode_node_address;
 use sphinx_packet::header::delays::Delay;
 use sphinx_packet::packet::builder::SphinxPacketBuilder;
+use nym_wire::epoch::KeyEpoch;
 use sphinx_packet::route::{Destination, DestinationAddressBytes, Node};
 use sphinx_packet::SphinxPacket;
 use std::net::SocketAddr;
@@ -37,7 +38,7 @@ fn secret() -> StaticSecret {
     StaticSecret::from(b)
 }
 
-fn build_packets(n: usize, route: &[Node], dest: &PublicKey) -> Vec<Vec<u8>> {
+fn build_packets(n: usize, route: &[Node], dest: &PublicKey, epoch: KeyEpoch) -> Vec<Vec<u8>> {
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let per = n.div_ceil(threads);
     let handles: Vec<_> = (0..threads)
@@ -53,7 +54,7 @@ fn build_packets(n: usize, route: &[Node], dest: &PublicKey) -> Vec<Vec<u8>> {
                     .map(|i| {
                         let msg = (i as u64).to_be_bytes();
                         let p = builder.build_packet(msg, &route, &destination, &delays).expect("build");
-                        mix_frame::encode(&p.to_bytes()).expect("frame")
+                        mix_frame::encode(&p.to_bytes(), epoch).expect("frame")
                     })
                     .collect::<Vec<_>>()
             })
@@ -105,7 +106,9 @@ fn main() {
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.stats_interval = Duration::from_secs(3600);
         let node = Mixnode::start(config).await.expect("mixnode");
-        let node_secret = nym_mixnet::keyfiles::load_or_create_sphinx_key(dir.path()).expect("key");
+        let keys = node.sphinx_keys();
+        let epoch = keys.current_epoch();
+        let node_secret = keys.get(epoch).expect("the current key").secret.clone();
         let sink_key = PublicKey::from(&secret());
         let route = vec![
             Node::new(encode_node_address(node.listen_addr()), node.public_key()),
@@ -115,7 +118,7 @@ fn main() {
         eprintln!("building {} packets ...", n + raw_n);
         let frames = tokio::task::spawn_blocking({
             let route = route.clone();
-            move || build_packets(n + raw_n, &route, &sink_key)
+            move || build_packets(n + raw_n, &route, &sink_key, epoch)
         })
         .await
         .expect("build");
@@ -124,7 +127,7 @@ fn main() {
         // raw: SphinxPacket::process() on one core (parsing excluded)
         let packets: Vec<SphinxPacket> = raw_frames
             .iter()
-            .map(|f| SphinxPacket::from_bytes(&f[1..]).expect("parse"))
+            .map(|f| SphinxPacket::from_bytes(&f[mix_frame::FRAME_HEADER_LEN..]).expect("parse"))
             .collect();
         let t = Instant::now();
         for p in packets {

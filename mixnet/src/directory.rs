@@ -72,6 +72,10 @@ pub struct DirectoryConfig {
     pub identity_burst: u32,
     pub max_sources: usize,
     pub max_body: usize,
+    /// The network's key epoch length (`--epoch-secs`): stated in every
+    /// document; descriptors must carry the keys of their signing epoch and
+    /// the next under it.
+    pub epoch_secs: u64,
 }
 
 impl DirectoryConfig {
@@ -92,6 +96,7 @@ impl DirectoryConfig {
             identity_burst: DEFAULT_IDENTITY_BURST,
             max_sources: DEFAULT_MAX_SOURCES,
             max_body: DEFAULT_MAX_BODY,
+            epoch_secs: nym_wire::epoch::DEFAULT_EPOCH_SECS,
         }
     }
 
@@ -113,7 +118,7 @@ impl DirectoryConfig {
              (--max-nodes); descriptors at most {:?} old (--max-descriptor-age-secs) and {:?} ahead \
              (--max-clock-skew-secs); {}/s burst {} announcements per source IP (--source-rate, --source-burst), \
              {} sources tracked (--max-sources); {}/s burst {} per identity (--identity-rate, --identity-burst); \
-             bodies up to {} bytes (--max-body)",
+             bodies up to {} bytes (--max-body); key epochs of {} s (--epoch-secs)",
             self.expiry,
             self.topology_validity,
             self.max_nodes,
@@ -124,7 +129,8 @@ impl DirectoryConfig {
             self.max_sources,
             self.identity_rate,
             self.identity_burst,
-            self.max_body
+            self.max_body,
+            self.epoch_secs
         )
     }
 }
@@ -190,6 +196,13 @@ impl Descriptor {
         match self {
             Descriptor::Mix(m) => &m.version,
             Descriptor::Gateway(g) => &g.version,
+        }
+    }
+
+    fn sphinx_keys(&self) -> &[nym_wire::topology::EpochKeyJson] {
+        match self {
+            Descriptor::Mix(m) => &m.sphinx_keys,
+            Descriptor::Gateway(g) => &g.sphinx_keys,
         }
     }
 }
@@ -321,7 +334,7 @@ impl DirectoryState {
         mix_nodes.sort_by(|a, b| (a.layer, &a.host).cmp(&(b.layer, &b.host)));
         let mut gateway_nodes: Vec<GatewayJson> = inner.gateways.values().map(|e| e.json.clone()).collect();
         gateway_nodes.sort_by(|a, b| a.mixnet_listener.cmp(&b.mixnet_listener));
-        let mut doc = TopologyJson { mix_nodes, gateway_nodes, ..TopologyJson::default() };
+        let mut doc = TopologyJson { mix_nodes, gateway_nodes, epoch_length_secs: self.config.epoch_secs, ..TopologyJson::default() };
         doc.sign(&self.key, now_ms, now_ms.saturating_add(validity_ms));
         // serde_json can't fail on these plain structs; an empty body would
         // be refused by every reader anyway.
@@ -413,6 +426,20 @@ impl DirectoryState {
                     "descriptor signed {} s ago (seq {seq}; older than {} s, --max-descriptor-age-secs): stale or replayed",
                     (now_ms - seq) / 1000,
                     max_age_ms / 1000
+                ),
+            );
+        }
+
+        let epoch = nym_wire::epoch::epoch_at(seq, self.config.epoch_secs.saturating_mul(1000));
+        let epochs: Vec<u32> = node.sphinx_keys().iter().map(|k| k.epoch).collect();
+        if epochs != [epoch, epoch.saturating_add(1)] {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "sphinx keys for epochs {epochs:?}, not for {epoch} (when it was signed) and {}: this directory's \
+                     epochs are {} s long (--epoch-secs; every node's must be the same)",
+                    epoch.saturating_add(1),
+                    self.config.epoch_secs
                 ),
             );
         }

@@ -26,7 +26,8 @@ use crate::admission::{Admission, Gated, Unauthenticated};
 use crate::announce::spawn_announcer;
 use crate::http::DirectoryClient;
 use crate::inbox::{unix_now, Inbox, RegisterError, StoreResult};
-use crate::keyfiles::{load_or_create_identity_key, load_or_create_sphinx_key};
+use crate::epochs::{start_keys, EpochSettings, SphinxKeys};
+use crate::keyfiles::load_or_create_identity_key;
 use crate::pool::{PeerPool, DEFAULT_PEER_QUEUE};
 use crate::processor::{default_workers, serve_mix_listener, start_workers, Handler, Processed};
 use crate::stats::{inc, spawn_stats_logger, NodeStats};
@@ -103,6 +104,8 @@ pub struct GatewayConfig {
     /// [`MIN_MAX_CLIENT_MESSAGE`]); more closes the connection.
     pub max_client_message: usize,
     pub location: String,
+    /// Key epochs and replay filters.
+    pub epochs: EpochSettings,
 }
 
 impl GatewayConfig {
@@ -123,6 +126,7 @@ impl GatewayConfig {
             admission: DEFAULT_ADMISSION,
             max_client_message: DEFAULT_MAX_CLIENT_MESSAGE,
             location: "localhost".into(),
+            epochs: EpochSettings::default(),
         }
     }
 }
@@ -246,7 +250,7 @@ impl Shared {
 /// A running gateway.
 pub struct Gateway {
     identity_key: [u8; 32],
-    sphinx_key: PublicKey,
+    keys: Arc<SphinxKeys>,
     mix_addr: SocketAddr,
     clients_addr: SocketAddr,
     announce_host: String,
@@ -262,7 +266,6 @@ pub struct Gateway {
 impl Gateway {
     pub async fn start(config: GatewayConfig) -> Result<Gateway> {
         let identity = load_or_create_identity_key(&config.data_dir)?;
-        let sphinx_secret = load_or_create_sphinx_key(&config.data_dir)?;
         let inbox = {
             let dir = config.data_dir.clone();
             let limits = config.inbox;
@@ -286,6 +289,7 @@ impl Gateway {
         };
         let stats = NodeStats::new();
         let cancel = CancellationToken::new();
+        let keys = start_keys(&config.data_dir, config.epochs.clone(), stats.clone(), cancel.clone())?;
         let pool = PeerPool::new(stats.clone(), config.peer_queue, cancel.clone());
         let identity_key = identity.verifying_key().to_bytes();
         let (store_queue, store_rx) = std::sync::mpsc::sync_channel(STORE_QUEUE);
@@ -313,7 +317,7 @@ impl Gateway {
             })
         };
         let workers = if config.workers == 0 { default_workers() } else { config.workers };
-        let (jobs, mut threads) = start_workers(workers, sphinx_secret.clone(), stats.clone(), handler, cancel.clone());
+        let (jobs, mut threads) = start_workers(workers, keys.clone(), stats.clone(), handler, cancel.clone());
         threads.push(start_inbox_writer(shared.clone(), store_rx, cancel.clone())?);
         let mut tasks = vec![tokio::spawn(serve_mix_listener(mix_listener, jobs, stats.clone(), cancel.clone()))];
         tasks.push(tokio::spawn(serve_clients(clients_listener, shared.clone(), cancel.clone())));
@@ -325,7 +329,7 @@ impl Gateway {
 
         let gw = Gateway {
             identity_key,
-            sphinx_key: PublicKey::from(&sphinx_secret),
+            keys,
             mix_addr,
             clients_addr,
             announce_host,
@@ -339,12 +343,8 @@ impl Gateway {
         spawn_stats_logger(format!("gateway {}", gw.mix_announce()), stats, config.stats_interval, cancel.clone());
         if let Some(client) = directory {
             let unsigned = gw.unsigned_json(&config.location);
-            let identity = gw.shared.identity.clone();
-            let sign = move |seq| {
-                let mut d = unsigned.clone();
-                d.sign(&identity, seq);
-                d
-            };
+            let (identity, keys) = (gw.shared.identity.clone(), gw.keys.clone());
+            let sign = move |seq| sign_descriptor(&unsigned, &keys, &identity, seq);
             spawn_announcer(client, "/api/presence/gateways", sign, config.announce_interval, cancel);
         }
         let (i, a) = (config.inbox, config.admission);
@@ -354,7 +354,9 @@ impl Gateway {
              kept {} s (--inbox-expiry-secs), {} clients (--max-clients), {} new clients/s \
              (--registrations-per-sec); {} connections in their handshake (--max-unauthenticated), {} handshakes/s \
              per address (--handshakes-per-source), {} bytes per handshake (--max-handshake-bytes), {} bytes per \
-             client websocket message (--max-client-message){}",
+             client websocket message (--max-client-message); key epoch {} of {} s (--epoch-secs), replay \
+             filters for {} packets/s (--rated-packets-per-sec) at a false-positive rate of {} (--replay-fp-rate), \
+             saved every {} s (--replay-save-secs){}",
             gw.identity_key_b58(),
             i.messages_per_client,
             i.bytes_per_client,
@@ -366,6 +368,11 @@ impl Gateway {
             a.handshakes_per_source,
             a.max_handshake_bytes,
             config.max_client_message.max(MIN_MAX_CLIENT_MESSAGE),
+            gw.keys.current_epoch(),
+            config.epochs.epoch_secs,
+            config.epochs.rated_packets_per_sec,
+            config.epochs.replay_fp_rate,
+            config.epochs.replay_save_interval.as_secs(),
             match (&config.directory, config.directory_key) {
                 (None, _) => String::new(),
                 (Some(_), Some(k)) => format!("; directory key {} (pinned)", encode_key(&k)),
@@ -384,12 +391,18 @@ impl Gateway {
         encode_key(&self.identity_key)
     }
 
+    /// The Sphinx key of the current key epoch.
     pub fn sphinx_key(&self) -> PublicKey {
-        self.sphinx_key
+        self.keys.get(self.keys.current_epoch()).map(|k| k.public).unwrap_or(PublicKey::from([0; 32]))
     }
 
     pub fn sphinx_key_b58(&self) -> String {
-        encode_key(self.sphinx_key.as_bytes())
+        encode_key(self.sphinx_key().as_bytes())
+    }
+
+    /// The gateway's Sphinx keys by epoch.
+    pub fn sphinx_keys(&self) -> Arc<SphinxKeys> {
+        self.keys.clone()
     }
 
     pub fn mix_addr(&self) -> SocketAddr {
@@ -459,20 +472,16 @@ impl Gateway {
             client_listener: self.client_listener_url(),
             mixnet_listener: self.mix_announce(),
             identity_key: self.identity_key_b58(),
-            sphinx_key: self.sphinx_key_b58(),
             version: nym_wire::VERSION.to_string(),
             location: location.to_string(),
-            last_seen: 0,
-            seq: 0,
-            signature: String::new(),
+            ..GatewayJson::default()
         }
     }
 
-    /// The descriptor this gateway announces, signed with `seq`.
+    /// The descriptor this gateway announces, signed with `seq` (Unix ms:
+    /// its keys are those of that moment's epoch and the next).
     pub fn json(&self, location: &str, seq: u64) -> GatewayJson {
-        let mut d = self.unsigned_json(location);
-        d.sign(&self.shared.identity, seq);
-        d
+        sign_descriptor(&self.unsigned_json(location), &self.keys, &self.shared.identity, seq)
     }
 
     pub async fn shutdown(self) {
@@ -481,10 +490,13 @@ impl Gateway {
             let _ = t.await;
         }
         let threads = self.threads;
-        let _ = tokio::task::spawn_blocking(move || {
+        let keys = self.keys.clone();
+        // the workers are done: the replay filters are complete; saved clean
+        let saved = tokio::task::spawn_blocking(move || {
             for t in threads {
                 let _ = t.join();
             }
+            keys.save(true)
         })
         .await;
         // let connection tasks finish storing what they held
@@ -492,7 +504,11 @@ impl Gateway {
         while Arc::strong_count(&self.shared) > 1 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        tracing::info!("gateway {} stopped", self.mix_addr);
+        match saved {
+            Ok(Ok(())) => tracing::info!("gateway {} stopped; replay filters saved", self.mix_addr),
+            Ok(Err(e)) => tracing::error!("gateway {} stopped; {e:#}", self.mix_addr),
+            Err(e) => tracing::error!("gateway {} stopped; saving replay filters failed: {e}", self.mix_addr),
+        }
     }
 }
 
@@ -864,8 +880,15 @@ fn start_inbox_writer(
     Ok(thread)
 }
 
-/// A client's `Forward`: a well-framed packet to a layer-1 mixnode.
-/// Why a client's `Forward` was not sent.
+fn sign_descriptor(unsigned: &GatewayJson, keys: &SphinxKeys, identity: &ed25519_dalek::SigningKey, seq: u64) -> GatewayJson {
+    let mut d = unsigned.clone();
+    d.sphinx_keys = keys.published(seq);
+    d.sphinx_key = d.sphinx_keys.first().map(|k| k.key.clone()).unwrap_or_default();
+    d.sign(identity, seq);
+    d
+}
+
+/// Why a client's `Forward` (a well-framed packet to a layer-1 mixnode) was not sent.
 enum Forwarded {
     /// Its first hop is not a layer-1 mixnode of the topology: `packet` is
     /// the packet's tag.
@@ -875,7 +898,7 @@ enum Forwarded {
 }
 
 async fn forward(shared: &Arc<Shared>, next_hop: [u8; 32], frame: Vec<u8>) -> Result<(), Forwarded> {
-    let (_, packet) = mix_frame::decode(&frame).map_err(|e| Forwarded::Bad(e.to_string()))?;
+    let (_, _, packet) = mix_frame::decode(&frame).map_err(|e| Forwarded::Bad(e.to_string()))?;
     let tag = mix_frame::packet_tag(packet);
     let addr = decode_node_address(&NodeAddressBytes::from_bytes(next_hop)).map_err(|e| Forwarded::Bad(e.to_string()))?;
     if shared.check_next_hop(&addr).await.is_err() {

@@ -11,8 +11,6 @@ use std::io::Write;
 use std::path::Path;
 use x25519_dalek::{PublicKey, StaticSecret};
 
-pub const SPHINX_PRIVATE_FILE: &str = "sphinx_private.pem";
-pub const SPHINX_PUBLIC_FILE: &str = "sphinx_public.pem";
 pub const IDENTITY_PRIVATE_FILE: &str = "identity_private.pem";
 pub const IDENTITY_PUBLIC_FILE: &str = "identity_public.pem";
 pub const DIRECTORY_PRIVATE_FILE: &str = "directory_private.pem";
@@ -53,24 +51,6 @@ fn random32() -> [u8; 32] {
     let mut b = [0u8; 32];
     rand::fill(&mut b);
     b
-}
-
-/// The node's x25519 Sphinx key: loaded from `dir`, or generated and saved on first start.
-pub fn load_or_create_sphinx_key(dir: &Path) -> Result<StaticSecret> {
-    ensure_dir(dir)?;
-    let private = dir.join(SPHINX_PRIVATE_FILE);
-    if private.exists() {
-        let secret = StaticSecret::from(read_pem(&private, X25519_PRIVATE_TAG)?);
-        let public_path = dir.join(SPHINX_PUBLIC_FILE);
-        if public_path.exists() && read_pem(&public_path, X25519_PUBLIC_TAG)? != *PublicKey::from(&secret).as_bytes() {
-            bail!("{} does not match {}", public_path.display(), private.display());
-        }
-        return Ok(secret);
-    }
-    let secret = StaticSecret::from(random32());
-    write_file(&private, &encode_pem(X25519_PRIVATE_TAG, secret.as_bytes()), true)?;
-    write_file(&dir.join(SPHINX_PUBLIC_FILE), &encode_pem(X25519_PUBLIC_TAG, PublicKey::from(&secret).as_bytes()), false)?;
-    Ok(secret)
 }
 
 /// A node's (mixnode's or gateway's) long-term ed25519 identity key: loaded,

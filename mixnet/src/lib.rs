@@ -6,8 +6,9 @@
 //! and the servers do not depend on the client engine.
 //!
 //! Binaries: `nym-directory`, `nym-mixnode`, `nym-gateway`, `nym-localnet`
-//! (`--help` on each). Data-dir files: `sphinx_private.pem` (0600) and
-//! `sphinx_public.pem` (mixnodes and gateways), `identity_private.pem` (0600)
+//! (`--help` on each). Data-dir files: `sphinx-keys/` (0700; mixnodes and
+//! gateways): `epoch-N.pem` (0600), a Sphinx key per key epoch, and
+//! `epoch-N.replay` (0600), its replay filter ([`epochs`]); `identity_private.pem` (0600)
 //! and `identity_public.pem` (every node's ed25519 identity: it signs the
 //! node's descriptor; a gateway's is also the gateway part of client
 //! addresses), `directory_key.txt` (a node's directory key trusted on first
@@ -25,9 +26,12 @@
 //! SURB-ACK first hop), `dropped_unknown_client` (gateway: never
 //! registered), `dropped_queue_full` (peer/delay queue full; the gateway's
 //! store queue full), `dropped_limit` (gateway: an inbox bound reached),
-//! `dropped_peer_down` (lost when a peer connection broke mid-write).
+//! `dropped_peer_down` (lost when a peer connection broke mid-write),
+//! `dropped_retired_key` (built for a key epoch the node no longer, or not
+//! yet, holds).
 
 pub mod directory;
+pub mod epochs;
 pub mod gateway;
 pub mod http;
 pub mod keyfiles;

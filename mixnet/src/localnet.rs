@@ -11,6 +11,7 @@
 //! ```
 
 use crate::directory::{start_directory, DirectoryConfig, DirectoryHandle};
+use crate::epochs::EpochSettings;
 use crate::keyfiles::load_or_create_identity_key;
 use nym_wire::address::encode_key;
 use std::collections::HashSet;
@@ -50,6 +51,14 @@ pub struct LocalnetConfig {
     /// Identities of nodes run outside the localnet (as their own
     /// processes) that its directory admits beside its own.
     pub also_admit: Vec<[u8; 32]>,
+    /// Key epochs (the directory's and every node's) and replay filters.
+    pub epochs: EpochSettings,
+}
+
+/// A localnet's key epochs: an hour (keys do rotate while one runs), filters
+/// sized for 100 packets/s, so eight nodes' filters stay a few MB.
+pub fn localnet_epochs() -> EpochSettings {
+    EpochSettings { epoch_secs: 3600, rated_packets_per_sec: 100, ..EpochSettings::default() }
 }
 
 impl LocalnetConfig {
@@ -67,6 +76,7 @@ impl LocalnetConfig {
             workers_per_node: 1,
             start_timeout: Duration::from_secs(20),
             also_admit: Vec::new(),
+            epochs: localnet_epochs(),
         }
     }
 
@@ -174,6 +184,7 @@ impl Localnet {
         dc.listen = SocketAddr::new(config.host, config.directory_port);
         dc.expiry = config.expiry;
         dc.admit = Some(admit);
+        dc.epoch_secs = config.epochs.epoch_secs;
         let directory = start_directory(dc).await?;
         let url = directory.url();
         let directory_key = directory.directory_key();
@@ -188,6 +199,7 @@ impl Localnet {
                 c.topology_refresh = config.topology_refresh;
                 c.stats_interval = config.stats_interval;
                 c.workers = config.workers_per_node;
+                c.epochs = config.epochs.clone();
                 let node = Mixnode::start(c.clone()).await?;
                 // a restart must come back on the same address
                 c.listen = node.listen_addr();
@@ -203,6 +215,7 @@ impl Localnet {
                 c.topology_refresh = config.topology_refresh;
                 c.stats_interval = config.stats_interval;
                 c.workers = config.workers_per_node;
+                c.epochs = config.epochs.clone();
                 // Every client of a local net comes from the same loopback
                 // address: the per-source handshake rate is the whole net's.
                 c.admission.handshakes_per_source = c.admission.handshakes_per_source.max(LOOPBACK_HANDSHAKES_PER_SEC);

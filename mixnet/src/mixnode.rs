@@ -3,7 +3,7 @@
 
 use crate::announce::spawn_announcer;
 use crate::http::DirectoryClient;
-use crate::keyfiles::load_or_create_sphinx_key;
+use crate::epochs::{start_keys, EpochSettings, SphinxKeys};
 use crate::pool::{PeerPool, DEFAULT_PEER_QUEUE};
 use crate::processor::{default_workers, forward, serve_mix_listener, spawn_delay_queue, start_workers, Handler, Processed};
 use crate::stats::{inc, spawn_stats_logger, NodeStats};
@@ -49,6 +49,8 @@ pub struct MixnodeConfig {
     /// Packets queued per next hop before dropping.
     pub peer_queue: usize,
     pub location: String,
+    /// Key epochs and replay filters.
+    pub epochs: EpochSettings,
 }
 
 impl MixnodeConfig {
@@ -66,6 +68,7 @@ impl MixnodeConfig {
             workers: 0,
             peer_queue: DEFAULT_PEER_QUEUE,
             location: "localhost".into(),
+            epochs: EpochSettings::default(),
         }
     }
 }
@@ -75,7 +78,7 @@ pub struct Mixnode {
     layer: u8,
     listen_addr: SocketAddr,
     announce_addr: SocketAddr,
-    public_key: PublicKey,
+    keys: Arc<SphinxKeys>,
     identity: SigningKey,
     hops: Option<Arc<HopFilter>>,
     stats: Arc<NodeStats>,
@@ -91,9 +94,7 @@ impl Mixnode {
         if !(1..=nym_wire::topology::LAYERS).contains(&config.layer) {
             bail!("layer must be 1..=3, got {}", config.layer);
         }
-        let secret = load_or_create_sphinx_key(&config.data_dir)?;
         let identity = load_or_create_identity_key(&config.data_dir)?;
-        let public_key = PublicKey::from(&secret);
         let directory = config.directory.as_deref().map(DirectoryClient::new).transpose()?;
         let hops = match &directory {
             Some(client) => {
@@ -108,6 +109,7 @@ impl Mixnode {
         let announce_addr = config.announce.unwrap_or(listen_addr);
         let stats = NodeStats::new();
         let cancel = CancellationToken::new();
+        let keys = start_keys(&config.data_dir, config.epochs.clone(), stats.clone(), cancel.clone())?;
 
         let pool = PeerPool::new(stats.clone(), config.peer_queue, cancel.clone());
         let delays = spawn_delay_queue(pool.clone(), stats.clone(), cancel.clone());
@@ -135,7 +137,7 @@ impl Mixnode {
             spawn_rechecker(h.clone(), recheck_rx, pool, delays, stats.clone(), cancel.clone());
         }
         let workers = if config.workers == 0 { default_workers() } else { config.workers };
-        let (jobs, threads) = start_workers(workers, secret, stats.clone(), handler, cancel.clone());
+        let (jobs, threads) = start_workers(workers, keys.clone(), stats.clone(), handler, cancel.clone());
         let accept_task = tokio::spawn(serve_mix_listener(listener, jobs, stats.clone(), cancel.clone()));
 
         let name = format!("mixnode L{} {announce_addr}", config.layer);
@@ -145,7 +147,7 @@ impl Mixnode {
             layer: config.layer,
             listen_addr,
             announce_addr,
-            public_key,
+            keys,
             identity,
             hops,
             stats,
@@ -156,19 +158,22 @@ impl Mixnode {
         };
         if let Some(client) = directory {
             let unsigned = node.unsigned_json(&config.location);
-            let identity = node.identity.clone();
-            let sign = move |seq| {
-                let mut d = unsigned.clone();
-                d.sign(&identity, seq);
-                d
-            };
+            let (identity, keys) = (node.identity.clone(), node.keys.clone());
+            let sign = move |seq| sign_descriptor(&unsigned, &keys, &identity, seq);
             spawn_announcer(client, "/api/presence/mixnodes", sign, config.announce_interval, node.cancel.clone());
         }
         tracing::info!(
-            "mixnode layer {} listening on {listen_addr} (announced as {announce_addr}), identity {}, sphinx key {}{}",
+            "mixnode layer {} listening on {listen_addr} (announced as {announce_addr}), identity {}, sphinx key {} \
+             (key epoch {} of {} s, --epoch-secs; replay filters for {} packets/s at a false-positive rate of {}, \
+             saved every {} s){}",
             node.layer,
             node.identity_key_b58(),
             node.public_key_b58(),
+            node.keys.current_epoch(),
+            config.epochs.epoch_secs,
+            config.epochs.rated_packets_per_sec,
+            config.epochs.replay_fp_rate,
+            config.epochs.replay_save_interval.as_secs(),
             match (&config.directory, config.directory_key) {
                 (None, _) => String::new(),
                 (Some(_), Some(k)) => format!(", directory key {} (pinned)", encode_key(&k)),
@@ -190,12 +195,19 @@ impl Mixnode {
         self.announce_addr
     }
 
+    /// The Sphinx key of the current key epoch.
     pub fn public_key(&self) -> PublicKey {
-        self.public_key
+        let keys = &self.keys;
+        keys.get(keys.current_epoch()).map(|k| k.public).unwrap_or(PublicKey::from([0; 32]))
+    }
+
+    /// The node's Sphinx keys by epoch.
+    pub fn sphinx_keys(&self) -> Arc<SphinxKeys> {
+        self.keys.clone()
     }
 
     pub fn public_key_b58(&self) -> String {
-        encode_key(self.public_key.as_bytes())
+        encode_key(self.public_key().as_bytes())
     }
 
     pub fn stats(&self) -> Arc<NodeStats> {
@@ -221,36 +233,47 @@ impl Mixnode {
         MixNodeJson {
             identity_key: self.identity_key_b58(),
             host: self.announce_addr.to_string(),
-            pub_key: self.public_key_b58(),
             layer: self.layer,
             version: nym_wire::VERSION.to_string(),
             location: location.to_string(),
-            last_seen: 0,
-            seq: 0,
-            signature: String::new(),
+            ..MixNodeJson::default()
         }
     }
 
-    /// The descriptor this node announces, signed with `seq`.
+    /// The descriptor this node announces, signed with `seq` (Unix ms: its
+    /// keys are those of that moment's epoch and the next).
     pub fn json(&self, location: &str, seq: u64) -> MixNodeJson {
-        let mut d = self.unsigned_json(location);
-        d.sign(&self.identity, seq);
-        d
+        sign_descriptor(&self.unsigned_json(location), &self.keys, &self.identity, seq)
     }
 
-    /// Stops everything: listener closed, connections dropped, workers joined.
+    /// Stops everything: listener closed, connections dropped, workers
+    /// joined, then the replay filters saved, marked clean.
     pub async fn shutdown(self) {
         self.cancel.cancel();
         let _ = self.accept_task.await;
         let threads = self.threads;
-        let _ = tokio::task::spawn_blocking(move || {
+        let keys = self.keys.clone();
+        let saved = tokio::task::spawn_blocking(move || {
             for t in threads {
                 let _ = t.join();
             }
+            keys.save(true)
         })
         .await;
-        tracing::info!("mixnode {} stopped", self.announce_addr);
+        match saved {
+            Ok(Ok(())) => tracing::info!("mixnode {} stopped; replay filters saved", self.announce_addr),
+            Ok(Err(e)) => tracing::error!("mixnode {} stopped; {e:#}", self.announce_addr),
+            Err(e) => tracing::error!("mixnode {} stopped; saving replay filters failed: {e}", self.announce_addr),
+        }
     }
+}
+
+fn sign_descriptor(unsigned: &MixNodeJson, keys: &SphinxKeys, identity: &SigningKey, seq: u64) -> MixNodeJson {
+    let mut d = unsigned.clone();
+    d.sphinx_keys = keys.published(seq);
+    d.pub_key = d.sphinx_keys.first().map(|k| k.key.clone()).unwrap_or_default();
+    d.sign(identity, seq);
+    d
 }
 
 /// Packets to next hops the last topology did not list, waiting for a refresh.

@@ -2,24 +2,23 @@
 //! a small pool of worker threads (the CPU-heavy part), which hand results to
 //! the node; delayed forward hops wait in one heap-driven delay task.
 
+use crate::epochs::SphinxKeys;
 use crate::pool::PeerPool;
-use crate::replay::ReplayFilter;
 use crate::stats::{inc, NodeStats};
-use nym_wire::mix_frame::{self, FrameDecoder};
+use nym_wire::mix_frame::{self, FrameDecoder, MixPacket};
 use nym_wire::surb_ack::gateway_final_hop;
 use nym_wire::topology::decode_node_address;
 use sphinx_packet::{ProcessedPacketData, SphinxPacket};
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use x25519_dalek::StaticSecret;
 
 /// What a worker made of one packet.
 pub(crate) enum Processed {
@@ -39,25 +38,30 @@ enum Rejected {
     Malformed,
     Replayed,
     NoRoute,
+    /// Built for a key epoch the node does not hold (retired, or not yet).
+    RetiredKey,
 }
 
-fn process_one(secret: &StaticSecret, replay: &Mutex<ReplayFilter>, packet: &[u8]) -> Result<Processed, Rejected> {
-    let packet = SphinxPacket::from_bytes(packet).map_err(|_| Rejected::Malformed)?;
-    let expanded = packet.header.compute_expanded_shared_secret(secret);
+fn process_one(keys: &SphinxKeys, packet: MixPacket) -> Result<Processed, Rejected> {
+    let key = keys.get(packet.epoch).ok_or(Rejected::RetiredKey)?;
+    let epoch = packet.epoch;
+    let packet = SphinxPacket::from_bytes(&packet.packet).map_err(|_| Rejected::Malformed)?;
+    let expanded = packet.header.compute_expanded_shared_secret(&key.secret);
     let tag = *expanded.replay_tag();
     // Verify (MAC) before remembering the tag, so garbage cannot fill the filter.
     let processed = packet.process_with_expanded_secret(&expanded).map_err(|_| Rejected::Malformed)?;
-    if !replay.lock().unwrap_or_else(|p| p.into_inner()).insert(tag) {
+    if !key.check_tag(tag) {
         return Err(Rejected::Replayed);
     }
     match processed.data {
         ProcessedPacketData::ForwardHop { next_hop_packet, next_hop_address, delay } => {
             let addr = decode_node_address(&next_hop_address).map_err(|_| Rejected::NoRoute)?;
-            let frame = mix_frame::encode(&next_hop_packet.to_bytes()).map_err(|_| Rejected::Malformed)?;
+            // every hop of a packet uses the same epoch's keys
+            let frame = mix_frame::encode(&next_hop_packet.to_bytes(), epoch).map_err(|_| Rejected::Malformed)?;
             Ok(Processed::Forward { addr, frame, delay: delay.to_duration() })
         }
         ProcessedPacketData::FinalHop { destination, identifier, payload } => {
-            let (deliver, ack) = gateway_final_hop(identifier, payload).map_err(|_| Rejected::Malformed)?;
+            let (deliver, ack) = gateway_final_hop(identifier, payload, epoch).map_err(|_| Rejected::Malformed)?;
             // A SURB-ACK with a nonsense address is dropped; the message still arrives.
             let ack = ack.and_then(|(first_hop, frame)| Some((decode_node_address(&first_hop).ok()?, frame)));
             Ok(Processed::Final { destination: destination.as_bytes(), deliver, ack })
@@ -65,20 +69,18 @@ fn process_one(secret: &StaticSecret, replay: &Mutex<ReplayFilter>, packet: &[u8
     }
 }
 
-/// Starts `n` worker threads; returns the queue to feed raw Sphinx packets into.
+/// Starts `n` worker threads; returns the queue to feed framed packets into.
 pub(crate) fn start_workers(
     n: usize,
-    secret: StaticSecret,
+    keys: Arc<SphinxKeys>,
     stats: Arc<NodeStats>,
     handler: Handler,
     cancel: CancellationToken,
-) -> (flume::Sender<Vec<u8>>, Vec<std::thread::JoinHandle<()>>) {
-    let (tx, rx) = flume::bounded::<Vec<u8>>(4096);
-    let replay = Arc::new(Mutex::new(ReplayFilter::default()));
+) -> (flume::Sender<MixPacket>, Vec<std::thread::JoinHandle<()>>) {
+    let (tx, rx) = flume::bounded::<MixPacket>(4096);
     let mut threads = Vec::new();
     for i in 0..n.max(1) {
-        let (rx, secret, stats, handler, cancel, replay) =
-            (rx.clone(), secret.clone(), stats.clone(), handler.clone(), cancel.clone(), replay.clone());
+        let (rx, keys, stats, handler, cancel) = (rx.clone(), keys.clone(), stats.clone(), handler.clone(), cancel.clone());
         let spawned = std::thread::Builder::new().name(format!("sphinx-{i}")).spawn(move || loop {
             if cancel.is_cancelled() {
                 break;
@@ -88,11 +90,12 @@ pub(crate) fn start_workers(
                 Err(flume::RecvTimeoutError::Timeout) => continue,
                 Err(flume::RecvTimeoutError::Disconnected) => break,
             };
-            match process_one(&secret, &replay, &packet) {
+            match process_one(&keys, packet) {
                 Ok(out) => handler(out),
                 Err(Rejected::Malformed) => inc(&stats.dropped_malformed),
                 Err(Rejected::Replayed) => inc(&stats.dropped_replayed),
                 Err(Rejected::NoRoute) => inc(&stats.dropped_no_route),
+                Err(Rejected::RetiredKey) => inc(&stats.dropped_retired_key),
             }
         });
         match spawned {
@@ -106,7 +109,7 @@ pub(crate) fn start_workers(
 /// Accepts mixnet connections until cancelled; each connection's packets go to `jobs`.
 pub(crate) async fn serve_mix_listener(
     listener: TcpListener,
-    jobs: flume::Sender<Vec<u8>>,
+    jobs: flume::Sender<MixPacket>,
     stats: Arc<NodeStats>,
     cancel: CancellationToken,
 ) {
@@ -128,7 +131,7 @@ pub(crate) async fn serve_mix_listener(
     }
 }
 
-async fn read_mix_connection(mut stream: TcpStream, jobs: flume::Sender<Vec<u8>>, stats: Arc<NodeStats>, cancel: CancellationToken) {
+async fn read_mix_connection(mut stream: TcpStream, jobs: flume::Sender<MixPacket>, stats: Arc<NodeStats>, cancel: CancellationToken) {
     let _ = stream.set_nodelay(true);
     let mut decoder = FrameDecoder::new();
     let mut buf = vec![0u8; 16 * 1024];
@@ -149,7 +152,7 @@ async fn read_mix_connection(mut stream: TcpStream, jobs: flume::Sender<Vec<u8>>
         }
         loop {
             match decoder.next_packet() {
-                Ok(Some((_size, packet))) => {
+                Ok(Some(packet)) => {
                     inc(&stats.received);
                     if jobs.send_async(packet).await.is_err() {
                         return;

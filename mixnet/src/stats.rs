@@ -49,6 +49,11 @@ pub struct NodeStats {
     pub refused_connections: AtomicU64,
     /// Gateway: stored messages deleted unread after the inbox expiry.
     pub expired: AtomicU64,
+    /// A packet built for a key epoch the node does not hold (retired, or
+    /// too far ahead).
+    pub dropped_retired_key: AtomicU64,
+    /// The current key epoch (a gauge).
+    pub epoch: AtomicU64,
 }
 
 /// A plain copy of the counters at one moment.
@@ -71,6 +76,7 @@ pub struct StatsSnapshot {
     pub dropped_limit: u64,
     pub refused_connections: u64,
     pub expired: u64,
+    pub dropped_retired_key: u64,
 }
 
 pub(crate) fn inc(c: &AtomicU64) {
@@ -102,6 +108,7 @@ impl NodeStats {
             dropped_limit: g(&self.dropped_limit),
             refused_connections: g(&self.refused_connections),
             expired: g(&self.expired),
+            dropped_retired_key: g(&self.dropped_retired_key),
         }
     }
 }
@@ -110,7 +117,7 @@ impl fmt::Display for StatsSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "received={} forwarded={} delivered={} pushed={} bad_acks={} stored={} dropped: malformed={} replayed={} no_route={} unlisted_hop={} unknown_client={} queue_full={} peer_down={} limit={} bad_connections={} refused_connections={} expired={}",
+            "received={} forwarded={} delivered={} pushed={} bad_acks={} stored={} dropped: malformed={} replayed={} no_route={} unlisted_hop={} unknown_client={} queue_full={} peer_down={} limit={} retired_key={} bad_connections={} refused_connections={} expired={}",
             self.received,
             self.forwarded,
             self.delivered,
@@ -125,6 +132,7 @@ impl fmt::Display for StatsSnapshot {
             self.dropped_queue_full,
             self.dropped_peer_down,
             self.dropped_limit,
+            self.dropped_retired_key,
             self.bad_connections,
             self.refused_connections,
             self.expired

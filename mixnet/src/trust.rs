@@ -194,19 +194,25 @@ mod tests {
         encode_key(PublicKey::from(&StaticSecret::from([seed; 32])).as_bytes())
     }
 
+    /// The keys of the epoch of `at` (from `seed`) and the next.
+    fn keys(seed: u8, at: u64) -> Vec<nym_wire::topology::EpochKeyJson> {
+        let epoch = nym_wire::epoch::epoch_at(at, 3_600_000);
+        vec![
+            nym_wire::topology::EpochKeyJson { epoch, key: x25519(seed) },
+            nym_wire::topology::EpochKeyJson { epoch: epoch + 1, key: x25519(seed.wrapping_add(50)) },
+        ]
+    }
+
     fn document(directory: &SigningKey, issued_at: u64) -> TopologyJson {
         let mix_nodes = (1..=3u8)
             .map(|l| {
                 let mut m = MixNodeJson {
-                    identity_key: String::new(),
                     host: format!("127.0.0.1:{l}"),
                     pub_key: x25519(l),
+                    sphinx_keys: keys(l, issued_at),
                     layer: l,
                     version: nym_wire::VERSION.into(),
-                    location: String::new(),
-                    last_seen: 0,
-                    seq: 0,
-                    signature: String::new(),
+                    ..MixNodeJson::default()
                 };
                 m.sign(&SigningKey::from_bytes(&[l; 32]), issued_at);
                 m
@@ -215,16 +221,13 @@ mod tests {
         let mut g = GatewayJson {
             client_listener: "ws://127.0.0.1:9".into(),
             mixnet_listener: "127.0.0.1:8".into(),
-            identity_key: String::new(),
             sphinx_key: x25519(8),
+            sphinx_keys: keys(8, issued_at),
             version: nym_wire::VERSION.into(),
-            location: String::new(),
-            last_seen: 0,
-            seq: 0,
-            signature: String::new(),
+            ..GatewayJson::default()
         };
         g.sign(&SigningKey::from_bytes(&[8; 32]), issued_at);
-        let mut t = TopologyJson { mix_nodes, gateway_nodes: vec![g], ..TopologyJson::default() };
+        let mut t = TopologyJson { mix_nodes, gateway_nodes: vec![g], epoch_length_secs: 3600, ..TopologyJson::default() };
         t.sign(directory, issued_at, issued_at + 60_000);
         t
     }

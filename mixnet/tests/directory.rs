@@ -221,3 +221,43 @@ async fn a_source_over_its_rate_is_refused_before_its_body_is_read() {
     assert!(client.topology().await.unwrap().gateway_nodes.is_empty());
     dir.shutdown().await;
 }
+
+#[tokio::test]
+async fn descriptors_with_keys_for_other_epochs_are_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = start(data.path(), |_| {}).await;
+    let client = DirectoryClient::new(&dir.url()).unwrap();
+    let node = identity(5);
+    let seq = now_ms();
+    let refused = |mut m: nym_wire::topology::MixNodeJson, seq: u64| {
+        m.sign(&node, seq);
+        m
+    };
+    // keys held back for later epochs, keys for the previous epoch, and a
+    // node whose --epoch-secs differs from the directory's
+    let mut later = signed_mix(&node, 1, "127.0.0.1:5", seq);
+    for k in &mut later.sphinx_keys {
+        k.epoch += 1;
+    }
+    let mut earlier = signed_mix(&node, 1, "127.0.0.1:5", seq);
+    for k in &mut earlier.sphinx_keys {
+        k.epoch -= 1;
+    }
+    let mut other_length = signed_mix(&node, 1, "127.0.0.1:5", seq);
+    let hourly = nym_wire::epoch::epoch_at(seq, 3_600_000);
+    other_length.sphinx_keys[0].epoch = hourly;
+    other_length.sphinx_keys[1].epoch = hourly + 1;
+    for (what, m) in [("later", later), ("earlier", earlier), ("another length", other_length)] {
+        let r = client.announce("/api/presence/mixnodes", &refused(m, seq)).await.unwrap().unwrap_err();
+        assert_eq!(r.status, 400, "{what}: {r}");
+        assert!(r.reason.contains("sphinx keys for epochs") && r.reason.contains("--epoch-secs"), "{what}: {r}");
+    }
+    assert!(client.topology().await.unwrap().mix_nodes.is_empty(), "nothing was listed");
+    // the same node with its keys for the epoch it signs in: listed, and
+    // the document states the epoch length
+    client.post_json("/api/presence/mixnodes", &signed_mix(&node, 1, "127.0.0.1:5", seq + 1)).await.unwrap();
+    let t = client.topology().await.unwrap();
+    assert_eq!(t.mix_nodes.len(), 1);
+    assert_eq!(t.epoch_length_secs, nym_wire::epoch::DEFAULT_EPOCH_SECS);
+    dir.shutdown().await;
+}

@@ -340,8 +340,9 @@ async fn exchange(a: &mut TestClient, b: &mut TestClient, bob: &PublicKey, real:
     let mut sent = Vec::new();
     for i in 0..n {
         let msg = vec![tag ^ i; 1200];
-        let route = real.random_route(&mut rand::rng(), &gw).unwrap();
-        a.forward(*route[0].address.as_bytes(), build_frame(&msg, &route, bob, &[5, 5, 5, 5])).await;
+        let epoch = real.epoch_at(now_ms());
+        let route = real.random_route(&mut rand::rng(), &gw, epoch).unwrap();
+        a.forward(*route[0].address.as_bytes(), build_frame(&msg, &route, bob, &[5, 5, 5, 5], epoch)).await;
         sent.push(msg);
     }
     let mut got = b.recv_deliveries(sent.len(), Duration::from_secs(10)).await;

@@ -30,7 +30,7 @@ async fn gateway_with(dir: &std::path::Path, tweak: impl FnOnce(&mut GatewayConf
 async fn chat(gw: &Gateway, a: &mut TestClient, b: &mut TestClient, b_key: &PublicKey, text: &[u8]) {
     let route = [node(gw.mix_addr(), gw.sphinx_key())];
     let next_hop = *route[0].address.as_bytes();
-    a.forward(next_hop, build_frame(text, &route, b_key, &[0])).await;
+    a.forward(next_hop, build_frame(text, &route, b_key, &[0], gw.sphinx_keys().current_epoch())).await;
     let got = b.recv_deliveries(1, T).await;
     assert_eq!(got.len(), 1, "the message did not arrive");
     assert!(got[0].ends_with(text) || got[0].windows(text.len()).any(|w| w == text));
@@ -53,12 +53,12 @@ async fn inbox_is_bounded_and_forward_hops_at_a_gateway_are_dropped() {
     let route = [node(gw.mix_addr(), gw.sphinx_key())];
     let mut bytes = Vec::new();
     for i in 0..4u8 {
-        bytes.extend(build_frame(&[i; 10], &route, &client_pub, &[0]));
+        bytes.extend(build_frame(&[i; 10], &route, &client_pub, &[0], gw.sphinx_keys().current_epoch()));
     }
     // a packet that would go on past the gateway
     let sink = Sink::start(false).await;
     let onward = [node(gw.mix_addr(), gw.sphinx_key()), node(sink.addr, client_pub)];
-    bytes.extend(build_frame(b"onward", &onward, &client_pub, &[0, 0]));
+    bytes.extend(build_frame(b"onward", &onward, &client_pub, &[0, 0], gw.sphinx_keys().current_epoch()));
     send_tcp(gw.mix_addr(), &bytes).await;
 
     let stats = gw.stats();
@@ -79,14 +79,14 @@ async fn inbox_is_bounded_and_forward_hops_at_a_gateway_are_dropped() {
     assert!(got.iter().all(|m| m.len() == 10 && m[0] < 4 && m.iter().all(|b| *b == m[0])), "{got:?}");
     assert_ne!(got[0], got[1]);
     // unacknowledged, they still fill the inbox: the next one is refused
-    send_tcp(gw.mix_addr(), &build_frame(b"too many", &route, &client_pub, &[0])).await;
+    send_tcp(gw.mix_addr(), &build_frame(b"too many", &route, &client_pub, &[0], gw.sphinx_keys().current_epoch())).await;
     assert!(wait_until(T, || stats.snapshot().dropped_limit == 3).await, "{}", stats.snapshot());
     // acknowledged, they are gone
     c.ack_all().await;
     assert!(wait_until(T, || gw.stored_count(client_pub.as_bytes()) == 0).await);
     assert!(wait_until(T, || stats.snapshot().delivered == 2).await, "{}", stats.snapshot());
     // connected now: the next one is stored and pushed directly
-    send_tcp(gw.mix_addr(), &build_frame(b"live", &route, &client_pub, &[0])).await;
+    send_tcp(gw.mix_addr(), &build_frame(b"live", &route, &client_pub, &[0], gw.sphinx_keys().current_epoch())).await;
     assert_eq!(c.recv_deliveries(1, T).await, vec![b"live".to_vec()]);
     assert_eq!(gw.stored_count(client_pub.as_bytes()), 1, "kept until acknowledged");
     c.ack_all().await;
@@ -111,10 +111,10 @@ async fn unacknowledged_deliveries_come_again_and_bad_acks_change_nothing() {
     // three for bob (offline), five for alice (connected)
     let mut bytes = Vec::new();
     for i in 0..3u8 {
-        bytes.extend(build_frame(&[100 + i; 8], &route, &bob_pub, &[0]));
+        bytes.extend(build_frame(&[100 + i; 8], &route, &bob_pub, &[0], gw.sphinx_keys().current_epoch()));
     }
     for i in 0..5u8 {
-        bytes.extend(build_frame(&[i; 8], &route, &alice_pub, &[0]));
+        bytes.extend(build_frame(&[i; 8], &route, &alice_pub, &[0], gw.sphinx_keys().current_epoch()));
     }
     send_tcp(gw.mix_addr(), &bytes).await;
     let mut first = a.recv_deliveries(5, T).await;
@@ -407,7 +407,7 @@ async fn an_inbox_flood_stops_at_the_byte_cap_unacknowledged_and_old_messages_ex
     let route = [node(gw.mix_addr(), gw.sphinx_key())];
     let mut bytes = Vec::new();
     for i in 0..30u8 {
-        bytes.extend(build_frame(&[i; 1000], &route, &victim_pub, &[0]));
+        bytes.extend(build_frame(&[i; 1000], &route, &victim_pub, &[0], gw.sphinx_keys().current_epoch()));
     }
     send_tcp(gw.mix_addr(), &bytes).await;
     let stats = gw.stats();

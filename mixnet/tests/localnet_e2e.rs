@@ -37,8 +37,9 @@ fn gw_url(net: &Localnet, i: usize) -> String {
 async fn send_via(sender: &mut TestClient, net: &Localnet, gw: usize, dest: &PublicKey, msg: &[u8], delays: &[u64]) {
     let topo = topology(net);
     let mut rng = rand::rng();
-    let route = topo.random_route(&mut rng, &gw_identity(net, gw)).unwrap();
-    let frame = build_frame(msg, &route, dest, delays);
+    let epoch = topo.epoch_at(now_ms());
+    let route = topo.random_route(&mut rng, &gw_identity(net, gw), epoch).unwrap();
+    let frame = build_frame(msg, &route, dest, delays, epoch);
     sender.forward(*route[0].address.as_bytes(), frame).await;
 }
 
@@ -81,11 +82,12 @@ async fn packet_through_directory_three_mixnodes_and_gateway_arrives_byte_for_by
     // a Forward to something that is not a layer-1 mixnode is refused by
     // name: the first hop and the packet's tag, so the client can send it again
     let topo = topology(&net);
-    let route = topo.random_route(&mut rand::rng(), &gw_identity(&net, 1)).unwrap();
-    let frame = build_frame(b"x", &route, &PublicKey::from(&bob), &[0, 0, 0, 0]);
+    let epoch = topo.epoch_at(now_ms());
+    let route = topo.random_route(&mut rand::rng(), &gw_identity(&net, 1), epoch).unwrap();
+    let frame = build_frame(b"x", &route, &PublicKey::from(&bob), &[0, 0, 0, 0], epoch);
     let not_layer1 = *encode_node_address(topo.layer(2)[0].address).as_bytes();
     a.forward(not_layer1, frame.clone()).await;
-    let tag = nym_wire::mix_frame::packet_tag(nym_wire::mix_frame::decode(&frame).unwrap().1);
+    let tag = nym_wire::mix_frame::packet_tag(nym_wire::mix_frame::decode(&frame).unwrap().2);
     match a.recv(T).await {
         Some(GatewayResponse::Refused { next_hop, packet }) => assert_eq!((next_hop, packet), (not_layer1, tag)),
         other => panic!("expected a refusal, got {other:?}"),

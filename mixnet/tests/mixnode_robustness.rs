@@ -24,7 +24,7 @@ async fn mixnode(dir: &std::path::Path) -> Mixnode {
 fn good_frame(mix: &Mixnode, sink: &Sink, msg: &[u8], delay_ms: u64) -> Vec<u8> {
     let sink_key = PublicKey::from(&random_secret());
     let route = [node(mix.listen_addr(), mix.public_key()), node(sink.addr, sink_key)];
-    build_frame(msg, &route, &sink_key, &[delay_ms, 0])
+    build_frame(msg, &route, &sink_key, &[delay_ms, 0], mix.sphinx_keys().current_epoch())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,14 +99,19 @@ async fn delays_are_honoured_and_key_persists() {
     assert!(start.elapsed() >= Duration::from_millis(300), "the delayed packet waited");
     mix.shutdown().await;
 
-    // restart on the same data dir: same key; the private key file is 0600
+    // restart on the same data dir: same key (a clean stop kept it with its
+    // replay filter); the key and filter files are 0600
     let mix = mixnode(dir.path()).await;
     assert_eq!(mix.public_key(), key);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join(nym_mixnet::keyfiles::SPHINX_PRIVATE_FILE)).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
+        let epoch = mix.sphinx_keys().current_epoch();
+        let keys = dir.path().join(nym_mixnet::epochs::KEYS_DIR);
+        for file in [format!("epoch-{epoch}.pem"), format!("epoch-{epoch}.replay")] {
+            let mode = std::fs::metadata(keys.join(&file)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
     }
     mix.shutdown().await;
 }
@@ -127,7 +132,7 @@ async fn a_down_peer_fills_its_queue_and_drops_are_counted_then_recovers() {
     let route = [node(mix.listen_addr(), mix.public_key()), node(dead, dead_key)];
     let mut conn = TcpStream::connect(mix.listen_addr()).await.unwrap();
     for i in 0..30u8 {
-        conn.write_all(&build_frame(&[i], &route, &dead_key, &[0, 0])).await.unwrap();
+        conn.write_all(&build_frame(&[i], &route, &dead_key, &[0, 0], mix.sphinx_keys().current_epoch())).await.unwrap();
     }
     let stats = mix.stats();
     assert!(wait_until(T, || stats.snapshot().dropped_queue_full >= 19).await, "{}", stats.snapshot());
@@ -147,12 +152,37 @@ async fn many_delayed_packets_all_come_out() {
     let route = [node(mix.listen_addr(), mix.public_key()), node(sink.addr, sink_key)];
     let mut bytes = Vec::new();
     for i in 0..2000u64 {
-        bytes.extend(build_frame(&i.to_be_bytes(), &route, &sink_key, &[i % 97, 0]));
+        bytes.extend(build_frame(&i.to_be_bytes(), &route, &sink_key, &[i % 97, 0], mix.sphinx_keys().current_epoch()));
     }
     let mut conn = TcpStream::connect(mix.listen_addr()).await.unwrap();
     conn.write_all(&bytes).await.unwrap();
     assert!(wait_until(T, || sink.count() == 2000).await, "sink got {}", sink.count());
     let s = mix.stats().snapshot();
     assert_eq!((s.received, s.forwarded, s.dropped_queue_full), (2000, 2000, 0), "{s}");
+    mix.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packets_for_epochs_the_node_does_not_hold_are_dropped_as_retired() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(false).await;
+    let mix = mixnode(dir.path()).await;
+    let epoch = mix.sphinx_keys().current_epoch();
+    assert_eq!(mix.sphinx_keys().epochs(), vec![epoch, epoch + 1], "a fresh node: this epoch's key and the next");
+    let sink_key = PublicKey::from(&random_secret());
+    let route = [node(mix.listen_addr(), mix.public_key()), node(sink.addr, sink_key)];
+    let mut bytes = Vec::new();
+    for e in [epoch - 2, epoch - 1, epoch + 2, u32::MAX] {
+        bytes.extend(build_frame(b"old or unborn", &route, &sink_key, &[0, 0], e));
+    }
+    // the next epoch's key is held, but this packet was built with the
+    // current key: it opens nothing under the next one
+    bytes.extend(build_frame(b"wrong key", &route, &sink_key, &[0, 0], epoch + 1));
+    bytes.extend(build_frame(b"good", &route, &sink_key, &[0, 0], epoch));
+    send_tcp(mix.listen_addr(), &bytes).await;
+    assert!(wait_until(T, || sink.count() == 1).await, "the good packet went on");
+    let s = mix.stats().snapshot();
+    assert_eq!(s.dropped_retired_key, 4, "{s}");
+    assert_eq!(s.dropped_malformed, 1, "{s}");
     mix.shutdown().await;
 }

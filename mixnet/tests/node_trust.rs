@@ -49,7 +49,7 @@ fn packet_via(first: &Mixnode, next: std::net::SocketAddr) -> Vec<u8> {
         node(next, PublicKey::from(&StaticSecret::from([42; 32]))),
         node("127.0.0.43:1".parse().unwrap(), PublicKey::from(&StaticSecret::from([43; 32]))),
     ];
-    build_frame(b"hello", &route, &PublicKey::from(&random_secret()), &[0, 0, 0])
+    build_frame(b"hello", &route, &PublicKey::from(&random_secret()), &[0, 0, 0], first.sphinx_keys().current_epoch())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,7 +123,7 @@ async fn a_gateway_with_a_pinned_key_refuses_an_impostors_first_hops() {
         let gw = Gateway::start(c).await.unwrap();
         let mut client = TestClient::connect(&gw.client_listener_url(), &random_secret(), gw.identity_key()).await.unwrap();
         let before = sink.count();
-        let frame = build_frame(b"x", &[node(sink.addr, PublicKey::from(&random_secret()))], &PublicKey::from(&random_secret()), &[0]);
+        let frame = build_frame(b"x", &[node(sink.addr, PublicKey::from(&random_secret()))], &PublicKey::from(&random_secret()), &[0], 0);
         client.forward(*encode_node_address(sink.addr).as_bytes(), frame).await;
         if allowed {
             assert!(wait_until(T, || sink.count() == before + 1).await, "{name}: a listed first hop got nothing");

@@ -117,8 +117,9 @@ async fn separate_processes_carry_traffic() {
     let mut sent = Vec::new();
     for i in 0..10u8 {
         let msg = vec![i; 1500];
-        let route = topo.random_route(&mut rand::rng(), &gw).unwrap();
-        a.forward(*route[0].address.as_bytes(), build_frame(&msg, &route, &PublicKey::from(&bob), &[5, 5, 5, 5])).await;
+        let epoch = topo.epoch_at(now_ms());
+        let route = topo.random_route(&mut rand::rng(), &gw, epoch).unwrap();
+        a.forward(*route[0].address.as_bytes(), build_frame(&msg, &route, &PublicKey::from(&bob), &[5, 5, 5, 5], epoch)).await;
         sent.push(msg);
     }
     let mut got = b.recv_deliveries(10, Duration::from_secs(10)).await;

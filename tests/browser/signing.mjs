@@ -42,17 +42,25 @@ class Canonical {
   // double here; JSON.stringify writes its shortest decimal form, and that
   // is the value the reader parses: sign that one.
   u64(n) { const b = Buffer.alloc(8); b.writeBigUInt64BE(BigInt(String(n ?? 0))); return this.bytes(b); }
+  // The epoch keys: their count, then each key's epoch (as a u64) and key text.
+  epochKeys(keys) {
+    this.u64((keys ?? []).length);
+    for (const k of keys ?? []) this.u64(k.epoch).str(k.key);
+    return this;
+  }
   done() { return Buffer.concat(this.parts); }
 }
 
-const mixnodeBytes = (m) => new Canonical("nym-mixnode-descriptor/1")
-  .str(m.identityKey).str(m.host).str(m.pubKey).bytes(Buffer.from([m.layer])).str(m.version).str(m.location).u64(m.seq).done();
+const mixnodeBytes = (m) => new Canonical("nym-mixnode-descriptor/2")
+  .str(m.identityKey).str(m.host).str(m.pubKey).epochKeys(m.sphinxKeys).bytes(Buffer.from([m.layer]))
+  .str(m.version).str(m.location).u64(m.seq).done();
 
-const gatewayBytes = (g) => new Canonical("nym-gateway-descriptor/1")
-  .str(g.identityKey).str(g.clientListener).str(g.mixnetListener).str(g.sphinxKey).str(g.version).str(g.location).u64(g.seq).done();
+const gatewayBytes = (g) => new Canonical("nym-gateway-descriptor/2")
+  .str(g.identityKey).str(g.clientListener).str(g.mixnetListener).str(g.sphinxKey).epochKeys(g.sphinxKeys)
+  .str(g.version).str(g.location).u64(g.seq).done();
 
 function topologyBytes(t) {
-  const c = new Canonical("nym-topology/1").str(t.directoryKey).u64(t.issuedAt).u64(t.expiresAt);
+  const c = new Canonical("nym-topology/2").str(t.directoryKey).u64(t.issuedAt).u64(t.expiresAt).u64(t.epochLengthSecs);
   c.u64(t.mixNodes.length);
   for (const m of t.mixNodes) c.bytes(mixnodeBytes(m)).str(m.signature).u64(m.lastSeen);
   c.u64(t.gatewayNodes.length);

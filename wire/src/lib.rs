@@ -4,8 +4,9 @@
 //! browser client) and the servers (`nym-mixnet`: directory, mixnodes,
 //! gateways) both depend on this crate, and on nothing of each other's:
 //!
-//! - [`mix_frame`]: Sphinx packets between nodes over TCP (flag byte + packet)
-//!   and the packet sizes.
+//! - [`mix_frame`]: Sphinx packets between nodes over TCP (flag byte, key
+//!   epoch, packet) and the packet sizes.
+//! - [`epoch`]: key epochs: which Sphinx key a packet is built for.
 //! - [`gateway`]: the client <-> gateway websocket protocol: an authenticated
 //!   key exchange, then encrypted request/response frames.
 //! - [`surb_ack`]: the SURB-ACK's size and how the recipient's gateway splits a
@@ -22,6 +23,7 @@
 //! from the caller's rng.
 
 pub mod address;
+pub mod epoch;
 pub mod error;
 pub mod gateway;
 pub mod keys;

@@ -1,10 +1,14 @@
 //! Framing of Sphinx packets between nodes (and inside gateway `Forward`
-//! requests): one flag byte naming the packet size, then the packet.
+//! requests): one flag byte naming the packet size, the 4-byte big-endian
+//! key epoch the packet was built for ([`crate::epoch`]), then the packet.
 //!
 //! Packet sizes are fixed per flag, so a frame needs no length field and every
 //! packet of one size looks alike on the wire. An unknown flag means the
-//! stream has lost its framing; the receiver must drop the connection.
+//! stream has lost its framing; the receiver must drop the connection. The
+//! epoch tells the node which of its Sphinx keys (and replay filters) to use;
+//! every hop of one packet uses the same epoch.
 
+use crate::epoch::KeyEpoch;
 use crate::error::{Error, Result};
 use sphinx_packet::header::HEADER_SIZE;
 use sphinx_packet::payload::PAYLOAD_OVERHEAD_SIZE;
@@ -81,15 +85,28 @@ impl PacketSize {
     }
 }
 
-/// `flag || packet`. Fails when the packet's length is not one of the sizes.
-pub fn encode(packet: &[u8]) -> Result<Vec<u8>> {
+/// Bytes before the packet: the size flag and the epoch.
+pub const FRAME_HEADER_LEN: usize = 1 + 4;
+
+/// `flag || epoch || packet`. Fails when the packet's length is not one of the sizes.
+pub fn encode(packet: &[u8], epoch: KeyEpoch) -> Result<Vec<u8>> {
     let size = PacketSize::from_packet_len(packet.len()).ok_or_else(|| {
         Error::MalformedFrame(format!("{} bytes is no known packet size", packet.len()))
     })?;
-    let mut out = Vec::with_capacity(1 + packet.len());
+    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + packet.len());
     out.push(size.flag());
+    out.extend_from_slice(&epoch.to_be_bytes());
     out.extend_from_slice(packet);
     Ok(out)
+}
+
+/// One packet read from a frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MixPacket {
+    pub size: PacketSize,
+    /// The key epoch it was built for.
+    pub epoch: KeyEpoch,
+    pub packet: Vec<u8>,
 }
 
 /// A packet's tag: its first 32 bytes (the Sphinx header's group element,
@@ -101,13 +118,16 @@ pub fn packet_tag(packet: &[u8]) -> [u8; 32] {
     tag
 }
 
-/// Splits one whole frame (as carried inside a message) into size and packet.
-pub fn decode(frame: &[u8]) -> Result<(PacketSize, &[u8])> {
-    let (&flag, packet) = frame
+/// Splits one whole frame (as carried inside a message) into size, epoch and packet.
+pub fn decode(frame: &[u8]) -> Result<(PacketSize, KeyEpoch, &[u8])> {
+    let (&flag, rest) = frame
         .split_first()
         .ok_or_else(|| Error::MalformedFrame("empty frame".into()))?;
     let size = PacketSize::from_flag(flag)
         .ok_or_else(|| Error::MalformedFrame(format!("unknown packet size flag {flag}")))?;
+    let (epoch, packet) = rest
+        .split_first_chunk::<4>()
+        .ok_or_else(|| Error::MalformedFrame("frame ends before its epoch".into()))?;
     if packet.len() != size.packet_len() {
         return Err(Error::MalformedFrame(format!(
             "{} packet must be {} bytes, got {}",
@@ -116,7 +136,7 @@ pub fn decode(frame: &[u8]) -> Result<(PacketSize, &[u8])> {
             packet.len()
         )));
     }
-    Ok((size, packet))
+    Ok((size, KeyEpoch::from_be_bytes(*epoch), packet))
 }
 
 /// Incremental decoder for a TCP stream of frames.
@@ -141,19 +161,21 @@ impl FrameDecoder {
 
     /// The next whole packet, `Ok(None)` when more bytes are needed, or an
     /// error when the stream is corrupt (the caller drops the connection).
-    pub fn next_packet(&mut self) -> Result<Option<(PacketSize, Vec<u8>)>> {
+    pub fn next_packet(&mut self) -> Result<Option<MixPacket>> {
         let Some(&flag) = self.buf.first() else {
             return Ok(None);
         };
         let size = PacketSize::from_flag(flag)
             .ok_or_else(|| Error::MalformedFrame(format!("unknown packet size flag {flag}")))?;
-        let need = 1 + size.packet_len();
+        let need = FRAME_HEADER_LEN + size.packet_len();
         if self.buf.len() < need {
             return Ok(None);
         }
-        let packet = self.buf[1..need].to_vec();
+        let mut epoch = [0u8; 4];
+        epoch.copy_from_slice(&self.buf[1..FRAME_HEADER_LEN]);
+        let packet = self.buf[FRAME_HEADER_LEN..need].to_vec();
         self.buf.drain(..need);
-        Ok(Some((size, packet)))
+        Ok(Some(MixPacket { size, epoch: KeyEpoch::from_be_bytes(epoch), packet }))
     }
 }
 
@@ -171,19 +193,23 @@ mod tests {
     fn decoder_splits_a_stream_and_rejects_unknown_flags() {
         let p1 = vec![7u8; PacketSize::Regular.packet_len()];
         let p2 = vec![9u8; PacketSize::Extended8.packet_len()];
-        let mut stream = encode(&p1).unwrap();
-        stream.extend(encode(&p2).unwrap());
+        let mut stream = encode(&p1, 7).unwrap();
+        stream.extend(encode(&p2, 0x0102_0304).unwrap());
+        assert_eq!(&stream[..FRAME_HEADER_LEN], &[1, 0, 0, 0, 7]);
         let mut d = FrameDecoder::new();
         for chunk in stream.chunks(1000) {
             d.push(chunk);
         }
-        assert_eq!(d.next_packet().unwrap(), Some((PacketSize::Regular, p1)));
-        assert_eq!(d.next_packet().unwrap(), Some((PacketSize::Extended8, p2)));
+        assert_eq!(d.next_packet().unwrap(), Some(MixPacket { size: PacketSize::Regular, epoch: 7, packet: p1.clone() }));
+        assert_eq!(d.next_packet().unwrap(), Some(MixPacket { size: PacketSize::Extended8, epoch: 0x0102_0304, packet: p2 }));
         assert_eq!(d.next_packet().unwrap(), None);
         d.push(&[0xEE, 1, 2]);
         assert!(d.next_packet().is_err());
-        assert!(encode(&[1, 2, 3]).is_err());
+        assert!(encode(&[1, 2, 3], 0).is_err());
         assert!(decode(&[1, 2, 3]).is_err());
+        assert!(decode(&[1, 0, 0]).is_err(), "no room for the epoch");
+        let frame = encode(&p1, 9).unwrap();
+        assert_eq!(decode(&frame).unwrap(), (PacketSize::Regular, 9, p1.as_slice()));
     }
 
     proptest! {

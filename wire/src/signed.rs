@@ -14,16 +14,16 @@
 
 use crate::address::{decode_key, encode_key, KEY_LENGTH};
 use crate::error::{Error, Result};
-use crate::topology::{GatewayJson, MixNodeJson, Topology, TopologyJson};
+use crate::topology::{EpochKeyJson, GatewayJson, MixNodeJson, Topology, TopologyJson};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 /// How far in the future a document's `issuedAt` may be before a client
 /// refuses it: clocks differ, but not by more than this.
 pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
 
-const MIXNODE_TAG: &[u8] = b"nym-mixnode-descriptor/1";
-const GATEWAY_TAG: &[u8] = b"nym-gateway-descriptor/1";
-const TOPOLOGY_TAG: &[u8] = b"nym-topology/1";
+const MIXNODE_TAG: &[u8] = b"nym-mixnode-descriptor/2";
+const GATEWAY_TAG: &[u8] = b"nym-gateway-descriptor/2";
+const TOPOLOGY_TAG: &[u8] = b"nym-topology/2";
 
 /// Canonical encoding: each field length-prefixed, so no two different
 /// field lists encode alike.
@@ -51,6 +51,15 @@ impl Canonical {
 
     fn u64(&mut self, n: u64) -> &mut Self {
         self.bytes(&n.to_be_bytes())
+    }
+
+    /// The count, then each key's epoch (as a u64) and key text.
+    fn epoch_keys(&mut self, keys: &[EpochKeyJson]) -> &mut Self {
+        self.u64(keys.len() as u64);
+        for k in keys {
+            self.u64(u64::from(k.epoch)).str(&k.key);
+        }
+        self
     }
 }
 
@@ -86,7 +95,7 @@ impl MixNodeJson {
     /// directory's) and the signature itself.
     pub fn signed_bytes(&self) -> Vec<u8> {
         let mut c = Canonical::new(MIXNODE_TAG);
-        c.str(&self.identity_key).str(&self.host).str(&self.pub_key).bytes(&[self.layer]);
+        c.str(&self.identity_key).str(&self.host).str(&self.pub_key).epoch_keys(&self.sphinx_keys).bytes(&[self.layer]);
         c.str(&self.version).str(&self.location).u64(self.seq);
         c.0
     }
@@ -110,6 +119,7 @@ impl GatewayJson {
     pub fn signed_bytes(&self) -> Vec<u8> {
         let mut c = Canonical::new(GATEWAY_TAG);
         c.str(&self.identity_key).str(&self.client_listener).str(&self.mixnet_listener).str(&self.sphinx_key);
+        c.epoch_keys(&self.sphinx_keys);
         c.str(&self.version).str(&self.location).u64(self.seq);
         c.0
     }
@@ -132,7 +142,7 @@ impl TopologyJson {
     /// descriptor in order with its signature and `lastSeen`.
     pub fn signed_bytes(&self) -> Vec<u8> {
         let mut c = Canonical::new(TOPOLOGY_TAG);
-        c.str(&self.directory_key).u64(self.issued_at).u64(self.expires_at);
+        c.str(&self.directory_key).u64(self.issued_at).u64(self.expires_at).u64(self.epoch_length_secs);
         c.u64(self.mix_nodes.len() as u64);
         for m in &self.mix_nodes {
             c.bytes(&m.signed_bytes()).str(&m.signature).u64(m.last_seen);
@@ -183,6 +193,8 @@ pub struct VerifiedTopology {
     pub issued_at: u64,
     /// Unix milliseconds.
     pub expires_at: u64,
+    /// The Unix milliseconds it was checked at (the caller's wall clock).
+    pub verified_at: u64,
 }
 
 /// Everything anyone who uses a topology checks, in this order: the JSON
@@ -233,13 +245,14 @@ pub fn verify_topology_json(
         directory_key,
         issued_at: json.issued_at,
         expires_at: json.expires_at,
+        verified_at: now_unix_ms,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topology::tests::b58_x25519;
+    use crate::topology::tests::{b58_x25519, epoch_keys};
     use proptest::prelude::*;
 
     const NOW: u64 = 1_800_000_000_000;
@@ -253,6 +266,7 @@ mod tests {
             identity_key: String::new(),
             host: format!("127.0.0.1:{port}"),
             pub_key: b58_x25519(port as u8),
+            sphinx_keys: epoch_keys(port as u8),
             layer,
             version: crate::VERSION.into(),
             location: "here".into(),
@@ -270,6 +284,7 @@ mod tests {
             mixnet_listener: "127.0.0.1:1789".into(),
             identity_key: String::new(),
             sphinx_key: b58_x25519(10),
+            sphinx_keys: epoch_keys(10),
             version: crate::VERSION.into(),
             location: "here".into(),
             last_seen: 7,
@@ -284,6 +299,7 @@ mod tests {
         let mut t = TopologyJson {
             mix_nodes: vec![mix(1, 1), mix(2, 2), mix(3, 3)],
             gateway_nodes: vec![gateway()],
+            epoch_length_secs: 3600,
             ..TopologyJson::default()
         };
         t.sign(&key(100), NOW, NOW + 60_000);
@@ -337,7 +353,8 @@ mod tests {
 
     #[test]
     fn a_change_anywhere_breaks_the_directory_signature() {
-        let tamper: [fn(&mut TopologyJson); 8] = [
+        let tamper: [fn(&mut TopologyJson); 9] = [
+            |t| t.epoch_length_secs += 1,
             |t| t.mix_nodes[0].host = "127.0.0.2:1".into(),
             |t| t.mix_nodes[1].last_seen += 1,
             |t| t.gateway_nodes[0].mixnet_listener = "127.0.0.2:1789".into(),
@@ -364,6 +381,7 @@ mod tests {
         let g = &mut t.gateway_nodes[0];
         let real_identity = g.identity_key.clone();
         g.sphinx_key = b58_x25519(66);
+        g.sphinx_keys = epoch_keys(66);
         g.sign(&key(66), NOW);
         g.identity_key = real_identity;
         t.sign(&key(100), NOW, NOW + 60_000);
@@ -399,11 +417,11 @@ mod tests {
         #[test]
         fn any_field_change_breaks_a_descriptor_signature(
             seed in any::<[u8; 32]>(), seq in any::<u64>(), host in "[0-9a-z.:]{0,30}",
-            location in "\\PC{0,20}", field in 0usize..6, bump in 1u64..1000,
+            location in "\\PC{0,20}", field in 0usize..8, bump in 1u64..1000,
         ) {
             let identity = SigningKey::from_bytes(&seed);
             let mut m = MixNodeJson {
-                identity_key: String::new(), host, pub_key: b58_x25519(1), layer: 2,
+                identity_key: String::new(), host, pub_key: b58_x25519(1), sphinx_keys: epoch_keys(1), layer: 2,
                 version: "1.0.0".into(), location, last_seen: 0, seq: 0, signature: String::new(),
             };
             m.sign(&identity, seq);
@@ -414,6 +432,8 @@ mod tests {
                 2 => m.layer = 3,
                 3 => m.version.push('1'),
                 4 => m.location.push('x'),
+                5 => m.sphinx_keys[1].key = b58_x25519(3),
+                6 => m.sphinx_keys[1].epoch = m.sphinx_keys[1].epoch.wrapping_add(bump as u32),
                 _ => m.seq = m.seq.wrapping_add(bump),
             }
             prop_assert!(m.verify_signature().is_err());

@@ -49,13 +49,15 @@ pub fn split_final_payload(payload: &[u8]) -> Result<FinalPayload<'_>> {
 
 /// What a gateway does with a final-hop packet for one of its clients:
 /// returns the bytes to deliver and, for data and cover packets, the ack
-/// packet (as a mix frame) with the address to send it to.
+/// packet (as a mix frame) with the address to send it to. The sender built
+/// the ack with the packet, for the same key `epoch`: its frame says so.
 ///
 /// A payload whose plaintext can't be recovered is a reply through a SURB:
 /// only the client can read it, so it gets `identifier || payload` as is.
 pub fn gateway_final_hop(
     identifier: [u8; 16],
     payload: sphinx_packet::payload::Payload,
+    epoch: crate::epoch::KeyEpoch,
 ) -> Result<(Vec<u8>, Option<(NodeAddressBytes, Vec<u8>)>)> {
     let raw = payload.as_bytes().to_vec();
     let Ok(plaintext) = payload.recover_plaintext() else {
@@ -64,7 +66,7 @@ pub fn gateway_final_hop(
     match split_final_payload(&plaintext)? {
         FinalPayload::Ack(ack) => Ok((ack.to_vec(), None)),
         FinalPayload::WithSurbAck { ack_first_hop, ack_packet, content } => {
-            let frame = crate::mix_frame::encode(ack_packet)?;
+            let frame = crate::mix_frame::encode(ack_packet, epoch)?;
             Ok((content.to_vec(), Some((ack_first_hop, frame))))
         }
     }

@@ -5,6 +5,7 @@
 //! the directory server serialises the very same structs.
 
 use crate::address::{decode_key, encode_key, KEY_LENGTH};
+use crate::epoch::{epoch_at, KeyEpoch};
 use crate::error::{Error, Result};
 use rand::seq::IndexedRandom;
 use rand::Rng;
@@ -24,8 +25,12 @@ pub struct MixNodeJson {
     pub identity_key: String,
     /// `ip:port` of the node's mixnet listener.
     pub host: String,
-    /// base58 x25519 Sphinx key.
+    /// base58 x25519 Sphinx key of the epoch the node signed in: the
+    /// same as the first of `sphinxKeys` (for readers that don't rotate).
     pub pub_key: String,
+    /// Its Sphinx keys with their epochs: the epoch it signed in, and the next.
+    #[serde(default)]
+    pub sphinx_keys: Vec<EpochKeyJson>,
     pub layer: u8,
     pub version: String,
     #[serde(default)]
@@ -52,8 +57,12 @@ pub struct GatewayJson {
     pub mixnet_listener: String,
     /// base58 ed25519 identity key: the gateway part of client addresses.
     pub identity_key: String,
-    /// base58 x25519 Sphinx key.
+    /// base58 x25519 Sphinx key of the epoch it signed in (as
+    /// [`MixNodeJson::pub_key`]).
     pub sphinx_key: String,
+    /// As [`MixNodeJson::sphinx_keys`].
+    #[serde(default)]
+    pub sphinx_keys: Vec<EpochKeyJson>,
     pub version: String,
     #[serde(default)]
     pub location: String,
@@ -66,6 +75,21 @@ pub struct GatewayJson {
     /// base58 ed25519 signature by `identity_key` (see [`crate::signed`]).
     #[serde(default)]
     pub signature: String,
+}
+
+/// One Sphinx key of a node and the epoch it is for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EpochKeyJson {
+    pub epoch: KeyEpoch,
+    /// base58 x25519 public key.
+    pub key: String,
+}
+
+impl EpochKeyJson {
+    pub fn new(epoch: KeyEpoch, key: &PublicKey) -> Self {
+        EpochKeyJson { epoch, key: encode_key(key.as_bytes()) }
+    }
 }
 
 /// The directory's topology document. Readers that don't verify use the two
@@ -84,6 +108,9 @@ pub struct TopologyJson {
     /// Unix time in milliseconds after which no client may use it.
     #[serde(default)]
     pub expires_at: u64,
+    /// The network's key epoch length ([`crate::epoch`]).
+    #[serde(default)]
+    pub epoch_length_secs: u64,
     /// base58 ed25519 key of the directory that signed it.
     #[serde(default)]
     pub directory_key: String,
@@ -92,30 +119,74 @@ pub struct TopologyJson {
     pub signature: String,
 }
 
+/// A node's Sphinx keys by epoch (one or two: consecutive epochs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochKeys(Vec<(KeyEpoch, PublicKey)>);
+
+impl EpochKeys {
+    pub fn new(keys: Vec<(KeyEpoch, PublicKey)>) -> Self {
+        EpochKeys(keys)
+    }
+
+    pub fn get(&self, epoch: KeyEpoch) -> Option<PublicKey> {
+        self.0.iter().find(|(e, _)| *e == epoch).map(|(_, k)| *k)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(KeyEpoch, PublicKey)> {
+        self.0.iter()
+    }
+
+    /// Parses a descriptor's `sphinxKeys`: one or two entries, consecutive
+    /// epochs, the first being `current` (its `pubKey`/`sphinxKey`).
+    fn from_json(keys: &[EpochKeyJson], current: &PublicKey, what: &str) -> Result<Self> {
+        if keys.is_empty() || keys.len() > 2 {
+            return Err(Error::Topology(format!("{what} lists {} epoch keys, not 1 or 2", keys.len())));
+        }
+        let mut out = Vec::with_capacity(keys.len());
+        for (i, k) in keys.iter().enumerate() {
+            if i > 0 && Some(k.epoch) != keys[0].epoch.checked_add(1) {
+                return Err(Error::Topology(format!("{what}: epoch keys are not for consecutive epochs")));
+            }
+            out.push((k.epoch, parse_x25519(&k.key, &format!("{what} epoch {} key", k.epoch))?));
+        }
+        if out[0].1 != *current {
+            return Err(Error::Topology(format!("{what}: its key is not its first epoch key")));
+        }
+        Ok(EpochKeys(out))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MixNode {
     pub address: SocketAddr,
+    /// The key of the epoch the node signed its descriptor in.
     pub sphinx_key: PublicKey,
+    pub epoch_keys: EpochKeys,
     pub layer: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gateway {
     pub identity_key: [u8; KEY_LENGTH],
+    /// As [`MixNode::sphinx_key`].
     pub sphinx_key: PublicKey,
+    pub epoch_keys: EpochKeys,
     pub mix_address: SocketAddr,
     pub client_listener: String,
 }
 
 impl MixNode {
-    pub fn sphinx_node(&self) -> Node {
-        Node::new(encode_node_address(self.address), self.sphinx_key)
+    /// The node as a Sphinx hop for packets of `epoch`; None when it has
+    /// published no key for that epoch.
+    pub fn sphinx_node(&self, epoch: KeyEpoch) -> Option<Node> {
+        Some(Node::new(encode_node_address(self.address), self.epoch_keys.get(epoch)?))
     }
 }
 
 impl Gateway {
-    pub fn sphinx_node(&self) -> Node {
-        Node::new(encode_node_address(self.mix_address), self.sphinx_key)
+    /// As [`MixNode::sphinx_node`].
+    pub fn sphinx_node(&self, epoch: KeyEpoch) -> Option<Node> {
+        Some(Node::new(encode_node_address(self.mix_address), self.epoch_keys.get(epoch)?))
     }
 
     pub fn identity_b58(&self) -> String {
@@ -128,6 +199,7 @@ impl Gateway {
 pub struct Topology {
     layers: [Vec<MixNode>; LAYERS as usize],
     gateways: Vec<Gateway>,
+    epoch_ms: u64,
     /// Why entries were left out (bad keys, other versions); for logs.
     pub rejected: Vec<String>,
 }
@@ -157,9 +229,11 @@ impl MixNode {
         if !(1..=LAYERS).contains(&j.layer) {
             return Err(Error::Topology(format!("mixnode {} has layer {}, not 1..3", j.host, j.layer)));
         }
+        let sphinx_key = parse_x25519(&j.pub_key, "mixnode key")?;
         Ok(MixNode {
             address: parse_socket(&j.host, "mixnode host")?,
-            sphinx_key: parse_x25519(&j.pub_key, "mixnode key")?,
+            epoch_keys: EpochKeys::from_json(&j.sphinx_keys, &sphinx_key, &format!("mixnode {}", j.host))?,
+            sphinx_key,
             layer: j.layer,
         })
     }
@@ -171,9 +245,11 @@ impl Gateway {
             .map_err(|e| Error::Topology(e.to_string()))?;
         ed25519_dalek::VerifyingKey::from_bytes(&identity_key)
             .map_err(|_| Error::Topology("gateway identity key is not an ed25519 point".into()))?;
+        let sphinx_key = parse_x25519(&j.sphinx_key, "gateway sphinx key")?;
         Ok(Gateway {
             identity_key,
-            sphinx_key: parse_x25519(&j.sphinx_key, "gateway sphinx key")?,
+            epoch_keys: EpochKeys::from_json(&j.sphinx_keys, &sphinx_key, &format!("gateway {}", j.mixnet_listener))?,
+            sphinx_key,
             mix_address: parse_socket(&j.mixnet_listener, "gateway mixnet listener")?,
             client_listener: j.client_listener.clone(),
         })
@@ -183,6 +259,13 @@ impl Gateway {
 impl Topology {
     /// Validates the directory's view for a client of `our_version`.
     pub fn from_json(json: &TopologyJson, our_version: &str) -> Result<Self> {
+        if json.epoch_length_secs < crate::epoch::MIN_EPOCH_SECS {
+            return Err(Error::Topology(format!(
+                "the topology's epochLengthSecs is {}, not at least {}",
+                json.epoch_length_secs,
+                crate::epoch::MIN_EPOCH_SECS
+            )));
+        }
         let mut layers: [Vec<MixNode>; 3] = Default::default();
         let mut gateways = Vec::new();
         let mut rejected = Vec::new();
@@ -219,13 +302,23 @@ impl Topology {
         if gateways.is_empty() {
             return Err(Error::Topology("no usable gateway".into()));
         }
-        Ok(Topology { layers, gateways, rejected })
+        Ok(Topology { layers, gateways, epoch_ms: json.epoch_length_secs.saturating_mul(1000), rejected })
     }
 
     pub fn parse(json_text: &str, our_version: &str) -> Result<Self> {
         let json: TopologyJson = serde_json::from_str(json_text)
             .map_err(|e| Error::Topology(format!("not topology JSON: {e}")))?;
         Self::from_json(&json, our_version)
+    }
+
+    /// The network's epoch length in milliseconds.
+    pub fn epoch_ms(&self) -> u64 {
+        self.epoch_ms
+    }
+
+    /// The key epoch at Unix time `unix_ms`.
+    pub fn epoch_at(&self, unix_ms: u64) -> KeyEpoch {
+        epoch_at(unix_ms, self.epoch_ms)
     }
 
     pub fn layer(&self, layer: u8) -> &[MixNode] {
@@ -263,24 +356,29 @@ impl Topology {
         self.gateways.iter().find(|g| &g.identity_key == identity_key)
     }
 
-    /// One random mixnode per layer, then the recipient's gateway.
+    /// One random mixnode per layer, then the recipient's gateway, all with
+    /// their keys of `epoch` (nodes without one are left out).
     pub fn random_route<R: Rng + ?Sized>(
         &self,
         rng: &mut R,
         gateway_identity: &[u8; KEY_LENGTH],
+        epoch: KeyEpoch,
     ) -> Result<Vec<Node>> {
         let gateway = self.gateway(gateway_identity).ok_or_else(|| {
             Error::NoRoute(format!("gateway {} is not in the topology", encode_key(gateway_identity)))
         })?;
+        let gateway = gateway.sphinx_node(epoch).ok_or_else(|| {
+            Error::NoRoute(format!("gateway {} has published no key for epoch {epoch}", encode_key(gateway_identity)))
+        })?;
         let mut route = Vec::with_capacity(usize::from(LAYERS) + 1);
-        for layer in &self.layers {
-            // from_json guarantees no layer is empty
-            let node = layer
+        for (i, layer) in self.layers.iter().enumerate() {
+            let keyed: Vec<Node> = layer.iter().filter_map(|m| m.sphinx_node(epoch)).collect();
+            let node = keyed
                 .choose(rng)
-                .ok_or_else(|| Error::NoRoute("empty layer".into()))?;
-            route.push(node.sphinx_node());
+                .ok_or_else(|| Error::NoRoute(format!("no mixnode of layer {} has a key for epoch {epoch}", i + 1)))?;
+            route.push(node.clone());
         }
-        route.push(gateway.sphinx_node());
+        route.push(gateway);
         Ok(route)
     }
 }
@@ -333,11 +431,22 @@ pub(crate) mod tests {
         encode_key(ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key().as_bytes())
     }
 
+    /// Keys for epochs `EPOCH` and `EPOCH + 1`, the first from `seed`.
+    pub fn epoch_keys(seed: u8) -> Vec<EpochKeyJson> {
+        vec![
+            EpochKeyJson { epoch: EPOCH, key: b58_x25519(seed) },
+            EpochKeyJson { epoch: EPOCH + 1, key: b58_x25519(seed.wrapping_add(100)) },
+        ]
+    }
+
+    pub const EPOCH: KeyEpoch = 20_000;
+
     fn sample() -> TopologyJson {
         let mix = |layer: u8, port: u16| MixNodeJson {
             identity_key: String::new(),
             host: format!("127.0.0.1:{port}"),
             pub_key: b58_x25519(port as u8),
+            sphinx_keys: epoch_keys(port as u8),
             layer,
             version: "0.8.0".into(),
             location: "here".into(),
@@ -352,12 +461,14 @@ pub(crate) mod tests {
                 mixnet_listener: "127.0.0.1:1789".into(),
                 identity_key: b58_ed25519(9),
                 sphinx_key: b58_x25519(10),
+                sphinx_keys: epoch_keys(10),
                 version: "0.8.3".into(),
                 location: "here".into(),
                 last_seen: 1,
                 seq: 0,
                 signature: String::new(),
             }],
+            epoch_length_secs: 3600,
             ..TopologyJson::default()
         }
     }
@@ -365,7 +476,7 @@ pub(crate) mod tests {
     #[test]
     fn json_shape_is_the_directorys() {
         let text = serde_json::to_string(&sample()).unwrap();
-        for field in ["mixNodes", "gatewayNodes", "pubKey", "lastSeen", "clientListener", "mixnetListener", "identityKey", "sphinxKey"] {
+        for field in ["mixNodes", "gatewayNodes", "pubKey", "sphinxKeys", "lastSeen", "clientListener", "mixnetListener", "identityKey", "sphinxKey", "epochLengthSecs"] {
             assert!(text.contains(field), "{field} missing from {text}");
         }
         let t = Topology::parse(&text, "0.8.1").unwrap();
@@ -399,6 +510,49 @@ pub(crate) mod tests {
         j.gateway_nodes[0].mixnet_listener = "nowhere".into();
         assert!(Topology::from_json(&j, "0.8.0").unwrap_err().to_string().contains("no usable gateway"));
         assert!(Topology::parse("{\"mixNodes\": 3}", "0.8.0").is_err());
+
+        let mut j = sample();
+        j.epoch_length_secs = 0;
+        assert!(Topology::from_json(&j, "0.8.0").unwrap_err().to_string().contains("epochLengthSecs"));
+    }
+
+    #[test]
+    fn epoch_keys_must_be_one_or_two_consecutive_with_the_first_the_current_key() {
+        let refused = |change: &dyn Fn(&mut MixNodeJson)| {
+            let mut j = sample();
+            change(&mut j.mix_nodes[0]);
+            Topology::from_json(&j, "0.8.0").unwrap_err().to_string()
+        };
+        assert!(refused(&|m| m.sphinx_keys.clear()).contains("0 epoch keys"));
+        assert!(refused(&|m| m.sphinx_keys.push(m.sphinx_keys[1].clone())).contains("3 epoch keys"));
+        assert!(refused(&|m| m.sphinx_keys[1].epoch += 1).contains("consecutive"));
+        assert!(refused(&|m| m.sphinx_keys.swap(0, 1)).contains("consecutive"));
+        assert!(refused(&|m| m.sphinx_keys[0].key = b58_x25519(99)).contains("not its first epoch key"));
+        let mut j = sample();
+        j.mix_nodes[0].sphinx_keys.truncate(1);
+        assert!(Topology::from_json(&j, "0.8.0").is_ok(), "the current key alone will do");
+    }
+
+    #[test]
+    fn routes_use_the_keys_of_the_epoch_asked_for_and_skip_nodes_without_one() {
+        let mut j = sample();
+        // one of the two layer-3 nodes publishes no key for the next epoch
+        j.mix_nodes[3].sphinx_keys.truncate(1);
+        let t = Topology::from_json(&j, "0.8.0").unwrap();
+        let g = t.gateways()[0].identity_key;
+        let mut rng = rand::rngs::StdRng::from_seed([4; 32]);
+        for _ in 0..20 {
+            let route = t.random_route(&mut rng, &g, EPOCH + 1).unwrap();
+            for node in &route[..3] {
+                let m = t.mixnodes().find(|m| encode_node_address(m.address) == node.address).unwrap();
+                assert_eq!(Some(node.pub_key), m.epoch_keys.get(EPOCH + 1));
+                assert_ne!(m.address, t.layer(3)[1].address, "never the node without a next key");
+            }
+            assert_eq!(Some(route[3].pub_key), t.gateways()[0].epoch_keys.get(EPOCH + 1));
+        }
+        let e = t.random_route(&mut rng, &g, EPOCH + 2).unwrap_err().to_string();
+        assert!(e.contains("epoch"), "{e}");
+        assert_eq!(t.epoch_at(u64::from(EPOCH) * 3_600_000 + 5), EPOCH);
     }
 
     #[test]
@@ -407,7 +561,7 @@ pub(crate) mod tests {
         let g = t.gateways()[0].identity_key;
         let mut rng = rand::rngs::StdRng::from_seed([3; 32]);
         for _ in 0..20 {
-            let route = t.random_route(&mut rng, &g).unwrap();
+            let route = t.random_route(&mut rng, &g, EPOCH).unwrap();
             assert_eq!(route.len(), 4);
             for (i, node) in route[..3].iter().enumerate() {
                 let addr = decode_node_address(&node.address).unwrap();
@@ -416,7 +570,7 @@ pub(crate) mod tests {
             }
             assert_eq!(decode_node_address(&route[3].address).unwrap(), t.gateways()[0].mix_address);
         }
-        assert!(t.random_route(&mut rng, &[0; 32]).is_err());
+        assert!(t.random_route(&mut rng, &[0; 32], EPOCH).is_err());
     }
 
     #[test]

@@ -56,6 +56,7 @@ use crate::keys::ClientKeys;
 use crate::payload;
 use crate::reply::{self, Envelope, SenderTag};
 use crate::topology::Topology;
+use crate::wire::epoch::KeyEpoch;
 use gateway::{Gateway, Incoming};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -66,6 +67,10 @@ use schedule::{Schedule, MAX_CATCH_UP};
 use send_queue::{QueuedFragment, SendQueue, Via};
 use std::collections::VecDeque;
 use std::time::Duration;
+
+/// How long before its keys retire a SURB of the previous epoch is no
+/// longer used: its reply must cross the mixnet before the rotation.
+pub const SURB_RETIREMENT_MARGIN: Duration = Duration::from_secs(30);
 
 pub struct Client {
     keys: ClientKeys,
@@ -88,6 +93,12 @@ pub struct Client {
     next_message_id: u64,
     /// The latest `now` seen, for work done inside `poll_transmit`.
     last_now: Duration,
+    /// Unix milliseconds minus `now` in milliseconds, from the shim's last
+    /// reading of the wall clock ([`Client::handle_clock`]): key epochs
+    /// follow the wall clock.
+    unix_offset_ms: Option<i128>,
+    /// The key epoch the last `handle_timeout` saw.
+    epoch_seen: Option<KeyEpoch>,
 }
 
 impl Client {
@@ -111,8 +122,59 @@ impl Client {
             stats: ClientStats::default(),
             next_message_id: 1,
             last_now: Duration::ZERO,
+            unix_offset_ms: None,
+            epoch_seen: None,
             config,
         }
+    }
+
+    /// The wall clock: at `now`, Unix time is `unix_ms`. Packets are built
+    /// for the key epoch of the wall clock, so the shim gives a reading at
+    /// start and with every topology (the driver does both).
+    pub fn handle_clock(&mut self, now: Duration, unix_ms: u64) {
+        self.last_now = self.last_now.max(now);
+        self.unix_offset_ms = Some(i128::from(unix_ms) - now.as_millis() as i128);
+    }
+
+    /// Unix milliseconds at `now`, once the clock is known.
+    fn unix_ms(&self, now: Duration) -> Option<u64> {
+        let ms = self.unix_offset_ms? + now.as_millis() as i128;
+        u64::try_from(ms).ok()
+    }
+
+    /// The key epoch packets are built for now.
+    pub fn key_epoch(&self) -> Result<KeyEpoch> {
+        let topology = self.topology.as_ref().ok_or_else(|| Error::NoRoute("no network topology yet".into()))?;
+        let unix_ms = self.unix_ms(self.last_now).ok_or_else(|| Error::NoRoute("the wall clock is not known yet".into()))?;
+        Ok(topology.epoch_at(unix_ms))
+    }
+
+    /// Which SURB epochs a reply may still go through now: the current and
+    /// next, and the previous while more than [`SURB_RETIREMENT_MARGIN`]
+    /// (or a quarter epoch, if shorter) is left before its keys retire.
+    fn surb_usability(&self) -> impl Fn(KeyEpoch) -> bool {
+        let now = self.topology.as_ref().map(Topology::epoch_ms).zip(self.unix_ms(self.last_now));
+        move |epoch| match now {
+            Some((epoch_ms, unix_ms)) => {
+                let margin = (SURB_RETIREMENT_MARGIN.as_millis() as u64).min(epoch_ms / 4);
+                crate::wire::epoch::key_usable(epoch, unix_ms, epoch_ms, margin)
+            }
+            None => true,
+        }
+    }
+
+    fn surb_usable(&self, epoch: KeyEpoch) -> bool {
+        self.surb_usability()(epoch)
+    }
+
+    /// At the first tick of a new key epoch: conversations whose SURBs are
+    /// about to retire ask for fresh ones.
+    fn check_key_epoch(&mut self) {
+        let Ok(epoch) = self.key_epoch() else { return };
+        if self.epoch_seen.is_some_and(|seen| seen < epoch) {
+            self.refresh_reply_surbs(epoch);
+        }
+        self.epoch_seen = Some(epoch);
     }
 
     pub fn address(&self) -> Recipient {
@@ -232,7 +294,8 @@ impl Client {
         if message.len() > self.config.max_message_size {
             return Err(Error::MessageTooLarge { size: message.len(), limit: self.config.max_message_size });
         }
-        self.replies.check_can_reply(&sender_tag)?;
+        let usable = self.surb_usability();
+        self.replies.check_can_reply(&sender_tag, usable)?;
         let capacity = payload::reply_body_capacity(self.config.packet_size) - fragment::HEADER_LEN;
         let message_id = self.new_message_id();
         let message = Envelope::Plain(message).encode();
@@ -262,6 +325,7 @@ impl Client {
     /// are due, cover, retransmissions; expires stale reassemblies.
     pub fn handle_timeout(&mut self, now: Duration) {
         self.last_now = self.last_now.max(now);
+        self.check_key_epoch();
         self.expire_incomplete(now);
         self.retransmit_unacknowledged(now);
         if !self.is_connected() {

@@ -22,12 +22,15 @@ use crate::error::{Error, Result};
 use crate::fragment;
 use crate::payload::{self, PayloadKind};
 use crate::reply::{self, Envelope, ReplyStore, SenderTag};
+use crate::wire::epoch::KeyEpoch;
 use rand::Rng;
 use sphinx_packet::SurbReplyRecovery;
 use std::collections::{HashMap, VecDeque};
 
 /// SURBs asked for beyond what a waiting reply needs.
 const REPLY_SURB_TOP_UP: usize = 10;
+/// Most SURBs asked for when a conversation's SURBs near retirement.
+const MAX_SURB_REFRESH: usize = 50;
 
 #[derive(Default)]
 pub(super) struct Replies {
@@ -35,6 +38,9 @@ pub(super) struct Replies {
     /// Reply fragments (message id, encoded fragment) waiting for more
     /// SURBs, per sender tag.
     waiting_for_surbs: HashMap<SenderTag, VecDeque<(u64, Vec<u8>)>>,
+    /// SURBs dropped because their keys retired, per tag (memory only: to
+    /// say why a reply can't go).
+    retired: HashMap<SenderTag, usize>,
 }
 
 impl Replies {
@@ -61,16 +67,61 @@ impl Replies {
         self.store.remember_tag(sender_tag, recipient);
     }
 
-    /// Whether we can answer `sender_tag` at all: we know it and hold a SURB.
-    pub(super) fn check_can_reply(&self, sender_tag: &SenderTag) -> Result<()> {
+    /// Whether we can answer `sender_tag` at all: we know it and hold a
+    /// SURB whose key epoch the mixnet still serves (the others are dropped
+    /// here: a reply through them would be lost).
+    pub(super) fn check_can_reply(&mut self, sender_tag: &SenderTag, usable: impl Fn(KeyEpoch) -> bool) -> Result<()> {
         let tag_text = reply::encode_sender_tag(sender_tag);
         if !self.store.knows_tag(sender_tag) {
             return Err(Error::UnknownSenderTag(tag_text));
         }
+        self.discard_retired(sender_tag, usable);
         if self.store.surbs_left(sender_tag) == 0 {
-            return Err(Error::NoSurbsLeft(tag_text));
+            let retired = self.retired.get(sender_tag).copied().unwrap_or(0);
+            return Err(Error::NoSurbsLeft(if retired > 0 {
+                format!("{tag_text} (its {retired} were made for retired keys; fresh ones come when the sender next writes)")
+            } else {
+                tag_text
+            }));
         }
         Ok(())
+    }
+
+    fn discard_retired(&mut self, tag: &SenderTag, usable: impl Fn(KeyEpoch) -> bool) {
+        let retired = self.store.discard_surbs(tag, usable);
+        if retired > 0 {
+            *self.retired.entry(*tag).or_default() += retired;
+        }
+    }
+
+    /// A key epoch began (`current`): every conversation whose SURBs are
+    /// all older spends one of them (still usable: nodes keep the previous
+    /// epoch's keys) on asking its sender for fresh ones, so a reply after
+    /// the next rotation still has a path. SURBs already retired are
+    /// dropped first; a conversation left without any asks nothing (its
+    /// sender is gone, or writes again with new SURBs).
+    fn refresh_before_retirement<R: Rng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        current: KeyEpoch,
+        usable: impl Fn(KeyEpoch) -> bool,
+        capacity: usize,
+    ) -> Vec<QueuedFragment> {
+        let mut requests = Vec::new();
+        for (tag, newest) in self.store.surb_epochs() {
+            self.discard_retired(&tag, &usable);
+            let held = self.store.surbs_left(&tag);
+            if newest >= current || held == 0 {
+                continue;
+            }
+            let wanted = held.max(REPLY_SURB_TOP_UP).min(MAX_SURB_REFRESH) as u16;
+            let request = Envelope::SurbRequest { sender_tag: tag, count: wanted }.encode();
+            let request = fragment::split(rng, &request, capacity).into_iter().next();
+            if let (Some(surb), Some(f)) = (self.store.take_surb(&tag), request) {
+                requests.push(QueuedFragment { message_id: 0, via: Via::Surb(surb), fragment: f.encode(), retransmissions: 0 });
+            }
+        }
+        requests
     }
 
     /// Splits reply `message` (an encoded envelope) into fragments of
@@ -149,8 +200,9 @@ impl Client {
         let topology = self.topology.as_ref().ok_or_else(|| Error::NoRoute("no network topology yet".into()))?;
         let mut surbs = Vec::with_capacity(count);
         let mut recoveries = Vec::with_capacity(count);
+        let epoch = self.key_epoch()?;
         for _ in 0..count {
-            let (surb, recovery) = reply::create_surb(&mut self.rng, topology, &me, self.config.average_hop_delay)?;
+            let (surb, recovery) = reply::create_surb(&mut self.rng, topology, &me, self.config.average_hop_delay, epoch)?;
             surbs.push(surb);
             recoveries.push(recovery);
         }
@@ -161,6 +213,22 @@ impl Client {
             None => Envelope::MoreSurbs { sender_tag, surbs },
         };
         Ok(self.enqueue_forward(recipient, &envelope.encode()))
+    }
+
+    /// At a new key epoch: conversations whose SURBs will retire ask for
+    /// fresh ones (see `Replies::refresh_before_retirement`).
+    pub(super) fn refresh_reply_surbs(&mut self, current: KeyEpoch) {
+        let capacity = payload::reply_body_capacity(self.config.packet_size) - fragment::HEADER_LEN;
+        let usable = self.surb_usability();
+        let requests = self.replies.refresh_before_retirement(&mut self.rng, current, usable, capacity);
+        if requests.is_empty() {
+            return;
+        }
+        for request in requests {
+            // message 0: bookkeeping, as the requests `reply` sends
+            self.queue.append(0, request);
+        }
+        self.push_event(ClientEvent::ReplyStoreChanged);
     }
 
     /// The sender of `sender_tag` asks for `count` more SURBs.

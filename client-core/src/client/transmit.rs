@@ -6,7 +6,9 @@
 //! SURB-ACK that brings an ack id back to us; it is tracked in flight until
 //! that ack comes (see `retransmit`). A reply goes through a SURB the
 //! recipient gave us. Loop cover is a real packet to ourselves that nobody
-//! waits for. Every frame is sealed for the gateway's session.
+//! waits for. Every frame is sealed for the gateway's session. A packet and
+//! its SURB-ACK are built with the nodes' keys of the current key epoch,
+//! which its frame names; a reply's frame names its SURB's epoch.
 //!
 //! Packets are built only when their turn comes (a Poisson tick, or the
 //! shim asking an unthrottled client), never while queued.
@@ -18,6 +20,7 @@ use crate::packet::build_sphinx_packet;
 use crate::address::Recipient;
 use crate::error::{Error, Result};
 use crate::payload::{self, PayloadKind};
+use crate::reply;
 use crate::wire::gateway::ClientRequest;
 use crate::wire::mix_frame;
 use rand::Rng;
@@ -78,10 +81,14 @@ impl Client {
     /// One sealed gateway frame carrying a reply fragment through `surb`.
     fn build_reply_frame(&mut self, surb: &[u8], fragment: &[u8]) -> Result<Vec<u8>> {
         let size = self.config.packet_size;
+        let (epoch, surb) = reply::split_surb(surb)?;
+        if !self.surb_usable(epoch) {
+            return Err(Error::NoRoute(format!("the reply's SURB was made for key epoch {epoch}, which the mixnet has retired")));
+        }
         let content = payload::encode_content(PayloadKind::Fragment, fragment, size.plaintext_size());
         let (packet, first_hop) = sphinx_packet::SURB::from_bytes(surb)?.use_surb(&content, size.sphinx_payload_size())?;
-        let request = ClientRequest::Forward { next_hop: first_hop.to_bytes(), frame: mix_frame::encode(&packet.to_bytes())? };
-        self.gateway.seal(&request)
+        let frame = mix_frame::encode(&packet.to_bytes(), epoch)?;
+        self.gateway.seal(&ClientRequest::Forward { next_hop: first_hop.to_bytes(), frame })
     }
 
     /// One sealed gateway frame carrying one Sphinx packet (with a SURB-ACK
@@ -98,15 +105,16 @@ impl Client {
             return Err(Error::NotConnected);
         }
         let me = self.address();
+        let epoch = self.key_epoch()?;
         let topology = self.topology.as_ref().ok_or_else(|| Error::NoRoute("no network topology".into()))?;
         let hop_delay = self.config.average_hop_delay;
-        let (surb_ack, ack_delay) = ack::build_surb_ack(&mut self.rng, topology, &me, &self.ack_key, ack_id, hop_delay)?;
-        let route = topology.random_route(&mut self.rng, &recipient.gateway_key)?;
+        let (surb_ack, ack_delay) = ack::build_surb_ack(&mut self.rng, topology, &me, &self.ack_key, ack_id, hop_delay, epoch)?;
+        let route = topology.random_route(&mut self.rng, &recipient.gateway_key, epoch)?;
         let sealed = payload::seal(&mut self.rng, &PublicKey::from(recipient.client_key), kind, body, self.config.packet_size)?;
         let payload = [surb_ack.as_slice(), &sealed].concat();
         let (packet, delay) = build_sphinx_packet(&mut self.rng, &route, recipient, &payload, hop_delay, self.config.packet_size)?;
         let tag = mix_frame::packet_tag(&packet);
-        let request = ClientRequest::Forward { next_hop: route[0].address.to_bytes(), frame: mix_frame::encode(&packet)? };
+        let request = ClientRequest::Forward { next_hop: route[0].address.to_bytes(), frame: mix_frame::encode(&packet, epoch)? };
         Ok((self.gateway.seal(&request)?, delay + ack_delay, tag))
     }
 }

@@ -52,6 +52,10 @@ struct Args {
     /// Largest announcement body in bytes (413 past it).
     #[arg(long, default_value_t = directory::DEFAULT_MAX_BODY)]
     max_body: usize,
+    /// Key epoch length in seconds, stated in every topology document;
+    /// every node's --epoch-secs must be the same.
+    #[arg(long, default_value_t = nym_wire::epoch::DEFAULT_EPOCH_SECS)]
+    epoch_secs: u64,
 }
 
 #[tokio::main]
@@ -77,6 +81,10 @@ async fn main() -> anyhow::Result<()> {
     c.identity_rate = args.identity_rate;
     c.identity_burst = args.identity_burst;
     c.max_body = args.max_body;
+    if args.epoch_secs < nym_wire::epoch::MIN_EPOCH_SECS {
+        anyhow::bail!("--epoch-secs must be at least {}", nym_wire::epoch::MIN_EPOCH_SECS);
+    }
+    c.epoch_secs = args.epoch_secs;
     if let Some(path) = &args.admit {
         c.admit = Some(directory::load_admit_file(path)?);
     }

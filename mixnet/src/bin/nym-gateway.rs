@@ -74,6 +74,8 @@ struct Args {
     /// At least 40960 (an Extended32 packet must fit).
     #[arg(long, default_value_t = nym_mixnet::gateway::DEFAULT_MAX_CLIENT_MESSAGE)]
     max_client_message: usize,
+    #[command(flatten)]
+    epochs: nym_mixnet::epochs::EpochFlags,
 }
 
 #[tokio::main]
@@ -86,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
     c.announce_host = args.announce_host;
     c.directory = args.directory;
     c.directory_key = nym_mixnet::directory_key_flag(args.directory_key.as_deref())?;
+    c.epochs = args.epochs.settings()?;
     c.topology_refresh = nym_mixnet::secs_flag(args.topology_refresh, "--topology-refresh")?;
     c.announce_interval = nym_mixnet::secs_flag(args.announce_interval, "--announce-interval")?;
     c.stats_interval = nym_mixnet::secs_flag(args.stats_interval, "--stats-interval")?;

@@ -23,6 +23,10 @@ struct Args {
     /// Seconds between stats log lines.
     #[arg(long, default_value_t = 30.0)]
     stats_interval: f64,
+    /// Key epoch length in seconds (directory and every node): Sphinx keys
+    /// rotate this often.
+    #[arg(long, default_value_t = nym_mixnet::localnet::localnet_epochs().epoch_secs)]
+    epoch_secs: u64,
 }
 
 #[tokio::main]
@@ -35,6 +39,8 @@ async fn main() -> anyhow::Result<()> {
     c.gateways = args.gateways;
     c.announce_interval = Duration::try_from_secs_f64(args.announce_interval).map_err(|e| anyhow::anyhow!("bad --announce-interval: {e}"))?;
     c.stats_interval = Duration::try_from_secs_f64(args.stats_interval).map_err(|e| anyhow::anyhow!("bad --stats-interval: {e}"))?;
+    c.epochs.epoch_secs = args.epoch_secs;
+    c.epochs.validate()?;
     let net = Localnet::start(c).await?;
     print!("{}", net.describe());
     println!("localnet ready; Ctrl-C to stop");

@@ -39,6 +39,8 @@ struct Args {
     /// Sphinx worker threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     workers: usize,
+    #[command(flatten)]
+    epochs: nym_mixnet::epochs::EpochFlags,
 }
 
 #[tokio::main]
@@ -50,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
     c.announce = args.announce;
     c.directory = args.directory;
     c.directory_key = nym_mixnet::directory_key_flag(args.directory_key.as_deref())?;
+    c.epochs = args.epochs.settings()?;
     c.topology_refresh = nym_mixnet::secs_flag(args.topology_refresh, "--topology-refresh")?;
     c.announce_interval = nym_mixnet::secs_flag(args.announce_interval, "--announce-interval")?;
     c.stats_interval = nym_mixnet::secs_flag(args.stats_interval, "--stats-interval")?;

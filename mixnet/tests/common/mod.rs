@@ -4,7 +4,8 @@
 use futures_util::{SinkExt, StreamExt};
 use nym_wire::gateway::{ClientHandshake, ClientRequest, GatewayResponse, Session};
 use nym_wire::mix_frame::{self, FrameDecoder, PacketSize};
-use nym_wire::topology::{encode_node_address, TopologyJson};
+use nym_wire::epoch::{epoch_at, KeyEpoch, DEFAULT_EPOCH_SECS};
+use nym_wire::topology::{encode_node_address, EpochKeyJson, TopologyJson};
 use sphinx_packet::header::delays::Delay;
 use sphinx_packet::packet::builder::SphinxPacketBuilder;
 use sphinx_packet::route::{Destination, DestinationAddressBytes, Node};
@@ -50,10 +51,11 @@ pub fn node(addr: SocketAddr, key: PublicKey) -> Node {
     Node::new(encode_node_address(addr), key)
 }
 
-/// A mix frame (flag + Sphinx packet) carrying `msg` over `route` to `dest`,
-/// shaped as the client engine shapes payloads: a SURB-ACK slot first (here
-/// an empty one, which a gateway drops), then the content it delivers.
-pub fn build_frame(msg: &[u8], route: &[Node], dest: &PublicKey, delays_ms: &[u64]) -> Vec<u8> {
+/// A mix frame (flag, key epoch, Sphinx packet) carrying `msg` over `route`
+/// (built with the nodes' keys of `epoch`) to `dest`, shaped as the client
+/// engine shapes payloads: a SURB-ACK slot first (here an empty one, which a
+/// gateway drops), then the content it delivers.
+pub fn build_frame(msg: &[u8], route: &[Node], dest: &PublicKey, delays_ms: &[u64], epoch: KeyEpoch) -> Vec<u8> {
     let destination = Destination::new(DestinationAddressBytes::from_bytes(*dest.as_bytes()), [0; 16]);
     let delays: Vec<Delay> = delays_ms.iter().map(|d| Delay::new_from_millis(*d)).collect();
     let payload = [&[0u8; nym_wire::surb_ack::SURB_ACK_LEN][..], msg].concat();
@@ -61,7 +63,17 @@ pub fn build_frame(msg: &[u8], route: &[Node], dest: &PublicKey, delays_ms: &[u6
         .with_payload_size(PacketSize::Regular.sphinx_payload_size())
         .build_packet(&payload, route, &destination, &delays)
         .expect("build packet");
-    mix_frame::encode(&packet.to_bytes()).expect("encode frame")
+    mix_frame::encode(&packet.to_bytes(), epoch).expect("encode frame")
+}
+
+/// The keys of the epoch of `seq` (default epoch length) and the next, for
+/// hand-made descriptors: derived from `seed`.
+pub fn epoch_keys(seed: u8, seq: u64) -> Vec<EpochKeyJson> {
+    let epoch = epoch_at(seq, DEFAULT_EPOCH_SECS * 1000);
+    vec![
+        EpochKeyJson { epoch, key: b58_x25519(seed) },
+        EpochKeyJson { epoch: epoch + 1, key: b58_x25519(seed.wrapping_add(128)) },
+    ]
 }
 
 pub async fn send_tcp(addr: SocketAddr, bytes: &[u8]) {
@@ -109,10 +121,10 @@ impl Sink {
                             break;
                         }
                         d.push(&buf[..n]);
-                        while let Ok(Some((_, pkt))) = d.next_packet() {
+                        while let Ok(Some(pkt)) = d.next_packet() {
                             c.fetch_add(1, Ordering::Relaxed);
                             if keep {
-                                p.lock().unwrap().push(pkt);
+                                p.lock().unwrap().push(pkt.packet);
                             }
                         }
                     }
@@ -254,6 +266,7 @@ pub fn signed_mix(key: &ed25519_dalek::SigningKey, layer: u8, host: &str, seq: u
         identity_key: String::new(),
         host: host.into(),
         pub_key: b58_x25519(key.to_bytes()[0]),
+        sphinx_keys: epoch_keys(key.to_bytes()[0], seq),
         layer,
         version: nym_wire::VERSION.into(),
         location: "test".into(),
@@ -273,6 +286,7 @@ pub fn signed_gateway(key: &ed25519_dalek::SigningKey, mix: &str, clients: &str,
         mixnet_listener: mix.into(),
         identity_key: String::new(),
         sphinx_key: b58_x25519(key.to_bytes()[0].wrapping_add(1)),
+        sphinx_keys: epoch_keys(key.to_bytes()[0].wrapping_add(1), seq),
         version: nym_wire::VERSION.into(),
         location: "test".into(),
         last_seen: 0,

@@ -1,0 +1,213 @@
+//! Issue 12's attack, against the real binaries: packets captured on their
+//! way to a mixnode (or a gateway) are sent again after the node restarts.
+//! A clean restart (SIGTERM) keeps the key and its replay filter: every
+//! replay is dropped and counted as `replayed` on `/metrics`. A crash
+//! (SIGKILL) leaves a filter not saved cleanly: the node rotates that key
+//! early, and the replays open nothing at all.
+
+mod common;
+
+use common::*;
+use nym_mixnet::metrics::parse;
+use nym_wire::epoch::{epoch_at, DEFAULT_EPOCH_SECS};
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use x25519_dalek::PublicKey;
+
+const T: Duration = Duration::from_secs(10);
+const PACKETS: u64 = 40;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts `bin` with `args`; returns it and its first stdout line (the
+/// node's keys), the rest drained.
+fn start(bin: &str, args: &[String]) -> (Child, String) {
+    let mut child = Command::new(bin)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    lines.read_line(&mut first).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
+    (child, first)
+}
+
+/// The warnings a node wrote (its stderr), once it has exited.
+fn stderr_of(child: &mut Child) -> String {
+    let mut text = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut text);
+    }
+    text
+}
+
+fn sigterm(child: &mut Child) {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "a clean stop: {status}");
+}
+
+fn sigkill(child: &mut Child) {
+    child.kill().unwrap();
+    let _ = child.wait();
+}
+
+/// The word after `label` in a start line (`... key KEY ...`).
+fn word_after(line: &str, label: &str) -> String {
+    let mut words = line.split_whitespace();
+    words.find(|w| *w == label);
+    words.next().unwrap_or_else(|| panic!("no {label} in {line:?}")).to_string()
+}
+
+fn key(b58: &str) -> PublicKey {
+    PublicKey::from(nym_wire::address::decode_key(b58, "sphinx key").unwrap())
+}
+
+async fn metrics(addr: SocketAddr) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).await.unwrap();
+    text
+}
+
+/// `nym_packets_dropped_total{reason=...}` as the node reports it.
+async fn dropped(addr: SocketAddr, reason: &str) -> f64 {
+    let text = metrics(addr).await;
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    parse(body)
+        .unwrap()
+        .into_iter()
+        .find(|(name, labels, _)| name == "nym_packets_dropped_total" && labels.iter().any(|(k, v)| k == "reason" && v == reason))
+        .map(|(_, _, v)| v)
+        .unwrap_or_else(|| panic!("no dropped reason {reason} in {body}"))
+}
+
+async fn wait_for_metric(addr: SocketAddr, reason: &str, want: f64) -> f64 {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let got = dropped(addr, reason).await;
+        if got == want || std::time::Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_listening(addr: SocketAddr) {
+    assert!(
+        wait_until(T, || std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()).await,
+        "{addr} never listened"
+    );
+}
+
+fn mixnode_args(data: &Path, listen: SocketAddr, metrics: SocketAddr) -> Vec<String> {
+    ["--layer", "1", "--listen", &listen.to_string(), "--metrics", &metrics.to_string(), "--workers", "1"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["--data-dir".to_string(), data.display().to_string()])
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packets_replayed_after_a_mixnode_restart_are_dropped_and_after_a_crash_open_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let sink = Sink::start(false).await;
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let args = mixnode_args(data.path(), listen, metrics_addr);
+    let bin = env!("CARGO_BIN_EXE_nym-mixnode");
+
+    let (mut node, line) = start(bin, &args);
+    let sphinx = key(&word_after(&line, "key"));
+    wait_listening(listen).await;
+    // What an observer captured on the link into the mixnode.
+    let epoch = epoch_at(now_ms(), DEFAULT_EPOCH_SECS * 1000);
+    let route = [node_hop(listen, sphinx), node_hop(sink.addr, PublicKey::from(&random_secret()))];
+    let captured: Vec<u8> =
+        (0..PACKETS).flat_map(|i| build_frame(&i.to_be_bytes(), &route, &PublicKey::from(&random_secret()), &[0, 0], epoch)).collect();
+    send_tcp(listen, &captured).await;
+    assert!(wait_until(T, || sink.count() == PACKETS).await, "forwarded once: {}", sink.count());
+
+    // A clean restart: the same key, its filter read back.
+    sigterm(&mut node);
+    let (mut node, line) = start(bin, &args);
+    assert_eq!(key(&word_after(&line, "key")), sphinx, "the key survives a clean restart");
+    wait_listening(listen).await;
+    send_tcp(listen, &captured).await;
+    assert_eq!(wait_for_metric(metrics_addr, "replayed", PACKETS as f64).await, PACKETS as f64);
+    assert_eq!(sink.count(), PACKETS, "no replay went on");
+
+    // A crash: the filter on disk was not saved by a clean stop, so the key
+    // is rotated early; the captured packets are built for a key that no
+    // longer exists.
+    sigkill(&mut node);
+    let _ = stderr_of(&mut node);
+    let (mut node, line) = start(bin, &args);
+    assert_ne!(key(&word_after(&line, "key")), sphinx, "rotated early after the crash");
+    wait_listening(listen).await;
+    send_tcp(listen, &captured).await;
+    assert_eq!(wait_for_metric(metrics_addr, "malformed", PACKETS as f64).await, PACKETS as f64);
+    assert_eq!(dropped(metrics_addr, "replayed").await, 0.0);
+    assert_eq!(sink.count(), PACKETS);
+    sigterm(&mut node);
+    let log = stderr_of(&mut node);
+    assert!(log.contains("not saved by a clean stop") && log.contains("rotated early"), "the node said why: {log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packets_replayed_after_a_gateway_restart_are_dropped_and_counted() {
+    let data = tempfile::tempdir().unwrap();
+    let mix: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let args: Vec<String> = [
+        "--mix-listen",
+        &mix.to_string(),
+        "--clients-listen",
+        "127.0.0.1:0",
+        "--metrics",
+        &metrics_addr.to_string(),
+        "--workers",
+        "1",
+        "--data-dir",
+        &data.path().display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let bin = env!("CARGO_BIN_EXE_nym-gateway");
+    let (mut gw, line) = start(bin, &args);
+    let sphinx = key(&word_after(&line, "sphinx"));
+    wait_listening(mix).await;
+    // Final hops for a client the gateway doesn't know: dropped as
+    // unknown_client the first time, after the replay check.
+    let epoch = epoch_at(now_ms(), DEFAULT_EPOCH_SECS * 1000);
+    let route = [node_hop(mix, sphinx)];
+    let captured: Vec<u8> =
+        (0..PACKETS).flat_map(|i| build_frame(&i.to_be_bytes(), &route, &PublicKey::from(&random_secret()), &[0], epoch)).collect();
+    send_tcp(mix, &captured).await;
+    assert_eq!(wait_for_metric(metrics_addr, "unknown_client", PACKETS as f64).await, PACKETS as f64);
+
+    sigterm(&mut gw);
+    let (mut gw, line) = start(bin, &args);
+    assert_eq!(key(&word_after(&line, "sphinx")), sphinx);
+    wait_listening(mix).await;
+    send_tcp(mix, &captured).await;
+    assert_eq!(wait_for_metric(metrics_addr, "replayed", PACKETS as f64).await, PACKETS as f64);
+    assert_eq!(dropped(metrics_addr, "unknown_client").await, 0.0, "nothing got past the filter");
+    sigterm(&mut gw);
+}
+
+fn node_hop(addr: SocketAddr, key: PublicKey) -> sphinx_packet::route::Node {
+    node(addr, key)
+}

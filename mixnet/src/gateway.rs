@@ -29,7 +29,7 @@ use crate::inbox::{unix_now, Inbox, RegisterError, StoreResult};
 use crate::keyfiles::{load_or_create_identity_key, load_or_create_sphinx_key};
 use crate::pool::{PeerPool, DEFAULT_PEER_QUEUE};
 use crate::processor::{default_workers, serve_mix_listener, start_workers, Handler, Processed};
-use crate::stats::{inc, spawn_stats_logger, NodeStats};
+use crate::stats::{inc, spawn_stats_logger, Conn, NodeStats};
 use anyhow::{anyhow, Result};
 use ed25519_dalek::SigningKey;
 use futures_util::{SinkExt, StreamExt};
@@ -103,6 +103,9 @@ pub struct GatewayConfig {
     /// [`MIN_MAX_CLIENT_MESSAGE`]); more closes the connection.
     pub max_client_message: usize,
     pub location: String,
+    /// `--metrics`: serve Prometheus metrics on `GET /metrics` here (port 0
+    /// picks a free port); None: no metrics listener.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl GatewayConfig {
@@ -123,6 +126,7 @@ impl GatewayConfig {
             admission: DEFAULT_ADMISSION,
             max_client_message: DEFAULT_MAX_CLIENT_MESSAGE,
             location: "localhost".into(),
+            metrics: None,
         }
     }
 }
@@ -251,6 +255,7 @@ pub struct Gateway {
     clients_addr: SocketAddr,
     announce_host: String,
     stats: Arc<NodeStats>,
+    metrics_addr: Option<SocketAddr>,
     cancel: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     threads: Vec<std::thread::JoinHandle<()>>,
@@ -286,6 +291,8 @@ impl Gateway {
         };
         let stats = NodeStats::new();
         let cancel = CancellationToken::new();
+        let metrics = crate::metrics::gateway(stats.clone(), inbox.gauges());
+        let metrics_addr = crate::metrics::start(config.metrics, "gateway", metrics, &cancel).await?;
         let pool = PeerPool::new(stats.clone(), config.peer_queue, cancel.clone());
         let identity_key = identity.verifying_key().to_bytes();
         let (store_queue, store_rx) = std::sync::mpsc::sync_channel(STORE_QUEUE);
@@ -330,6 +337,7 @@ impl Gateway {
             clients_addr,
             announce_host,
             stats: stats.clone(),
+            metrics_addr,
             cancel: cancel.clone(),
             tasks,
             threads,
@@ -354,7 +362,7 @@ impl Gateway {
              kept {} s (--inbox-expiry-secs), {} clients (--max-clients), {} new clients/s \
              (--registrations-per-sec); {} connections in their handshake (--max-unauthenticated), {} handshakes/s \
              per address (--handshakes-per-source), {} bytes per handshake (--max-handshake-bytes), {} bytes per \
-             client websocket message (--max-client-message){}",
+             client websocket message (--max-client-message){}{}",
             gw.identity_key_b58(),
             i.messages_per_client,
             i.bytes_per_client,
@@ -370,7 +378,8 @@ impl Gateway {
                 (None, _) => String::new(),
                 (Some(_), Some(k)) => format!("; directory key {} (pinned)", encode_key(&k)),
                 (Some(_), None) => "; directory key: trusted on first use".to_string(),
-            }
+            },
+            metrics_addr.map(|a| format!("; metrics {}", crate::metrics::url(a))).unwrap_or_default()
         );
         Ok(gw)
     }
@@ -411,6 +420,11 @@ impl Gateway {
 
     pub fn stats(&self) -> Arc<NodeStats> {
         self.stats.clone()
+    }
+
+    /// Where `GET /metrics` is served (`GatewayConfig::metrics`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Messages waiting in the inbox of `client` (x25519 public key).
@@ -515,7 +529,9 @@ async fn serve_clients(listener: TcpListener, shared: Arc<Shared>, cancel: Cance
                 };
                 let shared = shared.clone();
                 let cancel = cancel.clone();
+                let open = shared.stats.open_connection(Conn::Client);
                 tokio::spawn(async move {
+                    let _open = open;
                     if let Err(e) = handle_client(stream, slot, shared, cancel).await {
                         tracing::debug!("client {peer}: {e:#}");
                     }
@@ -654,6 +670,7 @@ async fn handle_client(
     // Authenticated: the handshake allowance and slot no longer apply.
     gate.open();
     drop(unauthenticated);
+    let _authenticated = shared.stats.open_connection(Conn::ClientAuthenticated);
     tracing::debug!("client {} authenticated, {stored} stored messages", encode_key(&client_key));
 
     let mut conn = ClientConnection {

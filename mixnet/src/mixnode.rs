@@ -49,6 +49,9 @@ pub struct MixnodeConfig {
     /// Packets queued per next hop before dropping.
     pub peer_queue: usize,
     pub location: String,
+    /// `--metrics`: serve Prometheus metrics on `GET /metrics` here (port 0
+    /// picks a free port); None: no metrics listener.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl MixnodeConfig {
@@ -66,6 +69,7 @@ impl MixnodeConfig {
             workers: 0,
             peer_queue: DEFAULT_PEER_QUEUE,
             location: "localhost".into(),
+            metrics: None,
         }
     }
 }
@@ -79,6 +83,7 @@ pub struct Mixnode {
     identity: SigningKey,
     hops: Option<Arc<HopFilter>>,
     stats: Arc<NodeStats>,
+    metrics_addr: Option<SocketAddr>,
     cancel: CancellationToken,
     accept_task: tokio::task::JoinHandle<()>,
     threads: Vec<std::thread::JoinHandle<()>>,
@@ -108,6 +113,8 @@ impl Mixnode {
         let announce_addr = config.announce.unwrap_or(listen_addr);
         let stats = NodeStats::new();
         let cancel = CancellationToken::new();
+        let metrics = crate::metrics::mixnode(stats.clone(), config.layer);
+        let metrics_addr = crate::metrics::start(config.metrics, "mixnode", metrics, &cancel).await?;
 
         let pool = PeerPool::new(stats.clone(), config.peer_queue, cancel.clone());
         let delays = spawn_delay_queue(pool.clone(), stats.clone(), cancel.clone());
@@ -149,6 +156,7 @@ impl Mixnode {
             identity,
             hops,
             stats,
+            metrics_addr,
             cancel,
             accept_task,
             threads,
@@ -165,7 +173,7 @@ impl Mixnode {
             spawn_announcer(client, "/api/presence/mixnodes", sign, config.announce_interval, node.cancel.clone());
         }
         tracing::info!(
-            "mixnode layer {} listening on {listen_addr} (announced as {announce_addr}), identity {}, sphinx key {}{}",
+            "mixnode layer {} listening on {listen_addr} (announced as {announce_addr}), identity {}, sphinx key {}{}{}",
             node.layer,
             node.identity_key_b58(),
             node.public_key_b58(),
@@ -173,7 +181,8 @@ impl Mixnode {
                 (None, _) => String::new(),
                 (Some(_), Some(k)) => format!(", directory key {} (pinned)", encode_key(&k)),
                 (Some(_), None) => ", directory key: trusted on first use".to_string(),
-            }
+            },
+            metrics_addr.map(|a| format!(", metrics {}", crate::metrics::url(a))).unwrap_or_default()
         );
         Ok(node)
     }
@@ -200,6 +209,11 @@ impl Mixnode {
 
     pub fn stats(&self) -> Arc<NodeStats> {
         self.stats.clone()
+    }
+
+    /// Where `GET /metrics` is served (`MixnodeConfig::metrics`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The node's ed25519 identity (signs its descriptor; what `--admit` lists).

@@ -49,6 +49,56 @@ pub struct NodeStats {
     pub refused_connections: AtomicU64,
     /// Gateway: stored messages deleted unread after the inbox expiry.
     pub expired: AtomicU64,
+    /// Packets for a Sphinx key the node has retired (an epoch past its
+    /// overlap): dropped.
+    pub dropped_retired_key: AtomicU64,
+    /// The current Sphinx key epoch's id (0 until key epochs exist).
+    pub epoch: AtomicU64,
+    /// Open connections by kind ([`Conn`]), kept by [`ConnectionGuard`]s.
+    open: [AtomicU64; Conn::ALL.len()],
+}
+
+/// A kind of connection counted in [`NodeStats::open_connections`] (the
+/// `kind` label of `nym_open_connections`, docs/metrics.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conn {
+    /// Mixnet TCP connections accepted (packets from clients' gateways,
+    /// mixnodes of the previous layer).
+    MixIn,
+    /// Connected TCP connections to next hops (the peer pool).
+    PeerOut,
+    /// Gateway: client websocket connections accepted past admission, in
+    /// their handshake or authenticated.
+    Client,
+    /// Gateway: client connections that completed their handshake.
+    ClientAuthenticated,
+}
+
+impl Conn {
+    pub const ALL: [Conn; 4] = [Conn::MixIn, Conn::PeerOut, Conn::Client, Conn::ClientAuthenticated];
+
+    /// The metric label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Conn::MixIn => "mix_in",
+            Conn::PeerOut => "peer_out",
+            Conn::Client => "client",
+            Conn::ClientAuthenticated => "client_authenticated",
+        }
+    }
+}
+
+/// Counts one open connection of its kind while it lives.
+#[derive(Debug)]
+pub struct ConnectionGuard {
+    stats: Arc<NodeStats>,
+    kind: Conn,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.stats.open[self.kind as usize].fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A plain copy of the counters at one moment.
@@ -71,6 +121,8 @@ pub struct StatsSnapshot {
     pub dropped_limit: u64,
     pub refused_connections: u64,
     pub expired: u64,
+    pub dropped_retired_key: u64,
+    pub epoch: u64,
 }
 
 pub(crate) fn inc(c: &AtomicU64) {
@@ -102,7 +154,21 @@ impl NodeStats {
             dropped_limit: g(&self.dropped_limit),
             refused_connections: g(&self.refused_connections),
             expired: g(&self.expired),
+            dropped_retired_key: g(&self.dropped_retired_key),
+            epoch: g(&self.epoch),
         }
+    }
+
+    /// Counts a connection of `kind` as open until the guard is dropped:
+    /// `let _open = stats.open_connection(Conn::MixIn);` where it is accepted.
+    pub fn open_connection(self: &Arc<Self>, kind: Conn) -> ConnectionGuard {
+        self.open[kind as usize].fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard { stats: self.clone(), kind }
+    }
+
+    /// Connections of `kind` open now.
+    pub fn open_connections(&self, kind: Conn) -> u64 {
+        self.open[kind as usize].load(Ordering::Relaxed)
     }
 }
 
@@ -110,7 +176,7 @@ impl fmt::Display for StatsSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "received={} forwarded={} delivered={} pushed={} bad_acks={} stored={} dropped: malformed={} replayed={} no_route={} unlisted_hop={} unknown_client={} queue_full={} peer_down={} limit={} bad_connections={} refused_connections={} expired={}",
+            "received={} forwarded={} delivered={} pushed={} bad_acks={} stored={} dropped: malformed={} replayed={} no_route={} unlisted_hop={} unknown_client={} queue_full={} peer_down={} limit={} retired_key={} bad_connections={} refused_connections={} expired={} epoch={}",
             self.received,
             self.forwarded,
             self.delivered,
@@ -125,9 +191,11 @@ impl fmt::Display for StatsSnapshot {
             self.dropped_queue_full,
             self.dropped_peer_down,
             self.dropped_limit,
+            self.dropped_retired_key,
             self.bad_connections,
             self.refused_connections,
-            self.expired
+            self.expired,
+            self.epoch
         )
     }
 }

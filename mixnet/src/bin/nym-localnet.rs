@@ -23,6 +23,10 @@ struct Args {
     /// Seconds between stats log lines.
     #[arg(long, default_value_t = 30.0)]
     stats_interval: f64,
+    /// Serve no Prometheus metrics. By default every node serves `GET
+    /// /metrics` on a free 127.0.0.1 port, printed at start (docs/metrics.md).
+    #[arg(long)]
+    no_metrics: bool,
 }
 
 #[tokio::main]
@@ -33,6 +37,7 @@ async fn main() -> anyhow::Result<()> {
     c.directory_port = args.directory_port;
     c.mixnodes_per_layer = args.mixnodes_per_layer;
     c.gateways = args.gateways;
+    c.metrics = !args.no_metrics;
     c.announce_interval = Duration::try_from_secs_f64(args.announce_interval).map_err(|e| anyhow::anyhow!("bad --announce-interval: {e}"))?;
     c.stats_interval = Duration::try_from_secs_f64(args.stats_interval).map_err(|e| anyhow::anyhow!("bad --stats-interval: {e}"))?;
     let net = Localnet::start(c).await?;

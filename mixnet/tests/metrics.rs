@@ -465,3 +465,73 @@ async fn a_message_through_the_localnet_shows_on_every_nodes_metrics() {
     assert!(!quiet.describe().contains("/metrics"));
     quiet.shutdown().await;
 }
+
+/// Reads stdout lines of `child` until one satisfies `pick`; the rest of
+/// the output is drained in the background so the node never blocks.
+fn stdout_line(child: &mut std::process::Child, mut pick: impl FnMut(&str) -> Option<String>) -> String {
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+    loop {
+        let mut line = String::new();
+        let n = lines.read_line(&mut line).expect("read stdout");
+        assert!(n > 0, "the node exited without printing its metrics URL");
+        if let Some(found) = pick(line.trim()) {
+            std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
+            return found;
+        }
+    }
+}
+
+fn url_addr(url: &str) -> SocketAddr {
+    url.strip_prefix("http://").and_then(|u| u.strip_suffix("/metrics")).expect("http://ADDR/metrics").parse().expect("an address")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_binaries_take_metrics_and_print_where() {
+    let data = tempfile::tempdir().unwrap();
+    let mut procs = Procs(Vec::new());
+    let spawn = |bin: &str, args: &[String]| {
+        std::process::Command::new(bin)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap()
+    };
+    let s = |v: &str| v.to_string();
+    let dir_data = data.path().join("directory").display().to_string();
+    let mut directory = spawn(env!("CARGO_BIN_EXE_nym-directory"), &[s("--listen"), s("127.0.0.1:0"), s("--data-dir"), dir_data, s("--metrics"), s("127.0.0.1:0")]);
+    let dir_url = stdout_line(&mut directory, |l| l.strip_prefix("metrics: ").map(str::to_string));
+    procs.0.push(directory);
+    let mix_data = data.path().join("mix").display().to_string();
+    let mut mixnode = spawn(
+        env!("CARGO_BIN_EXE_nym-mixnode"),
+        &[s("--layer"), s("2"), s("--listen"), s("127.0.0.1:0"), s("--data-dir"), mix_data, s("--workers"), s("1"), s("--metrics"), s("127.0.0.1:0")],
+    );
+    let mix_url = stdout_line(&mut mixnode, |l| l.split(" metrics ").nth(1).map(str::to_string));
+    procs.0.push(mixnode);
+    let gw_data = data.path().join("gw").display().to_string();
+    let mut gateway = spawn(
+        env!("CARGO_BIN_EXE_nym-gateway"),
+        &[s("--mix-listen"), s("127.0.0.1:0"), s("--clients-listen"), s("127.0.0.1:0"), s("--data-dir"), gw_data, s("--metrics"), s("127.0.0.1:0")],
+    );
+    let gw_url = stdout_line(&mut gateway, |l| l.split(" metrics ").nth(1).map(str::to_string));
+    procs.0.push(gateway);
+
+    for (url, role) in [(&dir_url, "directory"), (&mix_url, "mixnode"), (&gw_url, "gateway")] {
+        let samples = scrape(url_addr(url)).await;
+        assert_eq!(val(&samples, "nym_node_info", &[("role", role), ("version", nym_wire::VERSION)]), 1, "{url}");
+    }
+    assert_eq!(val(&scrape(url_addr(&mix_url)).await, "nym_mixnode_layer", &[]), 2);
+
+    // off unless asked for, and documented in --help
+    for bin in [env!("CARGO_BIN_EXE_nym-directory"), env!("CARGO_BIN_EXE_nym-mixnode"), env!("CARGO_BIN_EXE_nym-gateway")] {
+        let help = std::process::Command::new(bin).arg("--help").output().unwrap();
+        let help = String::from_utf8_lossy(&help.stdout);
+        assert!(help.contains("--metrics <HOST:PORT>") && help.contains("docs/metrics.md"), "{bin}:\n{help}");
+    }
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_nym-localnet")).arg("--help").output().unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--no-metrics"));
+    drop(procs);
+}

@@ -535,3 +535,20 @@ async fn the_node_binaries_take_metrics_and_print_where() {
     assert!(String::from_utf8_lossy(&help.stdout).contains("--no-metrics"));
     drop(procs);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metrics_address_that_is_taken_stops_the_node_from_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = TcpListener::bind(loopback0()).await.unwrap();
+    let mut c = MixnodeConfig::new(1, dir.path());
+    c.listen = loopback0();
+    c.metrics = Some(taken.local_addr().unwrap());
+    let e = format!("{:#}", Mixnode::start(c).await.err().expect("refused"));
+    assert!(e.contains("--metrics") && e.contains(&taken.local_addr().unwrap().to_string()), "{e}");
+    let mut c = GatewayConfig::new(dir.path().join("gw"));
+    c.mix_listen = loopback0();
+    c.clients_listen = loopback0();
+    c.metrics = Some(taken.local_addr().unwrap());
+    let e = format!("{:#}", Gateway::start(c).await.err().expect("refused"));
+    assert!(e.contains("--metrics"), "{e}");
+}

@@ -52,8 +52,17 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The `reason` label values of `nym_packets_dropped_total`, every one
 /// present on every mixnode and gateway (0 where it can't happen).
-pub const DROP_REASONS: [&str; 9] =
-    ["malformed", "replayed", "no_route", "unknown_client", "queue_full", "limit", "unlisted_hop", "peer_down", "retired_key"];
+pub const DROP_REASONS: [&str; 9] = [
+    "malformed",
+    "replayed",
+    "no_route",
+    "unknown_client",
+    "queue_full",
+    "limit",
+    "unlisted_hop",
+    "peer_down",
+    "retired_key",
+];
 
 fn drops(s: &StatsSnapshot) -> [(&'static str, u64); DROP_REASONS.len()] {
     [
@@ -252,13 +261,33 @@ fn info(out: &mut Exposition, role: &str) {
 /// What mixnodes and gateways share: packets in, out and dropped, connections, the key epoch.
 fn packets(out: &mut Exposition, stats: &NodeStats, conns: &[Conn]) -> StatsSnapshot {
     let s = stats.snapshot();
-    out.counter("nym_packets_received_total", "Whole Sphinx packets read from the mixnet listener (and, at a gateway, none from clients: their forwards go straight on).", s.received);
+    out.counter("nym_packets_received_total", "Whole Sphinx packets read from the mixnet listener (a gateway's clients' forwards are not counted: they go straight to layer 1).", s.received);
     out.counter("nym_packets_forwarded_total", "Packets written to a next hop's connection (mixnode: the next layer or a gateway; gateway: SURB-ACKs and clients' forwards to layer 1).", s.forwarded);
-    out.labelled("nym_packets_dropped_total", Kind::Counter, "Packets dropped, by reason.", "reason", &drops(&s));
-    out.counter("nym_bad_connections_total", "Mixnet connections closed because their framing was corrupt.", s.bad_connections);
+    out.labelled(
+        "nym_packets_dropped_total",
+        Kind::Counter,
+        "Packets dropped, by reason.",
+        "reason",
+        &drops(&s),
+    );
+    out.counter(
+        "nym_bad_connections_total",
+        "Mixnet connections closed because their framing was corrupt.",
+        s.bad_connections,
+    );
     let open: Vec<(&str, u64)> = conns.iter().map(|c| (c.label(), stats.open_connections(*c))).collect();
-    out.labelled("nym_open_connections", Kind::Gauge, "Connections open now, by kind.", "kind", &open);
-    out.gauge("nym_sphinx_key_epoch", "The id of the node's current Sphinx key epoch (0 until key epochs are in use).", s.epoch);
+    out.labelled(
+        "nym_open_connections",
+        Kind::Gauge,
+        "Connections open now, by kind.",
+        "kind",
+        &open,
+    );
+    out.gauge(
+        "nym_sphinx_key_epoch",
+        "The id of the node's current Sphinx key epoch (0 until key epochs are in use).",
+        s.epoch,
+    );
     s
 }
 
@@ -275,17 +304,57 @@ pub(crate) fn mixnode(stats: Arc<NodeStats>, layer: u8) -> Render {
 pub(crate) fn gateway(stats: Arc<NodeStats>, inbox: Arc<InboxGauges>) -> Render {
     Arc::new(move |out: &mut Exposition| {
         info(out, "gateway");
-        let s = packets(out, &stats, &[Conn::MixIn, Conn::PeerOut, Conn::Client, Conn::ClientAuthenticated]);
-        out.counter("nym_packets_stored_total", "Final-hop payloads committed to the inbox (then their SURB-ACKs were sent).", s.stored);
-        out.counter("nym_packets_delivered_total", "Stored payloads their client acknowledged (and that were deleted).", s.delivered);
-        out.counter("nym_packets_pushed_total", "Deliveries written to client connections (again after a reconnect when unacknowledged).", s.pushed);
-        out.counter("nym_gateway_bad_acks_total", "Acknowledged delivery ids that named nothing outstanding on their connection (ignored).", s.bad_acks);
-        out.counter("nym_gateway_expired_total", "Stored messages deleted unread after --inbox-expiry-secs.", s.expired);
-        out.counter("nym_gateway_refused_connections_total", "Client connections refused before authentication (admission limits, registration rate or cap).", s.refused_connections);
+        let s = packets(
+            out,
+            &stats,
+            &[Conn::MixIn, Conn::PeerOut, Conn::Client, Conn::ClientAuthenticated],
+        );
+        out.counter(
+            "nym_packets_stored_total",
+            "Final-hop payloads committed to the inbox (then their SURB-ACKs were sent).",
+            s.stored,
+        );
+        out.counter(
+            "nym_packets_delivered_total",
+            "Stored payloads their client acknowledged (and that were deleted).",
+            s.delivered,
+        );
+        out.counter(
+            "nym_packets_pushed_total",
+            "Deliveries written to client connections (again after a reconnect when unacknowledged).",
+            s.pushed,
+        );
+        out.counter(
+            "nym_gateway_bad_acks_total",
+            "Acknowledged delivery ids that named nothing outstanding on their connection (ignored).",
+            s.bad_acks,
+        );
+        out.counter(
+            "nym_gateway_expired_total",
+            "Stored messages deleted unread after --inbox-expiry-secs.",
+            s.expired,
+        );
+        out.counter(
+            "nym_gateway_refused_connections_total",
+            "Client connections refused before authentication (admission limits, registration rate or cap).",
+            s.refused_connections,
+        );
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        out.gauge("nym_gateway_registered_clients", "Clients registered with this gateway (what --max-clients bounds).", g(&inbox.registered));
-        out.gauge("nym_gateway_inbox_messages", "Messages stored in all inboxes, not yet acknowledged.", g(&inbox.messages));
-        out.gauge("nym_gateway_inbox_bytes", "Payload bytes stored in all inboxes (what --inbox-disk-budget bounds).", g(&inbox.bytes));
+        out.gauge(
+            "nym_gateway_registered_clients",
+            "Clients registered with this gateway (what --max-clients bounds).",
+            g(&inbox.registered),
+        );
+        out.gauge(
+            "nym_gateway_inbox_messages",
+            "Messages stored in all inboxes, not yet acknowledged.",
+            g(&inbox.messages),
+        );
+        out.gauge(
+            "nym_gateway_inbox_bytes",
+            "Payload bytes stored in all inboxes (what --inbox-disk-budget bounds).",
+            g(&inbox.bytes),
+        );
     })
 }
 
@@ -295,7 +364,10 @@ pub(crate) fn directory(state: DirectoryState) -> Render {
         info(out, "directory");
         let counters = state.announcements();
         let mut series: Vec<(&[(&str, &str)], u64)> = vec![(&[("result", "accepted")], counters.accepted_count())];
-        let labels: Vec<[(&str, &str); 2]> = AnnounceRefusal::ALL.iter().map(|r| [("result", "refused"), ("reason", r.label())]).collect();
+        let labels: Vec<[(&str, &str); 2]> = AnnounceRefusal::ALL
+            .iter()
+            .map(|r| [("result", "refused"), ("reason", r.label())])
+            .collect();
         for (l, r) in labels.iter().zip(AnnounceRefusal::ALL) {
             series.push((&l[..], counters.refused_count(r)));
         }
@@ -324,14 +396,25 @@ struct Endpoint {
 
 /// Serves `render` on `listen` until `cancel`, when `listen` is given;
 /// returns the bound address. `node` names the node in logs.
-pub(crate) async fn start(listen: Option<SocketAddr>, node: &str, render: Render, cancel: &CancellationToken) -> Result<Option<SocketAddr>> {
+pub(crate) async fn start(
+    listen: Option<SocketAddr>,
+    node: &str,
+    render: Render,
+    cancel: &CancellationToken,
+) -> Result<Option<SocketAddr>> {
     let Some(listen) = listen else { return Ok(None) };
-    let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot serve metrics on {listen} (--metrics)"))?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot serve metrics on {listen} (--metrics)"))?;
     let addr = listener.local_addr()?;
     if !addr.ip().is_loopback() {
         tracing::warn!("{node}: metrics on {addr} are readable by anyone who can reach that address");
     }
-    let endpoint = Arc::new(Endpoint { render, slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)), refused: AtomicU64::new(0) });
+    let endpoint = Arc::new(Endpoint {
+        render,
+        slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+        refused: AtomicU64::new(0),
+    });
     tokio::spawn(accept(listener, endpoint, cancel.clone()));
     Ok(Some(addr))
 }
@@ -387,18 +470,25 @@ async fn accept(listener: TcpListener, endpoint: Arc<Endpoint>, cancel: Cancella
 fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(text.to_string())));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
 impl Endpoint {
     async fn respond(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         if req.uri().path() != PATH {
-            return plain(StatusCode::NOT_FOUND, "not found: this endpoint serves only GET /metrics\n");
+            return plain(
+                StatusCode::NOT_FOUND,
+                "not found: this endpoint serves only GET /metrics\n",
+            );
         }
         if req.method() != Method::GET {
             let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET /metrics is served\n");
-            r.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("GET"));
+            r.headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static("GET"));
             return r;
         }
         let render = self.render.clone();
@@ -407,7 +497,11 @@ impl Endpoint {
         let text = tokio::task::spawn_blocking(move || {
             let mut out = Exposition::default();
             render(&mut out);
-            out.gauge("nym_metrics_open_connections", "Connections to this metrics endpoint open now (this one included).", open);
+            out.gauge(
+                "nym_metrics_open_connections",
+                "Connections to this metrics endpoint open now (this one included).",
+                open,
+            );
             out.counter(
                 "nym_metrics_refused_connections_total",
                 "Connections to this metrics endpoint closed at accept because MAX_CONNECTIONS (8) were open.",
@@ -419,7 +513,8 @@ impl Endpoint {
         match text {
             Ok(text) => {
                 let mut r = Response::new(Full::new(Bytes::from(text)));
-                r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(CONTENT_TYPE));
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(CONTENT_TYPE));
                 r
             }
             Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "metrics could not be rendered\n"),
@@ -442,7 +537,10 @@ pub fn parse(text: &str) -> std::result::Result<Vec<Sample>, String> {
         let bad = |why: &str| format!("line {}: {why}: {line}", n + 1);
         let name_end = line.find(['{', ' ']).ok_or_else(|| bad("no value"))?;
         let name = &line[..name_end];
-        let valid_name = name.chars().enumerate().all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()));
+        let valid_name = name
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()));
         if name.is_empty() || !valid_name {
             return Err(bad("bad metric name"));
         }
@@ -527,7 +625,9 @@ mod tests {
         for line in text.lines() {
             let mut words = line.split(' ');
             match (words.next(), words.next(), words.next()) {
-                (Some("#"), Some("HELP"), Some(name)) => assert!(helped.insert(name.to_string()), "two HELP lines for {name}"),
+                (Some("#"), Some("HELP"), Some(name)) => {
+                    assert!(helped.insert(name.to_string()), "two HELP lines for {name}")
+                }
                 (Some("#"), Some("TYPE"), Some(name)) => {
                     assert!(typed.insert(name.to_string()), "two TYPE lines for {name}");
                     assert!(matches!(words.next(), Some("counter" | "gauge")), "{line}");
@@ -537,8 +637,14 @@ mod tests {
                     let samples = parse(line).unwrap_or_else(|e| panic!("{e}"));
                     assert_eq!(samples.len(), 1, "{line}");
                     let name = &samples[0].0;
-                    assert!(typed.contains(name) && helped.contains(name), "{name} sampled before its HELP and TYPE");
-                    assert!(!name.ends_with("_total") || text.contains(&format!("# TYPE {name} counter")), "{name}: a _total that is not a counter");
+                    assert!(
+                        typed.contains(name) && helped.contains(name),
+                        "{name} sampled before its HELP and TYPE"
+                    );
+                    assert!(
+                        !name.ends_with("_total") || text.contains(&format!("# TYPE {name} counter")),
+                        "{name}: a _total that is not a counter"
+                    );
                 }
             }
         }
@@ -550,21 +656,39 @@ mod tests {
         let mut out = Exposition::default();
         out.counter("a_total", "A counter.\nTwo lines.", 7);
         out.gauge("b", "A gauge.", 0);
-        out.family("c_total", Kind::Counter, "Labels.", &[(&[("x", "plain"), ("y", "q\"uo\\te\nnl")], 3), (&[("x", "")], u64::MAX)]);
+        out.family(
+            "c_total",
+            Kind::Counter,
+            "Labels.",
+            &[(&[("x", "plain"), ("y", "q\"uo\\te\nnl")], 3), (&[("x", "")], u64::MAX)],
+        );
         out.labelled("d", Kind::Gauge, "One label.", "kind", &[("one", 1), ("two", 2)]);
         let text = out.into_text();
         assert!(text.contains("# HELP a_total A counter.\\nTwo lines.\n"), "{text}");
         let samples = well_formed(&text);
         assert_eq!(samples.len(), 6);
         assert_eq!(value(&samples, "a_total", &[]), Some(7.0));
-        assert_eq!(value(&samples, "c_total", &[("x", "plain"), ("y", "q\"uo\\te\nnl")]), Some(3.0));
+        assert_eq!(
+            value(&samples, "c_total", &[("x", "plain"), ("y", "q\"uo\\te\nnl")]),
+            Some(3.0)
+        );
         assert_eq!(value(&samples, "c_total", &[("x", "")]), Some(u64::MAX as f64));
         assert_eq!(value(&samples, "d", &[("kind", "two")]), Some(2.0));
     }
 
     #[test]
     fn lines_that_are_not_samples_are_refused_by_line() {
-        for bad in ["novalue", "x{a=\"1\" 2", "x{a=1} 2", "x{=\"1\"} 2", "x 1.2.3", "9x 1", "x{a=\"1\"}2", "x{a=\"\\", "x{a=\"1\";b=\"2\"} 1"] {
+        for bad in [
+            "novalue",
+            "x{a=\"1\" 2",
+            "x{a=1} 2",
+            "x{=\"1\"} 2",
+            "x 1.2.3",
+            "9x 1",
+            "x{a=\"1\"}2",
+            "x{a=\"\\",
+            "x{a=\"1\";b=\"2\"} 1",
+        ] {
             let e = parse(&format!("# HELP x fine\n{bad}\n")).expect_err(bad);
             assert!(e.starts_with("line 2:"), "{bad}: {e}");
         }
@@ -609,18 +733,39 @@ mod tests {
 
         for samples in [&m, &g] {
             for (i, reason) in DROP_REASONS.iter().enumerate() {
-                assert_eq!(value(samples, "nym_packets_dropped_total", &[("reason", reason)]), Some(100.0 + i as f64), "{reason}");
+                assert_eq!(
+                    value(samples, "nym_packets_dropped_total", &[("reason", reason)]),
+                    Some(100.0 + i as f64),
+                    "{reason}"
+                );
             }
             assert_eq!(value(samples, "nym_packets_received_total", &[]), Some(11.0));
             assert_eq!(value(samples, "nym_packets_forwarded_total", &[]), Some(12.0));
             assert_eq!(value(samples, "nym_sphinx_key_epoch", &[]), Some(42.0));
-            assert_eq!(value(samples, "nym_open_connections", &[("kind", "peer_out")]), Some(1.0));
+            assert_eq!(
+                value(samples, "nym_open_connections", &[("kind", "peer_out")]),
+                Some(1.0)
+            );
             assert_eq!(value(samples, "nym_open_connections", &[("kind", "mix_in")]), Some(0.0));
         }
-        assert_eq!(value(&m, "nym_node_info", &[("role", "mixnode"), ("version", nym_wire::VERSION)]), Some(1.0));
+        assert_eq!(
+            value(
+                &m,
+                "nym_node_info",
+                &[("role", "mixnode"), ("version", nym_wire::VERSION)]
+            ),
+            Some(1.0)
+        );
         assert_eq!(value(&m, "nym_mixnode_layer", &[]), Some(2.0));
         assert_eq!(value(&m, "nym_packets_stored_total", &[]), None, "gateway-only");
-        assert_eq!(value(&g, "nym_node_info", &[("role", "gateway"), ("version", nym_wire::VERSION)]), Some(1.0));
+        assert_eq!(
+            value(
+                &g,
+                "nym_node_info",
+                &[("role", "gateway"), ("version", nym_wire::VERSION)]
+            ),
+            Some(1.0)
+        );
         assert_eq!(value(&g, "nym_packets_stored_total", &[]), Some(13.0));
         assert_eq!(value(&g, "nym_packets_delivered_total", &[]), Some(14.0));
         assert_eq!(value(&g, "nym_open_connections", &[("kind", "client")]), Some(2.0));
@@ -629,7 +774,13 @@ mod tests {
         // the guards give their connections back
         drop(clients);
         drop(peer);
-        assert_eq!((stats.open_connections(Conn::Client), stats.open_connections(Conn::PeerOut)), (0, 0));
+        assert_eq!(
+            (
+                stats.open_connections(Conn::Client),
+                stats.open_connections(Conn::PeerOut)
+            ),
+            (0, 0)
+        );
     }
 
     #[test]
@@ -637,7 +788,10 @@ mod tests {
         let labels: HashSet<&str> = AnnounceRefusal::ALL.iter().map(|r| r.label()).collect();
         assert_eq!(labels.len(), AnnounceRefusal::ALL.len());
         for (i, r) in AnnounceRefusal::ALL.iter().enumerate() {
-            assert_eq!(*r as usize, i, "ALL is in declaration order (the counters are indexed by it)");
+            assert_eq!(
+                *r as usize, i,
+                "ALL is in declaration order (the counters are indexed by it)"
+            );
         }
     }
 }

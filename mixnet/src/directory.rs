@@ -9,6 +9,7 @@
 //! rules, refusals and limits are in docs/topology-document.md.
 
 use crate::keyfiles::load_or_create_directory_key;
+use crate::metrics::{AnnounceRefusal as Why, AnnouncementCounters};
 use crate::ratelimit::{RateLimiter, RateRefusal};
 use anyhow::{anyhow, Context, Result};
 use axum::body::Body;
@@ -76,6 +77,9 @@ pub struct DirectoryConfig {
     /// document; descriptors must carry the keys of their signing epoch and
     /// the next under it.
     pub epoch_secs: u64,
+    /// `--metrics`: serve Prometheus metrics on `GET /metrics` here (port 0
+    /// picks a free port); None: no metrics listener.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl DirectoryConfig {
@@ -97,6 +101,7 @@ impl DirectoryConfig {
             max_sources: DEFAULT_MAX_SOURCES,
             max_body: DEFAULT_MAX_BODY,
             epoch_secs: nym_wire::epoch::DEFAULT_EPOCH_SECS,
+            metrics: None,
         }
     }
 
@@ -156,15 +161,17 @@ pub fn load_admit_file(path: &Path) -> Result<HashSet<[u8; 32]>> {
     parse_admit_file(&text).with_context(|| format!("bad admit file {}", path.display()))
 }
 
-/// A refused announcement: the status and the `error` text.
+/// A refused announcement: the status and the `error` text, and which
+/// refusal it is (the `reason` label of its metric).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
     pub status: StatusCode,
     pub reason: String,
+    pub why: Why,
 }
 
-fn refuse<T>(status: StatusCode, reason: impl Into<String>) -> Result<T, Refused> {
-    Err(Refused { status, reason: reason.into() })
+fn refuse<T>(why: Why, status: StatusCode, reason: impl Into<String>) -> Result<T, Refused> {
+    Err(Refused { status, reason: reason.into(), why })
 }
 
 impl IntoResponse for Refused {
@@ -233,6 +240,7 @@ pub struct DirectoryState {
     inner: Arc<Mutex<Inner>>,
     config: Arc<DirectoryConfig>,
     key: Arc<SigningKey>,
+    announcements: Arc<AnnouncementCounters>,
 }
 
 fn unix_now() -> Duration {
@@ -281,6 +289,7 @@ impl Inner {
 
 fn held(what: &str, addr: &str, holder: &[u8; 32]) -> Refused {
     Refused {
+        why: Why::AddressHeld,
         status: StatusCode::CONFLICT,
         reason: format!(
             "{what} {addr} is held by another live node (identity {}); it is free again when that entry expires",
@@ -300,7 +309,24 @@ impl DirectoryState {
             generation: 0,
             cache: None,
         };
-        DirectoryState { inner: Arc::new(Mutex::new(inner)), config: Arc::new(config), key: Arc::new(key) }
+        DirectoryState {
+            inner: Arc::new(Mutex::new(inner)),
+            config: Arc::new(config),
+            key: Arc::new(key),
+            announcements: Arc::default(),
+        }
+    }
+
+    /// Announcements accepted and refused over HTTP so far.
+    pub fn announcements(&self) -> &AnnouncementCounters {
+        &self.announcements
+    }
+
+    /// Mixnodes and gateways listed now (unexpired).
+    pub fn listed(&self) -> (usize, usize) {
+        let mut inner = self.lock();
+        inner.prune(self.config.expiry, self.config.max_descriptor_age.as_millis() as u64, unix_now().as_millis() as u64);
+        (inner.mixnodes.len(), inner.gateways.len())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -355,6 +381,7 @@ impl DirectoryState {
         match self.lock().sources.check(&source, Instant::now(), false) {
             Ok(()) => Ok(()),
             Err(RateRefusal::Limited) => refuse(
+                Why::SourceRate,
                 StatusCode::TOO_MANY_REQUESTS,
                 format!(
                     "too many announcements from {source} (more than {}/s, burst {}: --source-rate, --source-burst)",
@@ -362,6 +389,7 @@ impl DirectoryState {
                 ),
             ),
             Err(RateRefusal::TooManyKeys) => refuse(
+                Why::TooManySources,
                 StatusCode::TOO_MANY_REQUESTS,
                 format!("too many sources are announcing ({}, --max-sources); try again later", self.config.max_sources),
             ),
@@ -371,16 +399,16 @@ impl DirectoryState {
     /// A mixnode's announcement (body already read): every check, then the entry.
     pub fn announce_mixnode(&self, body: &[u8]) -> Result<(), Refused> {
         let node: MixNodeJson = serde_json::from_slice(body)
-            .or_else(|e| refuse(StatusCode::BAD_REQUEST, format!("bad mixnode JSON: {e}")))?;
-        let id = node.verify_signature().or_else(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
+            .or_else(|e| refuse(Why::BadJson, StatusCode::BAD_REQUEST, format!("bad mixnode JSON: {e}")))?;
+        let id = node.verify_signature().or_else(|e| refuse(Why::BadSignature, StatusCode::BAD_REQUEST, e.to_string()))?;
         self.announce(id, Descriptor::Mix(node))
     }
 
     /// A gateway's announcement (body already read).
     pub fn announce_gateway(&self, body: &[u8]) -> Result<(), Refused> {
         let node: GatewayJson = serde_json::from_slice(body)
-            .or_else(|e| refuse(StatusCode::BAD_REQUEST, format!("bad gateway JSON: {e}")))?;
-        let id = node.verify_signature().or_else(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
+            .or_else(|e| refuse(Why::BadJson, StatusCode::BAD_REQUEST, format!("bad gateway JSON: {e}")))?;
+        let id = node.verify_signature().or_else(|e| refuse(Why::BadSignature, StatusCode::BAD_REQUEST, e.to_string()))?;
         self.announce(id, Descriptor::Gateway(node))
     }
 
@@ -388,7 +416,7 @@ impl DirectoryState {
         let who = encode_key(&id);
         if let Some(admit) = &self.config.admit {
             if !admit.contains(&id) {
-                return refuse(StatusCode::FORBIDDEN, format!("identity {who} is not admitted by this directory (--admit)"));
+                return refuse(Why::NotAdmitted, StatusCode::FORBIDDEN, format!("identity {who} is not admitted by this directory (--admit)"));
             }
         }
         let seq = node.seq();
@@ -396,11 +424,12 @@ impl DirectoryState {
             Descriptor::Mix(m) => MixNode::from_json(m).map(|_| ()),
             Descriptor::Gateway(g) => Gateway::from_json(g).map(|_| ()),
         }
-        .or_else(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
+        .or_else(|e| refuse(Why::BadDescriptor, StatusCode::BAD_REQUEST, e.to_string()))?;
         if !versions_compatible(node.version(), nym_wire::VERSION) {
             let ours = nym_wire::VERSION;
             let series = ours.splitn(3, '.').take(2).collect::<Vec<_>>().join(".");
             return refuse(
+                Why::Version,
                 StatusCode::BAD_REQUEST,
                 format!("version {} is not served by this directory: it accepts {series}.x (its own is {ours})", node.version()),
             );
@@ -411,6 +440,7 @@ impl DirectoryState {
         let max_age_ms = self.config.max_descriptor_age.as_millis() as u64;
         if seq > now_ms.saturating_add(skew_ms) {
             return refuse(
+                Why::ClockSkew,
                 StatusCode::BAD_REQUEST,
                 format!(
                     "descriptor signed {} s in the future (seq {seq}; more than the {} s clock skew allowed, --max-clock-skew-secs): check the node's clock",
@@ -421,6 +451,7 @@ impl DirectoryState {
         }
         if seq.saturating_add(max_age_ms) < now_ms {
             return refuse(
+                Why::Stale,
                 StatusCode::CONFLICT,
                 format!(
                     "descriptor signed {} s ago (seq {seq}; older than {} s, --max-descriptor-age-secs): stale or replayed",
@@ -434,6 +465,7 @@ impl DirectoryState {
         let epochs: Vec<u32> = node.sphinx_keys().iter().map(|k| k.epoch).collect();
         if epochs != [epoch, epoch.saturating_add(1)] {
             return refuse(
+                Why::EpochKeys,
                 StatusCode::BAD_REQUEST,
                 format!(
                     "sphinx keys for epochs {epochs:?}, not for {epoch} (when it was signed) and {}: this directory's \
@@ -449,6 +481,7 @@ impl DirectoryState {
         if let Some(last) = inner.last_seq.get(&id) {
             if seq <= *last {
                 return refuse(
+                    Why::Replayed,
                     StatusCode::CONFLICT,
                     format!("replayed or out-of-order descriptor: seq {seq} is not greater than {last}, the last accepted from {who}"),
                 );
@@ -462,6 +495,7 @@ impl DirectoryState {
             Ok(()) => {}
             Err(RateRefusal::Limited) => {
                 return refuse(
+                    Why::IdentityRate,
                     StatusCode::TOO_MANY_REQUESTS,
                     format!(
                         "too many announcements for identity {who} (more than {}/s, burst {}: --identity-rate, --identity-burst)",
@@ -470,13 +504,13 @@ impl DirectoryState {
                 )
             }
             Err(RateRefusal::TooManyKeys) => {
-                return refuse(StatusCode::TOO_MANY_REQUESTS, "too many identities are announcing; try again later")
+                return refuse(Why::TooManyIdentities, StatusCode::TOO_MANY_REQUESTS, "too many identities are announcing; try again later")
             }
         }
         match &node {
             Descriptor::Mix(m) => {
                 if inner.gateways.contains_key(&id) {
-                    return refuse(StatusCode::CONFLICT, format!("identity {who} is a live gateway; one identity can't also be a mixnode"));
+                    return refuse(Why::RoleConflict, StatusCode::CONFLICT, format!("identity {who} is a live gateway; one identity can't also be a mixnode"));
                 }
                 if let Some(h) = inner.mix_address_holder(&id, &m.host) {
                     return Err(held("address", &m.host, &h));
@@ -484,7 +518,7 @@ impl DirectoryState {
             }
             Descriptor::Gateway(g) => {
                 if inner.mixnodes.contains_key(&id) {
-                    return refuse(StatusCode::CONFLICT, format!("identity {who} is a live mixnode; one identity can't also be a gateway"));
+                    return refuse(Why::RoleConflict, StatusCode::CONFLICT, format!("identity {who} is a live mixnode; one identity can't also be a gateway"));
                 }
                 if let Some(h) = inner.mix_address_holder(&id, &g.mixnet_listener) {
                     return Err(held("address", &g.mixnet_listener, &h));
@@ -496,6 +530,7 @@ impl DirectoryState {
         }
         if !listed && inner.mixnodes.len() + inner.gateways.len() >= self.config.max_nodes {
             return refuse(
+                Why::Full,
                 StatusCode::TOO_MANY_REQUESTS,
                 format!(
                     "the directory is full ({} nodes, --max-nodes); listed nodes' refreshes still pass; try again later",
@@ -504,7 +539,7 @@ impl DirectoryState {
             );
         }
         if !inner.last_seq.contains_key(&id) && !listed && inner.last_seq.len() >= self.config.max_remembered() {
-            return refuse(StatusCode::TOO_MANY_REQUESTS, "too many identities announced recently; try again later");
+            return refuse(Why::TooManyIdentities, StatusCode::TOO_MANY_REQUESTS, "too many identities announced recently; try again later");
         }
         inner.last_seq.insert(id, seq);
         let last_seen = now.as_nanos() as u64;
@@ -532,20 +567,26 @@ impl DirectoryState {
             .map(|c| c.0.ip())
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         if let Err(r) = self.check_source(source) {
+            self.announcements.refused(r.why);
             return r.into_response();
         }
         let max = self.config.max_body;
         let body = match axum::body::to_bytes(req.into_body(), max).await {
             Ok(b) => b,
             Err(_) => {
-                return Refused { status: StatusCode::PAYLOAD_TOO_LARGE, reason: format!("announcements are at most {max} bytes (--max-body)") }
-                    .into_response()
+                self.announcements.refused(Why::BodyTooLarge);
+                let reason = format!("announcements are at most {max} bytes (--max-body)");
+                return Refused { status: StatusCode::PAYLOAD_TOO_LARGE, reason, why: Why::BodyTooLarge }.into_response();
             }
         };
         let result = if mix { self.announce_mixnode(&body) } else { self.announce_gateway(&body) };
         match result {
-            Ok(()) => StatusCode::CREATED.into_response(),
+            Ok(()) => {
+                self.announcements.accepted();
+                StatusCode::CREATED.into_response()
+            }
             Err(r) => {
+                self.announcements.refused(r.why);
                 tracing::debug!("refused an announcement from {source}: {} {}", r.status, r.reason);
                 r.into_response()
             }
@@ -585,6 +626,7 @@ pub fn router(state: DirectoryState) -> Router {
 pub struct DirectoryHandle {
     pub addr: SocketAddr,
     pub state: DirectoryState,
+    metrics_addr: Option<SocketAddr>,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -601,6 +643,11 @@ impl DirectoryHandle {
 
     pub fn directory_key_b58(&self) -> String {
         encode_key(&self.directory_key())
+    }
+
+    /// Where `GET /metrics` is served (`DirectoryConfig::metrics`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     pub async fn shutdown(self) {
@@ -628,8 +675,10 @@ pub async fn start_directory_unlogged(config: DirectoryConfig) -> Result<Directo
     let key = load_or_create_directory_key(&config.data_dir)?;
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
+    let metrics = config.metrics;
     let state = DirectoryState::new(config, key);
     let cancel = CancellationToken::new();
+    let metrics_addr = crate::metrics::start(metrics, "directory", crate::metrics::directory(state.clone()), &cancel).await?;
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let c = cancel.clone();
     let task = tokio::spawn(async move {
@@ -638,7 +687,7 @@ pub async fn start_directory_unlogged(config: DirectoryConfig) -> Result<Directo
             tracing::error!("directory server failed: {e}");
         }
     });
-    Ok(DirectoryHandle { addr, state, cancel, task })
+    Ok(DirectoryHandle { addr, state, metrics_addr, cancel, task })
 }
 
 impl DirectoryHandle {
@@ -650,10 +699,11 @@ impl DirectoryHandle {
             None => "OPEN: any node may announce (no --admit), within the limits".to_string(),
         };
         tracing::info!(
-            "directory listening on {}, directory key {}; {admission}; {}",
+            "directory listening on {}, directory key {}; {admission}; {}{}",
             self.url(),
             self.directory_key_b58(),
-            config.describe_limits()
+            config.describe_limits(),
+            self.metrics_addr.map(|a| format!("; metrics {}", crate::metrics::url(a))).unwrap_or_default()
         );
     }
 }

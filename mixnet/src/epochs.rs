@@ -37,6 +37,9 @@ use tokio_util::sync::CancellationToken;
 use x25519_dalek::{PublicKey, StaticSecret};
 
 pub const KEYS_DIR: &str = "sphinx-keys";
+/// Written (in `KEYS_DIR`) after the final save of a clean stop, deleted at
+/// start: without it, the filters on disk may miss tags (a crash).
+pub const CLEAN_STOP_FILE: &str = "clean-stop";
 
 /// Packets a second a node is sized for: its filters hold an epoch of them.
 pub const DEFAULT_RATED_PACKETS_PER_SEC: u64 = 200;
@@ -180,6 +183,8 @@ impl SphinxKeys {
         let dir = data_dir.join(KEYS_DIR);
         ensure_dir(&dir)?;
         let current = epoch_at(now_unix_ms, settings.epoch_ms());
+        let marker = dir.join(CLEAN_STOP_FILE);
+        let clean_stop = marker.exists();
         let mut report = Vec::new();
         let mut keys = BTreeMap::new();
         for (epoch, path) in key_files(&dir)? {
@@ -187,7 +192,7 @@ impl SphinxKeys {
                 remove_key_files(&dir, epoch);
                 continue;
             }
-            match load_key(&dir, epoch, &path) {
+            match load_key(&dir, epoch, &path, clean_stop) {
                 Ok(key) => {
                     keys.insert(epoch, Arc::new(key));
                 }
@@ -200,14 +205,15 @@ impl SphinxKeys {
                 }
             }
         }
+        // From now on the filters on disk fall behind: until the next clean
+        // stop they must not pass for complete.
+        if clean_stop {
+            fs::remove_file(&marker).with_context(|| format!("cannot remove {}", marker.display()))?;
+            sync_dir(&dir);
+        }
         let store = SphinxKeys { dir, settings, keys: RwLock::new(keys), stats };
         for epoch in [current, current.saturating_add(1)] {
             store.ensure_key(epoch)?;
-        }
-        // From now on the files on disk may fall behind: until the next
-        // clean stop, they must not pass for complete.
-        for key in store.held() {
-            store.save_one(&key, false)?;
         }
         store.stats.epoch.store(u64::from(current), Ordering::Relaxed);
         Ok((Arc::new(store), report))
@@ -256,9 +262,10 @@ impl SphinxKeys {
         let secret = StaticSecret::from(bytes);
         let public = PublicKey::from(&secret);
         let filter = ReplayFilter::new(self.settings.filter_params()).map_err(|e| anyhow::anyhow!("replay filter: {e}"))?;
+        // Its filter is written with the first save that finds it used (or
+        // at the stop): a key file without a filter after a crash is rotated.
         let key = Arc::new(EpochKey { epoch, secret, public, filter: Mutex::new(filter), dirty: AtomicBool::new(false) });
         write_private(&key_path(&self.dir, epoch), &encode_pem(X25519_PRIVATE_TAG, key.secret.as_bytes()))?;
-        self.save_one(&key, false)?;
         self.keys.write().unwrap_or_else(|p| p.into_inner()).insert(epoch, key.clone());
         Ok(key)
     }
@@ -286,8 +293,9 @@ impl SphinxKeys {
         Ok(current != before)
     }
 
-    /// Writes the filters that changed (all of them when `clean`: the final
-    /// save of a clean stop).
+    /// Writes the filters that changed; with `clean` (the final save of a
+    /// clean stop: no packet is processed any more) all of them, then the
+    /// clean-stop mark.
     pub fn save(&self, clean: bool) -> Result<()> {
         let mut failed = Vec::new();
         for key in self.held() {
@@ -299,6 +307,10 @@ impl SphinxKeys {
         }
         if !failed.is_empty() {
             bail!("cannot save replay filters: {}", failed.join("; "));
+        }
+        if clean {
+            write_private(&self.dir.join(CLEAN_STOP_FILE), &format!("{}\n", unix_time_ms()))?;
+            sync_dir(&self.dir);
         }
         Ok(())
     }
@@ -401,7 +413,10 @@ fn key_files(dir: &Path) -> Result<Vec<(KeyEpoch, PathBuf)>> {
 }
 
 /// A kept key with its filter, or why it can't be trusted.
-fn load_key(dir: &Path, epoch: KeyEpoch, path: &Path) -> std::result::Result<EpochKey, String> {
+fn load_key(dir: &Path, epoch: KeyEpoch, path: &Path, clean_stop: bool) -> std::result::Result<EpochKey, String> {
+    if !clean_stop {
+        return Err("the node did not stop cleanly (a crash?): replays since its filter's last save would pass".into());
+    }
     let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let secret = StaticSecret::from(decode_pem32(&text, X25519_PRIVATE_TAG).map_err(|e| format!("bad key file: {e}"))?);
     let public = PublicKey::from(&secret);
@@ -410,9 +425,15 @@ fn load_key(dir: &Path, epoch: KeyEpoch, path: &Path) -> std::result::Result<Epo
         other => format!("its replay filter can't be used ({other})"),
     })?;
     if !loaded.clean {
-        return Err("its replay filter was not saved by a clean stop (a crash?): replays since its last save would pass".into());
+        return Err("its replay filter was not saved at the last stop: replays since its last save would pass".into());
     }
     Ok(EpochKey { epoch, secret, public, filter: Mutex::new(loaded.filter), dirty: AtomicBool::new(false) })
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
 }
 
 fn write_private(path: &Path, contents: &str) -> Result<()> {
@@ -491,7 +512,7 @@ mod tests {
         drop(keys);
         let (after_crash, report) = open(dir.path(), 51_000);
         assert_eq!(report.len(), 2, "{report:?}");
-        assert!(report[0].contains("epoch 5") && report[0].contains("not saved by a clean stop") && report[0].contains("rotated early"));
+        assert!(report[0].contains("epoch 5") && report[0].contains("did not stop cleanly") && report[0].contains("rotated early"));
         let fresh = after_crash.get(5).unwrap();
         assert_ne!(fresh.public, before, "a new key: the old one's packets can't be replayed");
         assert!(fresh.check_tag([1; 32]));

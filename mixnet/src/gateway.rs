@@ -30,7 +30,7 @@ use crate::epochs::{start_keys, EpochSettings, SphinxKeys};
 use crate::keyfiles::load_or_create_identity_key;
 use crate::pool::{PeerPool, DEFAULT_PEER_QUEUE};
 use crate::processor::{default_workers, serve_mix_listener, start_workers, Handler, Processed};
-use crate::stats::{inc, spawn_stats_logger, NodeStats};
+use crate::stats::{inc, spawn_stats_logger, Conn, NodeStats};
 use anyhow::{anyhow, Result};
 use ed25519_dalek::SigningKey;
 use futures_util::{SinkExt, StreamExt};
@@ -106,6 +106,9 @@ pub struct GatewayConfig {
     pub location: String,
     /// Key epochs and replay filters.
     pub epochs: EpochSettings,
+    /// `--metrics`: serve Prometheus metrics on `GET /metrics` here (port 0
+    /// picks a free port); None: no metrics listener.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl GatewayConfig {
@@ -127,6 +130,7 @@ impl GatewayConfig {
             max_client_message: DEFAULT_MAX_CLIENT_MESSAGE,
             location: "localhost".into(),
             epochs: EpochSettings::default(),
+            metrics: None,
         }
     }
 }
@@ -255,6 +259,7 @@ pub struct Gateway {
     clients_addr: SocketAddr,
     announce_host: String,
     stats: Arc<NodeStats>,
+    metrics_addr: Option<SocketAddr>,
     cancel: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     threads: Vec<std::thread::JoinHandle<()>>,
@@ -290,6 +295,8 @@ impl Gateway {
         let stats = NodeStats::new();
         let cancel = CancellationToken::new();
         let keys = start_keys(&config.data_dir, config.epochs.clone(), stats.clone(), cancel.clone())?;
+        let metrics = crate::metrics::gateway(stats.clone(), inbox.gauges());
+        let metrics_addr = crate::metrics::start(config.metrics, "gateway", metrics, &cancel).await?;
         let pool = PeerPool::new(stats.clone(), config.peer_queue, cancel.clone());
         let identity_key = identity.verifying_key().to_bytes();
         let (store_queue, store_rx) = std::sync::mpsc::sync_channel(STORE_QUEUE);
@@ -334,6 +341,7 @@ impl Gateway {
             clients_addr,
             announce_host,
             stats: stats.clone(),
+            metrics_addr,
             cancel: cancel.clone(),
             tasks,
             threads,
@@ -356,7 +364,7 @@ impl Gateway {
              per address (--handshakes-per-source), {} bytes per handshake (--max-handshake-bytes), {} bytes per \
              client websocket message (--max-client-message); key epoch {} of {} s (--epoch-secs), replay \
              filters for {} packets/s (--rated-packets-per-sec) at a false-positive rate of {} (--replay-fp-rate), \
-             saved every {} s (--replay-save-secs){}",
+             saved every {} s (--replay-save-secs){}{}",
             gw.identity_key_b58(),
             i.messages_per_client,
             i.bytes_per_client,
@@ -377,7 +385,8 @@ impl Gateway {
                 (None, _) => String::new(),
                 (Some(_), Some(k)) => format!("; directory key {} (pinned)", encode_key(&k)),
                 (Some(_), None) => "; directory key: trusted on first use".to_string(),
-            }
+            },
+            metrics_addr.map(|a| format!("; metrics {}", crate::metrics::url(a))).unwrap_or_default()
         );
         Ok(gw)
     }
@@ -424,6 +433,11 @@ impl Gateway {
 
     pub fn stats(&self) -> Arc<NodeStats> {
         self.stats.clone()
+    }
+
+    /// Where `GET /metrics` is served (`GatewayConfig::metrics`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Messages waiting in the inbox of `client` (x25519 public key).
@@ -531,7 +545,9 @@ async fn serve_clients(listener: TcpListener, shared: Arc<Shared>, cancel: Cance
                 };
                 let shared = shared.clone();
                 let cancel = cancel.clone();
+                let open = shared.stats.open_connection(Conn::Client);
                 tokio::spawn(async move {
+                    let _open = open;
                     if let Err(e) = handle_client(stream, slot, shared, cancel).await {
                         tracing::debug!("client {peer}: {e:#}");
                     }
@@ -670,6 +686,7 @@ async fn handle_client(
     // Authenticated: the handshake allowance and slot no longer apply.
     gate.open();
     drop(unauthenticated);
+    let _authenticated = shared.stats.open_connection(Conn::ClientAuthenticated);
     tracing::debug!("client {} authenticated, {stored} stored messages", encode_key(&client_key));
 
     let mut conn = ClientConnection {

@@ -13,6 +13,8 @@ use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const DB_FILE: &str = "gateway.sqlite";
@@ -47,7 +49,18 @@ pub(crate) struct Inbox {
     /// Per client: (messages, payload bytes) stored.
     usage: HashMap<[u8; 32], (u64, u64)>,
     total_bytes: u64,
+    total_messages: u64,
     limits: InboxLimits,
+    gauges: Arc<InboxGauges>,
+}
+
+/// The inbox's totals, published after every change, for readers that must
+/// not take the store's lock (the metrics endpoint).
+#[derive(Debug, Default)]
+pub struct InboxGauges {
+    pub registered: AtomicU64,
+    pub messages: AtomicU64,
+    pub bytes: AtomicU64,
 }
 
 fn key_of(bytes: Vec<u8>) -> Option<[u8; 32]> {
@@ -118,6 +131,7 @@ impl Inbox {
         }
         let mut usage = HashMap::new();
         let mut total_bytes = 0u64;
+        let mut total_messages = 0u64;
         {
             let mut stmt = conn.prepare("SELECT client, COUNT(*), SUM(LENGTH(payload)) FROM inbox GROUP BY client")?;
             let rows = stmt.query_map([], |r| {
@@ -129,6 +143,7 @@ impl Inbox {
                     let bytes = bytes.max(0) as u64;
                     usage.insert(k, (n.max(0) as u64, bytes));
                     total_bytes += bytes;
+                    total_messages += n.max(0) as u64;
                 }
             }
         }
@@ -137,7 +152,20 @@ impl Inbox {
             clients: limits.clients.max(1),
             ..limits
         };
-        Ok(Inbox { conn, registered, usage, total_bytes, limits })
+        let inbox = Inbox { conn, registered, usage, total_bytes, total_messages, limits, gauges: Arc::default() };
+        inbox.publish();
+        Ok(inbox)
+    }
+
+    /// The totals this inbox publishes after every change.
+    pub fn gauges(&self) -> Arc<InboxGauges> {
+        self.gauges.clone()
+    }
+
+    fn publish(&self) {
+        self.gauges.registered.store(self.registered.len() as u64, Ordering::Relaxed);
+        self.gauges.messages.store(self.total_messages, Ordering::Relaxed);
+        self.gauges.bytes.store(self.total_bytes, Ordering::Relaxed);
     }
 
     /// Registers `key` (a client that proved it holds it), or notes that a
@@ -161,6 +189,7 @@ impl Inbox {
             )
             .map_err(db)?;
         self.registered.insert(*key);
+        self.publish();
         Ok(())
     }
 
@@ -208,6 +237,7 @@ impl Inbox {
             self.registered.remove(k);
             self.usage.remove(k);
         }
+        self.publish();
         Ok((messages, stale.len() as u64))
     }
 
@@ -216,6 +246,8 @@ impl Inbox {
         u.0 = u.0.saturating_sub(messages);
         u.1 = u.1.saturating_sub(bytes);
         self.total_bytes = self.total_bytes.saturating_sub(bytes);
+        self.total_messages = self.total_messages.saturating_sub(messages);
+        self.publish();
     }
 
     pub fn is_registered(&self, key: &[u8; 32]) -> bool {
@@ -278,8 +310,10 @@ impl Inbox {
             let u = self.usage.entry(key).or_insert((0, 0));
             u.0 += n;
             u.1 += bytes;
+            self.total_messages += n;
         }
         self.total_bytes += added_bytes;
+        self.publish();
         Ok(results)
     }
 
@@ -369,11 +403,17 @@ mod tests {
         let small = [0u8; 10];
         let r = inbox.store_batch([(&a, &small[..]), (&a, &small[..]), (&a, &small[..]), (&a, &small[..])]).unwrap();
         assert_eq!(r[3], StoreResult::OverLimit("messages per client"));
+        let g = inbox.gauges();
+        assert_eq!((g.registered.load(Ordering::Relaxed), g.messages.load(Ordering::Relaxed), g.bytes.load(Ordering::Relaxed)), (2, 5, 230));
         // what is counted survives a restart
         drop(inbox);
         let inbox = open(dir.path(), limits);
         assert_eq!((inbox.count(&a), inbox.bytes(&a), inbox.count(&b), inbox.total_bytes()), (3, 30, 2, 230));
         assert_eq!(inbox.registered_count(), 2);
+        // the published totals (what the metrics endpoint reads) agree
+        let g = inbox.gauges();
+        let read = |g: &InboxGauges| (g.registered.load(Ordering::Relaxed), g.messages.load(Ordering::Relaxed), g.bytes.load(Ordering::Relaxed));
+        assert_eq!(read(&g), (2, 5, 230));
     }
 
     #[test]
@@ -395,6 +435,11 @@ mod tests {
         assert_eq!(inbox.expire(now + 3601, &connected).unwrap(), (2, 2));
         assert_eq!((inbox.count(&a), inbox.count(&b), inbox.total_bytes()), (0, 0, 0));
         assert!(inbox.is_registered(&a) && !inbox.is_registered(&b) && !inbox.is_registered(&idle));
+        let g = inbox.gauges();
+        assert_eq!(
+            (g.registered.load(Ordering::Relaxed), g.messages.load(Ordering::Relaxed), g.bytes.load(Ordering::Relaxed)),
+            (1, 0, 0)
+        );
         assert_eq!(inbox.count_in_db(&a).unwrap(), 0);
         // a forgotten client registers again when it comes back
         inbox.register(&b).unwrap();

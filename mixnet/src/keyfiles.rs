@@ -3,13 +3,10 @@
 use anyhow::{anyhow, bail, Context, Result};
 use ed25519_dalek::SigningKey;
 use nym_wire::address::{decode_key, encode_key};
-use nym_wire::keys::{
-    decode_pem32, encode_pem, ED25519_PRIVATE_TAG, ED25519_PUBLIC_TAG, X25519_PRIVATE_TAG, X25519_PUBLIC_TAG,
-};
+use nym_wire::keys::{decode_pem32, encode_pem, ED25519_PRIVATE_TAG, ED25519_PUBLIC_TAG};
 use std::fs;
 use std::io::Write;
 use std::path::Path;
-use x25519_dalek::{PublicKey, StaticSecret};
 
 pub const IDENTITY_PRIVATE_FILE: &str = "identity_private.pem";
 pub const IDENTITY_PUBLIC_FILE: &str = "identity_public.pem";

@@ -28,7 +28,9 @@
 //! store queue full), `dropped_limit` (gateway: an inbox bound reached),
 //! `dropped_peer_down` (lost when a peer connection broke mid-write),
 //! `dropped_retired_key` (built for a key epoch the node no longer, or not
-//! yet, holds).
+//! yet, holds). With
+//! `--metrics HOST:PORT` a node serves them, and more, as Prometheus
+//! metrics on `GET /metrics` ([`metrics`], docs/metrics.md).
 
 pub mod directory;
 pub mod epochs;
@@ -36,6 +38,7 @@ pub mod gateway;
 pub mod http;
 pub mod keyfiles;
 pub mod localnet;
+pub mod metrics;
 pub mod mixnode;
 pub mod pool;
 pub mod ratelimit;
@@ -51,7 +54,7 @@ mod trust;
 pub use directory::{start_directory, DirectoryConfig, DirectoryHandle, DirectoryState};
 pub use gateway::{Gateway, GatewayConfig};
 pub use mixnode::{Mixnode, MixnodeConfig};
-pub use stats::{NodeStats, StatsSnapshot};
+pub use stats::{Conn, ConnectionGuard, NodeStats, StatsSnapshot};
 
 /// A `--...-interval` flag in seconds as a Duration; `what` names the flag in errors.
 pub fn secs_flag(v: f64, what: &str) -> anyhow::Result<std::time::Duration> {

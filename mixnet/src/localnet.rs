@@ -53,6 +53,9 @@ pub struct LocalnetConfig {
     pub also_admit: Vec<[u8; 32]>,
     /// Key epochs (the directory's and every node's) and replay filters.
     pub epochs: EpochSettings,
+    /// Every node serves Prometheus metrics (`GET /metrics`) on a free
+    /// 127.0.0.1 port (on by default; `nym-localnet --no-metrics`).
+    pub metrics: bool,
 }
 
 /// A localnet's key epochs: an hour (keys do rotate while one runs), filters
@@ -77,6 +80,7 @@ impl LocalnetConfig {
             start_timeout: Duration::from_secs(20),
             also_admit: Vec::new(),
             epochs: localnet_epochs(),
+            metrics: true,
         }
     }
 
@@ -113,6 +117,8 @@ pub struct MixnodeInfo {
     pub public_key: String,
     pub data_dir: PathBuf,
     pub running: bool,
+    /// Where it serves `GET /metrics` (the same port after a restart).
+    pub metrics: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -126,6 +132,8 @@ pub struct GatewayInfo {
     pub client_listener: String,
     pub data_dir: PathBuf,
     pub running: bool,
+    /// Where it serves `GET /metrics` (the same port after a restart).
+    pub metrics: Option<SocketAddr>,
 }
 
 struct MixSlot {
@@ -148,7 +156,15 @@ pub struct Localnet {
 }
 
 fn mix_info(node: &Mixnode, data_dir: PathBuf) -> MixnodeInfo {
-    MixnodeInfo { layer: node.layer(), identity_key: node.identity_key_b58(), address: node.announce_addr(), public_key: node.public_key_b58(), data_dir, running: true }
+    MixnodeInfo {
+        layer: node.layer(),
+        identity_key: node.identity_key_b58(),
+        address: node.announce_addr(),
+        public_key: node.public_key_b58(),
+        data_dir,
+        running: true,
+        metrics: node.metrics_addr(),
+    }
 }
 
 fn gateway_info(gw: &Gateway, data_dir: PathBuf) -> GatewayInfo {
@@ -159,6 +175,7 @@ fn gateway_info(gw: &Gateway, data_dir: PathBuf) -> GatewayInfo {
         client_listener: gw.client_listener_url(),
         data_dir,
         running: true,
+        metrics: gw.metrics_addr(),
     }
 }
 
@@ -185,6 +202,9 @@ impl Localnet {
         dc.expiry = config.expiry;
         dc.admit = Some(admit);
         dc.epoch_secs = config.epochs.epoch_secs;
+        // Metrics on loopback only, whatever `host` is.
+        let metrics = config.metrics.then_some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0));
+        dc.metrics = metrics;
         let directory = start_directory(dc).await?;
         let url = directory.url();
         let directory_key = directory.directory_key();
@@ -200,9 +220,11 @@ impl Localnet {
                 c.stats_interval = config.stats_interval;
                 c.workers = config.workers_per_node;
                 c.epochs = config.epochs.clone();
+                c.metrics = metrics;
                 let node = Mixnode::start(c.clone()).await?;
                 // a restart must come back on the same address
                 c.listen = node.listen_addr();
+                c.metrics = node.metrics_addr();
                 net.mixnodes.push(MixSlot { config: c, info: mix_info(&node, dir.clone()), node: Some(node) });
             }
             for dir in &gateway_dirs {
@@ -220,9 +242,11 @@ impl Localnet {
                 // address: the per-source handshake rate is the whole net's.
                 c.admission.handshakes_per_source = c.admission.handshakes_per_source.max(LOOPBACK_HANDSHAKES_PER_SEC);
                 c.admission.registrations_per_sec = c.admission.registrations_per_sec.max(LOOPBACK_HANDSHAKES_PER_SEC);
+                c.metrics = metrics;
                 let gw = Gateway::start(c.clone()).await?;
                 c.mix_listen = gw.mix_addr();
                 c.clients_listen = gw.clients_addr();
+                c.metrics = gw.metrics_addr();
                 net.gateways.push(GatewaySlot { config: c, info: gateway_info(&gw, dir.clone()), node: Some(gw) });
             }
             net.wait_for_topology(config.start_timeout).await
@@ -243,6 +267,11 @@ impl Localnet {
     /// `http://host:port` of the directory.
     pub fn directory_url(&self) -> String {
         self.directory.url()
+    }
+
+    /// Where the directory serves `GET /metrics` (`LocalnetConfig::metrics`).
+    pub fn directory_metrics_addr(&self) -> Option<SocketAddr> {
+        self.directory.metrics_addr()
     }
 
     /// The key the directory signs topologies with; every node of the
@@ -370,6 +399,21 @@ impl Localnet {
                 "gateway  mixnet {}  clients {}  identity {}  sphinx {}\n",
                 g.mix_address, g.client_listener, g.identity_key, g.sphinx_key
             ));
+        }
+        // Metrics URLs last: scripts read the lines above by position.
+        let url = crate::metrics::url;
+        if let Some(a) = self.directory_metrics_addr() {
+            out.push_str(&format!("metrics  directory  {}\n", url(a)));
+        }
+        for m in self.mixnodes() {
+            if let Some(a) = m.metrics {
+                out.push_str(&format!("metrics  mixnode layer {} {}  {}\n", m.layer, m.address, url(a)));
+            }
+        }
+        for g in self.gateways() {
+            if let Some(a) = g.metrics {
+                out.push_str(&format!("metrics  gateway {}  {}\n", g.mix_address, url(a)));
+            }
         }
         out
     }

@@ -51,6 +51,9 @@ pub struct MixnodeConfig {
     pub location: String,
     /// Key epochs and replay filters.
     pub epochs: EpochSettings,
+    /// `--metrics`: serve Prometheus metrics on `GET /metrics` here (port 0
+    /// picks a free port); None: no metrics listener.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl MixnodeConfig {
@@ -69,6 +72,7 @@ impl MixnodeConfig {
             peer_queue: DEFAULT_PEER_QUEUE,
             location: "localhost".into(),
             epochs: EpochSettings::default(),
+            metrics: None,
         }
     }
 }
@@ -82,6 +86,7 @@ pub struct Mixnode {
     identity: SigningKey,
     hops: Option<Arc<HopFilter>>,
     stats: Arc<NodeStats>,
+    metrics_addr: Option<SocketAddr>,
     cancel: CancellationToken,
     accept_task: tokio::task::JoinHandle<()>,
     threads: Vec<std::thread::JoinHandle<()>>,
@@ -110,6 +115,8 @@ impl Mixnode {
         let stats = NodeStats::new();
         let cancel = CancellationToken::new();
         let keys = start_keys(&config.data_dir, config.epochs.clone(), stats.clone(), cancel.clone())?;
+        let metrics = crate::metrics::mixnode(stats.clone(), config.layer);
+        let metrics_addr = crate::metrics::start(config.metrics, "mixnode", metrics, &cancel).await?;
 
         let pool = PeerPool::new(stats.clone(), config.peer_queue, cancel.clone());
         let delays = spawn_delay_queue(pool.clone(), stats.clone(), cancel.clone());
@@ -151,6 +158,7 @@ impl Mixnode {
             identity,
             hops,
             stats,
+            metrics_addr,
             cancel,
             accept_task,
             threads,
@@ -165,7 +173,7 @@ impl Mixnode {
         tracing::info!(
             "mixnode layer {} listening on {listen_addr} (announced as {announce_addr}), identity {}, sphinx key {} \
              (key epoch {} of {} s, --epoch-secs; replay filters for {} packets/s at a false-positive rate of {}, \
-             saved every {} s){}",
+             saved every {} s){}{}",
             node.layer,
             node.identity_key_b58(),
             node.public_key_b58(),
@@ -178,7 +186,8 @@ impl Mixnode {
                 (None, _) => String::new(),
                 (Some(_), Some(k)) => format!(", directory key {} (pinned)", encode_key(&k)),
                 (Some(_), None) => ", directory key: trusted on first use".to_string(),
-            }
+            },
+            metrics_addr.map(|a| format!(", metrics {}", crate::metrics::url(a))).unwrap_or_default()
         );
         Ok(node)
     }
@@ -212,6 +221,11 @@ impl Mixnode {
 
     pub fn stats(&self) -> Arc<NodeStats> {
         self.stats.clone()
+    }
+
+    /// Where `GET /metrics` is served (`MixnodeConfig::metrics`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The node's ed25519 identity (signs its descriptor; what `--admit` lists).

@@ -2,7 +2,7 @@
 //! writer task that (re)connects with backoff. When a peer is down its queue
 //! fills and further packets for it are dropped and counted.
 
-use crate::stats::{inc, NodeStats};
+use crate::stats::{inc, Conn, NodeStats};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -104,6 +104,7 @@ async fn writer(addr: SocketAddr, mut rx: mpsc::Receiver<Vec<u8>>, stats: Arc<No
         backoff = MIN_BACKOFF;
         failing_since = None;
         let _ = stream.set_nodelay(true);
+        let _open = stats.open_connection(Conn::PeerOut);
         tracing::debug!("connected to peer {addr}");
         // Peers never send on this connection: a readable read half means it closed.
         let (mut rd, wr) = stream.into_split();

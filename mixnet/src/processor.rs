@@ -132,6 +132,7 @@ pub(crate) async fn serve_mix_listener(
 }
 
 async fn read_mix_connection(mut stream: TcpStream, jobs: flume::Sender<MixPacket>, stats: Arc<NodeStats>, cancel: CancellationToken) {
+    let _open = stats.open_connection(crate::stats::Conn::MixIn);
     let _ = stream.set_nodelay(true);
     let mut decoder = FrameDecoder::new();
     let mut buf = vec![0u8; 16 * 1024];

@@ -49,11 +49,56 @@ pub struct NodeStats {
     pub refused_connections: AtomicU64,
     /// Gateway: stored messages deleted unread after the inbox expiry.
     pub expired: AtomicU64,
-    /// A packet built for a key epoch the node does not hold (retired, or
-    /// too far ahead).
+    /// A packet built for a key epoch the node does not hold (retired:
+    /// older than the previous epoch; or beyond the next): dropped.
     pub dropped_retired_key: AtomicU64,
-    /// The current key epoch (a gauge).
+    /// The current key epoch (a gauge; docs/key-epochs.md).
     pub epoch: AtomicU64,
+    /// Open connections by kind ([`Conn`]), kept by [`ConnectionGuard`]s.
+    open: [AtomicU64; Conn::ALL.len()],
+}
+
+/// A kind of connection counted in [`NodeStats::open_connections`] (the
+/// `kind` label of `nym_open_connections`, docs/metrics.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conn {
+    /// Mixnet TCP connections accepted (packets from clients' gateways,
+    /// mixnodes of the previous layer).
+    MixIn,
+    /// Connected TCP connections to next hops (the peer pool).
+    PeerOut,
+    /// Gateway: client websocket connections accepted past admission, in
+    /// their handshake or authenticated.
+    Client,
+    /// Gateway: client connections that completed their handshake.
+    ClientAuthenticated,
+}
+
+impl Conn {
+    pub const ALL: [Conn; 4] = [Conn::MixIn, Conn::PeerOut, Conn::Client, Conn::ClientAuthenticated];
+
+    /// The metric label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Conn::MixIn => "mix_in",
+            Conn::PeerOut => "peer_out",
+            Conn::Client => "client",
+            Conn::ClientAuthenticated => "client_authenticated",
+        }
+    }
+}
+
+/// Counts one open connection of its kind while it lives.
+#[derive(Debug)]
+pub struct ConnectionGuard {
+    stats: Arc<NodeStats>,
+    kind: Conn,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.stats.open[self.kind as usize].fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A plain copy of the counters at one moment.
@@ -77,6 +122,7 @@ pub struct StatsSnapshot {
     pub refused_connections: u64,
     pub expired: u64,
     pub dropped_retired_key: u64,
+    pub epoch: u64,
 }
 
 pub(crate) fn inc(c: &AtomicU64) {
@@ -109,7 +155,20 @@ impl NodeStats {
             refused_connections: g(&self.refused_connections),
             expired: g(&self.expired),
             dropped_retired_key: g(&self.dropped_retired_key),
+            epoch: g(&self.epoch),
         }
+    }
+
+    /// Counts a connection of `kind` as open until the guard is dropped:
+    /// `let _open = stats.open_connection(Conn::MixIn);` where it is accepted.
+    pub fn open_connection(self: &Arc<Self>, kind: Conn) -> ConnectionGuard {
+        self.open[kind as usize].fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard { stats: self.clone(), kind }
+    }
+
+    /// Connections of `kind` open now.
+    pub fn open_connections(&self, kind: Conn) -> u64 {
+        self.open[kind as usize].load(Ordering::Relaxed)
     }
 }
 
@@ -117,7 +176,7 @@ impl fmt::Display for StatsSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "received={} forwarded={} delivered={} pushed={} bad_acks={} stored={} dropped: malformed={} replayed={} no_route={} unlisted_hop={} unknown_client={} queue_full={} peer_down={} limit={} retired_key={} bad_connections={} refused_connections={} expired={}",
+            "received={} forwarded={} delivered={} pushed={} bad_acks={} stored={} dropped: malformed={} replayed={} no_route={} unlisted_hop={} unknown_client={} queue_full={} peer_down={} limit={} retired_key={} bad_connections={} refused_connections={} expired={} epoch={}",
             self.received,
             self.forwarded,
             self.delivered,
@@ -135,7 +194,8 @@ impl fmt::Display for StatsSnapshot {
             self.dropped_retired_key,
             self.bad_connections,
             self.refused_connections,
-            self.expired
+            self.expired,
+            self.epoch
         )
     }
 }

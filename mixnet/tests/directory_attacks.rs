@@ -266,6 +266,7 @@ async fn under_admit_only_listed_identities_are_served() {
     let _ = Command::new("kill").arg("-TERM").arg(unlisted_node.id().to_string()).status();
     let out = unlisted_node.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stdout);
+    eprintln!("unlisted node's log: {log}");
     let refusals: Vec<&str> = log.lines().filter(|l| l.contains("refused our announcement")).collect();
     assert_eq!(refusals.len(), 1, "{log}");
     assert!(refusals[0].contains("403") && refusals[0].contains("is not admitted by this directory"), "{log}");
@@ -411,8 +412,10 @@ async fn a_forged_gateway_and_a_flood_of_identities_leave_a_real_network_working
     refused(gateway(&dir, &forged).await, 400, &["signature does not verify"]);
     // or under its own identity, on the real gateway's addresses
     let mut squat = real_gw.clone();
+    let seq = now_ms();
     squat.sphinx_key = b58_x25519(66);
-    squat.sign(&attacker, now_ms());
+    squat.sphinx_keys = epoch_keys(66, seq);
+    squat.sign(&attacker, seq);
     refused(gateway(&dir, &squat).await, 409, &["is held by another live node"]);
     let listed = document(&dir).await;
     assert_eq!(listed.gateway_nodes.len(), 1);

@@ -51,6 +51,7 @@ async fn garbage_bad_flags_truncation_and_replays_are_counted_and_good_traffic_f
 
     // 2. a well-framed packet of random bytes: Sphinx refuses it
     let mut junk = vec![PacketSize::Regular.flag()];
+    junk.extend(mix.sphinx_keys().current_epoch().to_be_bytes());
     junk.extend((0..PacketSize::Regular.packet_len()).map(|i| (i * 7 + 3) as u8));
     send_tcp(addr, &junk).await;
     // 3. a truncated frame, then EOF

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// The Nym directory: nodes announce signed descriptors, clients fetch the
 /// signed topology document. Prints `directory: <url>` and then
-/// `directory key: <base58>` on stdout.
+/// `directory key: <base58>` on stdout (and `metrics: <url>` with --metrics).
 #[derive(Parser)]
 #[command(version)]
 struct Args {
@@ -56,6 +56,11 @@ struct Args {
     /// every node's --epoch-secs must be the same.
     #[arg(long, default_value_t = nym_wire::epoch::DEFAULT_EPOCH_SECS)]
     epoch_secs: u64,
+    /// Serve Prometheus metrics (`GET /metrics`, text format 0.0.4) on
+    /// HOST:PORT, e.g. 127.0.0.1:9100; off by default. At most 8 connections
+    /// at once, 8 KiB requests. Names and labels: docs/metrics.md.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics: Option<SocketAddr>,
 }
 
 #[tokio::main]
@@ -85,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("--epoch-secs must be at least {}", nym_wire::epoch::MIN_EPOCH_SECS);
     }
     c.epoch_secs = args.epoch_secs;
+    c.metrics = args.metrics;
     if let Some(path) = &args.admit {
         c.admit = Some(directory::load_admit_file(path)?);
     }
@@ -95,6 +101,9 @@ async fn main() -> anyhow::Result<()> {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         let _ = write!(out, "directory: {}\ndirectory key: {}\n", dir.url(), dir.directory_key_b58());
+        if let Some(a) = dir.metrics_addr() {
+            let _ = writeln!(out, "metrics: {}", nym_mixnet::metrics::url(a));
+        }
         let _ = out.flush();
     }
     dir.log_start();

@@ -76,6 +76,11 @@ struct Args {
     max_client_message: usize,
     #[command(flatten)]
     epochs: nym_mixnet::epochs::EpochFlags,
+    /// Serve Prometheus metrics (`GET /metrics`, text format 0.0.4) on
+    /// HOST:PORT, e.g. 127.0.0.1:9101; off by default. At most 8 connections
+    /// at once, 8 KiB requests. Names and labels: docs/metrics.md.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics: Option<SocketAddr>,
 }
 
 #[tokio::main]
@@ -120,9 +125,11 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     c.max_client_message = args.max_client_message;
+    c.metrics = args.metrics;
     let gw = Gateway::start(c).await?;
+    let metrics = gw.metrics_addr().map(|a| format!(" metrics {}", nym_mixnet::metrics::url(a))).unwrap_or_default();
     println!(
-        "gateway identity {} sphinx {} mixnet {} clients {}",
+        "gateway identity {} sphinx {} mixnet {} clients {}{metrics}",
         gw.identity_key_b58(),
         gw.sphinx_key_b58(),
         gw.mix_addr(),

@@ -27,6 +27,10 @@ struct Args {
     /// rotate this often.
     #[arg(long, default_value_t = nym_mixnet::localnet::localnet_epochs().epoch_secs)]
     epoch_secs: u64,
+    /// Serve no Prometheus metrics. By default every node serves `GET
+    /// /metrics` on a free 127.0.0.1 port, printed at start (docs/metrics.md).
+    #[arg(long)]
+    no_metrics: bool,
 }
 
 #[tokio::main]
@@ -37,6 +41,7 @@ async fn main() -> anyhow::Result<()> {
     c.directory_port = args.directory_port;
     c.mixnodes_per_layer = args.mixnodes_per_layer;
     c.gateways = args.gateways;
+    c.metrics = !args.no_metrics;
     c.announce_interval = Duration::try_from_secs_f64(args.announce_interval).map_err(|e| anyhow::anyhow!("bad --announce-interval: {e}"))?;
     c.stats_interval = Duration::try_from_secs_f64(args.stats_interval).map_err(|e| anyhow::anyhow!("bad --stats-interval: {e}"))?;
     c.epochs.epoch_secs = args.epoch_secs;

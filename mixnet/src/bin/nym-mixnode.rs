@@ -41,6 +41,11 @@ struct Args {
     workers: usize,
     #[command(flatten)]
     epochs: nym_mixnet::epochs::EpochFlags,
+    /// Serve Prometheus metrics (`GET /metrics`, text format 0.0.4) on
+    /// HOST:PORT, e.g. 127.0.0.1:9101; off by default. At most 8 connections
+    /// at once, 8 KiB requests. Names and labels: docs/metrics.md.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics: Option<SocketAddr>,
 }
 
 #[tokio::main]
@@ -57,8 +62,10 @@ async fn main() -> anyhow::Result<()> {
     c.announce_interval = nym_mixnet::secs_flag(args.announce_interval, "--announce-interval")?;
     c.stats_interval = nym_mixnet::secs_flag(args.stats_interval, "--stats-interval")?;
     c.workers = args.workers;
+    c.metrics = args.metrics;
     let node = Mixnode::start(c).await?;
-    println!("mixnode layer {} {} key {} identity {}", node.layer(), node.announce_addr(), node.public_key_b58(), node.identity_key_b58());
+    let metrics = node.metrics_addr().map(|a| format!(" metrics {}", nym_mixnet::metrics::url(a))).unwrap_or_default();
+    println!("mixnode layer {} {} key {} identity {}{metrics}", node.layer(), node.announce_addr(), node.public_key_b58(), node.identity_key_b58());
     nym_mixnet::shutdown_signal().await;
     tracing::info!("shutting down; final stats: {}", node.stats().snapshot());
     node.shutdown().await;

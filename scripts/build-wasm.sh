@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Builds the browser client into an npm package at wasm/pkg/:
-#   nym_client_wasm.js (ES module glue, `--target web`), nym_client_wasm_bg.wasm,
+#   index.js + index.d.ts (the API: NymClient, a proxy to the engine in a Web
+#   Worker, or in the page), worker.js, engine.js, storage.js (IndexedDB) from
+#   wasm/js/; nym_client_wasm.js (the engine's ES module glue, `--target web`),
+#   nym_client_wasm_bg.wasm (through `wasm-opt -Oz` when wasm-opt is there),
 #   nym_client_wasm.d.ts, package.json (version from Cargo), README.md.
 # Needs cargo and rustup; installs the wasm32 target and the wasm-bindgen CLI
 # (exactly the wasm-bindgen version in Cargo.lock, built from source) when missing.
+# wasm-opt: $WASM_OPT, else on PATH (Debian's binaryen), else npm's binaryen
+# in tests/browser/node_modules; without one the wasm is shipped as built.
 #
 #   scripts/build-wasm.sh            # release build (default)
 #   PROFILE=dev scripts/build-wasm.sh
@@ -42,6 +47,29 @@ VERSION="$(cargo pkgid -p nym-client-wasm | sed 's/.*[@#]//')"
 echo "==> wasm-bindgen --target web --out-dir wasm/pkg"
 rm -rf "$OUT"
 wasm-bindgen --target web --out-dir "$OUT" "$WASM"
+cp "$ROOT"/wasm/js/*.js "$ROOT/wasm/js/index.d.ts" "$OUT/"
+
+BG="$OUT/nym_client_wasm_bg.wasm"
+WASM_OPT="${WASM_OPT:-$(command -v wasm-opt || true)}"
+[ -z "$WASM_OPT" ] && [ -x "$ROOT/tests/browser/node_modules/.bin/wasm-opt" ] && WASM_OPT="$ROOT/tests/browser/node_modules/.bin/wasm-opt"
+BEFORE=$(wc -c < "$BG")
+if [ -n "$WASM_OPT" ]; then
+  echo "==> $WASM_OPT -Oz ($("$WASM_OPT" --version 2>/dev/null | head -1))"
+  # The features rustc's wasm32 target emits by default.
+  if "$WASM_OPT" -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+      --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue \
+      "$BG" -o "$BG.opt"; then
+    mv "$BG.opt" "$BG"
+  else
+    rm -f "$BG.opt"
+    echo "warning: wasm-opt failed; shipping the wasm as built" >&2
+  fi
+else
+  echo "warning: no wasm-opt (apt-get install binaryen, or npm's binaryen); shipping the wasm as built" >&2
+fi
+SIZE=$(wc -c < "$BG")
+GZIP=$(gzip -9 -c "$BG" | wc -c)
+echo "==> wasm: $BEFORE bytes as built, $SIZE bytes shipped, $GZIP bytes gzip -9"
 
 cat > "$OUT/package.json" <<JSON
 {
@@ -50,18 +78,24 @@ cat > "$OUT/package.json" <<JSON
   "description": "Nym mixnet client for the browser: the nym-client-core engine in WebAssembly",
   "license": "Apache-2.0",
   "type": "module",
-  "main": "nym_client_wasm.js",
-  "module": "nym_client_wasm.js",
-  "types": "nym_client_wasm.d.ts",
+  "main": "index.js",
+  "module": "index.js",
+  "types": "index.d.ts",
   "exports": {
     ".": {
-      "types": "./nym_client_wasm.d.ts",
-      "default": "./nym_client_wasm.js"
+      "types": "./index.d.ts",
+      "default": "./index.js"
     },
+    "./worker.js": "./worker.js",
     "./nym_client_wasm_bg.wasm": "./nym_client_wasm_bg.wasm",
     "./package.json": "./package.json"
   },
   "files": [
+    "index.js",
+    "index.d.ts",
+    "worker.js",
+    "engine.js",
+    "storage.js",
     "nym_client_wasm.js",
     "nym_client_wasm.d.ts",
     "nym_client_wasm_bg.wasm",
@@ -73,4 +107,4 @@ cat > "$OUT/package.json" <<JSON
 }
 JSON
 cp "$ROOT/wasm/README.md" "$OUT/README.md"
-echo "==> built nym-client-wasm $VERSION in $OUT ($(du -h "$OUT/nym_client_wasm_bg.wasm" | cut -f1) wasm)"
+echo "==> built nym-client-wasm $VERSION in $OUT (wasm $SIZE bytes, $GZIP gzipped)"

@@ -7,8 +7,7 @@
 #   nym_client_wasm.d.ts, package.json (version from Cargo), README.md.
 # Needs cargo and rustup; installs the wasm32 target and the wasm-bindgen CLI
 # (exactly the wasm-bindgen version in Cargo.lock, built from source) when missing.
-# wasm-opt: $WASM_OPT, else on PATH (Debian's binaryen), else npm's binaryen
-# in tests/browser/node_modules; without one the wasm is shipped as built.
+# wasm-opt: see below (npm's binaryen, installed on first use; checked).
 #
 #   scripts/build-wasm.sh            # release build (default)
 #   PROFILE=dev scripts/build-wasm.sh
@@ -50,26 +49,51 @@ wasm-bindgen --target web --out-dir "$OUT" "$WASM"
 cp "$ROOT"/wasm/js/*.js "$ROOT/wasm/js/index.d.ts" "$OUT/"
 
 BG="$OUT/nym_client_wasm_bg.wasm"
-WASM_OPT="${WASM_OPT:-$(command -v wasm-opt || true)}"
-[ -z "$WASM_OPT" ] && [ -x "$ROOT/tests/browser/node_modules/.bin/wasm-opt" ] && WASM_OPT="$ROOT/tests/browser/node_modules/.bin/wasm-opt"
 BEFORE=$(wc -c < "$BG")
-if [ -n "$WASM_OPT" ]; then
-  echo "==> $WASM_OPT -Oz ($("$WASM_OPT" --version 2>/dev/null | head -1))"
-  # The features rustc's wasm32 target emits by default.
-  if "$WASM_OPT" -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
-      --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue \
-      "$BG" -o "$BG.opt"; then
-    mv "$BG.opt" "$BG"
-  else
-    rm -f "$BG.opt"
-    echo "warning: wasm-opt failed; shipping the wasm as built" >&2
-  fi
-else
-  echo "warning: no wasm-opt (apt-get install binaryen, or npm's binaryen); shipping the wasm as built" >&2
+# wasm-opt: $WASM_OPT, else npm's binaryen (installed under target/binaryen on
+# first use), else one on PATH. Each result must still load (an old binaryen,
+# e.g. Debian 12's 108, breaks wasm-bindgen's externref table): checked by
+# instantiating it in node and calling version(); else the next is tried, and
+# without any the wasm ships as built.
+NPM_BINARYEN_VERSION=132.0.0
+NPM_BINARYEN="$TARGET_DIR/binaryen"
+if [ -z "${WASM_OPT:-}" ] && [ ! -x "$NPM_BINARYEN/node_modules/.bin/wasm-opt" ] && command -v npm >/dev/null; then
+  echo "==> npm install binaryen@$NPM_BINARYEN_VERSION (wasm-opt) into $NPM_BINARYEN"
+  mkdir -p "$NPM_BINARYEN"
+  npm install --prefix "$NPM_BINARYEN" --no-audit --no-fund --no-package-lock --loglevel=error "binaryen@$NPM_BINARYEN_VERSION" \
+    || echo "warning: npm could not install binaryen" >&2
 fi
+CANDIDATES=()
+[ -n "${WASM_OPT:-}" ] && CANDIDATES+=("$WASM_OPT")
+[ -x "$NPM_BINARYEN/node_modules/.bin/wasm-opt" ] && CANDIDATES+=("$NPM_BINARYEN/node_modules/.bin/wasm-opt")
+command -v wasm-opt >/dev/null && CANDIDATES+=("$(command -v wasm-opt)")
+loads() {
+  node --input-type=module -e '
+    import { readFileSync } from "node:fs";
+    const [dir, wasm] = process.argv.slice(1);
+    const glue = await import(`${dir}/nym_client_wasm.js`);
+    glue.initSync({ module: readFileSync(wasm) });
+    if (!glue.version()) process.exit(1);
+  ' "$OUT" "$1" >/dev/null 2>&1
+}
+OPTIMISER="none"
+for opt in "${CANDIDATES[@]}"; do
+  echo "==> $opt -Oz ($("$opt" --version 2>/dev/null | head -1))"
+  # The features rustc's wasm32 target emits by default.
+  if "$opt" -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+      --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue \
+      "$BG" -o "$BG.opt" && loads "$BG.opt"; then
+    mv "$BG.opt" "$BG"
+    OPTIMISER="$("$opt" --version 2>/dev/null | head -1)"
+    break
+  fi
+  rm -f "$BG.opt"
+  echo "warning: $opt failed, or its output does not load; trying the next" >&2
+done
+[ "$OPTIMISER" = none ] && echo "warning: no working wasm-opt; shipping the wasm as built" >&2
 SIZE=$(wc -c < "$BG")
 GZIP=$(gzip -9 -c "$BG" | wc -c)
-echo "==> wasm: $BEFORE bytes as built, $SIZE bytes shipped, $GZIP bytes gzip -9"
+echo "==> wasm: $BEFORE bytes as built, $SIZE bytes shipped (wasm-opt: $OPTIMISER), $GZIP bytes gzip -9"
 
 cat > "$OUT/package.json" <<JSON
 {

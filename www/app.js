@@ -97,13 +97,15 @@ function animatePacket(kind) {
   const last = picture.columns.length - 1;
   let lit = -1;
   const frame = (t) => {
-    const pos = Math.min((t - t0) / hop, last);
-    const i = Math.floor(pos);
-    const a = picture.columns[i], b = picture.columns[Math.min(i + 1, last)];
+    // (a frame's timestamp may be a little before t0; the picture may have been redrawn)
+    const pos = Math.max(0, Math.min((t - t0) / hop, last));
+    const i = Math.min(Math.floor(pos), picture.columns.length - 1);
+    const a = picture.columns[i], b = picture.columns[Math.min(i + 1, picture.columns.length - 1)];
+    if (!a || !b) { dot.remove(); picture.packets--; return; }
     dot.setAttribute("cx", a.x + (b.x - a.x) * (pos - i));
     if (kind === "real" && i !== lit) {
       picture.columns[lit]?.band.classList.remove("lit");
-      picture.columns[i].band.classList.add("lit");
+      a.band.classList.add("lit");
       lit = i;
     }
     if (pos < last) requestAnimationFrame(frame);

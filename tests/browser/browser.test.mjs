@@ -310,7 +310,12 @@ test("a message that arrives before onMessage is registered is kept across a rel
   await sender.page.evaluate((to) => window.nymClient.send(to, "kept for later"), to);
   // Received with nobody to hand it to: saved, then acknowledged to the gateway.
   await waitInPage(page, () => window.kept.stats().messagesReceived >= 1);
-  const saved = await readRecord(page, "kept", "received");
+  // (the store write settles before the gateway hears the ack; poll for it)
+  let saved = null;
+  for (let i = 0; i < 50 && !(saved?.length > 0); i++) {
+    saved = await readRecord(page, "kept", "received");
+    if (!(saved?.length > 0)) await new Promise((r) => setTimeout(r, 100));
+  }
   assert.ok(saved && saved.length > 0, "kept in IndexedDB");
   // The page goes away before anyone read it; the same identity comes back.
   await page.reload();

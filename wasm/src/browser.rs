@@ -470,7 +470,17 @@ struct Inner {
     held: VecDeque<(ConnectionId, Vec<u8>)>,
     /// News from outside the driver (a store write that failed), told at the next flush.
     pending: Vec<Notice>,
+    /// Wakes the engine in a new task (a MessageChannel: no timer clamping)
+    /// to go on with a flush cut short after [`FLUSH_SLICE`].
+    wake: Option<(web_sys::MessagePort, web_sys::MessagePort, Closure<dyn FnMut(MessageEvent)>)>,
+    wake_pending: bool,
 }
+
+/// How long one flush may build and send before it yields to the event loop
+/// (an unthrottled client builds up to 256 packets when asked; at ~2.5 ms a
+/// packet in wasm that would hold the thread for over half a second, and
+/// the acks that arrive meanwhile wait).
+const FLUSH_SLICE: Duration = Duration::from_millis(20);
 
 type Shared = Rc<RefCell<Inner>>;
 
@@ -508,6 +518,7 @@ impl Inner {
                 self.transmit(conn, &frame, &mut notices);
             }
         }
+        let started = now();
         while let Some(output) = self.driver.poll_output(now()) {
             match output {
                 Output::Transmit { conn, frame } => {
@@ -515,6 +526,11 @@ impl Inner {
                         self.held.push_back((conn, frame));
                     } else {
                         self.transmit(conn, &frame, &mut notices);
+                    }
+                    if now().saturating_sub(started) >= FLUSH_SLICE && self.state != State::Stopped {
+                        // The rest in a later task: acks and timers get their turn.
+                        self.wake_later(weak);
+                        break;
                     }
                 }
                 Output::Connect { conn, url } => {
@@ -571,6 +587,27 @@ impl Inner {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Asks for a flush in a new task, soon (once).
+    fn wake_later(&mut self, weak: &Weak<RefCell<Inner>>) {
+        if self.wake_pending {
+            return;
+        }
+        if self.wake.is_none() {
+            let Ok(channel) = web_sys::MessageChannel::new() else { return };
+            let w = weak.clone();
+            let closure = Closure::<dyn FnMut(MessageEvent)>::new(move |_: MessageEvent| {
+                if let Some(shared) = w.upgrade() {
+                    with_engine(&shared, |inner| inner.wake_pending = false);
+                }
+            });
+            channel.port1().set_onmessage(Some(closure.as_ref().unchecked_ref()));
+            self.wake = Some((channel.port1(), channel.port2(), closure));
+        }
+        if let Some((_, port, _)) = &self.wake {
+            self.wake_pending = port.post_message(&JsValue::UNDEFINED).is_ok();
         }
     }
 
@@ -697,6 +734,10 @@ impl Drop for Inner {
     /// event reaches a dropped closure.
     fn drop(&mut self) {
         self.close_socket();
+        if let Some((port, _, _)) = self.wake.take() {
+            port.set_onmessage(None);
+            port.close();
+        }
     }
 }
 
@@ -931,6 +972,8 @@ impl Engine {
             writes_in_flight: 0,
             held: VecDeque::new(),
             pending: Vec::new(),
+            wake: None,
+            wake_pending: false,
         }));
         let handshake = Promise::new(&mut |resolve, reject| {
             shared.borrow_mut().starting = Some((resolve, reject));

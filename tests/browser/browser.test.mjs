@@ -12,9 +12,9 @@ import {
 } from "./lib.mjs";
 import { keyFromPem, randomKey, signGateway, signTopology } from "./signing.mjs";
 import { join } from "node:path";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, existsSync, readFileSync } from "node:fs";
 import { execFileSync } from "node:child_process";
-import { HERE } from "./lib.mjs";
+import { HERE, ROOT } from "./lib.mjs";
 import { startBenchServer, measureMainThread } from "./mainthread.mjs";
 
 // Screenshots of the page under test (git-ignored; CI keeps them as artifacts).
@@ -675,4 +675,29 @@ test("benchmarks, quick mode: packet build (wasm, native) and the main thread wh
     assert.ok(r.arrived, `200 KiB arrived (${JSON.stringify(r)})`);
     assert.ok(r.frames > 0 && Number.isFinite(r.fps) && r.maxFrameGapMs > 0, JSON.stringify(r));
   }
+});
+
+test("the npm package (installed from its tarball) carries the worker, the storage code and types for every method and option", () => {
+  const pkg = join(HERE, "node_modules", "nym-client-wasm");
+  const read = (f) => readFileSync(join(pkg, f), "utf8");
+  for (const f of ["index.js", "index.d.ts", "worker.js", "engine.js", "storage.js", "nym_client_wasm.js", "nym_client_wasm_bg.wasm", "README.md"]) {
+    assert.ok(existsSync(join(pkg, f)), `${f} is in the package`);
+  }
+  const manifest = JSON.parse(read("package.json"));
+  assert.equal(manifest.types, "index.d.ts");
+  assert.equal(manifest.main, "index.js");
+  const js = read("index.js");
+  const dts = read("index.d.ts");
+  // Every public method and getter of NymClient, every exported function, has a declaration.
+  const start = js.indexOf("export class NymClient");
+  const classBody = js.slice(start, js.indexOf("\n}\n", start));
+  const methods = [...classBody.matchAll(/^ {2}(?:static |async |get )*([a-zA-Z]\w*)\(/gm)].map((m) => m[1]).filter((m) => m !== "constructor");
+  assert.ok(methods.length >= 12, `methods found: ${methods}`);
+  for (const m of methods) assert.match(dts, new RegExp(`\\b${m}\\b[(:]`), `index.d.ts declares NymClient.${m}`);
+  for (const f of ["forgetIdentity", "benchPacketBuild", "version", "init"]) assert.match(dts, new RegExp(`function ${f}\\(`));
+  // Every option the engine or the JS reads is in NymClientOptions.
+  const rust = readFileSync(join(ROOT, "wasm", "src", "browser.rs"), "utf8");
+  const struct = rust.slice(rust.indexOf("struct JsOptions"), rust.indexOf("}", rust.indexOf("struct JsOptions")));
+  const options = [...struct.matchAll(/^\s+(\w+): Option/gm)].map((m) => m[1].replace(/_(\w)/g, (_, c) => c.toUpperCase()));
+  for (const o of [...options, "worker", "fallbackToEphemeral"]) assert.match(dts, new RegExp(`\\b${o}\\?:`), `NymClientOptions declares ${o}`);
 });

@@ -13,12 +13,12 @@ export async function startBenchServer() {
 }
 
 /** One measurement in a fresh page: { worker, bytes, arrived, elapsedMs, fps, longestTaskMs, maxFrameGapMs, ... }. */
-export async function measureMainThread(context, baseUrl, { directory, bytes, worker, timeoutMs }) {
+export async function measureMainThread(context, baseUrl, { directory, bytes, worker, timeoutMs, flushSliceMs }) {
   const page = await context.newPage();
   try {
     await page.goto(`${baseUrl}mainthread.html`);
     await page.waitForFunction(() => window.measureReady === true);
-    return await page.evaluate((args) => window.measure(args), { directory, bytes, worker, timeoutMs });
+    return await page.evaluate((args) => window.measure(args), { directory, bytes, worker, timeoutMs, flushSliceMs });
   } finally {
     await page.close();
   }

@@ -27,6 +27,8 @@ export interface NymClientOptions {
   topologyRefreshMs?: number;
   /** How long (ms) a connection to the gateway may take from opening to a completed handshake. Default 15000. */
   connectTimeoutMs?: number;
+  /** How long (ms) the engine may work (build and send packets) before it yields to the event loop, so acks, timers and, in-page, the page get their turn. 0: never yield. Default 20. */
+  flushSliceMs?: number;
 }
 
 /**

@@ -122,6 +122,7 @@ struct JsOptions {
     loop_cover_delay_ms: Option<f64>,
     topology_refresh_ms: Option<f64>,
     connect_timeout_ms: Option<f64>,
+    flush_slice_ms: Option<f64>,
 }
 
 struct Options {
@@ -131,6 +132,8 @@ struct Options {
     storage_key: String,
     passphrase: Option<String>,
     config: DriverConfig,
+    /// `None`: never yield within a flush.
+    flush_slice: Option<Duration>,
 }
 
 fn check_ms(name: &str, value: Option<f64>) -> Result<Option<Duration>, JsValue> {
@@ -170,6 +173,11 @@ impl Options {
             Some(key) => Some(decode_key(key.trim(), "option directoryKey").map_err(|e| js_error(e.to_string()))?),
             None => None,
         };
+        let flush_slice = match check_ms("flushSliceMs", js.flush_slice_ms)? {
+            None => Some(FLUSH_SLICE),
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d),
+        };
         let passphrase = js.passphrase.filter(|p| !p.is_empty());
         let ephemeral = js.ephemeral.unwrap_or(false);
         if passphrase.is_some() && ephemeral {
@@ -182,6 +190,7 @@ impl Options {
             storage_key: js.storage_key.unwrap_or_else(|| "default".into()),
             passphrase,
             config,
+            flush_slice,
         })
     }
 }
@@ -474,6 +483,7 @@ struct Inner {
     /// to go on with a flush cut short after [`FLUSH_SLICE`].
     wake: Option<(web_sys::MessagePort, web_sys::MessagePort, Closure<dyn FnMut(MessageEvent)>)>,
     wake_pending: bool,
+    flush_slice: Option<Duration>,
 }
 
 /// How long one flush may build and send before it yields to the event loop
@@ -527,7 +537,7 @@ impl Inner {
                     } else {
                         self.transmit(conn, &frame, &mut notices);
                     }
-                    if now().saturating_sub(started) >= FLUSH_SLICE && self.state != State::Stopped {
+                    if self.flush_slice.is_some_and(|slice| now().saturating_sub(started) >= slice) && self.state != State::Stopped {
                         // The rest in a later task: acks and timers get their turn.
                         self.wake_later(weak);
                         break;
@@ -974,6 +984,7 @@ impl Engine {
             pending: Vec::new(),
             wake: None,
             wake_pending: false,
+            flush_slice: options.flush_slice,
         }));
         let handshake = Promise::new(&mut |resolve, reject| {
             shared.borrow_mut().starting = Some((resolve, reject));

@@ -67,6 +67,7 @@ function copyMessage(message) {
 
 export class NymClient {
   #engine = null; // in-page mode
+  #kv = null; // in-page mode: the identity's store, closed at stop
   #worker = null; // worker mode
   #calls = new Map();
   #nextCall = 1;
@@ -110,8 +111,6 @@ export class NymClient {
     engine.onEvent((event) => this.#event(event));
     return engine.migrated;
   }
-
-  #kv = null;
 
   async #startWorker(directoryUrl, options, legacy) {
     const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "nym-client-wasm" });

@@ -264,8 +264,7 @@ impl Store {
             (Some(_), None) => {
                 return Err(js_error(format!("the stored identity '{identity_name}' is encrypted: pass {{ passphrase }}")));
             }
-            (None, Some(passphrase)) if has_identity => {
-                let _ = passphrase;
+            (None, Some(_)) if has_identity => {
                 return Err(js_error(format!(
                     "the stored identity '{identity_name}' is not encrypted: start it without a passphrase, or forgetIdentity('{identity_name}') and start afresh"
                 )));
@@ -624,9 +623,9 @@ impl Inner {
     /// Starts the store write; frames wait until it settles.
     fn persist(&mut self, store: StoreName, write: StoreWrite, weak: &Weak<RefCell<Inner>>) -> Result<(), JsValue> {
         let Some(kv) = &self.store else { return Ok(()) };
-        let (record, what, promise) = match store {
+        let (what, promise) = match store {
             StoreName::ReplyStore => match write {
-                StoreWrite::Replace(bytes) => (REPLIES, "the reply store", kv.write(REPLIES, &bytes)),
+                StoreWrite::Replace(bytes) => ("the reply store", kv.write(REPLIES, &bytes)),
                 StoreWrite::Append { .. } => return Ok(()),
             },
             StoreName::ReceivedMessages => {
@@ -634,12 +633,11 @@ impl Inner {
                     StoreWrite::Replace(bytes) => self.received_log = bytes,
                     StoreWrite::Append { bytes, .. } => self.received_log.extend_from_slice(&bytes),
                 }
-                (RECEIVED, "received messages", kv.write(RECEIVED, &self.received_log))
+                ("received messages", kv.write(RECEIVED, &self.received_log))
             }
         };
         let db = kv.name.clone();
         let promise = promise.map_err(|e| storage_error(&format!("save {what}"), &db, &e))?;
-        let _ = record;
         self.writes_in_flight += 1;
         let weak = weak.clone();
         wasm_bindgen_futures::spawn_local(async move {

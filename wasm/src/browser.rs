@@ -480,9 +480,16 @@ struct Inner {
     pending: Vec<Notice>,
     /// Wakes the engine in a new task (a MessageChannel: no timer clamping)
     /// to go on with a flush cut short after [`FLUSH_SLICE`].
-    wake: Option<(web_sys::MessagePort, web_sys::MessagePort, Closure<dyn FnMut(MessageEvent)>)>,
+    wake: Option<Wake>,
     wake_pending: bool,
     flush_slice: Option<Duration>,
+}
+
+/// A MessageChannel's two ports and the handler on the first.
+struct Wake {
+    port1: web_sys::MessagePort,
+    port2: web_sys::MessagePort,
+    _handler: Closure<dyn FnMut(MessageEvent)>,
 }
 
 /// How long one flush may build and send before it yields to the event loop
@@ -613,10 +620,10 @@ impl Inner {
                 }
             });
             channel.port1().set_onmessage(Some(closure.as_ref().unchecked_ref()));
-            self.wake = Some((channel.port1(), channel.port2(), closure));
+            self.wake = Some(Wake { port1: channel.port1(), port2: channel.port2(), _handler: closure });
         }
-        if let Some((_, port, _)) = &self.wake {
-            self.wake_pending = port.post_message(&JsValue::UNDEFINED).is_ok();
+        if let Some(wake) = &self.wake {
+            self.wake_pending = wake.port2.post_message(&JsValue::UNDEFINED).is_ok();
         }
     }
 
@@ -742,9 +749,9 @@ impl Drop for Inner {
     /// event reaches a dropped closure.
     fn drop(&mut self) {
         self.close_socket();
-        if let Some((port, _, _)) = self.wake.take() {
-            port.set_onmessage(None);
-            port.close();
+        if let Some(wake) = self.wake.take() {
+            wake.port1.set_onmessage(None);
+            wake.port1.close();
         }
     }
 }

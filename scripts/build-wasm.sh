@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Builds the browser client into an npm package at wasm/pkg/:
-#   nym_client_wasm.js (ES module glue, `--target web`), nym_client_wasm_bg.wasm,
+#   index.js + index.d.ts (the API: NymClient, a proxy to the engine in a Web
+#   Worker, or in the page), worker.js, engine.js, storage.js (IndexedDB) from
+#   wasm/js/; nym_client_wasm.js (the engine's ES module glue, `--target web`),
+#   nym_client_wasm_bg.wasm (through `wasm-opt -Oz` when wasm-opt is there),
 #   nym_client_wasm.d.ts, package.json (version from Cargo), README.md.
 # Needs cargo and rustup; installs the wasm32 target and the wasm-bindgen CLI
 # (exactly the wasm-bindgen version in Cargo.lock, built from source) when missing.
+# wasm-opt: see below (npm's binaryen, installed on first use; checked).
 #
 #   scripts/build-wasm.sh            # release build (default)
 #   PROFILE=dev scripts/build-wasm.sh
@@ -42,6 +46,54 @@ VERSION="$(cargo pkgid -p nym-client-wasm | sed 's/.*[@#]//')"
 echo "==> wasm-bindgen --target web --out-dir wasm/pkg"
 rm -rf "$OUT"
 wasm-bindgen --target web --out-dir "$OUT" "$WASM"
+cp "$ROOT"/wasm/js/*.js "$ROOT/wasm/js/index.d.ts" "$OUT/"
+
+BG="$OUT/nym_client_wasm_bg.wasm"
+BEFORE=$(wc -c < "$BG")
+# wasm-opt: $WASM_OPT, else npm's binaryen (installed under target/binaryen on
+# first use), else one on PATH. Each result must still load (an old binaryen,
+# e.g. Debian 12's 108, breaks wasm-bindgen's externref table): checked by
+# instantiating it in node and calling version(); else the next is tried, and
+# without any the wasm ships as built.
+NPM_BINARYEN_VERSION=132.0.0
+NPM_BINARYEN="$TARGET_DIR/binaryen"
+if [ -z "${WASM_OPT:-}" ] && [ ! -x "$NPM_BINARYEN/node_modules/.bin/wasm-opt" ] && command -v npm >/dev/null; then
+  echo "==> npm install binaryen@$NPM_BINARYEN_VERSION (wasm-opt) into $NPM_BINARYEN"
+  mkdir -p "$NPM_BINARYEN"
+  npm install --prefix "$NPM_BINARYEN" --no-audit --no-fund --no-package-lock --loglevel=error "binaryen@$NPM_BINARYEN_VERSION" \
+    || echo "warning: npm could not install binaryen" >&2
+fi
+CANDIDATES=()
+[ -n "${WASM_OPT:-}" ] && CANDIDATES+=("$WASM_OPT")
+[ -x "$NPM_BINARYEN/node_modules/.bin/wasm-opt" ] && CANDIDATES+=("$NPM_BINARYEN/node_modules/.bin/wasm-opt")
+command -v wasm-opt >/dev/null && CANDIDATES+=("$(command -v wasm-opt)")
+loads() {
+  node --input-type=module -e '
+    import { readFileSync } from "node:fs";
+    const [dir, wasm] = process.argv.slice(1);
+    const glue = await import(`${dir}/nym_client_wasm.js`);
+    glue.initSync({ module: readFileSync(wasm) });
+    if (!glue.version()) process.exit(1);
+  ' "$OUT" "$1" >/dev/null 2>&1
+}
+OPTIMISER="none"
+for opt in "${CANDIDATES[@]}"; do
+  echo "==> $opt -Oz ($("$opt" --version 2>/dev/null | head -1))"
+  # The features rustc's wasm32 target emits by default.
+  if "$opt" -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+      --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue \
+      "$BG" -o "$BG.opt" && loads "$BG.opt"; then
+    mv "$BG.opt" "$BG"
+    OPTIMISER="$("$opt" --version 2>/dev/null | head -1)"
+    break
+  fi
+  rm -f "$BG.opt"
+  echo "warning: $opt failed, or its output does not load; trying the next" >&2
+done
+[ "$OPTIMISER" = none ] && echo "warning: no working wasm-opt; shipping the wasm as built" >&2
+SIZE=$(wc -c < "$BG")
+GZIP=$(gzip -9 -c "$BG" | wc -c)
+echo "==> wasm: $BEFORE bytes as built, $SIZE bytes shipped (wasm-opt: $OPTIMISER), $GZIP bytes gzip -9"
 
 cat > "$OUT/package.json" <<JSON
 {
@@ -50,18 +102,24 @@ cat > "$OUT/package.json" <<JSON
   "description": "Nym mixnet client for the browser: the nym-client-core engine in WebAssembly",
   "license": "Apache-2.0",
   "type": "module",
-  "main": "nym_client_wasm.js",
-  "module": "nym_client_wasm.js",
-  "types": "nym_client_wasm.d.ts",
+  "main": "index.js",
+  "module": "index.js",
+  "types": "index.d.ts",
   "exports": {
     ".": {
-      "types": "./nym_client_wasm.d.ts",
-      "default": "./nym_client_wasm.js"
+      "types": "./index.d.ts",
+      "default": "./index.js"
     },
+    "./worker.js": "./worker.js",
     "./nym_client_wasm_bg.wasm": "./nym_client_wasm_bg.wasm",
     "./package.json": "./package.json"
   },
   "files": [
+    "index.js",
+    "index.d.ts",
+    "worker.js",
+    "engine.js",
+    "storage.js",
     "nym_client_wasm.js",
     "nym_client_wasm.d.ts",
     "nym_client_wasm_bg.wasm",
@@ -73,4 +131,4 @@ cat > "$OUT/package.json" <<JSON
 }
 JSON
 cp "$ROOT/wasm/README.md" "$OUT/README.md"
-echo "==> built nym-client-wasm $VERSION in $OUT ($(du -h "$OUT/nym_client_wasm_bg.wasm" | cut -f1) wasm)"
+echo "==> built nym-client-wasm $VERSION in $OUT (wasm $SIZE bytes, $GZIP gzipped)"

@@ -8,10 +8,17 @@ import { createServer } from "node:http";
 import { createServer as createTcpServer, connect as tcpConnect } from "node:net";
 import {
   startLocalnet, startPageServer, launchBrowser, openDemo, readyAddress, waitInPage,
-  binary, tempDir, freePort, spawnUntil, cleanup,
+  binary, tempDir, freePort, spawnUntil, cleanup, readRecord, readRecordText, databases,
 } from "./lib.mjs";
 import { keyFromPem, randomKey, signGateway, signTopology } from "./signing.mjs";
 import { join } from "node:path";
+import { mkdirSync, existsSync, readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { HERE, ROOT } from "./lib.mjs";
+import { startBenchServer, measureMainThread } from "./mainthread.mjs";
+
+// Screenshots of the page under test (git-ignored; CI keeps them as artifacts).
+const ARTIFACTS = join(HERE, "artifacts");
 
 const ADDRESS = /^[1-9A-HJ-NP-Za-km-z]{32,44}@[1-9A-HJ-NP-Za-km-z]{32,44}$/;
 let directory, localnetData, baseUrl, context;
@@ -26,7 +33,7 @@ before(async () => {
 after(async () => { await cleanup(); });
 
 // Fast mode: no mixing delay, no throttling (the engine defaults get their own test).
-const fast = (id) => ({ directory, id, fast: "1" });
+const fast = (id) => ({ directory, id, fast: "1", probes: "0" });
 
 test("the demo page loads, starts a client and shows its address", { timeout: 60000 }, async () => {
   const { page, address, errors } = await openDemo(context, baseUrl, fast("load"));
@@ -196,22 +203,38 @@ test("start rejects when the directory has no gateway, the gateway is unreachabl
 test("the directory key is pinned: given, or learned on first use and kept with the identity", { timeout: 60000 }, async () => {
   const real = await (await fetch(`${directory}/api/presence/topology`)).json();
   const { page } = await openDemo(context, baseUrl, fast("pin"));
-  assert.equal(await page.evaluate(() => localStorage.getItem("nym-client-wasm/pin/directory-key")), real.directoryKey);
+  assert.equal(await readRecordText(page, "pin", "directory-key"), real.directoryKey);
   const other = randomKey().publicB58;
   const results = await page.evaluate(async ({ directory, key, other }) => {
     const { NymClient, forgetIdentity } = await import("nym-client-wasm");
     const message = async (p) => { try { const c = await p; await c.stop(); return "resolved"; } catch (e) { return e.message; } };
     const pinned = await message(NymClient.start(directory, { ephemeral: true, directoryKey: key }));
-    // A key kept with an identity is used at the next start, like a pinned one.
+    // A key kept with an identity is used at the next start, like a pinned one:
+    // an identity of the localStorage version, with another key, migrated at start.
+    const donor = await NymClient.start(directory, { storageKey: "pin-donor", averagePacketDelayMs: 0, averageHopDelayMs: 0 });
+    await donor.stop();
+    const identity = await new Promise((res, rej) => {
+      const r = indexedDB.open("nym-client-wasm/pin-donor");
+      r.onerror = () => rej(r.error);
+      r.onsuccess = () => {
+        const get = r.result.transaction("records").objectStore("records").get("identity");
+        get.onsuccess = () => { r.result.close(); res(new TextDecoder().decode(get.result)); };
+        get.onerror = () => rej(get.error);
+      };
+    });
+    await forgetIdentity("pin-donor");
+    localStorage.setItem("nym-client-wasm/pin-other", identity);
     localStorage.setItem("nym-client-wasm/pin-other/directory-key", other);
     const kept = await message(NymClient.start(directory, { storageKey: "pin-other" }));
-    forgetIdentity("pin-other");
+    await forgetIdentity("pin-other");
     const forgotten = localStorage.getItem("nym-client-wasm/pin-other/directory-key");
-    return { pinned, kept, forgotten };
+    const databases = (await indexedDB.databases()).map((d) => d.name);
+    return { pinned, kept, forgotten, databases };
   }, { directory, key: real.directoryKey, other });
   assert.equal(results.pinned, "resolved");
   assert.match(results.kept, /not by the pinned directory key/);
   assert.equal(results.forgotten, null);
+  assert.ok(!results.databases.includes("nym-client-wasm/pin-other"), `forgetIdentity deleted the database: ${results.databases}`);
   await page.close();
 });
 
@@ -255,9 +278,10 @@ test("a lost gateway connection is reported, the client reconnects and keeps wor
   }
 });
 
-test("a reload keeps the address (identity in localStorage); ephemeral does not", { timeout: 60000 }, async () => {
+test("a reload keeps the address (identity in IndexedDB); ephemeral does not", { timeout: 60000 }, async () => {
   const { page, address } = await openDemo(context, baseUrl, fast("reload"));
-  const saved = JSON.parse(await page.evaluate(() => localStorage.getItem("nym-client-wasm/reload")));
+  assert.equal(await page.evaluate(() => window.nymClient.inWorker), true, "the engine runs in a worker by default");
+  const saved = JSON.parse(await readRecordText(page, "reload", "identity"));
   assert.match(saved.privatePem, /-----BEGIN X25519 PRIVATE KEY-----/);
   assert.match(saved.publicPem, /-----BEGIN X25519 PUBLIC KEY-----/);
   assert.equal(saved.gateway, address.split("@")[1]);
@@ -286,8 +310,13 @@ test("a message that arrives before onMessage is registered is kept across a rel
   await sender.page.evaluate((to) => window.nymClient.send(to, "kept for later"), to);
   // Received with nobody to hand it to: saved, then acknowledged to the gateway.
   await waitInPage(page, () => window.kept.stats().messagesReceived >= 1);
-  const saved = await page.evaluate(() => localStorage.getItem("nym-client-wasm/kept/received"));
-  assert.ok(saved && saved.length > 0, "kept in localStorage");
+  // (the store write settles before the gateway hears the ack; poll for it)
+  let saved = null;
+  for (let i = 0; i < 50 && !(saved?.length > 0); i++) {
+    saved = await readRecord(page, "kept", "received");
+    if (!(saved?.length > 0)) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(saved && saved.length > 0, "kept in IndexedDB");
   // The page goes away before anyone read it; the same identity comes back.
   await page.reload();
   await readyAddress(page);
@@ -345,9 +374,9 @@ test("anonymous messages: the recipient sees a sender tag, replies with it, also
     return r ? { tagType: typeof r.senderTag } : null;
   });
   assert.equal(first.tagType, "undefined");
-  // The reply store is in localStorage next to Bob's identity...
-  const stored = await b.page.evaluate(() => localStorage.getItem("nym-client-wasm/anon-bob/replies"));
-  assert.match(stored ?? "", /^[A-Za-z0-9+/]{100,}={0,2}$/);
+  // The reply store is in IndexedDB next to Bob's identity...
+  const stored = await readRecord(b.page, "anon-bob", "replies");
+  assert.ok(stored && stored.length > 100, `reply store in IndexedDB: ${stored?.length} bytes`);
   // ...so after a reload Bob can still answer with the SURBs left.
   await b.page.reload();
   assert.equal(await readyAddress(b.page), b.address);
@@ -433,4 +462,242 @@ test("a browser client and a native client exchange messages both ways", { timeo
   assert.equal(result.atNative, "hello native, from the browser");
   assert.ok(result.atBrowser, "the native client's message reached the browser");
   await page.close();
+});
+
+test("the demo draws the topology's layers, nodes and gateways, and its counters and latency histogram move", { timeout: 90000 }, async () => {
+  const real = await (await fetch(`${directory}/api/presence/topology`)).json();
+  const { page, address, errors } = await openDemo(context, baseUrl, { directory, id: "picture", fast: "1" });
+  await page.waitForSelector("#network circle.mixnode");
+  const drawn = await page.evaluate(() => ({
+    layers: [1, 2, 3].map((l) => Array.from(document.querySelectorAll(`#network circle[data-layer="${l}"]`), (c) => c.dataset.node).sort()),
+    gateways: Array.from(document.querySelectorAll("#network circle.gateway"), (c) => c.dataset.gateway),
+    ours: Array.from(document.querySelectorAll("#network circle.gateway.ours"), (c) => c.dataset.gateway),
+  }));
+  for (const l of [1, 2, 3]) {
+    const expected = real.mixNodes.filter((n) => n.layer === l).map((n) => n.host).sort();
+    assert.ok(expected.length > 0);
+    assert.deepEqual(drawn.layers[l - 1], expected, `layer ${l}: every mixnode of the topology, and no other`);
+  }
+  // Gateways as entry and exit columns.
+  assert.deepEqual([...new Set(drawn.gateways)].sort(), real.gatewayNodes.map((g) => g.identityKey).sort());
+  assert.equal(drawn.gateways.length, 2 * real.gatewayNodes.length);
+  assert.deepEqual(drawn.ours, [address.split("@")[1], address.split("@")[1]]);
+  // Traffic: send a few messages to itself; the counters and the histogram follow.
+  const before = await page.evaluate(() => Number(document.querySelector("#real-sent").textContent));
+  await page.evaluate(async (me) => { for (let i = 0; i < 5; i++) await window.nymClient.send(me, `counter ${i} ` + "x".repeat(3000)); }, address);
+  await waitInPage(page, () => window.nymMessages.filter((m) => typeof m === "string" && m.startsWith("counter ")).length === 5);
+  const counters = await waitInPage(page, (before) => {
+    const n = (id) => Number(document.getElementById(id).textContent);
+    const c = { real: n("real-sent"), acks: n("acks"), packetsIn: n("packets-in"), messagesIn: n("messages-in") };
+    return c.real >= before + 10 && c.acks >= 10 && c.messagesIn >= 5 ? c : null;
+  }, before, 15000);
+  assert.ok(counters.real >= before + 10);
+  // A packet crossed the picture, and a loop message (the page's own probes) landed in the histogram.
+  await waitInPage(page, () => document.querySelector("#network .packet.real") !== null, undefined, 15000);
+  await waitInPage(page, () => window.nymLatencies.length >= 2 && document.querySelectorAll("#latency rect").length > 0, undefined, 20000);
+  assert.match(await page.textContent("#latency-summary"), /\d+ loop messages: median \d+ ms/);
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: join(ARTIFACTS, "demo.png"), fullPage: true });
+  // Usable on a phone-sized screen: nothing wider than the viewport, the picture fits.
+  await page.setViewportSize({ width: 390, height: 844 });
+  const phone = await page.evaluate(() => ({
+    scroll: document.documentElement.scrollWidth,
+    network: document.querySelector("#network").getBoundingClientRect().width,
+    send: document.querySelector("#send").getBoundingClientRect().right,
+  }));
+  assert.ok(phone.scroll <= 390, `page width on a phone: ${phone.scroll}px`);
+  assert.ok(phone.network > 250 && phone.network <= 390, `network picture width on a phone: ${phone.network}px`);
+  assert.ok(phone.send <= 390);
+  await page.screenshot({ path: join(ARTIFACTS, "demo-phone.png"), fullPage: true });
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test("the demo's reply button answers an anonymous message", { timeout: 90000 }, async () => {
+  const a = await openDemo(context, baseUrl, fast("ui-anon-alice"));
+  const b = await openDemo(context, baseUrl, fast("ui-anon-bob"));
+  await a.page.fill("#recipient", b.address);
+  await a.page.fill("#message", "who am I?");
+  await a.page.check("#anonymous");
+  await a.page.click("#send");
+  const button = await b.page.waitForSelector("#log li button.reply", { timeout: 30000 });
+  assert.ok(!(await b.page.textContent("#log")).includes(a.address.split("@")[0]), "Bob's page does not show Alice's address");
+  await button.click();
+  assert.equal(await b.page.isVisible("#reply-box"), true);
+  await b.page.fill("#reply-message", "someone anonymous");
+  await b.page.click("#reply-send");
+  await waitInPage(a.page, () => window.nymReceived.some((r) => r.message === "someone anonymous" && r.senderTag === undefined));
+  assert.equal(await b.page.isVisible("#reply-box"), false);
+  await a.page.close();
+  await b.page.close();
+});
+
+test("in-page mode ({ worker: false }) runs the same client on the main thread", { timeout: 60000 }, async () => {
+  const { page, address } = await openDemo(context, baseUrl, { ...fast("in-page"), worker: "0" });
+  assert.equal(await page.evaluate(() => window.nymClient.inWorker), false);
+  assert.match(await page.textContent("#mode"), /in this page/);
+  await page.evaluate((me) => window.nymClient.send(me, "in the page"), address);
+  await waitInPage(page, () => window.nymMessages.includes("in the page"));
+  const stats = await page.evaluate(() => window.nymClient.stats());
+  assert.ok(stats.acksReceived >= 1 && stats.messagesReceived >= 1, JSON.stringify(stats));
+  await page.close();
+});
+
+test("a passphrase encrypts the stored identity; the wrong one, or none, is refused", { timeout: 90000 }, async () => {
+  const { page } = await openDemo(context, baseUrl, fast("passphrase-host"));
+  const run = (args) => page.evaluate(async ({ directory, options }) => {
+    const { NymClient } = await import("nym-client-wasm");
+    try {
+      const c = await NymClient.start(directory, { storageKey: "secret", averagePacketDelayMs: 0, averageHopDelayMs: 0, ...options });
+      const address = c.selfAddress();
+      await c.stop();
+      return { address };
+    } catch (e) {
+      return { error: e.message };
+    }
+  }, { directory, ...args });
+  const first = await run({ options: { passphrase: "correct horse" } });
+  assert.match(first.address ?? first.error, ADDRESS);
+  const identity = await readRecord(page, "secret", "identity");
+  assert.ok(identity && identity.length > 100);
+  const text = Buffer.from(identity).toString("latin1");
+  assert.ok(!text.includes("BEGIN") && !text.includes("privatePem"), "the identity is stored encrypted");
+  assert.ok(!Buffer.from(await readRecord(page, "secret", "directory-key")).toString("latin1").match(/^[1-9A-HJ-NP-Za-km-z]{32,44}$/), "the directory key too");
+  const crypt = JSON.parse(await readRecordText(page, "secret", "crypt"));
+  assert.equal(crypt.kdf, "argon2id");
+  assert.equal((await run({ options: { passphrase: "correct horse" } })).address, first.address, "the same passphrase opens the same identity");
+  assert.match((await run({ options: { passphrase: "wrong horse" } })).error, /wrong passphrase for the stored identity 'secret'/);
+  assert.match((await run({ options: {} })).error, /the stored identity 'secret' is encrypted: pass \{ passphrase \}/);
+  // In-page mode reads the same store.
+  assert.equal((await run({ options: { passphrase: "correct horse", worker: false } })).address, first.address);
+  await page.evaluate(async () => (await import("nym-client-wasm")).forgetIdentity("secret"));
+  assert.ok(!(await databases(page)).includes("nym-client-wasm/secret"));
+  await page.close();
+});
+
+test("an identity saved in localStorage by the previous version is migrated once into IndexedDB", { timeout: 90000 }, async () => {
+  const { page } = await openDemo(context, baseUrl, fast("migrate-host"));
+  const result = await page.evaluate(async ({ directory }) => {
+    const { NymClient, forgetIdentity } = await import("nym-client-wasm");
+    const options = { averagePacketDelayMs: 0, averageHopDelayMs: 0 };
+    // An identity to migrate: made by a client, then written the way the localStorage version kept it.
+    const donor = await NymClient.start(directory, { ...options, storageKey: "migrate-donor" });
+    const address = donor.selfAddress();
+    await donor.stop();
+    const record = (name, key) => new Promise((res, rej) => {
+      const r = indexedDB.open(`nym-client-wasm/${name}`);
+      r.onerror = () => rej(r.error);
+      r.onsuccess = () => {
+        const get = r.result.transaction("records").objectStore("records").get(key);
+        get.onsuccess = () => { r.result.close(); res(get.result); };
+        get.onerror = () => rej(get.error);
+      };
+    });
+    const text = (bytes) => new TextDecoder().decode(bytes);
+    const identity = text(await record("migrate-donor", "identity"));
+    const directoryKey = text(await record("migrate-donor", "directory-key"));
+    await forgetIdentity("migrate-donor");
+    localStorage.setItem("nym-client-wasm/migrated", identity);
+    localStorage.setItem("nym-client-wasm/migrated/directory-key", directoryKey);
+    const migrated = await NymClient.start(directory, { ...options, storageKey: "migrated" });
+    const after = {
+      address: migrated.selfAddress(),
+      left: ["", "/directory-key", "/replies", "/received"].map((s) => localStorage.getItem(`nym-client-wasm/migrated${s}`)).filter((v) => v !== null),
+      stored: text(await record("migrated", "identity")) === identity,
+    };
+    // It receives at the migrated address.
+    const got = new Promise((res) => migrated.onMessage((m) => { if (m === "after migration") res(m); }));
+    await migrated.send(address, "after migration");
+    after.received = await Promise.race([got, new Promise((r) => setTimeout(() => r("timed out"), 20000))]);
+    await migrated.stop();
+    // Once: a second start reads IndexedDB (localStorage has nothing any more).
+    const again = await NymClient.start(directory, { ...options, storageKey: "migrated" });
+    after.again = again.selfAddress();
+    await again.stop();
+    await forgetIdentity("migrated");
+    return { address, ...after };
+  }, { directory });
+  assert.equal(result.address, result.again);
+  assert.equal(result.stored, true, "the identity is in IndexedDB");
+  assert.deepEqual(result.left, [], "the localStorage entries are gone");
+  assert.equal(result.received, "after migration");
+  await page.close();
+});
+
+test("storage refused (private mode, quota): start rejects saying so, or runs ephemeral when asked", { timeout: 60000 }, async () => {
+  const { page } = await openDemo(context, baseUrl, fast("quota-host"));
+  const result = await page.evaluate(async ({ directory }) => {
+    const { NymClient } = await import("nym-client-wasm");
+    const original = IDBFactory.prototype.open;
+    // What a browser in private mode or out of quota does: refuse to open.
+    IDBFactory.prototype.open = function () { throw new DOMException("the quota has been exceeded", "QuotaExceededError"); };
+    const out = {};
+    try {
+      try {
+        await NymClient.start(directory, { storageKey: "quota", worker: false });
+        out.refused = "resolved";
+      } catch (e) {
+        out.refused = e.message;
+      }
+      const c = await NymClient.start(directory, { storageKey: "quota", worker: false, fallbackToEphemeral: true, averagePacketDelayMs: 0, averageHopDelayMs: 0 });
+      out.fallback = { persistent: c.persistent, address: c.selfAddress() };
+      const got = new Promise((res) => c.onMessage(res));
+      await c.send(c.selfAddress(), "ephemeral still works");
+      out.fallback.received = await got;
+      await c.stop();
+    } finally {
+      IDBFactory.prototype.open = original;
+    }
+    return out;
+  }, { directory });
+  assert.match(result.refused, /storage: IndexedDB refused to keep the identity 'quota' \(QuotaExceededError: the quota has been exceeded\).*\{ fallbackToEphemeral: true \}/);
+  assert.equal(result.fallback.persistent, false);
+  assert.equal(result.fallback.received, "ephemeral still works");
+  await page.close();
+});
+
+test("benchmarks, quick mode: packet build (wasm, native) and the main thread while a message is sent, worker vs in-page", { timeout: 150000 }, async () => {
+  const page = await context.newPage();
+  await page.goto(`${baseUrl}?${new URLSearchParams(fast("bench-quick"))}`);
+  await readyAddress(page);
+  const ms = await page.evaluate(async () => (await import("nym-client-wasm")).benchPacketBuild(20));
+  assert.ok(Number.isFinite(ms) && ms > 0, `wasm ms/packet: ${ms}`);
+  const native = binary(join("examples", "bench_native"));
+  if (native) {
+    const out = JSON.parse(execFileSync(native, ["20"], { encoding: "utf8" }));
+    assert.ok(out.msPerPacket > 0);
+  }
+  await page.close();
+  const benchUrl = await startBenchServer();
+  for (const worker of [true, false]) {
+    const r = await measureMainThread(context, benchUrl, { directory, bytes: 200 * 1024, worker, timeoutMs: 60000 });
+    assert.equal(r.worker, worker);
+    assert.ok(r.arrived, `200 KiB arrived (${JSON.stringify(r)})`);
+    assert.ok(r.frames > 0 && Number.isFinite(r.fps) && r.maxFrameGapMs > 0, JSON.stringify(r));
+  }
+});
+
+test("the npm package (installed from its tarball) carries the worker, the storage code and types for every method and option", () => {
+  const pkg = join(HERE, "node_modules", "nym-client-wasm");
+  const read = (f) => readFileSync(join(pkg, f), "utf8");
+  for (const f of ["index.js", "index.d.ts", "worker.js", "engine.js", "storage.js", "nym_client_wasm.js", "nym_client_wasm_bg.wasm", "README.md"]) {
+    assert.ok(existsSync(join(pkg, f)), `${f} is in the package`);
+  }
+  const manifest = JSON.parse(read("package.json"));
+  assert.equal(manifest.types, "index.d.ts");
+  assert.equal(manifest.main, "index.js");
+  const js = read("index.js");
+  const dts = read("index.d.ts");
+  // Every public method and getter of NymClient, every exported function, has a declaration.
+  const start = js.indexOf("export class NymClient");
+  const classBody = js.slice(start, js.indexOf("\n}\n", start));
+  const methods = [...classBody.matchAll(/^ {2}(?:static |async |get )*([a-zA-Z]\w*)\(/gm)].map((m) => m[1]).filter((m) => m !== "constructor");
+  assert.ok(methods.length >= 12, `methods found: ${methods}`);
+  for (const m of methods) assert.match(dts, new RegExp(`\\b${m}\\b[(:]`), `index.d.ts declares NymClient.${m}`);
+  for (const f of ["forgetIdentity", "benchPacketBuild", "version", "init"]) assert.match(dts, new RegExp(`function ${f}\\(`));
+  // Every option the engine or the JS reads is in NymClientOptions.
+  const rust = readFileSync(join(ROOT, "wasm", "src", "browser.rs"), "utf8");
+  const struct = rust.slice(rust.indexOf("struct JsOptions"), rust.indexOf("}", rust.indexOf("struct JsOptions")));
+  const options = [...struct.matchAll(/^\s+(\w+): Option/gm)].map((m) => m[1].replace(/_(\w)/g, (_, c) => c.toUpperCase()));
+  for (const o of [...options, "worker", "fallbackToEphemeral"]) assert.match(dts, new RegExp(`\\b${o}\\?:`), `NymClientOptions declares ${o}`);
 });

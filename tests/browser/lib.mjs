@@ -145,3 +145,37 @@ export async function waitInPage(page, predicate, arg, timeoutMs = 30000) {
   const handle = await page.waitForFunction(predicate, arg, { timeout: timeoutMs, polling: 50 });
   return handle.jsonValue();
 }
+
+/** A record of an identity's IndexedDB store ("nym-client-wasm/<name>"), read
+ * in the page: its bytes as an array, or null. */
+export function readRecord(page, name, record) {
+  return page.evaluate(async ([name, record]) => {
+    const db = await new Promise((res, rej) => {
+      const r = indexedDB.open(`nym-client-wasm/${name}`);
+      r.onsuccess = () => res(r.result);
+      r.onerror = () => rej(r.error);
+    });
+    try {
+      if (!db.objectStoreNames.contains("records")) return null;
+      const value = await new Promise((res, rej) => {
+        const r = db.transaction("records").objectStore("records").get(record);
+        r.onsuccess = () => res(r.result);
+        r.onerror = () => rej(r.error);
+      });
+      return value === undefined ? null : Array.from(value);
+    } finally {
+      db.close();
+    }
+  }, [name, record]);
+}
+
+/** The record as text (UTF-8), or null. */
+export async function readRecordText(page, name, record) {
+  const bytes = await readRecord(page, name, record);
+  return bytes === null ? null : Buffer.from(bytes).toString("utf8");
+}
+
+/** Names of the IndexedDB databases of the page's origin. */
+export function databases(page) {
+  return page.evaluate(async () => (await indexedDB.databases()).map((d) => d.name));
+}

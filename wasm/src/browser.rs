@@ -1,28 +1,39 @@
-//! wasm-bindgen bindings: `NymClient` for JavaScript, over the engine's
-//! [`Driver`] (the same one the native client runs).
+//! wasm-bindgen bindings: `NymEngine`, over the engine's [`Driver`] (the
+//! same one the native client runs). The package's JavaScript (`wasm/js/`)
+//! runs it in a Web Worker (or in the page with `{ worker: false }`) behind
+//! the documented `NymClient`.
 //!
 //! This shim only does what a browser must: it opens the gateway WebSocket
 //! the driver asks for and feeds its events back, arms one timer for the
 //! driver's `poll_timeout`, fetches the topology when asked, keeps the
-//! driver's stores in localStorage, and turns deliveries and events into JS
-//! callbacks. JS callbacks run only after the driver's borrow is released,
-//! so they may call back into the client (e.g. reply from `onMessage`).
+//! driver's stores in the key-value store the JS side opens (IndexedDB;
+//! sealed with the passphrase's key when there is one, [`crate::crypt`]),
+//! and turns deliveries and events into JS callbacks. Frames wait while a
+//! store write is in flight, so an acknowledgement never leaves before what
+//! it acknowledges is stored. JS callbacks run only after the driver's
+//! borrow is released, so they may call back into the client (e.g. reply
+//! from `onMessage`). Options, stats, events and the topology cross the
+//! boundary through serde-wasm-bindgen. Works alike in a window and in a
+//! worker (only globals both have: `fetch`, `performance`, `WebSocket`,
+//! `setTimeout`, `crypto`).
 
 use crate::bench::BenchSetup;
+use crate::crypt::{OpenError, Sealer, NONCE_LEN, SALT_LEN};
 use gloo_timers::callback::Timeout;
-use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
+use js_sys::{Function, Promise, Uint8Array};
 use nym_client_core::address::{decode_key, encode_key};
+use nym_client_core::app_api::{AppRequest, AppResponse};
+use nym_client_core::driver::{defaults, AppId, ConnectionId, Disconnect, Driver, DriverConfig, DriverEvent, Output, Restored, StoreName, StoreWrite};
 use nym_client_core::keys::ClientKeys;
 use nym_client_core::reply::{decode_sender_tag, encode_sender_tag};
 use nym_client_core::{verify_topology, VerifiedTopology};
-use nym_client_core::app_api::{AppRequest, AppResponse};
-use nym_client_core::driver::{defaults, AppId, ConnectionId, Disconnect, Driver, DriverConfig, DriverEvent, Output, Restored, StoreName, StoreWrite};
 use nym_client_core::{ReceivedMessage, Recipient};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 use wasm_bindgen::prelude::*;
@@ -30,70 +41,32 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};
 
-#[wasm_bindgen(typescript_custom_section)]
-const TS_TYPES: &'static str = r#"
-/** Options of `NymClient.start`. Every field is optional. */
-export interface NymClientOptions {
-  /** base58 identity key of the gateway to use. Default: the saved identity's gateway, else a random gateway from the topology. */
-  gateway?: string;
-  /** base58 ed25519 key of the directory, as its operator publishes it: only topologies signed by it are believed. Default: the key kept with the saved identity (localStorage `nym-client-wasm/<storageKey>/directory-key`), else the key the directory presents on first contact (trust on first use), then kept with the identity. */
-  directoryKey?: string;
-  /** Don't read or write the identity in localStorage: a fresh address every start. Default false. */
-  ephemeral?: boolean;
-  /** Name of the saved identity (localStorage key `nym-client-wasm/<storageKey>`; its reply store, SURBs and reply keys, under `nym-client-wasm/<storageKey>/replies`; messages kept for an `onMessage` callback not registered yet under `nym-client-wasm/<storageKey>/received`), to keep several on one origin. Default "default". */
-  storageKey?: string;
-  /** Mean gap (ms) of the main Poisson stream (real or cover packets). 0: no throttling, real packets go out at once and this stream sends no cover. Default 20. */
-  averagePacketDelayMs?: number;
-  /** Mean per-hop mixing delay (ms) put in each packet. 0: no delay. Default 15. */
-  averageHopDelayMs?: number;
-  /** Mean gap (ms) of the loop cover stream. 0: off. Default 200. */
-  loopCoverDelayMs?: number;
-  /** How often (ms) to fetch the topology again. Default 30000. */
-  topologyRefreshMs?: number;
-  /** How long (ms) a connection to the gateway may take from opening to a completed handshake: `start` rejects when its first connection doesn't make it; later connections are retried with backoff. Default 15000. */
-  connectTimeoutMs?: number;
-}
-
-/**
- * The `onMessage` callback. `senderTag` is the base58 sender tag of an anonymous
- * message (sent with `sendAnonymous`): answer it with `client.reply(senderTag, ...)`.
- * It is `undefined` for plain messages and for replies to our own anonymous messages.
- */
-export type NymMessageCallback = (message: string | Uint8Array, senderTag: string | undefined) => void;
-
-/** What `NymClient.stats()` returns: the engine's counters. */
-export interface NymClientStats {
-  connected: boolean;
-  queuedPackets: number;
-  realPacketsSent: number;
-  coverPacketsSent: number;
-  packetsReceived: number;
-  coverPacketsReceived: number;
-  messagesReceived: number;
-  duplicateFragments: number;
-  malformedPackets: number;
-}
-"#;
-
 #[wasm_bindgen]
 extern "C" {
-    /// `NymClientOptions` of the TypeScript section above.
-    #[wasm_bindgen(typescript_type = "NymClientOptions")]
-    pub type NymClientOptions;
+    /// The key-value store of one identity that the package's JS opens
+    /// (`wasm/js/storage.js`: one IndexedDB database per identity name).
+    /// Values are bytes; every method returns a Promise.
+    pub type Kv;
+    #[wasm_bindgen(method, catch)]
+    fn get(this: &Kv, name: &str) -> Result<Promise, JsValue>;
+    #[wasm_bindgen(method, catch)]
+    fn put(this: &Kv, name: &str, value: &Uint8Array) -> Result<Promise, JsValue>;
+    #[wasm_bindgen(method, catch, js_name = delete)]
+    fn remove(this: &Kv, name: &str) -> Result<Promise, JsValue>;
+
+    #[wasm_bindgen(js_namespace = performance, js_name = now)]
+    fn performance_now() -> f64;
+    #[wasm_bindgen(js_name = fetch)]
+    fn global_fetch(url: &str) -> Promise;
 }
 
-const STORAGE_PREFIX: &str = "nym-client-wasm/";
-/// Suffix of the reply store's localStorage key, after the identity's key.
-const REPLIES_SUFFIX: &str = "/replies";
-/// Suffix of the received-message store's key: messages kept for an
-/// `onMessage` callback not registered yet, and which were handed over.
-const RECEIVED_SUFFIX: &str = "/received";
-/// Suffix of the pinned directory key's entry (base58).
-const DIRECTORY_KEY_SUFFIX: &str = "/directory-key";
-
-fn directory_key_entry(storage_key: &str) -> String {
-    format!("{STORAGE_PREFIX}{storage_key}{DIRECTORY_KEY_SUFFIX}")
-}
+/// The records of an identity's store.
+const IDENTITY: &str = "identity";
+const REPLIES: &str = "replies";
+const RECEIVED: &str = "received";
+const DIRECTORY_KEY: &str = "directory-key";
+/// The passphrase's salt, parameters and check value (in clear).
+const CRYPT: &str = "crypt";
 
 /// The wall clock, for topology expiry: Unix milliseconds.
 fn unix_time_ms() -> u64 {
@@ -104,21 +77,52 @@ fn js_error(message: impl AsRef<str>) -> JsValue {
     js_sys::Error::new(message.as_ref()).into()
 }
 
-/// The text of a thrown JS value: an Error's message, a string, or its debug form.
+/// The text of a thrown JS value: an Error's (or DOMException's) name and message, a string, or its debug form.
 fn describe(value: &JsValue) -> String {
     if let Some(e) = value.dyn_ref::<js_sys::Error>() {
         return String::from(e.message());
     }
-    value.as_string().unwrap_or_else(|| format!("{value:?}"))
+    if let Some(text) = value.as_string() {
+        return text;
+    }
+    // DOMException (IndexedDB's errors) is not an Error in every engine's prototype chain.
+    let field = |name: &str| js_sys::Reflect::get(value, &JsValue::from_str(name)).ok().and_then(|v| v.as_string());
+    match (field("name"), field("message")) {
+        (Some(name), Some(message)) => format!("{name}: {message}"),
+        (None, Some(message)) | (Some(message), None) => message,
+        (None, None) => format!("{value:?}"),
+    }
 }
 
 fn now() -> Duration {
-    let ms = web_sys::window().and_then(|w| w.performance()).map(|p| p.now()).unwrap_or_else(js_sys::Date::now);
-    Duration::from_secs_f64(ms.max(0.0) / 1000.0)
+    Duration::from_secs_f64(performance_now().max(0.0) / 1000.0)
 }
 
 fn warn(message: &str) {
     web_sys::console::warn_1(&JsValue::from_str(message));
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], JsValue> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| js_error(format!("no secure random numbers: {e}")))?;
+    Ok(bytes)
+}
+
+/// `NymClient.start`'s options as JS passes them (every field optional; unknown ones ignored).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct JsOptions {
+    gateway: Option<String>,
+    directory_key: Option<String>,
+    ephemeral: Option<bool>,
+    storage_key: Option<String>,
+    passphrase: Option<String>,
+    average_packet_delay_ms: Option<f64>,
+    average_hop_delay_ms: Option<f64>,
+    loop_cover_delay_ms: Option<f64>,
+    topology_refresh_ms: Option<f64>,
+    connect_timeout_ms: Option<f64>,
+    flush_slice_ms: Option<f64>,
 }
 
 struct Options {
@@ -126,72 +130,81 @@ struct Options {
     directory_key: Option<[u8; 32]>,
     ephemeral: bool,
     storage_key: String,
+    passphrase: Option<String>,
     config: DriverConfig,
+    /// `None`: never yield within a flush.
+    flush_slice: Option<Duration>,
 }
 
-fn get(options: &Object, name: &str) -> Result<Option<JsValue>, JsValue> {
-    let value = Reflect::get(options, &JsValue::from_str(name))?;
-    Ok((!value.is_undefined() && !value.is_null()).then_some(value))
-}
-
-fn get_ms(options: &Object, name: &str) -> Result<Option<f64>, JsValue> {
-    match get(options, name)? {
+fn check_ms(name: &str, value: Option<f64>) -> Result<Option<Duration>, JsValue> {
+    match value {
         None => Ok(None),
-        Some(v) => match v.as_f64() {
-            Some(ms) if (0.0..=86_400_000.0).contains(&ms) => Ok(Some(ms)),
-            _ => Err(js_error(format!("option {name} must be a number of milliseconds (0 to 86400000)"))),
-        },
-    }
-}
-
-fn get_string(options: &Object, name: &str) -> Result<Option<String>, JsValue> {
-    match get(options, name)? {
-        None => Ok(None),
-        Some(v) => v.as_string().map(Some).ok_or_else(|| js_error(format!("option {name} must be a string"))),
+        Some(ms) if (0.0..=86_400_000.0).contains(&ms) => Ok(Some(Duration::from_secs_f64(ms / 1000.0))),
+        Some(_) => Err(js_error(format!("option {name} must be a number of milliseconds (0 to 86400000)"))),
     }
 }
 
 impl Options {
-    fn read(options: Option<&Object>) -> Result<Self, JsValue> {
-        let mut o = Options {
-            gateway: None,
-            directory_key: None,
-            ephemeral: false,
-            storage_key: "default".into(),
-            config: DriverConfig { max_applications: 1, ..DriverConfig::default() },
-        };
-        let Some(options) = options.filter(|o| !o.is_undefined() && !o.is_null()) else { return Ok(o) };
-        if !options.is_object() {
+    fn read(options: &JsValue) -> Result<Self, JsValue> {
+        let js: JsOptions = if options.is_undefined() || options.is_null() {
+            JsOptions::default()
+        } else if !options.is_object() {
             return Err(js_error("the options must be an object"));
+        } else {
+            serde_wasm_bindgen::from_value(options.clone()).map_err(|e| js_error(format!("invalid options: {e}")))?
+        };
+        let mut config = DriverConfig { max_applications: 1, ..DriverConfig::default() };
+        if let Some(d) = check_ms("averagePacketDelayMs", js.average_packet_delay_ms)? {
+            config.client.average_packet_delay = d;
         }
-        let ms = |v: f64| Duration::from_secs_f64(v / 1000.0);
-        o.gateway = get_string(options, "gateway")?;
-        if let Some(key) = get_string(options, "directoryKey")? {
-            o.directory_key = Some(decode_key(key.trim(), "option directoryKey").map_err(|e| js_error(e.to_string()))?);
+        if let Some(d) = check_ms("averageHopDelayMs", js.average_hop_delay_ms)? {
+            config.client.average_hop_delay = d;
         }
-        if let Some(v) = get(options, "ephemeral")? {
-            o.ephemeral = v.as_bool().ok_or_else(|| js_error("option ephemeral must be a boolean"))?;
+        if let Some(d) = check_ms("loopCoverDelayMs", js.loop_cover_delay_ms)? {
+            config.client.loop_cover_delay = d;
         }
-        if let Some(key) = get_string(options, "storageKey")? {
-            o.storage_key = key;
+        if let Some(d) = check_ms("topologyRefreshMs", js.topology_refresh_ms)? {
+            config.topology_refresh = d.max(Duration::from_secs(1));
         }
-        if let Some(v) = get_ms(options, "averagePacketDelayMs")? {
-            o.config.client.average_packet_delay = ms(v);
+        if let Some(d) = check_ms("connectTimeoutMs", js.connect_timeout_ms)? {
+            config.handshake_timeout = d.max(Duration::from_millis(1));
         }
-        if let Some(v) = get_ms(options, "averageHopDelayMs")? {
-            o.config.client.average_hop_delay = ms(v);
+        let directory_key = match &js.directory_key {
+            Some(key) => Some(decode_key(key.trim(), "option directoryKey").map_err(|e| js_error(e.to_string()))?),
+            None => None,
+        };
+        let flush_slice = match check_ms("flushSliceMs", js.flush_slice_ms)? {
+            None => Some(FLUSH_SLICE),
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d),
+        };
+        let passphrase = js.passphrase.filter(|p| !p.is_empty());
+        let ephemeral = js.ephemeral.unwrap_or(false);
+        if passphrase.is_some() && ephemeral {
+            return Err(js_error("option passphrase protects stored data: it makes no sense with ephemeral: true"));
         }
-        if let Some(v) = get_ms(options, "loopCoverDelayMs")? {
-            o.config.client.loop_cover_delay = ms(v);
-        }
-        if let Some(v) = get_ms(options, "topologyRefreshMs")? {
-            o.config.topology_refresh = ms(v.max(1000.0));
-        }
-        if let Some(v) = get_ms(options, "connectTimeoutMs")? {
-            o.config.handshake_timeout = ms(v.max(1.0));
-        }
-        Ok(o)
+        Ok(Options {
+            gateway: js.gateway,
+            directory_key,
+            ephemeral,
+            storage_key: js.storage_key.unwrap_or_else(|| "default".into()),
+            passphrase,
+            config,
+            flush_slice,
+        })
     }
+}
+
+/// What the page found in localStorage under the identity's name, from the
+/// version before IndexedDB (the JS side reads it: workers have no
+/// localStorage); moved into the store once when the store has no identity.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Legacy {
+    identity: Option<String>,
+    replies: Option<serde_bytes::ByteBuf>,
+    received: Option<serde_bytes::ByteBuf>,
+    directory_key: Option<String>,
 }
 
 /// The identity kept across page loads.
@@ -204,89 +217,115 @@ struct SavedIdentity {
     gateway: String,
 }
 
-fn local_storage() -> Result<web_sys::Storage, JsValue> {
-    web_sys::window()
-        .ok_or_else(|| js_error("no window"))?
-        .local_storage()
-        .map_err(|e| js_error(format!("localStorage is not available: {}", describe(&e))))?
-        .ok_or_else(|| js_error("localStorage is not available (pass { ephemeral: true } to run without it)"))
+/// One identity's records: the JS store, sealed with the passphrase's key if any.
+struct Store {
+    kv: Kv,
+    sealer: Sealer,
+    /// The database's name, for messages.
+    name: String,
 }
 
-fn load_identity(storage_key: &str) -> Result<Option<(ClientKeys, [u8; 32])>, JsValue> {
-    let key = format!("{STORAGE_PREFIX}{storage_key}");
-    let Some(text) = local_storage()?.get_item(&key)? else { return Ok(None) };
-    let unreadable = |e: String| {
-        js_error(format!(
-            "the saved identity in localStorage['{key}'] is unreadable: {e} (remove it, or use another storageKey)"
-        ))
-    };
-    let saved: SavedIdentity = serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
-    let keys = ClientKeys::from_pem(&saved.private_pem, &saved.public_pem).map_err(|e| unreadable(e.to_string()))?;
-    let gateway = decode_key(&saved.gateway, "gateway key").map_err(|e| unreadable(e.to_string()))?;
-    Ok(Some((keys, gateway)))
+async fn settled(promise: Result<Promise, JsValue>) -> Result<JsValue, JsValue> {
+    JsFuture::from(promise?).await
 }
 
-fn save_identity(storage_key: &str, keys: &ClientKeys, gateway: &[u8; 32]) -> Result<(), JsValue> {
-    let saved = SavedIdentity { private_pem: keys.private_pem(), public_pem: keys.public_pem(), gateway: encode_key(gateway) };
-    let text = serde_json::to_string(&saved).map_err(|e| js_error(format!("cannot save the identity: {e}")))?;
-    local_storage()?
-        .set_item(&format!("{STORAGE_PREFIX}{storage_key}"), &text)
-        .map_err(|e| js_error(format!("cannot save the identity in localStorage: {}", describe(&e))))
+fn storage_error(what: &str, name: &str, e: &JsValue) -> JsValue {
+    js_error(format!(
+        "storage: cannot {what} in IndexedDB ('{name}'): {} (quota full, private mode or storage disabled? pass {{ ephemeral: true }}, or {{ fallbackToEphemeral: true }} to run without storage when it fails)",
+        describe(e)
+    ))
 }
 
-fn replies_key(storage_key: &str) -> String {
-    format!("{STORAGE_PREFIX}{storage_key}{REPLIES_SUFFIX}")
-}
-
-/// Bytes as base64 (the window's `btoa` over a binary string).
-fn to_base64(bytes: &[u8]) -> Result<String, JsValue> {
-    let binary: String = bytes.iter().map(|&b| char::from(b)).collect();
-    web_sys::window().ok_or_else(|| js_error("no window"))?.btoa(&binary)
-}
-
-fn from_base64(text: &str) -> Result<Vec<u8>, JsValue> {
-    let binary = web_sys::window().ok_or_else(|| js_error("no window"))?.atob(text.trim())?;
-    binary
-        .chars()
-        .map(|c| u8::try_from(u32::from(c)).map_err(|_| js_error("not a binary string")))
-        .collect()
-}
-
-/// The saved reply store (SURBs we hold, keys to read replies), if any.
-fn load_reply_store(storage_key: &str) -> Result<Option<Vec<u8>>, JsValue> {
-    let key = replies_key(storage_key);
-    let Some(text) = local_storage()?.get_item(&key)? else { return Ok(None) };
-    from_base64(&text).map(Some).map_err(|e| {
-        js_error(format!(
-            "the saved reply store in localStorage['{key}'] is unreadable: {} (remove it, or use another storageKey)",
-            describe(&e)
-        ))
-    })
-}
-
-/// Stores `bytes` as base64 under `key`; `what` names them in the error.
-fn save_base64(key: &str, bytes: &[u8], what: &str) -> Result<(), JsValue> {
-    let text = to_base64(bytes)?;
-    local_storage()?
-        .set_item(key, &text)
-        .map_err(|e| js_error(format!("cannot save {what} in localStorage['{key}']: {}", describe(&e))))
-}
-
-fn received_key(storage_key: &str) -> String {
-    format!("{STORAGE_PREFIX}{storage_key}{RECEIVED_SUFFIX}")
-}
-
-/// The saved received-message log; what can't be read is skipped (its
-/// messages were not acknowledged, so the gateway delivers them again).
-fn load_received(storage_key: &str) -> Result<Option<Vec<u8>>, JsValue> {
-    let key = received_key(storage_key);
-    let Some(text) = local_storage()?.get_item(&key)? else { return Ok(None) };
-    match from_base64(&text) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(_) => {
-            warn(&format!("nym-client-wasm: localStorage['{key}'] is unreadable; starting with no kept messages"));
-            Ok(None)
+impl Store {
+    async fn raw(kv: &Kv, db: &str, record: &str) -> Result<Option<Vec<u8>>, JsValue> {
+        let value = settled(kv.get(record)).await.map_err(|e| storage_error(&format!("read '{record}'"), db, &e))?;
+        if value.is_undefined() || value.is_null() {
+            return Ok(None);
         }
+        let bytes = value
+            .dyn_into::<Uint8Array>()
+            .map_err(|_| js_error(format!("storage: record '{record}' of '{db}' is not bytes (remove it with forgetIdentity)")))?;
+        Ok(Some(bytes.to_vec()))
+    }
+
+    /// Opens the store of `options.storage_key`: unlocks it with the passphrase
+    /// (or sets one up on a new store), and moves `legacy` in when it has no identity.
+    /// Returns the store and whether it migrated.
+    async fn open(kv: Kv, options: &Options, legacy: Legacy) -> Result<(Store, bool), JsValue> {
+        let name = format!("nym-client-wasm/{}", options.storage_key);
+        let header = Self::raw(&kv, &name, CRYPT).await?;
+        let has_identity = Self::raw(&kv, &name, IDENTITY).await?.is_some();
+        let identity_name = &options.storage_key;
+        let sealer = match (header, &options.passphrase) {
+            (Some(header), Some(passphrase)) => Sealer::unlock(passphrase, &name, &header).map_err(|e| match e {
+                OpenError::WrongPassphrase => js_error(format!("wrong passphrase for the stored identity '{identity_name}'")),
+                OpenError::Damaged(why) => js_error(format!("the stored identity '{identity_name}' is unreadable: {why} (forgetIdentity('{identity_name}') removes it)")),
+            })?,
+            (Some(_), None) => {
+                return Err(js_error(format!("the stored identity '{identity_name}' is encrypted: pass {{ passphrase }}")));
+            }
+            (None, Some(_)) if has_identity => {
+                return Err(js_error(format!(
+                    "the stored identity '{identity_name}' is not encrypted: start it without a passphrase, or forgetIdentity('{identity_name}') and start afresh"
+                )));
+            }
+            (None, Some(passphrase)) => {
+                let (sealer, header) = Sealer::create(passphrase, &name, random_bytes::<SALT_LEN>()?, random_bytes::<NONCE_LEN>()?)
+                    .map_err(|e| js_error(format!("cannot set up the passphrase: {e}")))?;
+                settled(kv.put(CRYPT, &Uint8Array::from(&header[..])))
+                    .await
+                    .map_err(|e| storage_error("save the passphrase's salt", &name, &e))?;
+                sealer
+            }
+            (None, None) => Sealer::plain(&name),
+        };
+        let store = Store { kv, sealer, name };
+        let mut migrated = false;
+        if let (false, Some(identity)) = (has_identity, &legacy.identity) {
+            // Checked before it is moved: what can't be read stays where it is.
+            let saved: SavedIdentity = serde_json::from_str(identity).map_err(|e| {
+                js_error(format!(
+                    "the identity saved in localStorage['nym-client-wasm/{identity_name}'] is unreadable: {e} (remove it, or use another storageKey)"
+                ))
+            })?;
+            store.write_now(IDENTITY, &serde_json::to_vec(&saved).map_err(|e| js_error(e.to_string()))?).await?;
+            if let Some(replies) = &legacy.replies {
+                store.write_now(REPLIES, replies).await?;
+            }
+            if let Some(received) = &legacy.received {
+                store.write_now(RECEIVED, received).await?;
+            }
+            if let Some(key) = &legacy.directory_key {
+                store.write_now(DIRECTORY_KEY, key.trim().as_bytes()).await?;
+            }
+            migrated = true;
+        }
+        Ok((store, migrated))
+    }
+
+    async fn read(&self, record: &str) -> Result<Option<Vec<u8>>, JsValue> {
+        let Some(bytes) = Self::raw(&self.kv, &self.name, record).await? else { return Ok(None) };
+        self.sealer.open(record, &bytes).map(Some).map_err(|e| {
+            let why = match e {
+                OpenError::WrongPassphrase => "wrong passphrase".to_string(),
+                OpenError::Damaged(why) => why,
+            };
+            js_error(format!("storage: record '{record}' of '{}' is unreadable: {why}", self.name))
+        })
+    }
+
+    /// Starts writing `record`; the Promise settles when it is stored.
+    fn write(&self, record: &str, bytes: &[u8]) -> Result<Promise, JsValue> {
+        let sealed = self.sealer.seal(record, bytes, random_bytes::<NONCE_LEN>()?).map_err(|e| js_error(format!("cannot encrypt {record}: {e}")))?;
+        self.kv.put(record, &Uint8Array::from(&sealed[..]))
+    }
+
+    async fn write_now(&self, record: &str, bytes: &[u8]) -> Result<(), JsValue> {
+        settled(self.write(record, bytes)).await.map(|_| ()).map_err(|e| storage_error(&format!("save '{record}'"), &self.name, &e))
+    }
+
+    async fn remove_now(&self, record: &str) -> Result<(), JsValue> {
+        settled(self.kv.remove(record)).await.map(|_| ()).map_err(|e| storage_error(&format!("remove '{record}'"), &self.name, &e))
     }
 }
 
@@ -299,26 +338,107 @@ async fn fetch_topology(directory: &str, pinned: Option<&[u8; 32]>) -> Result<Ve
         .map_err(|e| js_error(format!("directory {directory}: {e}")))
 }
 
-/// The directory key kept with a saved identity, if any.
-fn load_directory_key(storage_key: &str) -> Result<Option<[u8; 32]>, JsValue> {
-    let entry = directory_key_entry(storage_key);
-    let Some(text) = local_storage()?.get_item(&entry)? else { return Ok(None) };
-    decode_key(text.trim(), "the saved directory key")
-        .map(Some)
-        .map_err(|e| js_error(format!("{e} (localStorage['{entry}']; remove it to trust the directory's key again)")))
-}
-
 async fn fetch_topology_text(directory: &str) -> Result<String, JsValue> {
     let url = format!("{directory}/api/presence/topology");
-    let window = web_sys::window().ok_or_else(|| js_error("no window: NymClient runs in a browser page"))?;
     let unreachable = |e: JsValue| js_error(format!("cannot reach the directory at {url}: {}", describe(&e)));
-    let response = JsFuture::from(window.fetch_with_str(&url)).await.map_err(unreachable)?;
+    let response = JsFuture::from(global_fetch(&url)).await.map_err(unreachable)?;
     let response: web_sys::Response = response.dyn_into().map_err(unreachable)?;
     if !response.ok() {
         return Err(js_error(format!("the directory at {url} answered HTTP {} {}", response.status(), response.status_text())));
     }
     let text = JsFuture::from(response.text().map_err(unreachable)?).await.map_err(unreachable)?;
     text.as_string().ok_or_else(|| js_error(format!("the directory at {url} sent no text")))
+}
+
+/// Serializes to plain JS objects and numbers (no Map, no BigInt).
+fn to_js<T: Serialize>(value: &T) -> JsValue {
+    value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// `stats()`: the engine's counters.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Stats {
+    connected: bool,
+    queued_packets: usize,
+    real_packets_sent: u64,
+    cover_packets_sent: u64,
+    packets_received: u64,
+    cover_packets_received: u64,
+    messages_received: u64,
+    duplicate_fragments: u64,
+    malformed_packets: u64,
+    expired_sets: u64,
+    acks_received: u64,
+    retransmissions: u64,
+    rerouted_packets: u64,
+    deliveries_acknowledged: u64,
+}
+
+/// `topology()`: the network the client routes through, as drawn by the demo.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TopologyView {
+    layers: Vec<LayerView>,
+    gateways: Vec<GatewayView>,
+    /// The identity key of this client's gateway.
+    our_gateway: String,
+}
+
+#[derive(Serialize)]
+struct LayerView {
+    layer: u8,
+    /// The mixnodes' `host:port`.
+    nodes: Vec<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GatewayView {
+    identity_key: String,
+    mix_address: String,
+}
+
+/// What `onEvent` gets: the driver's events, `type` naming each, with `message` (their text).
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+enum EventView {
+    Connected { url: String },
+    #[serde(rename_all = "camelCase")]
+    Disconnected { url: String, reason: String, retry_in_ms: u64 },
+    #[serde(rename_all = "camelCase")]
+    SendFailed { message_id: u64, recipient: Option<String>, reason: String },
+    GatewayError { reason: String },
+    TopologyRefused { reason: String },
+    GatewayMoved { url: String },
+    #[serde(rename_all = "camelCase")]
+    RouteRefused { first_hop: String },
+    KeptMessagesDropped { count: usize, bytes: usize },
+}
+
+#[derive(Serialize)]
+struct EventWithText {
+    #[serde(flatten)]
+    event: EventView,
+    message: String,
+}
+
+fn event_view(event: &DriverEvent) -> JsValue {
+    let view = match event.clone() {
+        DriverEvent::Connected { url } => EventView::Connected { url },
+        DriverEvent::Disconnected { url, reason, retry_in } => {
+            EventView::Disconnected { url, reason: reason.to_string(), retry_in_ms: retry_in.as_millis() as u64 }
+        }
+        DriverEvent::SendFailed { message_id, recipient, reason } => {
+            EventView::SendFailed { message_id, recipient: recipient.map(|r| r.to_string()), reason }
+        }
+        DriverEvent::GatewayError(reason) => EventView::GatewayError { reason },
+        DriverEvent::TopologyRefused(reason) => EventView::TopologyRefused { reason },
+        DriverEvent::GatewayMoved { url } => EventView::GatewayMoved { url },
+        DriverEvent::RouteRefused { first_hop } => EventView::RouteRefused { first_hop },
+        DriverEvent::KeptMessagesDropped { count, bytes } => EventView::KeptMessagesDropped { count, bytes },
+    };
+    to_js(&EventWithText { event: view, message: event.to_string() })
 }
 
 struct Handlers {
@@ -347,12 +467,36 @@ struct Inner {
     starting: Option<(Function, Function)>,
     on_message: Option<(AppId, Function)>,
     on_error: Option<Function>,
-    /// localStorage keys of the reply store and the received log; `None` when ephemeral.
-    replies_key: Option<String>,
-    received_key: Option<String>,
-    /// The received log as stored (localStorage cannot append: the shim keeps it).
+    on_event: Option<Function>,
+    /// The identity's store; `None` when ephemeral.
+    store: Option<Store>,
+    /// The received log as stored (rewritten whole: the shim keeps it).
     received_log: Vec<u8>,
+    /// Store writes not yet settled; while any is, frames wait in `held`
+    /// (an acknowledgement must not leave before what it acknowledges is stored).
+    writes_in_flight: usize,
+    held: VecDeque<(ConnectionId, Vec<u8>)>,
+    /// News from outside the driver (a store write that failed), told at the next flush.
+    pending: Vec<Notice>,
+    /// Wakes the engine in a new task (a MessageChannel: no timer clamping)
+    /// to go on with a flush cut short after [`FLUSH_SLICE`].
+    wake: Option<Wake>,
+    wake_pending: bool,
+    flush_slice: Option<Duration>,
 }
+
+/// A MessageChannel's two ports and the handler on the first.
+struct Wake {
+    port1: web_sys::MessagePort,
+    port2: web_sys::MessagePort,
+    _handler: Closure<dyn FnMut(MessageEvent)>,
+}
+
+/// How long one flush may build and send before it yields to the event loop
+/// (an unthrottled client builds up to 256 packets when asked; at ~2.5 ms a
+/// packet in wasm that would hold the thread for over half a second, and
+/// the acks that arrive meanwhile wait).
+const FLUSH_SLICE: Duration = Duration::from_millis(20);
 
 type Shared = Rc<RefCell<Inner>>;
 
@@ -363,6 +507,8 @@ enum Notice {
     Started,
     StartFailed(String),
     Error(String),
+    /// A driver event for `onEvent` (serialized).
+    Event(JsValue),
 }
 
 fn message_notice(message: ReceivedMessage) -> Notice {
@@ -382,17 +528,27 @@ impl Inner {
     /// page's messages before the frames that acknowledge them); returns the
     /// news for JS (called right after, in this same task).
     fn flush(&mut self, weak: &Weak<RefCell<Inner>>) -> Vec<Notice> {
-        let mut notices = Vec::new();
+        let mut notices = std::mem::take(&mut self.pending);
+        if self.writes_in_flight == 0 {
+            while let Some((conn, frame)) = self.held.pop_front() {
+                self.transmit(conn, &frame, &mut notices);
+            }
+        }
+        let started = now();
         while let Some(output) = self.driver.poll_output(now()) {
             match output {
-                Output::Transmit { conn, frame } => match &self.ws {
-                    Some((c, ws, _)) if *c == conn && ws.ready_state() == WebSocket::OPEN => {
-                        if let Err(e) = ws.send_with_u8_array(&frame) {
-                            notices.push(Notice::Error(format!("cannot send to the gateway: {}", describe(&e))));
-                        }
+                Output::Transmit { conn, frame } => {
+                    if self.writes_in_flight > 0 {
+                        self.held.push_back((conn, frame));
+                    } else {
+                        self.transmit(conn, &frame, &mut notices);
                     }
-                    _ => {}
-                },
+                    if self.flush_slice.is_some_and(|slice| now().saturating_sub(started) >= slice) && self.state != State::Stopped {
+                        // The rest in a later task: acks and timers get their turn.
+                        self.wake_later(weak);
+                        break;
+                    }
+                }
                 Output::Connect { conn, url } => {
                     if let Err(e) = self.connect(conn, &url, weak) {
                         self.driver.handle_closed(conn, &describe(&e), now());
@@ -415,40 +571,94 @@ impl Inner {
                     });
                 }
                 Output::Persist { store, write } => {
-                    if let Err(e) = self.persist(store, write) {
+                    if let Err(e) = self.persist(store, write, weak) {
                         notices.push(Notice::Error(describe(&e)));
                     }
                 }
                 Output::Deliver { message, .. } => notices.push(message_notice(message)),
-                Output::Event(event) => match event {
+                Output::Event(event) => {
+                    if self.on_event.is_some() {
+                        notices.push(Notice::Event(event_view(&event)));
+                    }
+                    match event {
                     DriverEvent::Connected { .. } if self.state == State::Starting => notices.push(Notice::Started),
                     DriverEvent::Connected { .. } | DriverEvent::GatewayMoved { .. } => {}
                     DriverEvent::Disconnected { reason, url, .. } if self.state == State::Starting => {
                         notices.push(Notice::StartFailed(start_failure(&url, &reason)))
                     }
                     other => notices.push(Notice::Error(other.to_string())),
-                },
+                    }
+                }
             }
         }
         self.arm_timer(weak);
         notices
     }
 
-    fn persist(&mut self, store: StoreName, write: StoreWrite) -> Result<(), JsValue> {
-        match store {
-            StoreName::ReplyStore => match (&self.replies_key, write) {
-                (Some(key), StoreWrite::Replace(bytes)) => save_base64(key, &bytes, "the reply store"),
-                _ => Ok(()),
+    fn transmit(&self, conn: ConnectionId, frame: &[u8], notices: &mut Vec<Notice>) {
+        match &self.ws {
+            Some((c, ws, _)) if *c == conn && ws.ready_state() == WebSocket::OPEN => {
+                if let Err(e) = ws.send_with_u8_array(frame) {
+                    notices.push(Notice::Error(format!("cannot send to the gateway: {}", describe(&e))));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Asks for a flush in a new task, soon (once).
+    fn wake_later(&mut self, weak: &Weak<RefCell<Inner>>) {
+        if self.wake_pending {
+            return;
+        }
+        if self.wake.is_none() {
+            let Ok(channel) = web_sys::MessageChannel::new() else { return };
+            let w = weak.clone();
+            let closure = Closure::<dyn FnMut(MessageEvent)>::new(move |_: MessageEvent| {
+                if let Some(shared) = w.upgrade() {
+                    with_engine(&shared, |inner| inner.wake_pending = false);
+                }
+            });
+            channel.port1().set_onmessage(Some(closure.as_ref().unchecked_ref()));
+            self.wake = Some(Wake { port1: channel.port1(), port2: channel.port2(), _handler: closure });
+        }
+        if let Some(wake) = &self.wake {
+            self.wake_pending = wake.port2.post_message(&JsValue::UNDEFINED).is_ok();
+        }
+    }
+
+    /// Starts the store write; frames wait until it settles.
+    fn persist(&mut self, store: StoreName, write: StoreWrite, weak: &Weak<RefCell<Inner>>) -> Result<(), JsValue> {
+        let Some(kv) = &self.store else { return Ok(()) };
+        let (what, promise) = match store {
+            StoreName::ReplyStore => match write {
+                StoreWrite::Replace(bytes) => ("the reply store", kv.write(REPLIES, &bytes)),
+                StoreWrite::Append { .. } => return Ok(()),
             },
             StoreName::ReceivedMessages => {
-                let Some(key) = &self.received_key else { return Ok(()) };
                 match write {
                     StoreWrite::Replace(bytes) => self.received_log = bytes,
                     StoreWrite::Append { bytes, .. } => self.received_log.extend_from_slice(&bytes),
                 }
-                save_base64(key, &self.received_log, "received messages")
+                ("received messages", kv.write(RECEIVED, &self.received_log))
             }
-        }
+        };
+        let db = kv.name.clone();
+        let promise = promise.map_err(|e| storage_error(&format!("save {what}"), &db, &e))?;
+        self.writes_in_flight += 1;
+        let weak = weak.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let result = JsFuture::from(promise).await;
+            if let Some(shared) = weak.upgrade() {
+                with_engine(&shared, |inner| {
+                    inner.writes_in_flight = inner.writes_in_flight.saturating_sub(1);
+                    if let Err(e) = result {
+                        inner.pending.push(Notice::Error(describe(&storage_error(&format!("save {what}"), &db, &e))));
+                    }
+                });
+            }
+        });
+        Ok(())
     }
 
     fn arm_timer(&mut self, weak: &Weak<RefCell<Inner>>) {
@@ -539,6 +749,10 @@ impl Drop for Inner {
     /// event reaches a dropped closure.
     fn drop(&mut self) {
         self.close_socket();
+        if let Some(wake) = self.wake.take() {
+            wake.port1.set_onmessage(None);
+            wake.port1.close();
+        }
     }
 }
 
@@ -586,6 +800,12 @@ fn dispatch(shared: &Shared, notices: Vec<Notice>) {
                 }
             }
             Notice::StartFailed(message) => fail_start(shared, message),
+            Notice::Event(event) => {
+                let callback = shared.borrow().on_event.clone();
+                if let Some(cb) = callback {
+                    call(&cb, &event);
+                }
+            }
             Notice::Error(message) => {
                 let callback = shared.borrow().on_error.clone();
                 match callback {
@@ -617,44 +837,65 @@ fn fail_start(shared: &Shared, message: String) {
     }
 }
 
-/// A Nym mixnet client running in this page: the nym-client-core engine,
-/// connected to its gateway over a WebSocket.
-///
-/// ```js
-/// import init, { NymClient } from "nym-client-wasm";
-/// await init();
-/// const client = await NymClient.start("http://127.0.0.1:8080");
-/// client.onMessage((msg, senderTag) => console.log(msg, senderTag));
-/// await client.send(client.selfAddress(), "hello");
-/// ```
-#[wasm_bindgen]
-pub struct NymClient {
+/// The Nym mixnet client engine: the nym-client-core driver, connected to its
+/// gateway over a WebSocket. The package's `NymClient` (wasm/js/index.js)
+/// runs it in a Web Worker, or in the page with `{ worker: false }`; use that.
+#[wasm_bindgen(js_name = NymEngine)]
+pub struct Engine {
     shared: Shared,
+    migrated: bool,
 }
 
-#[wasm_bindgen]
-impl NymClient {
+#[wasm_bindgen(js_class = NymEngine)]
+impl Engine {
     /// Fetches the topology from the directory (`GET {directoryUrl}/api/presence/topology`),
-    /// loads or creates the identity (kept in localStorage unless `ephemeral`), connects to
-    /// the gateway and resolves once the gateway handshake has completed.
+    /// loads or creates the identity (kept in `kv`, the identity's store, unless it is
+    /// null: ephemeral), connects to the gateway and resolves once the gateway handshake
+    /// has completed. `legacy`: what localStorage held for this identity name before
+    /// IndexedDB (`{ identity, replies, received, directoryKey }`), moved into `kv`
+    /// when it has no identity.
     ///
-    /// Rejects with an Error saying what went wrong: the directory is unreachable or sent
-    /// no usable topology (among others: not signed by `directoryKey` or by the key kept
-    /// with the identity, expired, a node descriptor with a bad signature), the gateway is unknown, the connection closed, the gateway
+    /// Rejects with an Error saying what went wrong: storage refused, wrong passphrase,
+    /// the directory is unreachable or sent no usable topology (among others: not signed
+    /// by `directoryKey` or by the key kept with the identity, expired, a node descriptor
+    /// with a bad signature), the gateway is unknown, the connection closed, the gateway
     /// refused the handshake, or it timed out (`connectTimeoutMs`).
     pub async fn start(
         #[wasm_bindgen(js_name = directoryUrl)] directory_url: String,
-        options: Option<NymClientOptions>,
-    ) -> Result<NymClient, JsValue> {
-        let options = Options::read(options.as_ref().map(|o| o.unchecked_ref::<Object>()))?;
+        options: JsValue,
+        kv: Option<Kv>,
+        legacy: JsValue,
+    ) -> Result<Engine, JsValue> {
+        let mut options = Options::read(&options)?;
         let directory = directory_url.trim().trim_end_matches('/').to_string();
         if !(directory.starts_with("http://") || directory.starts_with("https://")) {
             return Err(js_error(format!("the directory URL must start with http:// or https://, got '{directory_url}'")));
         }
-        let pinned = match (options.directory_key, options.ephemeral) {
+        let legacy: Legacy = if legacy.is_undefined() || legacy.is_null() {
+            Legacy::default()
+        } else {
+            serde_wasm_bindgen::from_value(legacy).map_err(|e| js_error(format!("the localStorage identity to migrate: {e}")))?
+        };
+        let kv = if options.ephemeral { None } else { kv };
+        options.ephemeral = kv.is_none();
+        let (store, migrated) = match kv {
+            Some(kv) => {
+                let (store, migrated) = Store::open(kv, &options, legacy).await?;
+                (Some(store), migrated)
+            }
+            None => (None, false),
+        };
+
+        let pinned = match (options.directory_key, &store) {
             (Some(key), _) => Some(key),
-            (None, false) => load_directory_key(&options.storage_key)?,
-            (None, true) => None,
+            (None, Some(store)) => match store.read(DIRECTORY_KEY).await? {
+                None => None,
+                Some(bytes) => Some(
+                    decode_key(String::from_utf8_lossy(&bytes).trim(), "the saved directory key")
+                        .map_err(|e| js_error(format!("{e} (forgetIdentity('{}') removes it)", options.storage_key)))?,
+                ),
+            },
+            (None, None) => None,
         };
         let topology = fetch_topology(&directory, pinned.as_ref()).await?;
         if pinned.is_none() {
@@ -664,11 +905,25 @@ impl NymClient {
             ));
         }
 
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|e| js_error(format!("no secure random numbers: {e}")))?;
-        let mut rng = StdRng::from_seed(seed);
-
-        let saved = if options.ephemeral { None } else { load_identity(&options.storage_key)? };
+        let mut rng = StdRng::from_seed(random_bytes::<32>()?);
+        let saved = match &store {
+            None => None,
+            Some(store) => match store.read(IDENTITY).await? {
+                None => None,
+                Some(bytes) => {
+                    let unreadable = |e: String| {
+                        js_error(format!(
+                            "the saved identity '{}' is unreadable: {e} (forgetIdentity removes it, or use another storageKey)",
+                            options.storage_key
+                        ))
+                    };
+                    let saved: SavedIdentity = serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
+                    let keys = ClientKeys::from_pem(&saved.private_pem, &saved.public_pem).map_err(|e| unreadable(e.to_string()))?;
+                    let gateway = decode_key(&saved.gateway, "gateway key").map_err(|e| unreadable(e.to_string()))?;
+                    Some((keys, gateway))
+                }
+            },
+        };
         let requested = match &options.gateway {
             Some(g) => Some(decode_key(g.trim(), "gateway key").map_err(|e| js_error(e.to_string()))?),
             None => None,
@@ -692,44 +947,29 @@ impl NymClient {
                 .cloned()
                 .ok_or_else(|| js_error("the directory lists no gateway"))?,
         };
-        // The stores belong to the saved identity: a new identity starts without them.
-        let reply_store = match (&saved_gateway, options.ephemeral) {
-            (_, true) => None,
-            (Some(_), false) => load_reply_store(&options.storage_key)?,
-            (None, false) => {
-                local_storage()?.remove_item(&replies_key(&options.storage_key))?;
-                None
-            }
-        };
-        if !options.ephemeral {
-            save_identity(&options.storage_key, &keys, &gateway.identity_key)?;
-            local_storage()?
-                .set_item(&directory_key_entry(&options.storage_key), &encode_key(&topology.directory_key))
-                .map_err(|e| js_error(format!("cannot save the directory key in localStorage: {}", describe(&e))))?;
-        }
 
-        // Messages kept for a callback, and the sets of those handed over
-        // (the gateway may deliver them again).
-        let received = match (&saved_gateway, options.ephemeral) {
-            (Some(_), false) => load_received(&options.storage_key)?,
-            (None, false) => {
-                local_storage()?.remove_item(&received_key(&options.storage_key))?;
-                None
+        // The stores belong to the saved identity: a new identity starts without them.
+        let (reply_store, received) = match (&store, saved_gateway.is_some()) {
+            (Some(store), true) => (store.read(REPLIES).await?, store.read(RECEIVED).await?),
+            (Some(store), false) => {
+                store.remove_now(REPLIES).await?;
+                store.remove_now(RECEIVED).await?;
+                (None, None)
             }
-            (_, true) => None,
+            (None, _) => (None, None),
         };
+        if let Some(store) = &store {
+            let saved = SavedIdentity { private_pem: keys.private_pem(), public_pem: keys.public_pem(), gateway: encode_key(&gateway.identity_key) };
+            let bytes = serde_json::to_vec(&saved).map_err(|e| js_error(format!("cannot save the identity: {e}")))?;
+            store.write_now(IDENTITY, &bytes).await?;
+            store.write_now(DIRECTORY_KEY, encode_key(&topology.directory_key).as_bytes()).await?;
+        }
         let received_log = received.clone().unwrap_or_default();
 
-        let mut engine_seed = [0u8; 32];
-        getrandom::fill(&mut engine_seed).map_err(|e| js_error(format!("no secure random numbers: {e}")))?;
         let restored = Restored { reply_store, received_messages: received };
-        let (driver, _) = Driver::new(keys, gateway.identity_key, topology, options.config.clone(), engine_seed, restored)
-            .map_err(|e| {
-                js_error(format!(
-                    "{e} (remove localStorage['{}'], or use another storageKey)",
-                    replies_key(&options.storage_key)
-                ))
-            })?;
+        let storage_key = options.storage_key.clone();
+        let (driver, _) = Driver::new(keys, gateway.identity_key, topology, options.config.clone(), random_bytes::<32>()?, restored)
+            .map_err(|e| js_error(format!("{e} (the stored reply store of '{storage_key}'; forgetIdentity removes it, or use another storageKey)")))?;
 
         let shared: Shared = Rc::new(RefCell::new(Inner {
             driver,
@@ -741,9 +981,15 @@ impl NymClient {
             starting: None,
             on_message: None,
             on_error: None,
-            replies_key: (!options.ephemeral).then(|| replies_key(&options.storage_key)),
-            received_key: (!options.ephemeral).then(|| received_key(&options.storage_key)),
+            on_event: None,
+            store,
             received_log,
+            writes_in_flight: 0,
+            held: VecDeque::new(),
+            pending: Vec::new(),
+            wake: None,
+            wake_pending: false,
+            flush_slice: options.flush_slice,
         }));
         let handshake = Promise::new(&mut |resolve, reject| {
             shared.borrow_mut().starting = Some((resolve, reject));
@@ -753,7 +999,20 @@ impl NymClient {
             shared.borrow_mut().shut_down();
             return Err(e);
         }
-        Ok(NymClient { shared })
+        Ok(Engine { shared, migrated })
+    }
+
+    /// Whether `start` moved an identity from localStorage into the store
+    /// (the caller then removes the localStorage entries).
+    #[wasm_bindgen(getter)]
+    pub fn migrated(&self) -> bool {
+        self.migrated
+    }
+
+    /// Whether the identity is kept in storage (false: ephemeral).
+    #[wasm_bindgen(getter)]
+    pub fn persistent(&self) -> bool {
+        self.shared.borrow().store.is_some()
     }
 
     /// This client's address, `<base58 client key>@<base58 gateway identity key>`.
@@ -762,41 +1021,34 @@ impl NymClient {
         self.shared.borrow().driver.address().to_string()
     }
 
-    /// Queues `message` (a string is sent as UTF-8, a Uint8Array as is) for `recipient`
-    /// (`<client key>@<gateway key>`). Resolves once the message is queued in the engine
-    /// (its packets then leave at the configured rate); rejects with the engine's error
-    /// text for a bad address, a recipient gateway missing from the topology, a message
-    /// too large, or a stopped client.
+    /// Queues `message` (a string is sent as UTF-8, a Uint8Array as is) for `recipient`.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn send(&self, recipient: &str, #[wasm_bindgen(unchecked_param_type = "string | Uint8Array")] message: JsValue) -> Promise {
         settle(self.queue(recipient, &message, |recipient, message| AppRequest::Send { recipient, message }))
     }
 
-    /// Like `send`, but anonymous: the recipient never learns this client's address,
-    /// only a sender tag, and gets `replySurbs` (default 10, at most 200) single-use
-    /// reply blocks to answer with (`client.reply`). Replies arrive through `onMessage`
-    /// without a sender tag. Resolves once queued; rejects with the engine's error text.
+    /// Like `send`, anonymous, with `replySurbs` (default 10, at most 200) reply blocks.
     #[wasm_bindgen(js_name = sendAnonymous, unchecked_return_type = "Promise<void>")]
     pub fn send_anonymous(
         &self,
         recipient: &str,
         #[wasm_bindgen(unchecked_param_type = "string | Uint8Array")] message: JsValue,
-        #[wasm_bindgen(js_name = replySurbs)] reply_surbs: Option<f64>,
+        #[wasm_bindgen(js_name = replySurbs)] reply_surbs: JsValue,
     ) -> Promise {
-        let surbs = match reply_surbs {
-            None => Ok(defaults::REPLY_SURBS),
-            Some(n) if n >= 0.0 && n.fract() == 0.0 && n <= 1e6 => Ok(n as usize),
-            Some(_) => Err(js_error("replySurbs must be a whole number (0 to 200)")),
+        let surbs = if reply_surbs.is_undefined() || reply_surbs.is_null() {
+            Ok(defaults::REPLY_SURBS)
+        } else {
+            match reply_surbs.as_f64() {
+                Some(n) if n >= 0.0 && n.fract() == 0.0 && n <= 1e6 => Ok(n as usize),
+                _ => Err(js_error("replySurbs must be a whole number (0 to 200)")),
+            }
         };
         settle(surbs.and_then(|surbs| {
             self.queue(recipient, &message, |recipient, message| AppRequest::SendAnonymous { recipient, message, reply_surbs: surbs })
         }))
     }
 
-    /// Answers an anonymous message through the reply blocks its sender gave: `senderTag`
-    /// is the second argument `onMessage` got with it. When they run low, the engine asks
-    /// the sender for more by itself. Resolves once queued; rejects for a malformed or
-    /// unknown tag, a tag with no reply blocks left, a message too large or a stopped client.
+    /// Answers an anonymous message through its sender's reply blocks.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn reply(
         &self,
@@ -812,12 +1064,11 @@ impl NymClient {
         settle(result)
     }
 
-    /// Registers the callback for whole messages: a string when the bytes are valid
-    /// UTF-8, else a Uint8Array; the second argument is the base58 sender tag of an
-    /// anonymous message (answer with `reply`), `undefined` otherwise. Messages that
-    /// arrived before it was set are delivered now, with their tags.
+    /// Registers the callback for whole messages (string for UTF-8, else Uint8Array;
+    /// second argument: the sender tag of an anonymous message, else undefined).
+    /// Messages that arrived before it was set are delivered now.
     #[wasm_bindgen(js_name = onMessage)]
-    pub fn on_message(&self, #[wasm_bindgen(unchecked_param_type = "NymMessageCallback")] callback: Function) {
+    pub fn on_message(&self, callback: Function) {
         with_engine(&self.shared, |inner| {
             let app = match inner.on_message.take() {
                 Some((app, _)) => Some(app),
@@ -829,12 +1080,16 @@ impl NymClient {
         });
     }
 
-    /// Registers the callback for problems after start: lost connection (the client
-    /// reconnects by itself), gateway errors, dropped messages, failed topology refresh.
-    /// Without one they are logged with console.warn.
+    /// Registers the callback for problems after start (an Error each).
     #[wasm_bindgen(js_name = onError)]
-    pub fn on_error(&self, #[wasm_bindgen(unchecked_param_type = "(error: Error) => void")] callback: Function) {
+    pub fn on_error(&self, callback: Function) {
         self.shared.borrow_mut().on_error = Some(callback);
+    }
+
+    /// Registers the callback for every driver event (`{ type, message, ... }`).
+    #[wasm_bindgen(js_name = onEvent)]
+    pub fn on_event(&self, callback: Function) {
+        self.shared.borrow_mut().on_event = Some(callback);
     }
 
     /// Whether the gateway session is up.
@@ -844,25 +1099,42 @@ impl NymClient {
     }
 
     /// The engine's packet counters.
-    #[wasm_bindgen(unchecked_return_type = "NymClientStats")]
-    pub fn stats(&self) -> Object {
+    pub fn stats(&self) -> JsValue {
         let inner = self.shared.borrow();
         let client = inner.driver.client();
         let s = client.stats();
-        let o = Object::new();
-        let set = |k: &str, v: JsValue| {
-            let _ = Reflect::set(&o, &JsValue::from_str(k), &v);
-        };
-        set("connected", inner.driver.is_connected().into());
-        set("queuedPackets", (client.queued_packets() as f64).into());
-        set("realPacketsSent", (s.real_packets_sent as f64).into());
-        set("coverPacketsSent", (s.cover_packets_sent as f64).into());
-        set("packetsReceived", (s.packets_received as f64).into());
-        set("coverPacketsReceived", (s.cover_packets_received as f64).into());
-        set("messagesReceived", (s.messages_received as f64).into());
-        set("duplicateFragments", (s.duplicate_fragments as f64).into());
-        set("malformedPackets", (s.malformed_packets as f64).into());
-        o
+        to_js(&Stats {
+            connected: inner.driver.is_connected(),
+            queued_packets: client.queued_packets(),
+            real_packets_sent: s.real_packets_sent,
+            cover_packets_sent: s.cover_packets_sent,
+            packets_received: s.packets_received,
+            cover_packets_received: s.cover_packets_received,
+            messages_received: s.messages_received,
+            duplicate_fragments: s.duplicate_fragments,
+            malformed_packets: s.malformed_packets,
+            expired_sets: s.expired_sets,
+            acks_received: s.acks_received,
+            retransmissions: s.retransmissions,
+            rerouted_packets: s.rerouted_packets,
+            deliveries_acknowledged: s.deliveries_acknowledged,
+        })
+    }
+
+    /// The topology in use: mixnodes by layer, the gateways, ours.
+    pub fn topology(&self) -> JsValue {
+        let inner = self.shared.borrow();
+        let our_gateway = inner.driver.address().to_string().split('@').nth(1).unwrap_or_default().to_string();
+        let Some(topology) = inner.driver.client().topology() else { return JsValue::NULL };
+        let layers = (1..=3u8)
+            .map(|layer| LayerView { layer, nodes: topology.layer(layer).iter().map(|n| n.address.to_string()).collect() })
+            .collect();
+        let gateways = topology
+            .gateways()
+            .iter()
+            .map(|g| GatewayView { identity_key: g.identity_b58(), mix_address: g.mix_address.to_string() })
+            .collect();
+        to_js(&TopologyView { layers, gateways, our_gateway })
     }
 
     /// Closes the gateway connection and stops all timers. Messages still queued are dropped.
@@ -893,7 +1165,7 @@ fn settle(result: Result<(), JsValue>) -> Promise {
     }
 }
 
-impl NymClient {
+impl Engine {
     /// Parses the recipient and the message into a request for the driver.
     fn queue(
         &self,
@@ -921,18 +1193,6 @@ impl NymClient {
         });
         result
     }
-}
-
-/// Removes the identity saved under `storageKey` (default "default") from localStorage,
-/// with its reply store, its kept messages and its pinned directory key.
-#[wasm_bindgen(js_name = forgetIdentity)]
-pub fn forget_identity(#[wasm_bindgen(js_name = storageKey)] storage_key: Option<String>) -> Result<(), JsValue> {
-    let key = storage_key.unwrap_or_else(|| "default".into());
-    let storage = local_storage()?;
-    storage.remove_item(&replies_key(&key))?;
-    storage.remove_item(&received_key(&key))?;
-    storage.remove_item(&directory_key_entry(&key))?;
-    storage.remove_item(&format!("{STORAGE_PREFIX}{key}"))
 }
 
 /// Benchmark: builds `n` real Sphinx packets (end-to-end sealed payload, 3 mixnodes +

@@ -57,9 +57,9 @@ async fn a_transfer_across_key_rotations_loses_nothing() -> Result<()> {
     }
     let mut got = Vec::new();
     while got.len() < count {
+        // a plain message arrives as its text
         let text = next_text(&mut b, Duration::from_secs(60)).await?;
-        let v: Value = serde_json::from_str(&text)?;
-        got.push(v["message"].as_str().unwrap_or_default()[..4].to_string());
+        got.push(text.chars().take(4).collect::<String>());
     }
     got.sort();
     got.dedup();

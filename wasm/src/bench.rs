@@ -9,7 +9,7 @@
 
 use nym_client_core::client::build_sphinx_packet;
 use nym_client_core::payload::{self, PayloadKind};
-use nym_client_core::topology::{Gateway, MixNode};
+use nym_client_core::topology::{EpochKeys, Gateway, MixNode};
 use nym_client_core::wire::mix_frame::PacketSize;
 use nym_client_core::{Recipient, Result};
 use rand::rngs::StdRng;
@@ -30,6 +30,9 @@ fn x25519_public(seed: u8) -> PublicKey {
     PublicKey::from(&StaticSecret::from([seed; 32]))
 }
 
+/// The one key epoch of the benchmark's nodes.
+const EPOCH: u32 = 0;
+
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
 }
@@ -37,12 +40,18 @@ fn loopback(port: u16) -> SocketAddr {
 impl BenchSetup {
     pub fn new() -> Self {
         let mixnodes = (1..=3u8)
-            .map(|layer| MixNode { address: loopback(1000 + u16::from(layer)), sphinx_key: x25519_public(layer), layer })
+            .map(|layer| MixNode {
+                address: loopback(1000 + u16::from(layer)),
+                sphinx_key: x25519_public(layer),
+                epoch_keys: EpochKeys::new(vec![(EPOCH, x25519_public(layer))]),
+                layer,
+            })
             .collect();
         let identity = ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key().to_bytes();
         let gateway = Gateway {
             identity_key: identity,
             sphinx_key: x25519_public(10),
+            epoch_keys: EpochKeys::new(vec![(EPOCH, x25519_public(10))]),
             mix_address: loopback(1789),
             client_listener: "ws://127.0.0.1:9000".into(),
         };
@@ -52,8 +61,8 @@ impl BenchSetup {
 
     /// Builds one Regular-size packet carrying `body`; returns its length.
     pub fn build_one(&mut self, body: &[u8]) -> Result<usize> {
-        let mut route: Vec<_> = self.mixnodes.iter().map(MixNode::sphinx_node).collect();
-        route.push(self.gateway.sphinx_node());
+        let mut route: Vec<_> = self.mixnodes.iter().filter_map(|m| m.sphinx_node(EPOCH)).collect();
+        route.extend(self.gateway.sphinx_node(EPOCH));
         let size = PacketSize::Regular;
         let sealed = payload::seal(
             &mut self.rng,

@@ -538,7 +538,13 @@ impl Driver {
             self.last_fetch = Some(now);
             self.outputs.push_back(Output::FetchTopology);
         }
+        let retransmitted = self.client.stats().retransmissions;
         self.client.handle_timeout(now);
+        if self.client.stats().retransmissions > retransmitted {
+            // A packet went unacknowledged: a node may have changed (left,
+            // or rotated its key early after a crash); look sooner.
+            self.fetch_topology_soon(now);
+        }
         self.take_client_events(now);
     }
 

@@ -94,6 +94,8 @@ struct Harness {
     mixnodes: HashMap<SocketAddr, u8>,
     /// Packets that reached a node after it retired their epoch's key.
     retired_key_drops: usize,
+    /// The mixnet loses every packet (a node crashed, rotated its key...).
+    black_hole: bool,
     json: TopologyJson,
     rng: StdRng,
     /// The connection the gateway serves, if any.
@@ -205,6 +207,7 @@ impl Harness {
             gateway,
             mixnodes,
             retired_key_drops: 0,
+            black_hole: false,
             json,
             rng,
             open: None,
@@ -303,7 +306,9 @@ impl Harness {
                         self.to_client.push_back((conn, refused));
                         return;
                     }
-                    self.mixnet(to, frame, conn);
+                    if !self.black_hole {
+                        self.mixnet(to, frame, conn);
+                    }
                 }
                 ClientRequest::Ack { ids } => {
                     for id in ids {
@@ -864,4 +869,23 @@ fn a_reply_through_only_retired_surbs_is_refused_with_a_reason_not_lost() {
         other => panic!("{other:?}"),
     }
     assert_eq!(h.retired_key_drops, 0, "nothing was sent through them");
+}
+
+#[test]
+fn unacknowledged_packets_bring_the_topology_fetch_forward() {
+    let mut h = started();
+    // Packets vanish silently (say a node rotated its key early after a
+    // crash: its new key is in the next topology).
+    h.black_hole = true;
+    h.send_to_self(b"into the void");
+    h.run_until(h.now + Duration::from_secs(5));
+    assert!(h.driver.client().stats().retransmissions >= 1);
+    assert!(h.fetches >= 1, "fetched early, long before the {:?} refresh", DriverConfig::default().topology_refresh);
+    assert!(h.now < DriverConfig::default().topology_refresh);
+    // With the mixnet back, the retransmission arrives.
+    h.black_hole = false;
+    let text = h.topology_text();
+    h.fetched(Ok(&text));
+    h.run_until(h.now + Duration::from_secs(30));
+    assert_eq!(h.driver.kept_messages(), 1, "{:?}", h.events);
 }

@@ -354,13 +354,18 @@ async fn a_gateway_reports_its_clients_inbox_drops_and_deliveries() {
     gw.shutdown().await;
 }
 
+/// A directory on free loopback ports, serving metrics.
+async fn directory_with_metrics(data: &std::path::Path) -> nym_mixnet::DirectoryHandle {
+    let mut c = DirectoryConfig::new(data.join("directory"));
+    c.listen = loopback0();
+    c.metrics = Some(loopback0());
+    start_directory(c).await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_directory_counts_announcements_by_result_and_reason() {
     let data = tempfile::tempdir().unwrap();
-    let mut c = DirectoryConfig::new(data.path().join("directory"));
-    c.listen = loopback0();
-    c.metrics = Some(loopback0());
-    let dir = start_directory(c).await.unwrap();
+    let dir = directory_with_metrics(data.path()).await;
     let addr = dir.metrics_addr().expect("metrics on");
     let http = nym_mixnet::http::DirectoryClient::new(&dir.url()).unwrap();
     let refused = |s: &[Sample], reason: &str| {
@@ -459,10 +464,7 @@ async fn the_directory_counts_announcements_by_result_and_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metrics_endpoint_answers_only_get_metrics_and_is_bounded() {
     let data = tempfile::tempdir().unwrap();
-    let mut c = DirectoryConfig::new(data.path().join("directory"));
-    c.listen = loopback0();
-    c.metrics = Some(loopback0());
-    let dir = start_directory(c).await.unwrap();
+    let dir = directory_with_metrics(data.path()).await;
     let addr = dir.metrics_addr().unwrap();
 
     let (status, _, body) = http(addr, b"GET /api/presence/topology HTTP/1.1\r\nHost: t\r\n\r\n").await;

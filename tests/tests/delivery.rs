@@ -188,10 +188,13 @@ struct GatewayProcess {
 }
 
 impl GatewayProcess {
-    fn start(directory: &str, directory_key: &[u8; 32], data_dir: &Path) -> Result<Self> {
+    fn start(directory: &str, directory_key: &[u8; 32], epoch_secs: u64, data_dir: &Path) -> Result<Self> {
         let args = vec![
             "--directory-key".into(),
             nym_client_core::address::encode_key(directory_key),
+            // the localnet's key epochs: its directory refuses keys for others
+            "--epoch-secs".into(),
+            epoch_secs.to_string(),
             "--mix-listen".into(),
             format!("127.0.0.1:{}", free_port()),
             "--clients-listen".into(),
@@ -245,7 +248,7 @@ async fn a_gateway_killed_and_restarted_while_delivering_1000_messages_loses_and
     config.also_admit.push(gateway_identity.verifying_key().to_bytes());
     let net = nym_mixnet::localnet::Localnet::start(config).await?;
     let dir = net.directory_url();
-    let mut gateway = GatewayProcess::start(&dir, &net.directory_key(), gateway_dir.path())?;
+    let mut gateway = GatewayProcess::start(&dir, &net.directory_key(), net.config().epochs.epoch_secs, gateway_dir.path())?;
     let directory = nym_mixnet::http::DirectoryClient::new(&dir)?;
     let known: Vec<String> = net.gateways().iter().map(|g| g.identity_key.clone()).collect();
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -244,18 +244,30 @@ impl SphinxKeys {
 
     /// The keys to publish in a descriptor signed at `unix_ms`: that
     /// epoch's and the next.
+    ///
+    /// Just past a boundary, before the rotation task has run, the next
+    /// key is made here: a descriptor always carries both.
     pub fn published(&self, unix_ms: u64) -> Vec<EpochKeyJson> {
         let epoch = epoch_at(unix_ms, self.settings.epoch_ms());
+        let current = self.current_epoch();
+        let near = |e: KeyEpoch| e.saturating_add(1) >= current && e <= current.saturating_add(2);
         [epoch, epoch.saturating_add(1)]
             .into_iter()
-            .filter_map(|e| self.get(e))
+            .filter_map(|e| if near(e) { self.ensure_key(e).ok() } else { self.get(e) })
             .map(|k| EpochKeyJson::new(k.epoch, &k.public))
             .collect()
     }
 
+    /// The key of `epoch`, made (and its file written) if the node has none.
+    /// Check and insert happen under one write lock, so two callers can't
+    /// make two different keys for one epoch.
     fn ensure_key(&self, epoch: KeyEpoch) -> Result<Arc<EpochKey>> {
         if let Some(k) = self.get(epoch) {
             return Ok(k);
+        }
+        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = keys.get(&epoch) {
+            return Ok(k.clone());
         }
         let mut bytes = [0u8; 32];
         rand::fill(&mut bytes);
@@ -266,7 +278,7 @@ impl SphinxKeys {
         // at the stop): a key file without a filter after a crash is rotated.
         let key = Arc::new(EpochKey { epoch, secret, public, filter: Mutex::new(filter), dirty: AtomicBool::new(false) });
         write_private(&key_path(&self.dir, epoch), &encode_pem(X25519_PRIVATE_TAG, key.secret.as_bytes()))?;
-        self.keys.write().unwrap_or_else(|p| p.into_inner()).insert(epoch, key.clone());
+        keys.insert(epoch, key.clone());
         Ok(key)
     }
 
@@ -473,6 +485,11 @@ mod tests {
         assert_eq!(keys.epochs(), vec![5, 6]);
         assert_eq!(keys.published(50_000).iter().map(|k| k.epoch).collect::<Vec<_>>(), vec![5, 6]);
         let next = keys.get(6).unwrap().public;
+        // signed just past the boundary, before the rotation task ran: both
+        // keys still, the next one made on the spot
+        let early: Vec<KeyEpoch> = keys.published(60_100).iter().map(|k| k.epoch).collect();
+        assert_eq!(early, vec![6, 7]);
+        assert!(keys.published(500_000).is_empty(), "no keys are made for far epochs");
         assert!(!keys.rotate(55_000).unwrap());
         assert!(keys.rotate(61_000).unwrap());
         assert_eq!(keys.epochs(), vec![5, 6, 7]);

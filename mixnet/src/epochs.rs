@@ -242,6 +242,12 @@ impl SphinxKeys {
         self.stats.epoch.load(Ordering::Relaxed) as KeyEpoch
     }
 
+    /// The public key of the current epoch. The node always holds it:
+    /// `open` and every rotation make it before the epoch becomes current.
+    pub fn current_public(&self) -> PublicKey {
+        self.get(self.current_epoch()).map(|k| k.public).unwrap_or(PublicKey::from([0; 32]))
+    }
+
     /// The keys to publish in a descriptor signed at `unix_ms`: that
     /// epoch's and the next.
     ///

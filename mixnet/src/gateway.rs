@@ -402,7 +402,7 @@ impl Gateway {
 
     /// The Sphinx key of the current key epoch.
     pub fn sphinx_key(&self) -> PublicKey {
-        self.keys.get(self.keys.current_epoch()).map(|k| k.public).unwrap_or(PublicKey::from([0; 32]))
+        self.keys.current_public()
     }
 
     pub fn sphinx_key_b58(&self) -> String {

@@ -206,8 +206,7 @@ impl Mixnode {
 
     /// The Sphinx key of the current key epoch.
     pub fn public_key(&self) -> PublicKey {
-        let keys = &self.keys;
-        keys.get(keys.current_epoch()).map(|k| k.public).unwrap_or(PublicKey::from([0; 32]))
+        self.keys.current_public()
     }
 
     /// The node's Sphinx keys by epoch.

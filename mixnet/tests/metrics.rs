@@ -23,70 +23,12 @@ fn loopback0() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
-/// One HTTP exchange over a fresh connection: `request` as is, the answer
-/// read to its end (the endpoint closes after one answer): (status, head, body).
-/// A reset after the answer (the server closing with part of an oversized
-/// request unread) ends the answer.
-async fn http(addr: SocketAddr, request: &[u8]) -> (u16, String, String) {
-    let mut s = TcpStream::connect(addr).await.expect("connect to the metrics port");
-    let _ = s.write_all(request).await;
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match tokio::time::timeout(T, s.read(&mut buf))
-            .await
-            .expect("answered in time")
-        {
-            Ok(0) | Err(_) => break,
-            Ok(n) => answer.extend_from_slice(&buf[..n]),
-        }
-    }
-    let answer = String::from_utf8(answer).expect("UTF-8 answer");
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, head.to_string(), body.to_string())
-}
-
-/// `GET /metrics`: its samples, after checking the status and content type.
-async fn scrape(addr: SocketAddr) -> Vec<Sample> {
-    let (status, head, body) = http(addr, b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n").await;
-    assert_eq!(status, 200, "{head}\n{body}");
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("content-type: text/plain; version=0.0.4"),
-        "{head}"
-    );
-    metrics::parse(&body).unwrap_or_else(|e| panic!("{e}\n{body}"))
-}
-
-/// The value of `name{labels}` (labels in the order the node writes them).
-fn get(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<u64> {
-    samples
-        .iter()
-        .find(|(n, l, _)| {
-            n == name && l.len() == labels.len() && l.iter().zip(labels).all(|((k, v), (k2, v2))| k == k2 && v == v2)
-        })
-        .map(|s| s.2 as u64)
-}
-
-fn val(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> u64 {
-    get(samples, name, labels).unwrap_or_else(|| panic!("{name}{labels:?} missing"))
-}
-
-fn dropped(samples: &[Sample], reason: &str) -> u64 {
-    val(samples, "nym_packets_dropped_total", &[("reason", reason)])
-}
-
-/// Scrapes until `cond` holds (counters move as packets are processed).
-async fn scrape_until(addr: SocketAddr, mut cond: impl FnMut(&[Sample]) -> bool) -> Vec<Sample> {
-    let deadline = Instant::now() + T;
-    loop {
-        let samples = scrape(addr).await;
-        if cond(&samples) || Instant::now() > deadline {
-            return samples;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// A layer-1 mixnode on free loopback ports, serving metrics.
+async fn mixnode_with_metrics(dir: &std::path::Path) -> Mixnode {
+    let mut c = MixnodeConfig::new(1, dir);
+    c.listen = loopback0();
+    c.metrics = Some(loopback0());
+    Mixnode::start(c).await.unwrap()
 }
 
 /// Every counter of `s` is what the endpoint says.
@@ -115,10 +57,7 @@ fn matches_stats(samples: &[Sample], s: &StatsSnapshot) {
 async fn a_mixnode_reports_the_garbage_replays_and_packets_it_was_sent() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(false).await;
-    let mut c = MixnodeConfig::new(1, dir.path());
-    c.listen = loopback0();
-    c.metrics = Some(loopback0());
-    let mix = Mixnode::start(c).await.unwrap();
+    let mix = mixnode_with_metrics(dir.path()).await;
     let addr = mix.metrics_addr().expect("metrics on");
     assert!(addr.ip().is_loopback() && addr.port() != 0);
     let before = scrape(addr).await;
@@ -179,10 +118,7 @@ async fn a_mixnode_reports_the_garbage_replays_and_packets_it_was_sent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mixnodes_peer_connections_are_counted_while_open() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = MixnodeConfig::new(1, dir.path());
-    c.listen = loopback0();
-    c.metrics = Some(loopback0());
-    let mix = Mixnode::start(c).await.unwrap();
+    let mix = mixnode_with_metrics(dir.path()).await;
     let addr = mix.metrics_addr().unwrap();
     assert_eq!(
         val(&scrape(addr).await, "nym_open_connections", &[("kind", "peer_out")]),
@@ -215,15 +151,10 @@ async fn a_mixnodes_peer_connections_are_counted_while_open() {
     mix.shutdown().await;
 }
 
-/// Enable once processor.rs counts accepted mixnet connections
-/// (`let _open = stats.open_connection(Conn::MixIn);` in `read_mix_connection`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mixnodes_inbound_connections_are_counted_while_open() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = MixnodeConfig::new(1, dir.path());
-    c.listen = loopback0();
-    c.metrics = Some(loopback0());
-    let mix = Mixnode::start(c).await.unwrap();
+    let mix = mixnode_with_metrics(dir.path()).await;
     let addr = mix.metrics_addr().unwrap();
     let kind = [("kind", "mix_in")];
     assert_eq!(val(&scrape(addr).await, "nym_open_connections", &kind), 0);

@@ -8,7 +8,6 @@
 mod common;
 
 use common::*;
-use nym_mixnet::metrics::parse;
 use nym_wire::epoch::{epoch_at, DEFAULT_EPOCH_SECS};
 use std::io::BufRead;
 use std::sync::{Arc, Mutex};
@@ -16,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use sphinx_packet::route::Node;
 use x25519_dalek::PublicKey;
 
 const T: Duration = Duration::from_secs(10);
@@ -28,12 +27,12 @@ fn free_port() -> u16 {
 
 /// A node process and everything it wrote on stdout (its start line and
 /// its log).
-struct Node {
+struct NodeProcess {
     child: Child,
     out: Arc<Mutex<Vec<String>>>,
 }
 
-impl Node {
+impl NodeProcess {
     fn log(&self) -> String {
         self.out.lock().unwrap().join("\n")
     }
@@ -41,7 +40,7 @@ impl Node {
 
 /// Starts `bin` with `args`; returns it and its start line (the one
 /// beginning with `prefix`, naming its keys).
-fn start(bin: &str, args: &[String], prefix: &str) -> (Node, String) {
+fn start(bin: &str, args: &[String], prefix: &str) -> (NodeProcess, String) {
     let mut child = Command::new(bin)
         .args(args)
         .env("RUST_LOG", "warn")
@@ -64,16 +63,16 @@ fn start(bin: &str, args: &[String], prefix: &str) -> (Node, String) {
         }
     });
     let line = rx.recv_timeout(T).expect("the node printed its start line");
-    (Node { child, out }, line)
+    (NodeProcess { child, out }, line)
 }
 
-fn sigterm(node: &mut Node) {
+fn sigterm(node: &mut NodeProcess) {
     let _ = Command::new("kill").arg("-TERM").arg(node.child.id().to_string()).status();
     let status = node.child.wait().unwrap();
     assert!(status.success(), "a clean stop: {status}");
 }
 
-fn sigkill(node: &mut Node) {
+fn sigkill(node: &mut NodeProcess) {
     node.child.kill().unwrap();
     let _ = node.child.wait();
 }
@@ -89,35 +88,21 @@ fn key(b58: &str) -> PublicKey {
     PublicKey::from(nym_wire::address::decode_key(b58, "sphinx key").unwrap())
 }
 
-async fn metrics(addr: SocketAddr) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).await.unwrap();
-    text
+/// `nym_packets_dropped_total{reason}` as the node reports it now.
+async fn dropped_now(addr: SocketAddr, reason: &str) -> u64 {
+    dropped(&scrape(addr).await, reason)
 }
 
-/// `nym_packets_dropped_total{reason=...}` as the node reports it.
-async fn dropped(addr: SocketAddr, reason: &str) -> f64 {
-    let text = metrics(addr).await;
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
-    parse(body)
-        .unwrap()
-        .into_iter()
-        .find(|(name, labels, _)| name == "nym_packets_dropped_total" && labels.iter().any(|(k, v)| k == "reason" && v == reason))
-        .map(|(_, _, v)| v)
-        .unwrap_or_else(|| panic!("no dropped reason {reason} in {body}"))
+/// The same, once it has reached `want` (or the wait is over).
+async fn dropped_once(addr: SocketAddr, reason: &str, want: u64) -> u64 {
+    dropped(&scrape_until(addr, |s| dropped(s, reason) == want).await, reason)
 }
 
-async fn wait_for_metric(addr: SocketAddr, reason: &str, want: f64) -> f64 {
-    let deadline = std::time::Instant::now() + T;
-    loop {
-        let got = dropped(addr, reason).await;
-        if got == want || std::time::Instant::now() > deadline {
-            return got;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// What an observer captured on its way into the first hop of `route`
+/// (built for the binaries' default epoch length): `PACKETS` frames.
+fn captured(route: &[Node], delays_ms: &[u64]) -> Vec<u8> {
+    let epoch = epoch_at(now_ms(), DEFAULT_EPOCH_SECS * 1000);
+    (0..PACKETS).flat_map(|i| build_frame(&i.to_be_bytes(), route, &PublicKey::from(&random_secret()), delays_ms, epoch)).collect()
 }
 
 async fn wait_listening(addr: SocketAddr) {
@@ -145,39 +130,36 @@ async fn packets_replayed_after_a_mixnode_restart_are_dropped_and_after_a_crash_
     let bin = env!("CARGO_BIN_EXE_nym-mixnode");
     const PREFIX: &str = "mixnode layer";
 
-    let (mut node, line) = start(bin, &args, PREFIX);
+    let (mut mixnode, line) = start(bin, &args, PREFIX);
     let sphinx = key(&word_after(&line, "key"));
     wait_listening(listen).await;
     // What an observer captured on the link into the mixnode.
-    let epoch = epoch_at(now_ms(), DEFAULT_EPOCH_SECS * 1000);
-    let route = [node_hop(listen, sphinx), node_hop(sink.addr, PublicKey::from(&random_secret()))];
-    let captured: Vec<u8> =
-        (0..PACKETS).flat_map(|i| build_frame(&i.to_be_bytes(), &route, &PublicKey::from(&random_secret()), &[0, 0], epoch)).collect();
+    let captured = captured(&[node(listen, sphinx), node(sink.addr, PublicKey::from(&random_secret()))], &[0, 0]);
     send_tcp(listen, &captured).await;
     assert!(wait_until(T, || sink.count() == PACKETS).await, "forwarded once: {}", sink.count());
 
     // A clean restart: the same key, its filter read back.
-    sigterm(&mut node);
-    let (mut node, line) = start(bin, &args, PREFIX);
+    sigterm(&mut mixnode);
+    let (mut mixnode, line) = start(bin, &args, PREFIX);
     assert_eq!(key(&word_after(&line, "key")), sphinx, "the key survives a clean restart");
     wait_listening(listen).await;
     send_tcp(listen, &captured).await;
-    assert_eq!(wait_for_metric(metrics_addr, "replayed", PACKETS as f64).await, PACKETS as f64);
+    assert_eq!(dropped_once(metrics_addr, "replayed", PACKETS).await, PACKETS);
     assert_eq!(sink.count(), PACKETS, "no replay went on");
 
     // A crash: no clean-stop mark, so the filter on disk may miss tags: the key
     // is rotated early; the captured packets are built for a key that no
     // longer exists.
-    sigkill(&mut node);
-    let (mut node, line) = start(bin, &args, PREFIX);
+    sigkill(&mut mixnode);
+    let (mut mixnode, line) = start(bin, &args, PREFIX);
     assert_ne!(key(&word_after(&line, "key")), sphinx, "rotated early after the crash");
     wait_listening(listen).await;
     send_tcp(listen, &captured).await;
-    assert_eq!(wait_for_metric(metrics_addr, "malformed", PACKETS as f64).await, PACKETS as f64);
-    assert_eq!(dropped(metrics_addr, "replayed").await, 0.0);
+    assert_eq!(dropped_once(metrics_addr, "malformed", PACKETS).await, PACKETS);
+    assert_eq!(dropped_now(metrics_addr, "replayed").await, 0);
     assert_eq!(sink.count(), PACKETS);
-    sigterm(&mut node);
-    let log = node.log();
+    sigterm(&mut mixnode);
+    let log = mixnode.log();
     assert!(log.contains("did not stop cleanly") && log.contains("rotated early"), "the node said why: {log}");
 }
 
@@ -206,23 +188,16 @@ async fn packets_replayed_after_a_gateway_restart_are_dropped_and_counted() {
     wait_listening(mix).await;
     // Final hops for a client the gateway doesn't know: dropped as
     // unknown_client the first time, after the replay check.
-    let epoch = epoch_at(now_ms(), DEFAULT_EPOCH_SECS * 1000);
-    let route = [node_hop(mix, sphinx)];
-    let captured: Vec<u8> =
-        (0..PACKETS).flat_map(|i| build_frame(&i.to_be_bytes(), &route, &PublicKey::from(&random_secret()), &[0], epoch)).collect();
+    let captured = captured(&[node(mix, sphinx)], &[0]);
     send_tcp(mix, &captured).await;
-    assert_eq!(wait_for_metric(metrics_addr, "unknown_client", PACKETS as f64).await, PACKETS as f64);
+    assert_eq!(dropped_once(metrics_addr, "unknown_client", PACKETS).await, PACKETS);
 
     sigterm(&mut gw);
     let (mut gw, line) = start(bin, &args, PREFIX);
     assert_eq!(key(&word_after(&line, "sphinx")), sphinx);
     wait_listening(mix).await;
     send_tcp(mix, &captured).await;
-    assert_eq!(wait_for_metric(metrics_addr, "replayed", PACKETS as f64).await, PACKETS as f64);
-    assert_eq!(dropped(metrics_addr, "unknown_client").await, 0.0, "nothing got past the filter");
+    assert_eq!(dropped_once(metrics_addr, "replayed", PACKETS).await, PACKETS);
+    assert_eq!(dropped_now(metrics_addr, "unknown_client").await, 0, "nothing got past the filter");
     sigterm(&mut gw);
-}
-
-fn node_hop(addr: SocketAddr, key: PublicKey) -> sphinx_packet::route::Node {
-    node(addr, key)
 }

@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use x25519_dalek::{PublicKey, StaticSecret};
+use nym_mixnet::metrics::{self, Sample};
 
 /// Node processes a test started: SIGTERM on drop (a clean shutdown), then
 /// SIGKILL for any still running after 3 s.
@@ -296,3 +297,73 @@ pub fn signed_gateway(key: &ed25519_dalek::SigningKey, mix: &str, clients: &str,
     g.sign(key, seq);
     g
 }
+
+/// How long the metrics helpers wait for an answer, or for counters to move.
+pub const METRICS_WAIT: Duration = Duration::from_secs(10);
+
+/// One HTTP exchange over a fresh connection: `request` as is, the answer
+/// read to its end (the endpoint closes after one answer): (status, head, body).
+/// A reset after the answer (the server closing with part of an oversized
+/// request unread) ends the answer.
+pub async fn http(addr: SocketAddr, request: &[u8]) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).await.expect("connect to the metrics port");
+    let _ = s.write_all(request).await;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(METRICS_WAIT, s.read(&mut buf))
+            .await
+            .expect("answered in time")
+        {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    let answer = String::from_utf8(answer).expect("UTF-8 answer");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, head.to_string(), body.to_string())
+}
+
+/// `GET /metrics`: its samples, after checking the status and content type.
+pub async fn scrape(addr: SocketAddr) -> Vec<Sample> {
+    let (status, head, body) = http(addr, b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n").await;
+    assert_eq!(status, 200, "{head}\n{body}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    metrics::parse(&body).unwrap_or_else(|e| panic!("{e}\n{body}"))
+}
+
+/// The value of `name{labels}` (labels in the order the node writes them).
+pub fn get(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<u64> {
+    samples
+        .iter()
+        .find(|(n, l, _)| {
+            n == name && l.len() == labels.len() && l.iter().zip(labels).all(|((k, v), (k2, v2))| k == k2 && v == v2)
+        })
+        .map(|s| s.2 as u64)
+}
+
+pub fn val(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> u64 {
+    get(samples, name, labels).unwrap_or_else(|| panic!("{name}{labels:?} missing"))
+}
+
+pub fn dropped(samples: &[Sample], reason: &str) -> u64 {
+    val(samples, "nym_packets_dropped_total", &[("reason", reason)])
+}
+
+/// Scrapes until `cond` holds (counters move as packets are processed).
+pub async fn scrape_until(addr: SocketAddr, mut cond: impl FnMut(&[Sample]) -> bool) -> Vec<Sample> {
+    let deadline = Instant::now() + METRICS_WAIT;
+    loop {
+        let samples = scrape(addr).await;
+        if cond(&samples) || Instant::now() > deadline {
+            return samples;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+

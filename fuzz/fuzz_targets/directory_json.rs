@@ -1,6 +1,6 @@
 //! The directory's JSON, both ways: what the directory server validates when
 //! a node announces itself (`MixNodeJson` / `GatewayJson` bodies through
-//! `MixNode::from_json` / `Gateway::from_json`, as mixnet/src/directory.rs
+//! `MixNode::from_json` / `Gateway::from_json`, as mixnet/src/directory/state.rs
 //! does), and what a client does with `GET /api/presence/topology`
 //! (`Topology::parse`, then a route to every gateway). Never panics; every
 //! error has a message; an accepted topology always yields a 4-hop route.

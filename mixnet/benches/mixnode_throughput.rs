@@ -5,7 +5,10 @@
 //!
 //! Test mode (`cargo bench ... -- --test`, or `cargo test --bench ...`, as
 //! with criterion): 200 and 50 packets, a 60 s deadline, the same checks.
-//! Either way it fails unless every packet comes out at the sink.
+//! Either way it fails unless exactly every packet comes out at the sink, as
+//! whole frames of the wire crate's sizes (the sink decodes them with
+//! `nym_wire::mix_frame::FrameDecoder`), and the node counted each one in and
+//! out once.
 //!
 //! Pre-builds N packets (zero delays) routed mixnode -> sink, pushes them into
 //! one in-process mixnode over one loopback TCP connection, and counts the
@@ -13,11 +16,11 @@
 //! `SphinxPacket::process()` on one core.
 
 use nym_mixnet::{Mixnode, MixnodeConfig};
+use nym_wire::epoch::KeyEpoch;
 use nym_wire::mix_frame::{self, PacketSize};
 use nym_wire::topology::encode_node_address;
 use sphinx_packet::header::delays::Delay;
 use sphinx_packet::packet::builder::SphinxPacketBuilder;
-use nym_wire::epoch::KeyEpoch;
 use sphinx_packet::route::{Destination, DestinationAddressBytes, Node};
 use sphinx_packet::SphinxPacket;
 use std::net::SocketAddr;
@@ -79,24 +82,39 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
 
     rt.block_on(async move {
-        // sink: counts whole frames
+        // sink: decodes the frames as a next hop would (sizes from the wire
+        // crate) and counts whole packets; a stray byte fails the run
         let sink = TcpListener::bind("127.0.0.1:0").await.expect("sink");
         let sink_addr = sink.local_addr().expect("addr");
         let received = Arc::new(AtomicU64::new(0));
-        let r = received.clone();
+        let bad = Arc::new(AtomicU64::new(0));
+        let (r, b) = (received.clone(), bad.clone());
         tokio::spawn(async move {
-            let frame_len = 1 + PacketSize::Regular.packet_len() as u64;
             while let Ok((mut s, _)) = sink.accept().await {
-                let r = r.clone();
+                let (r, b) = (r.clone(), b.clone());
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 256 * 1024];
-                    let mut bytes = 0u64;
+                    let mut frames = mix_frame::FrameDecoder::new();
                     while let Ok(k) = s.read(&mut buf).await {
                         if k == 0 {
                             break;
                         }
-                        bytes += k as u64;
-                        r.store(bytes / frame_len, Ordering::Relaxed);
+                        frames.push(&buf[..k]);
+                        loop {
+                            match frames.next_packet() {
+                                Ok(Some(p)) if p.size == PacketSize::Regular => {
+                                    r.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Ok(Some(_)) | Err(_) => {
+                                    b.fetch_add(1, Ordering::Relaxed);
+                                    return;
+                                }
+                                Ok(None) => break,
+                            }
+                        }
+                    }
+                    if frames.pending() != 0 {
+                        b.fetch_add(1, Ordering::Relaxed);
                     }
                 });
             }
@@ -137,8 +155,9 @@ fn main() {
         let raw_rate = raw_n as f64 / raw_secs;
 
         // through the node
-        let mut stream: Vec<u8> = Vec::with_capacity(frames.len() * frames[0].len());
+        let mut stream: Vec<u8> = Vec::with_capacity(frames.len() * PacketSize::Regular.frame_len());
         for f in frames {
+            assert_eq!(f.len(), PacketSize::Regular.frame_len(), "a frame as the wire crate sizes it");
             stream.extend_from_slice(f);
         }
         let mut conn = TcpStream::connect(node.listen_addr()).await.expect("connect");
@@ -152,21 +171,31 @@ fn main() {
             conn
         });
         let deadline = Instant::now() + wait;
-        while received.load(Ordering::Relaxed) < n as u64 && Instant::now() < deadline {
+        while received.load(Ordering::Relaxed) < n as u64
+            && bad.load(Ordering::Relaxed) == 0
+            && Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let node_secs = t.elapsed().as_secs_f64();
         let got = received.load(Ordering::Relaxed);
         let _conn = writer.await.expect("writer");
         let node_rate = got as f64 / node_secs;
-        let s = node.stats().snapshot();
+        let stats = node.stats();
+        let s = stats.snapshot();
 
         println!("machine: {cores} cores ({})", std::env::consts::ARCH);
         println!("raw SphinxPacket::process(), 1 core: {raw_n} packets in {raw_secs:.3} s = {raw_rate:.0} packets/s");
-        println!("mixnode over loopback TCP: {got}/{n} packets forwarded in {node_secs:.3} s = {node_rate:.0} packets/s");
+        println!(
+            "mixnode over loopback TCP: {got}/{n} packets forwarded in {node_secs:.3} s = {node_rate:.0} packets/s"
+        );
         println!("ratio node/raw: {:.2}", node_rate / raw_rate);
         println!("node stats: {s}");
         node.shutdown().await;
         assert_eq!(got, n as u64, "the sink got {got} of {n} packets within {wait:?}");
+        assert_eq!(bad.load(Ordering::Relaxed), 0, "the sink got bytes that are not whole regular frames");
+        // counted once the node stopped: every packet in went out once, none dropped
+        let s = stats.snapshot();
+        assert_eq!((s.received, s.forwarded), (n as u64, n as u64), "node stats: {s}");
     });
 }

@@ -124,7 +124,7 @@ impl EpochFlags {
             epoch_secs: self.epoch_secs,
             rated_packets_per_sec: self.rated_packets_per_sec,
             replay_fp_rate: self.replay_fp_rate,
-            replay_save_interval: crate::secs_flag(self.replay_save_secs, "--replay-save-secs")?,
+            replay_save_interval: crate::cli::secs_flag(self.replay_save_secs, "--replay-save-secs")?,
         };
         settings.validate()?;
         Ok(settings)

@@ -1,11 +1,13 @@
-//! A minimal HTTP/1 JSON client (hyper) for announcements and topology fetches.
+//! The one HTTP client of the directory (hyper, HTTP/1, plain http): nodes
+//! announce with it and fetch the topology; clients fetch the topology text
+//! ([`DirectoryClient::topology_text`]). Paths: `nym_wire::topology::paths`.
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use nym_wire::topology::TopologyJson;
+use nym_wire::topology::{paths, TopologyJson};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -32,6 +34,10 @@ impl std::fmt::Display for Refusal {
 }
 
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client waits for the whole topology ([`DirectoryClient::topology_text`]).
+pub const TOPOLOGY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest topology document read, in bytes; a longer one is refused.
+pub const MAX_TOPOLOGY_BYTES: usize = 16 * 1024 * 1024;
 
 impl DirectoryClient {
     /// `base` like `http://127.0.0.1:8080` (plain http only).
@@ -49,7 +55,12 @@ impl DirectoryClient {
     }
 
     /// Sends a request; the status and body of whatever the directory answered.
-    async fn exchange(&self, method: hyper::Method, path: &str, body: Option<Vec<u8>>) -> Result<(hyper::StatusCode, Vec<u8>)> {
+    async fn exchange(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(hyper::StatusCode, Vec<u8>)> {
         let uri: hyper::Uri = format!("{}{}", self.base, path).parse().context("bad URL")?;
         let req = hyper::Request::builder()
             .method(method)
@@ -93,7 +104,37 @@ impl DirectoryClient {
     }
 
     pub async fn topology(&self) -> Result<TopologyJson> {
-        let bytes = self.request(hyper::Method::GET, "/api/presence/topology", None).await?;
+        let bytes = self.request(hyper::Method::GET, paths::TOPOLOGY, None).await?;
         serde_json::from_slice(&bytes).context("directory sent bad topology JSON")
+    }
+
+    /// `GET {base}/api/presence/topology`: the document's text as sent, for
+    /// a client to verify. At most [`MAX_TOPOLOGY_BYTES`] are read, within
+    /// [`TOPOLOGY_TIMEOUT`]; every error names the URL.
+    pub async fn topology_text(&self) -> Result<String> {
+        let url = format!("{}{}", self.base, paths::TOPOLOGY);
+        let uri: hyper::Uri = url.parse().with_context(|| format!("bad directory URL '{url}'"))?;
+        let req = hyper::Request::builder().method(hyper::Method::GET).uri(uri).body(Full::new(Bytes::new()))?;
+        let fetch = async {
+            let resp =
+                self.client.request(req).await.with_context(|| format!("cannot reach the directory at {url}"))?;
+            let status = resp.status();
+            // Bounded while it is read, not after: a huge answer is cut off.
+            let body = http_body_util::Limited::new(resp.into_body(), MAX_TOPOLOGY_BYTES).collect().await;
+            let body = match body {
+                Ok(b) => b.to_bytes(),
+                Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                    bail!("topology from {url} is too large (more than {MAX_TOPOLOGY_BYTES} bytes)")
+                }
+                Err(e) => return Err(anyhow!("{e}")).with_context(|| format!("reading the topology from {url}")),
+            };
+            if !status.is_success() {
+                bail!("directory answered {status} for {url}");
+            }
+            String::from_utf8(body.to_vec()).map_err(|_| anyhow!("topology from {url} is not UTF-8"))
+        };
+        tokio::time::timeout(TOPOLOGY_TIMEOUT, fetch)
+            .await
+            .map_err(|_| anyhow!("the directory at {url} did not answer within {TOPOLOGY_TIMEOUT:?}"))?
     }
 }

@@ -31,7 +31,26 @@
 //! yet, holds). With
 //! `--metrics HOST:PORT` a node serves them, and more, as Prometheus
 //! metrics on `GET /metrics` ([`metrics`], docs/metrics.md).
+//!
+//! ## Rooms
+//! - [`node`]: the chassis mixnodes and gateways share (identity and keys,
+//!   trusted topology, announcer, metrics endpoint, shutdown, common flags).
+//! - [`mixnode`]: a mixnode's packet path on that chassis.
+//! - [`gateway`]: a gateway (config, client sessions, the store pipeline and
+//!   its writer thread, the inbox, admission, lifecycle).
+//! - [`directory`]: the directory (config, state and its checks, refusals,
+//!   HTTP, its metrics).
+//! - [`metrics`]: the Prometheus text writer and the `/metrics` endpoint
+//!   (what each node exports lives with the node).
+//! - [`http`]: the one HTTP client of the directory (announcements,
+//!   topology), for nodes and clients; the paths are `nym_wire::topology::paths`.
+//! - [`epochs`], [`replay`]: Sphinx keys by epoch and their replay filters;
+//!   [`pool`] (connections to next hops), [`stats`] (counters),
+//!   [`keyfiles`], [`ratelimit`], [`cli`] (what every binary shares), the one
+//!   accept loop (`listener`),
+//!   [`localnet`] (all of it in one process).
 
+pub mod cli;
 pub mod directory;
 pub mod epochs;
 pub mod gateway;
@@ -40,57 +59,17 @@ pub mod keyfiles;
 pub mod localnet;
 pub mod metrics;
 pub mod mixnode;
+pub mod node;
 pub mod pool;
 pub mod ratelimit;
 pub mod replay;
 pub mod stats;
 
-mod admission;
-mod announce;
-mod inbox;
+mod listener;
 mod processor;
-mod trust;
 
+pub use cli::{directory_key_flag, init_logging, secs_flag, shutdown_signal};
 pub use directory::{start_directory, DirectoryConfig, DirectoryHandle, DirectoryState};
 pub use gateway::{Gateway, GatewayConfig};
 pub use mixnode::{Mixnode, MixnodeConfig};
 pub use stats::{Conn, ConnectionGuard, NodeStats, StatsSnapshot};
-
-/// A `--...-interval` flag in seconds as a Duration; `what` names the flag in errors.
-pub fn secs_flag(v: f64, what: &str) -> anyhow::Result<std::time::Duration> {
-    std::time::Duration::try_from_secs_f64(v).map_err(|e| anyhow::anyhow!("bad {what}: {e}"))
-}
-
-/// A `--directory-key` flag (base58 ed25519 key) as key bytes.
-pub fn directory_key_flag(v: Option<&str>) -> anyhow::Result<Option<[u8; 32]>> {
-    v.map(keyfiles::parse_ed25519_b58).transpose().map_err(|e| anyhow::anyhow!("bad --directory-key: {e:#}"))
-}
-
-/// Resolves when the process gets Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-/// `RUST_LOG`-driven logging, default `info`.
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
-}

@@ -1,27 +1,26 @@
 //! A mixnode: receive Sphinx packets, peel one layer, hold them for their
-//! delay, forward them to the next hop.
+//! delay, forward them to the next hop: the next layer's mixnodes (from
+//! layer 3, the gateways) of the verified topology. Identity, keys, trust,
+//! metrics and announcements are the [`Chassis`]'s.
 
-use crate::announce::spawn_announcer;
-use crate::http::DirectoryClient;
-use crate::epochs::{start_keys, EpochSettings, SphinxKeys};
+use crate::epochs::{EpochSettings, SphinxKeys};
+use crate::node::trust::HopFilter;
+use crate::node::{Chassis, ChassisConfig, Role};
 use crate::pool::{PeerPool, DEFAULT_PEER_QUEUE};
-use crate::processor::{default_workers, forward, serve_mix_listener, spawn_delay_queue, start_workers, Handler, Processed};
-use crate::stats::{inc, spawn_stats_logger, NodeStats};
-use crate::keyfiles::load_or_create_identity_key;
-use crate::trust::{HopFilter, TopologyTrust};
+use crate::processor::{
+    default_workers, forward, serve_mix_listener, spawn_delay_queue, start_workers, Handler, Processed,
+};
+use crate::stats::{inc, NodeStats};
 use anyhow::{bail, Result};
-use ed25519_dalek::SigningKey;
-use nym_wire::topology::Topology;
-use std::collections::HashSet;
-use std::time::Instant;
-use tokio::sync::mpsc;
 use nym_wire::address::encode_key;
-use nym_wire::topology::MixNodeJson;
+use nym_wire::topology::{MixNodeJson, Topology};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use x25519_dalek::PublicKey;
 
@@ -79,19 +78,12 @@ impl MixnodeConfig {
 
 /// A running mixnode.
 pub struct Mixnode {
+    chassis: Chassis,
     layer: u8,
     listen_addr: SocketAddr,
     announce_addr: SocketAddr,
-    keys: Arc<SphinxKeys>,
-    identity: SigningKey,
-    hops: Option<Arc<HopFilter>>,
-    stats: Arc<NodeStats>,
-    metrics_addr: Option<SocketAddr>,
-    cancel: CancellationToken,
     accept_task: tokio::task::JoinHandle<()>,
     threads: Vec<std::thread::JoinHandle<()>>,
-    /// Dropping the node without `shutdown` still stops it.
-    _stop_on_drop: tokio_util::sync::DropGuard,
 }
 
 impl Mixnode {
@@ -99,24 +91,24 @@ impl Mixnode {
         if !(1..=nym_wire::topology::LAYERS).contains(&config.layer) {
             bail!("layer must be 1..=3, got {}", config.layer);
         }
-        let identity = load_or_create_identity_key(&config.data_dir)?;
-        let directory = config.directory.as_deref().map(DirectoryClient::new).transpose()?;
-        let hops = match &directory {
-            Some(client) => {
-                let trust = TopologyTrust::new(client.clone(), config.directory_key, config.data_dir.clone())?;
-                let layer = config.layer;
-                Some(Arc::new(HopFilter::new(trust, move |t: &Topology| next_hops(t, layer))))
-            }
-            None => None,
-        };
+        let layer = config.layer;
+        let chassis = Chassis::start(
+            ChassisConfig {
+                role: Role::Mixnode,
+                data_dir: &config.data_dir,
+                directory: config.directory.as_deref(),
+                directory_key: config.directory_key,
+                epochs: &config.epochs,
+                metrics: config.metrics,
+            },
+            move |t: &Topology| next_hops(t, layer),
+            |stats| crate::node::metrics::mixnode(stats, layer),
+        )
+        .await?;
         let listener = TcpListener::bind(config.listen).await?;
         let listen_addr = listener.local_addr()?;
         let announce_addr = config.announce.unwrap_or(listen_addr);
-        let stats = NodeStats::new();
-        let cancel = CancellationToken::new();
-        let keys = start_keys(&config.data_dir, config.epochs.clone(), stats.clone(), cancel.clone())?;
-        let metrics = crate::metrics::mixnode(stats.clone(), config.layer);
-        let metrics_addr = crate::metrics::start(config.metrics, "mixnode", metrics, &cancel).await?;
+        let (stats, keys, cancel) = (chassis.stats.clone(), chassis.keys.clone(), chassis.cancel.clone());
 
         let pool = PeerPool::new(stats.clone(), config.peer_queue, cancel.clone());
         let delays = spawn_delay_queue(pool.clone(), stats.clone(), cancel.clone());
@@ -124,7 +116,7 @@ impl Mixnode {
         let (recheck_tx, recheck_rx) = mpsc::channel::<Unlisted>(RECHECK_QUEUE);
         let handler: Handler = {
             let stats = stats.clone();
-            let hops = hops.clone();
+            let hops = chassis.hops.clone();
             let (pool, delays) = (pool.clone(), delays.clone());
             Arc::new(move |out| match out {
                 Processed::Forward { addr, frame, delay } => match &hops {
@@ -139,55 +131,30 @@ impl Mixnode {
                 Processed::Final { .. } => inc(&stats.dropped_no_route),
             })
         };
-        if let Some(h) = &hops {
-            h.spawn_refresher(config.topology_refresh, cancel.clone());
+        chassis.spawn_topology_refresher(config.topology_refresh);
+        if let Some(h) = &chassis.hops {
             spawn_rechecker(h.clone(), recheck_rx, pool, delays, stats.clone(), cancel.clone());
         }
         let workers = if config.workers == 0 { default_workers() } else { config.workers };
-        let (jobs, threads) = start_workers(workers, keys.clone(), stats.clone(), handler, cancel.clone());
-        let accept_task = tokio::spawn(serve_mix_listener(listener, jobs, stats.clone(), cancel.clone()));
+        let (jobs, threads) = start_workers(workers, keys, stats.clone(), handler, cancel.clone());
+        let accept_task = tokio::spawn(serve_mix_listener(listener, jobs, stats, cancel));
 
-        let name = format!("mixnode L{} {announce_addr}", config.layer);
-        spawn_stats_logger(name, stats.clone(), config.stats_interval, cancel.clone());
-        let _stop_on_drop = cancel.clone().drop_guard();
-        let node = Mixnode {
-            layer: config.layer,
-            listen_addr,
-            announce_addr,
-            keys,
-            identity,
-            hops,
-            stats,
-            metrics_addr,
-            cancel,
-            accept_task,
-            threads,
-            _stop_on_drop,
-        };
-        if let Some(client) = directory {
-            let unsigned = node.unsigned_json(&config.location);
-            let (identity, keys) = (node.identity.clone(), node.keys.clone());
-            let sign = move |seq| sign_descriptor(&unsigned, &keys, &identity, seq);
-            spawn_announcer(client, "/api/presence/mixnodes", sign, config.announce_interval, node.cancel.clone());
-        }
+        chassis.spawn_stats_logger(format!("mixnode L{} {announce_addr}", config.layer), config.stats_interval);
+        let node = Mixnode { chassis, layer: config.layer, listen_addr, announce_addr, accept_task, threads };
+        node.chassis.spawn_announcer(node.unsigned_json(&config.location), config.announce_interval);
         tracing::info!(
             "mixnode layer {} listening on {listen_addr} (announced as {announce_addr}), identity {}, sphinx key {} \
              (key epoch {} of {} s, --epoch-secs; replay filters for {} packets/s at a false-positive rate of {}, \
-             saved every {} s){}{}",
+             saved every {} s){}",
             node.layer,
             node.identity_key_b58(),
             node.public_key_b58(),
-            node.keys.current_epoch(),
+            node.chassis.keys.current_epoch(),
             config.epochs.epoch_secs,
             config.epochs.rated_packets_per_sec,
             config.epochs.replay_fp_rate,
             config.epochs.replay_save_interval.as_secs(),
-            match (&config.directory, config.directory_key) {
-                (None, _) => String::new(),
-                (Some(_), Some(k)) => format!(", directory key {} (pinned)", encode_key(&k)),
-                (Some(_), None) => ", directory key: trusted on first use".to_string(),
-            },
-            metrics_addr.map(|a| format!(", metrics {}", crate::metrics::url(a))).unwrap_or_default()
+            node.chassis.describe(",")
         );
         Ok(node)
     }
@@ -206,12 +173,12 @@ impl Mixnode {
 
     /// The Sphinx key of the current key epoch.
     pub fn public_key(&self) -> PublicKey {
-        self.keys.current_public()
+        self.chassis.keys.current_public()
     }
 
     /// The node's Sphinx keys by epoch.
     pub fn sphinx_keys(&self) -> Arc<SphinxKeys> {
-        self.keys.clone()
+        self.chassis.keys.clone()
     }
 
     pub fn public_key_b58(&self) -> String {
@@ -219,17 +186,17 @@ impl Mixnode {
     }
 
     pub fn stats(&self) -> Arc<NodeStats> {
-        self.stats.clone()
+        self.chassis.stats.clone()
     }
 
     /// Where `GET /metrics` is served (`MixnodeConfig::metrics`).
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_addr
+        self.chassis.metrics_addr()
     }
 
     /// The node's ed25519 identity (signs its descriptor; what `--admit` lists).
     pub fn identity_key(&self) -> [u8; 32] {
-        self.identity.verifying_key().to_bytes()
+        self.chassis.identity_key()
     }
 
     pub fn identity_key_b58(&self) -> String {
@@ -239,7 +206,7 @@ impl Mixnode {
     /// The directory key this node verifies topologies with (pinned, or
     /// learned on first use; None before the first verified document).
     pub fn directory_key(&self) -> Option<[u8; 32]> {
-        self.hops.as_ref().and_then(|h| h.directory_key())
+        self.chassis.directory_key()
     }
 
     fn unsigned_json(&self, location: &str) -> MixNodeJson {
@@ -256,37 +223,15 @@ impl Mixnode {
     /// The descriptor this node announces, signed with `seq` (Unix ms: its
     /// keys are those of that moment's epoch and the next).
     pub fn json(&self, location: &str, seq: u64) -> MixNodeJson {
-        sign_descriptor(&self.unsigned_json(location), &self.keys, &self.identity, seq)
+        self.chassis.sign_descriptor(&self.unsigned_json(location), seq)
     }
 
     /// Stops everything: listener closed, connections dropped, workers
     /// joined, then the replay filters saved, marked clean.
     pub async fn shutdown(self) {
-        self.cancel.cancel();
-        let _ = self.accept_task.await;
-        let threads = self.threads;
-        let keys = self.keys.clone();
-        let saved = tokio::task::spawn_blocking(move || {
-            for t in threads {
-                let _ = t.join();
-            }
-            keys.save(true)
-        })
-        .await;
-        match saved {
-            Ok(Ok(())) => tracing::info!("mixnode {} stopped; replay filters saved", self.announce_addr),
-            Ok(Err(e)) => tracing::error!("mixnode {} stopped; {e:#}", self.announce_addr),
-            Err(e) => tracing::error!("mixnode {} stopped; saving replay filters failed: {e}", self.announce_addr),
-        }
+        let stopped = self.chassis.stop(vec![self.accept_task], self.threads).await;
+        stopped.log(self.announce_addr);
     }
-}
-
-fn sign_descriptor(unsigned: &MixNodeJson, keys: &SphinxKeys, identity: &SigningKey, seq: u64) -> MixNodeJson {
-    let mut d = unsigned.clone();
-    d.sphinx_keys = keys.published(seq);
-    d.pub_key = d.sphinx_keys.first().map(|k| k.key.clone()).unwrap_or_default();
-    d.sign(identity, seq);
-    d
 }
 
 /// Packets to next hops the last topology did not list, waiting for a refresh.

@@ -113,22 +113,11 @@ pub(crate) async fn serve_mix_listener(
     stats: Arc<NodeStats>,
     cancel: CancellationToken,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            _ = cancel.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                tracing::debug!("mixnet connection from {peer}");
-                tokio::spawn(read_mix_connection(stream, jobs.clone(), stats.clone(), cancel.clone()));
-            }
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+    crate::listener::accept_until_cancelled(listener, &cancel.clone(), "accept failed", |stream, peer| {
+        tracing::debug!("mixnet connection from {peer}");
+        tokio::spawn(read_mix_connection(stream, jobs.clone(), stats.clone(), cancel.clone()));
+    })
+    .await
 }
 
 async fn read_mix_connection(mut stream: TcpStream, jobs: flume::Sender<MixPacket>, stats: Arc<NodeStats>, cancel: CancellationToken) {

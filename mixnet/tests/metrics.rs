@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use nym_mixnet::directory::{start_directory, DirectoryConfig};
 use nym_mixnet::localnet::{Localnet, LocalnetConfig};
-use nym_mixnet::metrics::{self, Sample};
+use nym_mixnet::metrics;
 use nym_mixnet::{Gateway, GatewayConfig, Mixnode, MixnodeConfig, StatsSnapshot};
 use nym_wire::mix_frame::PacketSize;
 use nym_wire::topology::Topology;
@@ -70,7 +70,7 @@ async fn a_mixnode_reports_the_garbage_replays_and_packets_it_was_sent() {
         1
     );
     assert_eq!(val(&before, "nym_mixnode_layer", &[]), 1);
-    for reason in metrics::DROP_REASONS {
+    for reason in nym_mixnet::node::DROP_REASONS {
         assert_eq!(dropped(&before, reason), 0, "{reason}");
     }
     assert_eq!(val(&before, "nym_packets_received_total", &[]), 0);
@@ -318,7 +318,7 @@ async fn the_directory_counts_announcements_by_result_and_reason() {
         1
     );
     assert_eq!(accepted(&s), 0);
-    for r in nym_mixnet::metrics::AnnounceRefusal::ALL {
+    for r in nym_mixnet::directory::AnnounceRefusal::ALL {
         assert_eq!(
             refused(&s, r.label()),
             0,
@@ -382,7 +382,7 @@ async fn the_directory_counts_announcements_by_result_and_reason() {
         ("body_too_large", 1),
         ("address_held", 1),
     ];
-    for r in nym_mixnet::metrics::AnnounceRefusal::ALL {
+    for r in nym_mixnet::directory::AnnounceRefusal::ALL {
         let n = want.iter().find(|(l, _)| *l == r.label()).map_or(0, |(_, n)| *n);
         assert_eq!(refused(&s, r.label()), n, "{}", r.label());
         assert_eq!(dir.state.announcements().refused_count(r), n);
@@ -423,7 +423,7 @@ async fn the_metrics_endpoint_answers_only_get_metrics_and_is_bounded() {
     // HTTP/1.0 and a query string are fine
     let (status, _, body) = http(addr, b"GET /metrics?x=1 HTTP/1.0\r\n\r\n").await;
     assert_eq!(status, 200);
-    metrics::parse(&body).unwrap();
+    exposition::parse(&body).unwrap();
 
     // MAX_CONNECTIONS held open (head never finished): one more is closed at once, unread
     let mut held = Vec::new();
@@ -722,4 +722,24 @@ async fn a_metrics_address_that_is_taken_stops_the_node_from_starting() {
     c.metrics = Some(taken.local_addr().unwrap());
     let e = format!("{:#}", Gateway::start(c).await.err().expect("refused"));
     assert!(e.contains("--metrics"), "{e}");
+}
+
+/// The tests' reader of the text format refuses what is not a sample, naming the line.
+#[test]
+fn lines_that_are_not_samples_are_refused_by_line() {
+    for bad in [
+        "novalue",
+        "x{a=\"1\" 2",
+        "x{a=1} 2",
+        "x{=\"1\"} 2",
+        "x 1.2.3",
+        "9x 1",
+        "x{a=\"1\"}2",
+        "x{a=\"\\",
+        "x{a=\"1\";b=\"2\"} 1",
+    ] {
+        let e = exposition::parse(&format!("# HELP x fine\n{bad}\n")).expect_err(bad);
+        assert!(e.starts_with("line 2:"), "{bad}: {e}");
+    }
+    assert_eq!(exposition::parse("x{a=\"1\",b=\"2\"} 3 1700000000\ny +Inf\n").unwrap().len(), 2);
 }

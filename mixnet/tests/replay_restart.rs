@@ -21,8 +21,12 @@ use x25519_dalek::PublicKey;
 const T: Duration = Duration::from_secs(10);
 const PACKETS: u64 = 40;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// The address after `label` in a start line (`... metrics http://ADDR/metrics`
+/// reads as ADDR).
+fn addr_after(line: &str, label: &str) -> SocketAddr {
+    let word = word_after(line, label);
+    let word = word.trim_start_matches("http://").trim_end_matches("/metrics");
+    word.parse().unwrap_or_else(|e| panic!("{label} {word:?}: {e}"))
 }
 
 /// A node process and everything it wrote on stdout (its start line and
@@ -124,13 +128,16 @@ fn mixnode_args(data: &Path, listen: SocketAddr, metrics: SocketAddr) -> Vec<Str
 async fn packets_replayed_after_a_mixnode_restart_are_dropped_and_after_a_crash_open_nothing() {
     let data = tempfile::tempdir().unwrap();
     let sink = Sink::start(false).await;
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let args = mixnode_args(data.path(), listen, metrics_addr);
     let bin = env!("CARGO_BIN_EXE_nym-mixnode");
     const PREFIX: &str = "mixnode layer";
 
-    let (mut mixnode, line) = start(bin, &args, PREFIX);
+    // The first start binds port 0 and says where it listens; the restarts
+    // listen there again (the captured packets are addressed to it).
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let (mut mixnode, line) = start(bin, &mixnode_args(data.path(), any, any), PREFIX);
+    // `mixnode layer 1 ADDR key KEY identity ID metrics URL`
+    let (listen, metrics_addr) = (addr_after(&line, "1"), addr_after(&line, "metrics"));
+    let args = mixnode_args(data.path(), listen, metrics_addr);
     let sphinx = key(&word_after(&line, "key"));
     wait_listening(listen).await;
     // What an observer captured on the link into the mixnode.
@@ -166,24 +173,19 @@ async fn packets_replayed_after_a_mixnode_restart_are_dropped_and_after_a_crash_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packets_replayed_after_a_gateway_restart_are_dropped_and_counted() {
     let data = tempfile::tempdir().unwrap();
-    let mix: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let args: Vec<String> = [
-        "--mix-listen",
-        &mix.to_string(),
-        "--clients-listen",
-        "127.0.0.1:0",
-        "--metrics",
-        &metrics_addr.to_string(),
-        "--data-dir",
-        &data.path().display().to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let gateway_args = |mix: &str, metrics: &str| -> Vec<String> {
+        ["--mix-listen", mix, "--clients-listen", "127.0.0.1:0", "--metrics", metrics, "--data-dir"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([data.path().display().to_string()])
+            .collect()
+    };
     let bin = env!("CARGO_BIN_EXE_nym-gateway");
     const PREFIX: &str = "gateway identity";
-    let (mut gw, line) = start(bin, &args, PREFIX);
+    // port 0 first; the restart listens where the first start did
+    let (mut gw, line) = start(bin, &gateway_args("127.0.0.1:0", "127.0.0.1:0"), PREFIX);
+    let (mix, metrics_addr) = (addr_after(&line, "mixnet"), addr_after(&line, "metrics"));
+    let args = gateway_args(&mix.to_string(), &metrics_addr.to_string());
     let sphinx = key(&word_after(&line, "sphinx"));
     wait_listening(mix).await;
     // Final hops for a client the gateway doesn't know: dropped as

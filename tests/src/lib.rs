@@ -62,13 +62,20 @@ pub fn client_binary() -> PathBuf {
     .clone()
 }
 
-/// A free TCP port on 127.0.0.1 (free when asked; tests use it right away).
+/// A free TCP port on 127.0.0.1, free when asked: by the time a child binds
+/// it, something else may have. Only for tests that need a port nothing
+/// binds (or a program that can't report the port it bound); a child that
+/// listens should be given port 0 and say where it listens ([`TestClient`],
+/// the mixnet binaries' start lines).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or(0)
 }
+
+/// What `nym-client run` prints once its websocket listens.
+const LISTENING: &str = "Websocket API listening on ws://";
 
 /// One localnet (directory, 3x2 mixnodes, 2 gateways on free 127.0.0.1
 /// ports) per test process, on a runtime of its own so it outlives each
@@ -132,6 +139,8 @@ pub fn fast(config: &mut Config) {
 pub struct TestClient {
     pub home: tempfile::TempDir,
     pub id: String,
+    /// The websocket's port: 0 until `start` (the client binds port 0 and
+    /// says which port it got), or a port the test chose.
     pub port: u16,
     pub address: String,
     /// More arguments for `nym-client run` (e.g. `--allow-origin`).
@@ -150,7 +159,8 @@ impl TestClient {
     /// [`TestClient::init`] with more `init` arguments (e.g. `--gateway KEY`).
     pub fn init_with(directory: &str, id: &str, extra: &[&str], tweak: impl FnOnce(&mut Config)) -> Result<TestClient> {
         let home = tempfile::tempdir()?;
-        let port = free_port();
+        // port 0: `run` binds a free port and prints it
+        let port = 0;
         let out = Command::new(client_binary())
             .args(["init", "--id", id, "--directory", directory, "--port", &port.to_string()])
             .args(extra)
@@ -178,7 +188,7 @@ impl TestClient {
     /// `nym-client run`, returning once its port accepts connections, without
     /// connecting as an application (which would be handed stored messages).
     pub async fn start_unprobed(&mut self) -> Result<()> {
-        self.spawn_run()?;
+        self.spawn_run().await?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
             if Instant::now() > deadline {
@@ -189,23 +199,53 @@ impl TestClient {
         Ok(())
     }
 
-    fn spawn_run(&mut self) -> Result<()> {
+    /// `nym-client run` on `self.port` (0: any free port), returning once it
+    /// has said where it listens; `self.port` is that port then.
+    async fn spawn_run(&mut self) -> Result<()> {
         let log = std::fs::File::create(self.home.path().join("client.log"))?;
-        let child = Command::new(client_binary())
+        let mut child = Command::new(client_binary())
             .args(["run", "--id", &self.id, "--port", &self.port.to_string()])
             .args(&self.run_args)
             .env("HOME", self.home.path())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
             .context("spawning nym-client run")?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
         self.child = Some(child);
-        Ok(())
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads stdout to its end (so the client never blocks on it); passes on the port.
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix(LISTENING) {
+                    let _ = tx.send(addr.trim().parse::<std::net::SocketAddr>().map(|a| a.port()));
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match rx.try_recv() {
+                Ok(Ok(port)) => {
+                    self.port = port;
+                    return Ok(());
+                }
+                Ok(Err(e)) => bail!("nym-client run printed a bad address: {e}"),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    bail!("nym-client run ended without listening:\n{}", self.log())
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+            }
+            if Instant::now() > deadline {
+                bail!("nym-client run did not listen within 30 s:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// `nym-client run`, returning once its websocket answers `selfAddress`.
     pub async fn start(&mut self) -> Result<()> {
-        self.spawn_run()?;
+        self.spawn_run().await?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(mut ws) = connect(self.port).await {

@@ -195,10 +195,11 @@ impl GatewayProcess {
             // the localnet's key epochs: its directory refuses keys for others
             "--epoch-secs".into(),
             epoch_secs.to_string(),
+            // port 0 at first; the restarts listen where the first start did
             "--mix-listen".into(),
-            format!("127.0.0.1:{}", free_port()),
+            "127.0.0.1:0".into(),
             "--clients-listen".into(),
-            format!("127.0.0.1:{}", free_port()),
+            "127.0.0.1:0".into(),
             "--directory".into(),
             directory.into(),
             "--announce-interval".into(),
@@ -207,18 +208,42 @@ impl GatewayProcess {
             data_dir.display().to_string(),
         ];
         let mut gw = GatewayProcess { args, child: None };
-        gw.spawn()?;
+        // `gateway identity ID sphinx KEY mixnet ADDR clients ws://ADDR`
+        let line = gw.spawn()?.recv_timeout(Duration::from_secs(30)).map_err(|_| anyhow!("the gateway printed no start line"))?;
+        let word_after = |label: &str| {
+            let mut words = line.split_whitespace();
+            words.find(|w| *w == label);
+            words.next().map(|w| w.trim_start_matches("ws://").to_string())
+        };
+        let (mix, clients) = match (word_after("mixnet"), word_after("clients")) {
+            (Some(m), Some(c)) => (m, c),
+            _ => bail!("no addresses in the gateway's start line {line:?}"),
+        };
+        gw.args[5] = mix;
+        gw.args[7] = clients;
         Ok(gw)
     }
 
-    fn spawn(&mut self) -> Result<()> {
-        let child = Command::new(netns::mixnet_binaries().join("nym-gateway"))
+    /// Starts the gateway; its start line (`gateway identity ...` on stdout,
+    /// which is read to its end meanwhile) comes out of the receiver.
+    fn spawn(&mut self) -> Result<std::sync::mpsc::Receiver<String>> {
+        let mut child = Command::new(netns::mixnet_binaries().join("nym-gateway"))
             .args(&self.args)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
         self.child = Some(child);
-        Ok(())
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("gateway identity ") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        Ok(rx)
     }
 
     fn kill(&mut self) {

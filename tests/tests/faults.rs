@@ -44,7 +44,7 @@ async fn a_mixnode_leaves_mid_transfer(layer: u8) -> Result<()> {
     let dir = net.directory_url();
     let directory_key = nym_client_core::address::encode_key(&net.directory_key());
     let mut victim = Command::new(nym_integration_tests::netns::mixnet_binaries().join("nym-mixnode"))
-        .args(["--layer", &layer.to_string(), "--listen", &format!("127.0.0.1:{}", free_port()), "--directory", &dir])
+        .args(["--layer", &layer.to_string(), "--listen", "127.0.0.1:0", "--directory", &dir])
         .args(["--directory-key", &directory_key, "--announce-interval", "0.2"])
         // the localnet's key epochs: the directory refuses keys for others
         .args(["--epoch-secs", &net.config().epochs.epoch_secs.to_string(), "--data-dir"])

@@ -13,6 +13,11 @@ use crate::error::{Error, Result};
 use sphinx_packet::header::HEADER_SIZE;
 use sphinx_packet::payload::PAYLOAD_OVERHEAD_SIZE;
 
+/// Plaintext payload of an ack packet ([`PacketSize::Ack`]): a 12-byte
+/// nonce, then an 8-byte id sealed with ChaCha20-Poly1305 (16-byte tag).
+/// What SURB-ACKs carry ([`crate::surb_ack`]).
+pub const ACK_PAYLOAD_LEN: usize = 12 + 8 + 16;
+
 /// The sizes of packet a node accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(u8)]
@@ -48,7 +53,7 @@ impl PacketSize {
     pub fn plaintext_size(self) -> usize {
         match self {
             PacketSize::Regular => 2048,
-            PacketSize::Ack => crate::surb_ack::ACK_PAYLOAD_LEN,
+            PacketSize::Ack => ACK_PAYLOAD_LEN,
             PacketSize::Extended8 => 8 * 1024,
             PacketSize::Extended16 => 16 * 1024,
             PacketSize::Extended32 => 32 * 1024,
@@ -63,6 +68,11 @@ impl PacketSize {
     /// Length of the whole Sphinx packet (header + payload).
     pub fn packet_len(self) -> usize {
         HEADER_SIZE + self.sphinx_payload_size()
+    }
+
+    /// Length of the whole frame on the wire: [`FRAME_HEADER_LEN`] + the packet.
+    pub fn frame_len(self) -> usize {
+        FRAME_HEADER_LEN + self.packet_len()
     }
 
     pub fn from_packet_len(len: usize) -> Option<Self> {
@@ -167,7 +177,7 @@ impl FrameDecoder {
         };
         let size = PacketSize::from_flag(flag)
             .ok_or_else(|| Error::MalformedFrame(format!("unknown packet size flag {flag}")))?;
-        let need = FRAME_HEADER_LEN + size.packet_len();
+        let need = size.frame_len();
         if self.buf.len() < need {
             return Ok(None);
         }

@@ -12,9 +12,9 @@
 use crate::error::{Error, Result};
 use sphinx_packet::route::NodeAddressBytes;
 
-/// Plaintext payload of an ack packet: a 12-byte nonce, then an 8-byte id
-/// sealed with ChaCha20-Poly1305 (16-byte tag).
-pub const ACK_PAYLOAD_LEN: usize = 12 + 8 + 16;
+/// Plaintext payload of an ack packet (defined with the packet sizes, in
+/// [`crate::mix_frame`]: the ack is one of them).
+pub use crate::mix_frame::ACK_PAYLOAD_LEN;
 /// First hop address + the ack packet.
 pub const SURB_ACK_LEN: usize = 32 + HEADER_PLUS_ACK;
 const HEADER_PLUS_ACK: usize =

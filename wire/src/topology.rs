@@ -16,6 +16,17 @@ use x25519_dalek::PublicKey;
 
 pub const LAYERS: u8 = 3;
 
+/// The directory's HTTP paths, spelt once: its server routes them, nodes
+/// and clients request them.
+pub mod paths {
+    /// `GET`: the signed topology document ([`super::TopologyJson`]).
+    pub const TOPOLOGY: &str = "/api/presence/topology";
+    /// `POST`: a mixnode's signed descriptor ([`super::MixNodeJson`]).
+    pub const MIXNODES: &str = "/api/presence/mixnodes";
+    /// `POST`: a gateway's signed descriptor ([`super::GatewayJson`]).
+    pub const GATEWAYS: &str = "/api/presence/gateways";
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MixNodeJson {

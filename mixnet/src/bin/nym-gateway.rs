@@ -19,26 +19,9 @@ struct Args {
     /// Host (IP) announced to the directory (default: the listen IP).
     #[arg(long)]
     announce_host: Option<String>,
-    /// Directory URL, e.g. http://127.0.0.1:8080.
-    #[arg(long)]
-    directory: Option<String>,
-    /// The directory's key (base58, the `directory key:` nym-directory
-    /// prints); without it the first verified topology's key is trusted and
-    /// kept in the data dir (directory_key.txt).
-    #[arg(long)]
-    directory_key: Option<String>,
-    /// Seconds between topology fetches (the next hops this node may use).
-    #[arg(long, default_value_t = 5.0)]
-    topology_refresh: f64,
     /// Keys and the SQLite inbox live here.
     #[arg(long, default_value = "./gateway-data")]
     data_dir: PathBuf,
-    /// Seconds between announcements.
-    #[arg(long, default_value_t = 3.0)]
-    announce_interval: f64,
-    /// Seconds between stats log lines.
-    #[arg(long, default_value_t = 10.0)]
-    stats_interval: f64,
     /// Messages kept per client until it acknowledges them; past it payloads
     /// for that client are not stored or acknowledged (the sender retransmits).
     #[arg(long, default_value_t = D.messages_per_client)]
@@ -74,13 +57,9 @@ struct Args {
     /// At least 40960 (an Extended32 packet must fit).
     #[arg(long, default_value_t = nym_mixnet::gateway::DEFAULT_MAX_CLIENT_MESSAGE)]
     max_client_message: usize,
+    // directory, trust, timers, key epochs, metrics: as every node has them
     #[command(flatten)]
-    epochs: nym_mixnet::epochs::EpochFlags,
-    /// Serve Prometheus metrics (`GET /metrics`, text format 0.0.4) on
-    /// HOST:PORT, e.g. 127.0.0.1:9101; off by default. At most 8 connections
-    /// at once, 8 KiB requests. Names and labels: docs/metrics.md.
-    #[arg(long, value_name = "HOST:PORT")]
-    metrics: Option<SocketAddr>,
+    node: nym_mixnet::node::flags::NodeFlags,
 }
 
 #[tokio::main]
@@ -91,12 +70,11 @@ async fn main() -> anyhow::Result<()> {
     c.mix_listen = args.mix_listen;
     c.clients_listen = args.clients_listen;
     c.announce_host = args.announce_host;
-    c.directory = args.directory;
-    c.directory_key = nym_mixnet::directory_key_flag(args.directory_key.as_deref())?;
-    c.epochs = args.epochs.settings()?;
-    c.topology_refresh = nym_mixnet::secs_flag(args.topology_refresh, "--topology-refresh")?;
-    c.announce_interval = nym_mixnet::secs_flag(args.announce_interval, "--announce-interval")?;
-    c.stats_interval = nym_mixnet::secs_flag(args.stats_interval, "--stats-interval")?;
+    let n = args.node.settings()?;
+    (c.directory, c.directory_key, c.epochs) = (n.directory, n.directory_key, n.epochs);
+    (c.topology_refresh, c.announce_interval, c.stats_interval) =
+        (n.topology_refresh, n.announce_interval, n.stats_interval);
+    c.metrics = n.metrics;
     c.inbox = nym_mixnet::gateway::InboxLimits {
         messages_per_client: args.inbox_limit,
         bytes_per_client: args.inbox_max_bytes,
@@ -125,7 +103,6 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     c.max_client_message = args.max_client_message;
-    c.metrics = args.metrics;
     let gw = Gateway::start(c).await?;
     let metrics = gw.metrics_addr().map(|a| format!(" metrics {}", nym_mixnet::metrics::url(a))).unwrap_or_default();
     println!(

@@ -1,10 +1,15 @@
 #![allow(dead_code)]
-//! Test helpers: real Sphinx packets, a minimal gateway client, a TCP sink.
+//! Test helpers: real Sphinx packets, a minimal gateway client, a TCP sink,
+//! metrics scrapes ([`exposition`] reads them).
+
+pub mod exposition;
+
+pub use exposition::Sample;
 
 use futures_util::{SinkExt, StreamExt};
+use nym_wire::epoch::{epoch_at, KeyEpoch, DEFAULT_EPOCH_SECS};
 use nym_wire::gateway::{ClientHandshake, ClientRequest, GatewayResponse, Session};
 use nym_wire::mix_frame::{self, FrameDecoder, PacketSize};
-use nym_wire::epoch::{epoch_at, KeyEpoch, DEFAULT_EPOCH_SECS};
 use nym_wire::topology::{encode_node_address, EpochKeyJson, TopologyJson};
 use sphinx_packet::header::delays::Delay;
 use sphinx_packet::packet::builder::SphinxPacketBuilder;
@@ -17,7 +22,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use x25519_dalek::{PublicKey, StaticSecret};
-use nym_mixnet::metrics::{self, Sample};
 
 /// Node processes a test started: SIGTERM on drop (a clean shutdown), then
 /// SIGKILL for any still running after 3 s.
@@ -165,7 +169,9 @@ impl TestClient {
         ws.send(Message::Binary(auth.into())).await.map_err(|e| e.to_string())?;
         let frame = next_binary(&mut ws, Duration::from_secs(5)).await.ok_or("no Authenticated")?;
         match GatewayResponse::decode(&session.open(&frame).map_err(|e| e.to_string())?) {
-            Ok(GatewayResponse::Authenticated { stored }) => Ok(TestClient { ws, session, stored, unacked: Vec::new() }),
+            Ok(GatewayResponse::Authenticated { stored }) => {
+                Ok(TestClient { ws, session, stored, unacked: Vec::new() })
+            }
             other => Err(format!("unexpected {other:?}")),
         }
     }
@@ -281,7 +287,12 @@ pub fn signed_mix(key: &ed25519_dalek::SigningKey, layer: u8, host: &str, seq: u
 
 /// A gateway descriptor with mixnet listener `mix` and client listener
 /// `ws://<clients>`, signed by `key` with `seq`.
-pub fn signed_gateway(key: &ed25519_dalek::SigningKey, mix: &str, clients: &str, seq: u64) -> nym_wire::topology::GatewayJson {
+pub fn signed_gateway(
+    key: &ed25519_dalek::SigningKey,
+    mix: &str,
+    clients: &str,
+    seq: u64,
+) -> nym_wire::topology::GatewayJson {
     let mut g = nym_wire::topology::GatewayJson {
         client_listener: format!("ws://{clients}"),
         mixnet_listener: mix.into(),
@@ -311,10 +322,7 @@ pub async fn http(addr: SocketAddr, request: &[u8]) -> (u16, String, String) {
     let mut answer = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
-        match tokio::time::timeout(METRICS_WAIT, s.read(&mut buf))
-            .await
-            .expect("answered in time")
-        {
+        match tokio::time::timeout(METRICS_WAIT, s.read(&mut buf)).await.expect("answered in time") {
             Ok(0) | Err(_) => break,
             Ok(n) => answer.extend_from_slice(&buf[..n]),
         }
@@ -329,12 +337,8 @@ pub async fn http(addr: SocketAddr, request: &[u8]) -> (u16, String, String) {
 pub async fn scrape(addr: SocketAddr) -> Vec<Sample> {
     let (status, head, body) = http(addr, b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n").await;
     assert_eq!(status, 200, "{head}\n{body}");
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("content-type: text/plain; version=0.0.4"),
-        "{head}"
-    );
-    metrics::parse(&body).unwrap_or_else(|e| panic!("{e}\n{body}"))
+    assert!(head.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"), "{head}");
+    exposition::parse(&body).unwrap_or_else(|e| panic!("{e}\n{body}"))
 }
 
 /// The value of `name{labels}` (labels in the order the node writes them).
@@ -366,4 +370,3 @@ pub async fn scrape_until(addr: SocketAddr, mut cond: impl FnMut(&[Sample]) -> b
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
-

@@ -10,7 +10,9 @@
 //! every figure is measured in this run.
 //!
 //! `... -- --quick`: a check that the benchmark works, as scripts/test.sh runs
-//! it: N = 1,2 for 3 s each; exits non-zero when a step fails.
+//! it: N = 1,2 for 3 s each; exits non-zero when a step fails. Both modes
+//! check the same things, exactly: every client answers, something was sent,
+//! and each client received only messages sent to it.
 //!
 //! Each client sends one text message a second to the next client (a ring)
 //! and asks `selfAddress` every 250 ms on the same connection, reading what
@@ -207,6 +209,10 @@ async fn run(net: &nym_mixnet::localnet::Localnet, n: usize, plan: &Plan) -> Res
     for (i, s) in seen.iter().enumerate() {
         let receiver = &seen[(i + 1) % n];
         let arrived = (0..s.sent).filter(|k| receiver.received.contains(&format!("m|{i}|{k}"))).count() as u64;
+        // Exact in every mode: what arrived is what was sent, no more.
+        if receiver.received.len() as u64 != arrived {
+            bail!("N={n}: client {} received {} messages, {arrived} of them sent to it", (i + 1) % n, receiver.received.len());
+        }
         let lost_i = s.sent - arrived;
         sent += s.sent;
         lost += lost_i;

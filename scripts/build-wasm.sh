@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Builds the browser client into an npm package at wasm/pkg/:
-#   index.js + index.d.ts (the API: NymClient, a proxy to the engine in a Web
-#   Worker, or in the page), worker.js, engine.js, storage.js (IndexedDB) from
-#   wasm/js/; nym_client_wasm.js (the engine's ES module glue, `--target web`),
-#   nym_client_wasm_bg.wasm (through `wasm-opt -Oz` when wasm-opt is there),
-#   nym_client_wasm.d.ts, package.json (version from Cargo), README.md.
+#   index.js + index.d.ts (the API: NymClient, over the engine in a Web Worker
+#   or in the page), engine.js, worker-proxy.js, worker.js, protocol.js,
+#   storage.js (IndexedDB) from wasm/js/; nym_client_wasm.js (the engine's ES
+#   module glue, `--target web`), nym_client_wasm_bg.wasm (through
+#   `wasm-opt -Oz` when wasm-opt is there), nym_client_wasm.d.ts;
+#   package.json and README.md from wasm/ (the manifest's version must be
+#   the crate's: checked).
 # Needs cargo and rustup; installs the wasm32 target and the wasm-bindgen CLI
 # (exactly the wasm-bindgen version in Cargo.lock, built from source) when missing.
 # wasm-opt: see below (npm's binaryen, installed on first use; checked).
@@ -35,13 +37,19 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WB_VERSION"
     || cargo install wasm-bindgen-cli --version "$WB_VERSION"
 fi
 
+VERSION="$(cargo pkgid -p nym-client-wasm | sed 's/.*[@#]//')"
+NPM_VERSION="$(node -p 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).version' "$ROOT/wasm/package.json")"
+if [ "$NPM_VERSION" != "$VERSION" ]; then
+  echo "error: wasm/package.json has version $NPM_VERSION, the crate nym-client-wasm $VERSION: set \"version\": \"$VERSION\" in wasm/package.json" >&2
+  exit 1
+fi
+
 echo "==> cargo build -p nym-client-wasm --target wasm32-unknown-unknown --profile $PROFILE"
 cargo build -p nym-client-wasm --target wasm32-unknown-unknown --profile "$PROFILE"
 
 TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')"
 DIR="$PROFILE"; [ "$PROFILE" = dev ] && DIR=debug
 WASM="$TARGET_DIR/wasm32-unknown-unknown/$DIR/nym_client_wasm.wasm"
-VERSION="$(cargo pkgid -p nym-client-wasm | sed 's/.*[@#]//')"
 
 echo "==> wasm-bindgen --target web --out-dir wasm/pkg"
 rm -rf "$OUT"
@@ -95,40 +103,8 @@ SIZE=$(wc -c < "$BG")
 GZIP=$(gzip -9 -c "$BG" | wc -c)
 echo "==> wasm: $BEFORE bytes as built, $SIZE bytes shipped (wasm-opt: $OPTIMISER), $GZIP bytes gzip -9"
 
-cat > "$OUT/package.json" <<JSON
-{
-  "name": "nym-client-wasm",
-  "version": "$VERSION",
-  "description": "Nym mixnet client for the browser: the nym-client-core engine in WebAssembly",
-  "license": "Apache-2.0",
-  "type": "module",
-  "main": "index.js",
-  "module": "index.js",
-  "types": "index.d.ts",
-  "exports": {
-    ".": {
-      "types": "./index.d.ts",
-      "default": "./index.js"
-    },
-    "./worker.js": "./worker.js",
-    "./nym_client_wasm_bg.wasm": "./nym_client_wasm_bg.wasm",
-    "./package.json": "./package.json"
-  },
-  "files": [
-    "index.js",
-    "index.d.ts",
-    "worker.js",
-    "engine.js",
-    "storage.js",
-    "nym_client_wasm.js",
-    "nym_client_wasm.d.ts",
-    "nym_client_wasm_bg.wasm",
-    "nym_client_wasm_bg.wasm.d.ts",
-    "README.md"
-  ],
-  "sideEffects": false,
-  "keywords": ["nym", "mixnet", "sphinx", "privacy", "wasm"]
-}
-JSON
+# The manifest is wasm/package.json, checked in (and linted by publint in
+# tests/browser/run.sh); its version is the crate's.
+cp "$ROOT/wasm/package.json" "$OUT/package.json"
 cp "$ROOT/wasm/README.md" "$OUT/README.md"
 echo "==> built nym-client-wasm $VERSION in $OUT (wasm $SIZE bytes, $GZIP gzipped)"

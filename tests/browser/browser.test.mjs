@@ -413,6 +413,32 @@ test("anonymous messages: the recipient sees a sender tag, replies with it, also
   await b.page.close();
 });
 
+// Needs the engine's message ids (issue 21: wasm send/sendAnonymous/reply
+// resolve to the id a later sendFailed event names); the JS passes through
+// whatever the engine resolves, in both modes. TODO(merge): until the wasm
+// change is in, the engine resolves undefined and this fails as a todo
+// (reported, not counted); once merged, delete `todo` so it counts.
+const ENGINE_IDS_TODO = "needs the wasm engine's message ids (issue 21, wasm/src/browser.rs): delete this todo once merged";
+for (const worker of [true, false]) {
+  test(`send, sendAnonymous and reply resolve to the message's id (${worker ? "in a worker" : "in the page"})`, { timeout: 90000, todo: ENGINE_IDS_TODO }, async () => {
+    const mode = worker ? {} : { worker: "0" };
+    const a = await openDemo(context, baseUrl, { ...fast(`ids-a-${worker}`), ...mode });
+    const b = await openDemo(context, baseUrl, { ...fast(`ids-b-${worker}`), ...mode });
+    assert.equal(await a.page.evaluate(() => window.nymClient.inWorker), worker);
+    const sent = await a.page.evaluate(async (to) => {
+      const client = window.nymClient;
+      return [await client.send(to, "id one"), await client.sendAnonymous(to, "id two", 2), await client.send(to, new Uint8Array([1, 2]))];
+    }, b.address);
+    const tag = await waitInPage(b.page, () => window.nymReceived.find((r) => r.message === "id two")?.senderTag);
+    const replied = await b.page.evaluate((tag) => window.nymClient.reply(tag, "id three"), tag);
+    await waitInPage(a.page, () => window.nymMessages.includes("id three"));
+    for (const id of [...sent, replied]) assert.equal(typeof id, "number", `a message id: ${JSON.stringify([...sent, replied])}`);
+    assert.equal(new Set(sent).size, 3, `one id per message: ${sent}`);
+    await a.page.close();
+    await b.page.close();
+  });
+}
+
 test("a browser client and a native client exchange messages both ways", { timeout: 120000 }, async (t) => {
   const nym = binary("nym-client");
   const probe = nym && spawnSync(nym, ["--help"], { encoding: "utf8" });
@@ -675,29 +701,4 @@ test("benchmarks, quick mode: packet build (wasm, native) and the main thread wh
     assert.ok(r.arrived, `200 KiB arrived (${JSON.stringify(r)})`);
     assert.ok(r.frames > 0 && Number.isFinite(r.fps) && r.maxFrameGapMs > 0, JSON.stringify(r));
   }
-});
-
-test("the npm package (installed from its tarball) carries the worker, the storage code and types for every method and option", () => {
-  const pkg = join(HERE, "node_modules", "nym-client-wasm");
-  const read = (f) => readFileSync(join(pkg, f), "utf8");
-  for (const f of ["index.js", "index.d.ts", "worker.js", "engine.js", "storage.js", "nym_client_wasm.js", "nym_client_wasm_bg.wasm", "README.md"]) {
-    assert.ok(existsSync(join(pkg, f)), `${f} is in the package`);
-  }
-  const manifest = JSON.parse(read("package.json"));
-  assert.equal(manifest.types, "index.d.ts");
-  assert.equal(manifest.main, "index.js");
-  const js = read("index.js");
-  const dts = read("index.d.ts");
-  // Every public method and getter of NymClient, every exported function, has a declaration.
-  const start = js.indexOf("export class NymClient");
-  const classBody = js.slice(start, js.indexOf("\n}\n", start));
-  const methods = [...classBody.matchAll(/^ {2}(?:static |async |get )*([a-zA-Z]\w*)\(/gm)].map((m) => m[1]).filter((m) => m !== "constructor");
-  assert.ok(methods.length >= 12, `methods found: ${methods}`);
-  for (const m of methods) assert.match(dts, new RegExp(`\\b${m}\\b[(:]`), `index.d.ts declares NymClient.${m}`);
-  for (const f of ["forgetIdentity", "benchPacketBuild", "version", "init"]) assert.match(dts, new RegExp(`function ${f}\\(`));
-  // Every option the engine or the JS reads is in NymClientOptions.
-  const rust = readFileSync(join(ROOT, "wasm", "src", "browser.rs"), "utf8");
-  const struct = rust.slice(rust.indexOf("struct JsOptions"), rust.indexOf("}", rust.indexOf("struct JsOptions")));
-  const options = [...struct.matchAll(/^\s+(\w+): Option/gm)].map((m) => m[1].replace(/_(\w)/g, (_, c) => c.toUpperCase()));
-  for (const o of [...options, "worker", "fallbackToEphemeral"]) assert.match(dts, new RegExp(`\\b${o}\\?:`), `NymClientOptions declares ${o}`);
 });

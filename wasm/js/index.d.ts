@@ -60,6 +60,7 @@ export interface NymClientStats {
 export type NymClientEvent = { message: string } & (
   | { type: "connected"; url: string }
   | { type: "disconnected"; url: string; reason: string; retryInMs: number }
+  /** `messageId`: what `send`, `sendAnonymous` or `reply` resolved to for that message. */
   | { type: "sendFailed"; messageId: number; recipient: string | null; reason: string }
   | { type: "gatewayError"; reason: string }
   | { type: "topologyRefused"; reason: string }
@@ -88,12 +89,12 @@ export class NymClient {
   readonly persistent: boolean;
   /** `<base58 client key>@<base58 gateway identity key>` */
   selfAddress(): string;
-  /** Queues a message (string as UTF-8, or bytes); resolves once queued. */
-  send(recipient: string, message: string | Uint8Array): Promise<void>;
-  /** Like `send`, anonymous: the recipient gets a sender tag and `replySurbs` (default 10, 0 to 200) reply blocks. */
-  sendAnonymous(recipient: string, message: string | Uint8Array, replySurbs?: number): Promise<void>;
-  /** Answers an anonymous message through its sender's reply blocks. */
-  reply(senderTag: string, message: string | Uint8Array): Promise<void>;
+  /** Queues a message (string as UTF-8, or bytes); resolves once queued, to the message's id: the `messageId` of a later `sendFailed` event about it. */
+  send(recipient: string, message: string | Uint8Array): Promise<number>;
+  /** Like `send`, anonymous: the recipient gets a sender tag and `replySurbs` (default 10, 0 to 200) reply blocks. Resolves to the message's id. */
+  sendAnonymous(recipient: string, message: string | Uint8Array, replySurbs?: number): Promise<number>;
+  /** Answers an anonymous message through its sender's reply blocks. Resolves to the message's id. */
+  reply(senderTag: string, message: string | Uint8Array): Promise<number>;
   /** Whole messages; those that came before it was set are delivered when it is. */
   onMessage(callback: NymMessageCallback): void;
   /** Problems after start (default: console.warn). */

@@ -1,10 +1,13 @@
 // nym-client-wasm: the page-facing API. NymClient runs the engine (the
-// wasm NymEngine) in a Web Worker by default and is a thin proxy to it;
-// with { worker: false } (or where there are no workers) it runs it in the
-// page. Identity, reply store, kept messages and the pinned directory key
-// live in IndexedDB (storage.js), optionally encrypted with a passphrase.
+// wasm NymEngine) in a Web Worker by default, through a WorkerProxy
+// (worker-proxy.js); with { worker: false } (or where there are no workers)
+// it runs it in the page, through an EngineBackend (engine.js). Both have one
+// interface, chosen once at start. Identity, reply store, kept messages and
+// the pinned directory key live in IndexedDB (storage.js), optionally
+// encrypted with a passphrase.
 import initWasm from "./nym_client_wasm.js";
-import { startEngine } from "./engine.js";
+import { EngineBackend } from "./engine.js";
+import { WorkerProxy } from "./worker-proxy.js";
 import { readLegacy, removeLegacy, deleteDatabase } from "./storage.js";
 
 export { benchPacketBuild, version } from "./nym_client_wasm.js";
@@ -56,29 +59,21 @@ function compiledModule() {
 
 const PRIVATE = Symbol("NymClient");
 
-function asError(message) {
-  return message instanceof Error ? message : new Error(String(message));
-}
-
-function copyMessage(message) {
-  // Workers get copies: the caller's buffer stays theirs.
-  return message instanceof Uint8Array ? message.slice() : message;
+/** Calls an application callback; what it throws is logged, not passed to the engine. */
+function callBack(callback, ...args) {
+  try {
+    callback(...args);
+  } catch (e) {
+    console.error("nym-client-wasm: a callback threw:", e);
+  }
 }
 
 export class NymClient {
-  #engine = null; // in-page mode
-  #kv = null; // in-page mode: the identity's store, closed at stop
-  #worker = null; // worker mode
-  #calls = new Map();
-  #nextCall = 1;
-  #address = "";
-  #stats = null;
-  #connected = false;
-  #onMessage = null;
+  // The engine, chosen at start: an EngineBackend (in this page) or a
+  // WorkerProxy (in a Web Worker), with the same methods.
+  #backend = null;
   #onError = null;
   #onEvent = null;
-  #stopped = false;
-  #persistent = false;
 
   constructor(token) {
     if (token !== PRIVATE) throw new TypeError("use NymClient.start(directoryUrl, options)");
@@ -94,151 +89,55 @@ export class NymClient {
     const legacy = ephemeral ? undefined : readLegacy(storageKey);
     const inWorker = !(object && o.worker === false) && typeof Worker !== "undefined";
     const client = new NymClient(PRIVATE);
-    const migrated = inWorker
-      ? await client.#startWorker(directoryUrl, o, legacy)
-      : await client.#startInPage(directoryUrl, o, legacy);
-    if (migrated) removeLegacy(storageKey);
+    const handlers = { error: (e) => client.#error(e), event: (e) => client.#event(e) };
+    client.#backend = inWorker
+      ? await WorkerProxy.start(compiledModule(), directoryUrl, o, legacy, handlers)
+      : await EngineBackend.start(directoryUrl, o, legacy, handlers);
+    if (client.#backend.migrated) removeLegacy(storageKey);
     return client;
   }
 
-  async #startInPage(directoryUrl, options, legacy) {
-    const { engine, kv } = await startEngine(directoryUrl, options, legacy);
-    this.#engine = engine;
-    this.#kv = kv;
-    this.#address = engine.selfAddress();
-    this.#persistent = engine.persistent;
-    engine.onError((e) => this.#error(e));
-    engine.onEvent((event) => this.#event(event));
-    return engine.migrated;
-  }
-
-  async #startWorker(directoryUrl, options, legacy) {
-    const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "nym-client-wasm" });
-    this.#worker = worker;
-    worker.onmessage = ({ data }) => this.#fromWorker(data);
-    worker.onerror = (e) => {
-      e.preventDefault?.();
-      const error = new Error(`the client's worker failed: ${e.message || "it could not be loaded"}`);
-      for (const { reject } of this.#calls.values()) reject(error);
-      this.#calls.clear();
-      if (!this.#stopped && this.#address) this.#error(error);
-    };
-    try {
-      const started = await this.#call("start", [compiledModule(), directoryUrl, options, legacy]);
-      this.#address = started.address;
-      this.#stats = started.stats;
-      this.#connected = true;
-      this.#persistent = started.persistent;
-      return started.migrated;
-    } catch (e) {
-      worker.terminate();
-      this.#stopped = true;
-      throw e;
-    }
-  }
-
-  #call(op, args = []) {
-    if (this.#stopped && op !== "stop") return Promise.reject(new Error("the client is stopped"));
-    return new Promise((resolve, reject) => {
-      const id = this.#nextCall++;
-      this.#calls.set(id, { resolve, reject });
-      try {
-        this.#worker.postMessage({ id, op, args });
-      } catch (e) {
-        this.#calls.delete(id);
-        reject(asError(e?.message ?? e));
-      }
-    });
-  }
-
-  #fromWorker(data) {
-    if (data.id !== undefined) {
-      const call = this.#calls.get(data.id);
-      if (!call) return;
-      this.#calls.delete(data.id);
-      if (data.ok) call.resolve(data.value);
-      else call.reject(new Error(data.error));
-      return;
-    }
-    if (data.stats) {
-      this.#stats = data.stats;
-      this.#connected = data.stats.connected;
-    }
-    switch (data.event) {
-      case "message":
-        if (this.#onMessage) this.#deliver(this.#onMessage, data.message, data.senderTag);
-        break;
-      case "error":
-        this.#error(new Error(data.message));
-        break;
-      case "event":
-        if (data.value?.type === "connected") this.#connected = true;
-        if (data.value?.type === "disconnected") this.#connected = false;
-        this.#event(data.value);
-        break;
-    }
-  }
-
-  #deliver(callback, message, senderTag) {
-    try {
-      callback(message, senderTag ?? undefined);
-    } catch (e) {
-      console.error("nym-client-wasm: a callback threw:", e);
-    }
-  }
-
   #error(error) {
-    if (this.#onError) {
-      try { this.#onError(error); } catch (e) { console.error("nym-client-wasm: a callback threw:", e); }
-    } else {
-      console.warn(`nym-client-wasm: ${error.message}`);
-    }
+    if (this.#onError) callBack(this.#onError, error);
+    else console.warn(`nym-client-wasm: ${error.message}`);
   }
 
   #event(event) {
-    if (this.#onEvent) {
-      try { this.#onEvent(event); } catch (e) { console.error("nym-client-wasm: a callback threw:", e); }
-    }
+    if (this.#onEvent) callBack(this.#onEvent, event);
   }
 
   /** Whether the engine runs in a Web Worker (false: in this page). */
   get inWorker() {
-    return this.#worker !== null;
+    return this.#backend.inWorker;
   }
 
   /** Whether the identity is kept in IndexedDB (false: ephemeral). */
   get persistent() {
-    return this.#persistent;
+    return this.#backend.persistent;
   }
 
   selfAddress() {
-    return this.#address;
+    return this.#backend.address;
   }
 
-  send(recipient, message) {
-    if (this.#engine) return this.#engine.send(recipient, message);
-    return this.#call("send", [recipient, copyMessage(message)]);
+  /** Resolves to the message id, the one a later `sendFailed` event names. */
+  async send(recipient, message) {
+    return this.#backend.send(recipient, message);
   }
 
-  sendAnonymous(recipient, message, replySurbs) {
-    if (this.#engine) return this.#engine.sendAnonymous(recipient, message, replySurbs);
-    return this.#call("sendAnonymous", [recipient, copyMessage(message), replySurbs]);
+  /** Resolves to the message id. */
+  async sendAnonymous(recipient, message, replySurbs) {
+    return this.#backend.sendAnonymous(recipient, message, replySurbs);
   }
 
-  reply(senderTag, message) {
-    if (this.#engine) return this.#engine.reply(senderTag, message);
-    return this.#call("reply", [senderTag, copyMessage(message)]);
+  /** Resolves to the message id. */
+  async reply(senderTag, message) {
+    return this.#backend.reply(senderTag, message);
   }
 
   onMessage(callback) {
     if (typeof callback !== "function") throw new TypeError("onMessage needs a function");
-    if (this.#engine) {
-      this.#engine.onMessage((message, senderTag) => this.#deliver(callback, message, senderTag));
-      return;
-    }
-    const first = this.#onMessage === null;
-    this.#onMessage = callback;
-    if (first && !this.#stopped) this.#call("onMessage").catch((e) => this.#error(asError(e)));
+    this.#backend.onMessage((message, senderTag) => callBack(callback, message, senderTag ?? undefined));
   }
 
   onError(callback) {
@@ -251,37 +150,20 @@ export class NymClient {
   }
 
   isConnected() {
-    if (this.#engine) return this.#engine.isConnected();
-    return !this.#stopped && this.#connected;
+    return this.#backend.isConnected();
   }
 
   stats() {
-    if (this.#engine) return this.#engine.stats();
-    return { ...this.#stats, connected: this.isConnected() };
+    return this.#backend.stats();
   }
 
   /** The topology in use: { layers: [{ layer, nodes }], gateways: [{ identityKey, mixAddress }], ourGateway }. */
   async topology() {
-    if (this.#engine) return this.#engine.topology();
-    return this.#call("topology");
+    return this.#backend.topology();
   }
 
   async stop() {
-    if (this.#engine) {
-      await this.#engine.stop();
-      this.#kv?.close();
-      this.#kv = null;
-      return;
-    }
-    if (this.#stopped) return;
-    try {
-      const last = await this.#call("stop");
-      if (last) this.#stats = last;
-    } finally {
-      this.#stopped = true;
-      this.#connected = false;
-      this.#worker.terminate();
-    }
+    return this.#backend.stop();
   }
 }
 

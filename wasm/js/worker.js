@@ -1,59 +1,56 @@
-// The engine's Web Worker: NymClient (index.js) posts { id, op, args } and
-// gets { id, ok, value | error }, plus events: { event: "message" | "error" |
-// "event" | "stats", ... }. Stats go with every event and four times a
-// second, so the page's synchronous stats() and isConnected() stay current.
+// The engine's Web Worker: runs an EngineBackend (engine.js) and answers the
+// page's WorkerProxy (worker-proxy.js) in the protocol of protocol.js.
+// Importing this module starts listening (it is the package's one module
+// with a side effect).
 import init from "./nym_client_wasm.js";
-import { startEngine } from "./engine.js";
+import { EngineBackend } from "./engine.js";
+import { Op, Notice, STATS_INTERVAL_MS, answer, failure, notice, errorText } from "./protocol.js";
 
-let engine = null;
-let kv = null;
+let backend = null;
 let statsTimer = null;
 
 const post = (message, transfer = []) => self.postMessage(message, transfer);
-const stats = () => engine?.stats();
-const errorText = (e) => (e instanceof Error ? e.message : typeof e === "string" ? e : String(e?.message ?? e));
+const stats = () => backend?.stats();
 
-async function handle(op, args) {
-  switch (op) {
-    case "start": {
-      const [module, directoryUrl, options, legacy] = args;
-      await init({ module_or_path: module });
-      ({ engine, kv } = await startEngine(directoryUrl, options, legacy));
-      engine.onError((e) => post({ event: "error", message: errorText(e) }));
-      engine.onEvent((value) => post({ event: "event", value, stats: stats() }));
-      statsTimer = setInterval(() => post({ event: "stats", stats: stats() }), 250);
-      return { address: engine.selfAddress(), migrated: engine.migrated, persistent: engine.persistent, stats: stats() };
-    }
-    case "send":
-      return engine.send(args[0], args[1]);
-    case "sendAnonymous":
-      return engine.sendAnonymous(args[0], args[1], args[2]);
-    case "reply":
-      return engine.reply(args[0], args[1]);
-    case "onMessage":
-      engine.onMessage((message, senderTag) => {
-        post({ event: "message", message, senderTag, stats: stats() }, message instanceof Uint8Array ? [message.buffer] : []);
-      });
-      return undefined;
-    case "topology":
-      return engine.topology();
-    case "stop": {
-      clearInterval(statsTimer);
-      if (engine) await engine.stop();
-      kv?.close();
-      return stats();
-    }
-    default:
-      throw new Error(`unknown operation ${op}`);
-  }
+const handlers = {
+  async [Op.START](module, directoryUrl, options, legacy) {
+    await init({ module_or_path: module });
+    backend = await EngineBackend.start(directoryUrl, options, legacy, {
+      error: (e) => post(notice(Notice.ERROR, stats(), { message: errorText(e) })),
+      event: (value) => post(notice(Notice.EVENT, stats(), { value })),
+    });
+    statsTimer = setInterval(() => post(notice(Notice.STATS, stats())), STATS_INTERVAL_MS);
+    return { address: backend.address, migrated: backend.migrated, persistent: backend.persistent, stats: stats() };
+  },
+  [Op.SEND]: (recipient, message) => started().send(recipient, message),
+  [Op.SEND_ANONYMOUS]: (recipient, message, replySurbs) => started().sendAnonymous(recipient, message, replySurbs),
+  [Op.REPLY]: (senderTag, message) => started().reply(senderTag, message),
+  [Op.SUBSCRIBE_MESSAGES]() {
+    started().onMessage((message, senderTag) => {
+      const transfer = message instanceof Uint8Array ? [message.buffer] : [];
+      post(notice(Notice.MESSAGE, stats(), { message, senderTag }), transfer);
+    });
+  },
+  [Op.TOPOLOGY]: () => started().topology(),
+  async [Op.STOP]() {
+    clearInterval(statsTimer);
+    if (backend) await backend.stop();
+    return stats();
+  },
+};
+
+function started() {
+  if (!backend) throw new Error("the client is not started");
+  return backend;
 }
 
 self.onmessage = async ({ data }) => {
   const { id, op, args } = data;
   try {
-    const value = await handle(op, args ?? []);
-    post({ id, ok: true, value });
+    const handler = Object.hasOwn(handlers, op) ? handlers[op] : null;
+    if (!handler) throw new Error(`unknown operation ${op}`);
+    post(answer(id, await handler(...(args ?? []))));
   } catch (e) {
-    post({ id, ok: false, error: errorText(e) });
+    post(failure(id, e));
   }
 };

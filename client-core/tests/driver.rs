@@ -44,9 +44,7 @@ fn epoch_secret(node: u8, epoch: KeyEpoch) -> StaticSecret {
 /// `sphinxKeys` of node `node` signing at `unix_ms`: this epoch's and the next.
 fn epoch_keys(node: u8, unix_ms: u64) -> Vec<EpochKeyJson> {
     let epoch = epoch_at(unix_ms, EPOCH_SECS * 1000);
-    (epoch..=epoch + 1)
-        .map(|e| EpochKeyJson::new(e, &PublicKey::from(&epoch_secret(node, e))))
-        .collect()
+    (epoch..=epoch + 1).map(|e| EpochKeyJson::new(e, &PublicKey::from(&epoch_secret(node, e)))).collect()
 }
 
 fn directory_key() -> SigningKey {
@@ -158,10 +156,7 @@ fn set_gateway_keys(g: &mut GatewayJson, unix_ms: u64) {
 }
 
 fn topology_json(gateway: &Gateway, mixnodes: &mut HashMap<SocketAddr, u8>) -> TopologyJson {
-    let mut json = TopologyJson {
-        epoch_length_secs: EPOCH_SECS,
-        ..TopologyJson::default()
-    };
+    let mut json = TopologyJson { epoch_length_secs: EPOCH_SECS, ..TopologyJson::default() };
     // Two layer-1 nodes (one of them may leave), one in each other layer.
     for (layer, port) in [(1u8, 1001), (1, 1011), (2, 1002), (3, 1003)] {
         let a = addr(port);
@@ -274,8 +269,7 @@ impl Harness {
             }
             if let Some(answer) = self.first_answers.pop_front() {
                 let at = self.unix_ms();
-                self.driver
-                    .handle_topology_fetched(answer.as_deref().map_err(Clone::clone), self.now, at);
+                self.driver.handle_topology_fetched(answer.as_deref().map_err(Clone::clone), self.now, at);
                 continue;
             }
             match self.to_client.pop_front() {
@@ -388,21 +382,11 @@ impl Harness {
             let (mut session, _) = pending.verify(frame).unwrap();
             gw.handshakes += 1;
             if gw.mood == Mood::Refuse {
-                let no = session.seal(
-                    &GatewayResponse::Error {
-                        message: "not registered".into(),
-                    }
-                    .encode(),
-                );
+                let no = session.seal(&GatewayResponse::Error { message: "not registered".into() }.encode());
                 self.to_client.push_back((conn, no));
                 return;
             }
-            let ok = session.seal(
-                &GatewayResponse::Authenticated {
-                    stored: gw.inbox.len() as u32,
-                }
-                .encode(),
-            );
+            let ok = session.seal(&GatewayResponse::Authenticated { stored: gw.inbox.len() as u32 }.encode());
             self.to_client.push_back((conn, ok));
             gw.session = Some(session);
             let stored: Vec<u64> = gw.inbox.keys().copied().collect();
@@ -423,13 +407,7 @@ impl Harness {
         };
         gw.next_delivery += 1;
         gw.outstanding.insert(gw.next_delivery, store);
-        let frame = session.seal(
-            &GatewayResponse::Deliver {
-                id: gw.next_delivery,
-                payload: payload.clone(),
-            }
-            .encode(),
-        );
+        let frame = session.seal(&GatewayResponse::Deliver { id: gw.next_delivery, payload: payload.clone() }.encode());
         self.to_client.push_back((conn, frame));
     }
 
@@ -446,11 +424,8 @@ impl Harness {
                 return;
             }
             if let Some(&node) = self.mixnodes.get(&at) {
-                let ProcessedPacketData::ForwardHop {
-                    next_hop_packet,
-                    next_hop_address,
-                    ..
-                } = packet.process(&epoch_secret(node, epoch)).unwrap().data
+                let ProcessedPacketData::ForwardHop { next_hop_packet, next_hop_address, .. } =
+                    packet.process(&epoch_secret(node, epoch)).unwrap().data
                 else {
                     panic!("a mixnode got a final hop")
                 };
@@ -458,9 +433,8 @@ impl Harness {
                 frame = mix_frame::encode(&next_hop_packet.to_bytes(), epoch).unwrap();
                 continue;
             }
-            let ProcessedPacketData::FinalHop {
-                identifier, payload, ..
-            } = packet.process(&epoch_secret(GATEWAY_NODE, epoch)).unwrap().data
+            let ProcessedPacketData::FinalHop { identifier, payload, .. } =
+                packet.process(&epoch_secret(GATEWAY_NODE, epoch)).unwrap().data
             else {
                 panic!("the gateway got a forward hop")
             };
@@ -516,21 +490,12 @@ impl Harness {
     }
 
     fn connected_count(&self) -> usize {
-        self.events
-            .iter()
-            .filter(|(_, e)| matches!(e, DriverEvent::Connected { .. }))
-            .count()
+        self.events.iter().filter(|(_, e)| matches!(e, DriverEvent::Connected { .. })).count()
     }
 
     fn send_to_self(&mut self, message: &[u8]) {
         let recipient = self.driver.address().expect("started");
-        let answer = self.driver.handle_request(
-            AppRequest::Send {
-                recipient,
-                message: message.to_vec(),
-            },
-            self.now,
-        );
+        let answer = self.driver.handle_request(AppRequest::Send { recipient, message: message.to_vec() }, self.now);
         assert!(matches!(answer, AppResponse::Send { .. }), "{answer:?}");
         self.settle();
     }
@@ -595,10 +560,7 @@ fn a_failed_handshake_closes_the_connection_and_reconnects_after_the_backoff() {
     h.settle();
     let lost = h.disconnects();
     assert_eq!(lost.len(), 1);
-    assert!(
-        matches!(&lost[0].1, Disconnect::HandshakeFailed(why) if why.contains("not registered")),
-        "{lost:?}"
-    );
+    assert!(matches!(&lost[0].1, Disconnect::HandshakeFailed(why) if why.contains("not registered")), "{lost:?}");
     assert_eq!(h.closes.len(), 1, "the refused connection is closed by the client");
     assert_eq!(lost[0].2, DriverConfig::default().reconnect_initial);
 
@@ -646,10 +608,7 @@ fn a_moved_gateway_is_followed_from_the_next_connection_without_dropping_a_worki
     let text = h.topology_text();
     h.fetched(Ok(&text));
     h.settle();
-    assert!(h
-        .events
-        .iter()
-        .any(|(_, e)| *e == DriverEvent::GatewayMoved { url: URL_B.into() }));
+    assert!(h.events.iter().any(|(_, e)| *e == DriverEvent::GatewayMoved { url: URL_B.into() }));
     assert!(h.driver.is_connected(), "the working connection stays");
     assert!(h.closes.is_empty());
     // The old listener goes away; the next connection goes to B.
@@ -671,11 +630,7 @@ fn a_topology_without_our_gateway_or_unreadable_is_refused_and_the_old_one_kept(
     h.fetched(Ok("{ not json"));
     h.fetched(Err("directory unreachable".into()));
     h.settle();
-    let refused = h
-        .events
-        .iter()
-        .filter(|(_, e)| matches!(e, DriverEvent::TopologyRefused(_)))
-        .count();
+    let refused = h.events.iter().filter(|(_, e)| matches!(e, DriverEvent::TopologyRefused(_))).count();
     assert_eq!(refused, 3);
     assert_eq!(h.driver.gateway_url(), Some(URL_A));
     // Sending still works: the client kept a topology with routes.
@@ -701,11 +656,7 @@ fn the_backoff_doubles_and_resets_only_after_a_stable_connection() {
         assert!(h.driver.is_connected());
     }
     let waits: Vec<Duration> = h.disconnects().iter().map(|(_, _, r)| *r).collect();
-    assert_eq!(
-        waits,
-        vec![initial, initial * 2, initial * 4],
-        "short-lived connections don't reset the backoff"
-    );
+    assert_eq!(waits, vec![initial, initial * 2, initial * 4], "short-lived connections don't reset the backoff");
     // One that stays up past the stable time resets it.
     h.run_until(h.now + DriverConfig::default().stable_connection);
     h.cut();
@@ -744,11 +695,7 @@ fn messages_without_an_application_are_stored_before_their_ack_and_go_to_the_fir
     h.send_to_self(b"for later");
     assert!(h.delivered.is_empty());
     // The kept message was written (synced) before the frame that acknowledges it.
-    let persist = h
-        .trace
-        .iter()
-        .position(|t| t == "persist ReceivedMessages")
-        .expect("stored");
+    let persist = h.trace.iter().position(|t| t == "persist ReceivedMessages").expect("stored");
     assert!(h.gateway.inbox.is_empty(), "acknowledged once stored");
     assert!(h.trace[persist + 1..].iter().any(|t| t == "transmit"), "{:?}", h.trace);
 
@@ -763,32 +710,19 @@ fn messages_without_an_application_are_stored_before_their_ack_and_go_to_the_fir
     h.driver.detach_app(app, Vec::new());
     h.driver.detach_app(
         second,
-        vec![nym_client_core::ReceivedMessage {
-            message: b"x".to_vec(),
-            sender_tag: None,
-            sets: vec![77],
-        }],
+        vec![nym_client_core::ReceivedMessage { message: b"x".to_vec(), sender_tag: None, sets: vec![77] }],
     );
     h.settle();
     assert_eq!(h.driver.kept_messages(), 1);
     let log = h.received_log.clone();
-    let restored = Restored {
-        reply_store: None,
-        received_messages: Some(log),
-    };
+    let restored = Restored { reply_store: None, received_messages: Some(log) };
     let h2 = Harness::new(config(), restored);
     assert_eq!(h2.driver.kept_messages(), 1, "the kept message survives a restart");
 }
 
 #[test]
 fn applications_past_the_limit_are_refused() {
-    let mut h = Harness::new(
-        DriverConfig {
-            max_applications: 2,
-            ..config()
-        },
-        Restored::default(),
-    );
+    let mut h = Harness::new(DriverConfig { max_applications: 2, ..config() }, Restored::default());
     let a = h.driver.attach_app().unwrap();
     h.driver.attach_app().unwrap();
     let refused = h.driver.attach_app().unwrap_err();
@@ -818,13 +752,7 @@ fn only_a_fresh_topology_signed_by_the_pinned_key_with_signed_descriptors_is_bel
     let good = h.topology_text();
     h.fetched(Ok(&good));
     h.settle();
-    assert!(
-        h.events
-            .iter()
-            .all(|(_, e)| !matches!(e, DriverEvent::TopologyRefused(_))),
-        "{:?}",
-        h.events
-    );
+    assert!(h.events.iter().all(|(_, e)| !matches!(e, DriverEvent::TopologyRefused(_))), "{:?}", h.events);
 
     let at = h.unix_ms();
     let parsed = |text: &str| serde_json::from_str::<TopologyJson>(text).unwrap();
@@ -847,19 +775,10 @@ fn only_a_fresh_topology_signed_by_the_pinned_key_with_signed_descriptors_is_bel
     let mut unsigned = parsed(&good);
     unsigned.signature.clear();
     let cases = [
-        (
-            serde_json::to_string(&tampered).unwrap(),
-            "the topology: the signature does not verify",
-        ),
-        (
-            serde_json::to_string(&foreign).unwrap(),
-            "not by the pinned directory key",
-        ),
+        (serde_json::to_string(&tampered).unwrap(), "the topology: the signature does not verify"),
+        (serde_json::to_string(&foreign).unwrap(), "not by the pinned directory key"),
         (serde_json::to_string(&expired).unwrap(), "expired"),
-        (
-            serde_json::to_string(&forged).unwrap(),
-            "gateway 127.0.0.1:6666: the signature does not verify",
-        ),
+        (serde_json::to_string(&forged).unwrap(), "gateway 127.0.0.1:6666: the signature does not verify"),
         (serde_json::to_string(&unsigned).unwrap(), "not signed"),
         // 6. an older genuine document replayed
         (first, "before the one in use"),
@@ -891,13 +810,7 @@ fn only_a_fresh_topology_signed_by_the_pinned_key_with_signed_descriptors_is_bel
     let before = refusals.len();
     h.fetched(Ok(&newer));
     h.settle();
-    assert_eq!(
-        h.events
-            .iter()
-            .filter(|(_, e)| matches!(e, DriverEvent::TopologyRefused(_)))
-            .count(),
-        before
-    );
+    assert_eq!(h.events.iter().filter(|(_, e)| matches!(e, DriverEvent::TopologyRefused(_))).count(), before);
 }
 
 #[test]
@@ -917,25 +830,11 @@ fn a_first_hop_that_left_costs_no_retransmission_and_brings_the_topology_fetch_f
     assert_eq!(stats.retransmissions, 0);
     // ... the node left our routes at the first refusal ...
     assert!(stats.rerouted_packets < 30, "{stats:?}");
-    assert!(h
-        .driver
-        .client()
-        .topology()
-        .unwrap()
-        .layer(1)
-        .iter()
-        .all(|m| m.address != addr(1001)));
+    assert!(h.driver.client().topology().unwrap().layer(1).iter().all(|m| m.address != addr(1001)));
     // ... nobody heard of an error, and the topology is fetched at once,
     // long before its period.
-    assert!(
-        h.events.iter().all(|(_, e)| !e.concerns_applications()),
-        "{:?}",
-        h.events
-    );
-    assert!(h
-        .events
-        .iter()
-        .any(|(_, e)| matches!(e, DriverEvent::RouteRefused { .. })));
+    assert!(h.events.iter().all(|(_, e)| !e.concerns_applications()), "{:?}", h.events);
+    assert!(h.events.iter().any(|(_, e)| matches!(e, DriverEvent::RouteRefused { .. })));
     assert_eq!(h.fetches, 1);
     assert!(h.now < DriverConfig::default().topology_refresh);
 }
@@ -949,16 +848,9 @@ fn the_last_node_of_a_layer_refused_counts_as_a_loss_and_cannot_loop() {
     h.send_to_self(b"nowhere to go");
     h.run_until(h.now + Duration::from_secs(1));
     let stats = h.driver.client().stats().clone();
-    let failed = h
-        .events
-        .iter()
-        .filter(|(_, e)| matches!(e, DriverEvent::SendFailed { .. }))
-        .count();
+    let failed = h.events.iter().filter(|(_, e)| matches!(e, DriverEvent::SendFailed { .. })).count();
     assert_eq!(failed, 1, "given up once, after counted tries: {stats:?}");
-    assert_eq!(
-        stats.retransmissions,
-        u64::from(ClientConfig::default().max_retransmissions)
-    );
+    assert_eq!(stats.retransmissions, u64::from(ClientConfig::default().max_retransmissions));
 }
 
 #[test]
@@ -983,19 +875,10 @@ fn a_transfer_across_key_rotations_loses_nothing_and_meets_no_retired_key() {
         .collect();
     got.sort();
     assert_eq!(got, (0..sent).collect::<Vec<_>>(), "every message, once");
-    assert_eq!(
-        h.retired_key_drops, 0,
-        "no packet was built for a key its nodes no longer hold"
-    );
+    assert_eq!(h.retired_key_drops, 0, "no packet was built for a key its nodes no longer hold");
     let stats = h.driver.client().stats().clone();
     assert_eq!(stats.retransmissions, 0, "{stats:?}");
-    assert!(
-        h.events
-            .iter()
-            .all(|(_, e)| !matches!(e, DriverEvent::SendFailed { .. })),
-        "{:?}",
-        h.events
-    );
+    assert!(h.events.iter().all(|(_, e)| !matches!(e, DriverEvent::SendFailed { .. })), "{:?}", h.events);
 }
 
 #[test]
@@ -1006,11 +889,7 @@ fn surbs_that_will_retire_are_replaced_in_time_so_a_reply_two_rotations_later_ar
     // An anonymous message to ourselves: we are its sender and its replier.
     let me = h.driver.address().unwrap();
     let answer = h.driver.handle_request(
-        AppRequest::SendAnonymous {
-            recipient: me,
-            message: b"who am I talking to?".to_vec(),
-            reply_surbs: 3,
-        },
+        AppRequest::SendAnonymous { recipient: me, message: b"who am I talking to?".to_vec(), reply_surbs: 3 },
         h.now,
     );
     assert!(matches!(answer, AppResponse::Send { .. }), "{answer:?}");
@@ -1022,23 +901,15 @@ fn surbs_that_will_retire_are_replaced_in_time_so_a_reply_two_rotations_later_ar
     // Two rotations: the SURBs' keys are retired by then.
     h.run_with_directory(epoch * 2 + Duration::from_secs(10), Duration::from_secs(1));
     assert!(epoch_at(h.unix_ms(), EPOCH_SECS * 1000) >= old_epoch + 2);
-    let answer = h.driver.handle_request(
-        AppRequest::Reply {
-            sender_tag: tag,
-            message: b"your future self".to_vec(),
-        },
-        h.now,
-    );
+    let answer =
+        h.driver.handle_request(AppRequest::Reply { sender_tag: tag, message: b"your future self".to_vec() }, h.now);
     assert!(
         matches!(answer, AppResponse::Send { .. }),
         "fresh SURBs were fetched before the old ones retired: {answer:?}"
     );
     h.run_with_directory(h.now + Duration::from_secs(2), Duration::from_secs(1));
-    let replies: Vec<_> = h
-        .delivered
-        .iter()
-        .filter(|(to, m)| *to == DeliverTo::All && m == b"your future self")
-        .collect();
+    let replies: Vec<_> =
+        h.delivered.iter().filter(|(to, m)| *to == DeliverTo::All && m == b"your future self").collect();
     assert_eq!(replies.len(), 1, "{:?}", h.events);
     assert_eq!(h.retired_key_drops, 0);
 }
@@ -1049,14 +920,9 @@ fn a_reply_through_only_retired_surbs_is_refused_with_a_reason_not_lost() {
     let epoch = Duration::from_secs(EPOCH_SECS);
     let _app = h.driver.attach_app().unwrap();
     let me = h.driver.address().unwrap();
-    let answer = h.driver.handle_request(
-        AppRequest::SendAnonymous {
-            recipient: me,
-            message: b"hello".to_vec(),
-            reply_surbs: 2,
-        },
-        h.now,
-    );
+    let answer = h
+        .driver
+        .handle_request(AppRequest::SendAnonymous { recipient: me, message: b"hello".to_vec(), reply_surbs: 2 }, h.now);
     assert!(matches!(answer, AppResponse::Send { .. }), "{answer:?}");
     h.run_with_directory(h.now + Duration::from_secs(2), Duration::from_secs(1));
     let (tag, _) = h.anonymous.first().cloned().expect("the anonymous message arrived");
@@ -1068,13 +934,7 @@ fn a_reply_through_only_retired_surbs_is_refused_with_a_reason_not_lost() {
     h.run_with_directory(h.now + Duration::from_secs(40), Duration::from_secs(1));
     assert!(h.driver.is_connected());
     // ... so the SURBs retired unused; the reply is refused, saying why.
-    match h.driver.handle_request(
-        AppRequest::Reply {
-            sender_tag: tag,
-            message: b"late".to_vec(),
-        },
-        h.now,
-    ) {
+    match h.driver.handle_request(AppRequest::Reply { sender_tag: tag, message: b"late".to_vec() }, h.now) {
         AppResponse::Error(e) => assert!(e.contains("retired"), "{e}"),
         other => panic!("{other:?}"),
     }
@@ -1090,11 +950,7 @@ fn unacknowledged_packets_bring_the_topology_fetch_forward() {
     h.send_to_self(b"into the void");
     h.run_until(h.now + Duration::from_secs(5));
     assert!(h.driver.client().stats().retransmissions >= 1);
-    assert!(
-        h.fetches >= 1,
-        "fetched early, long before the {:?} refresh",
-        DriverConfig::default().topology_refresh
-    );
+    assert!(h.fetches >= 1, "fetched early, long before the {:?} refresh", DriverConfig::default().topology_refresh);
     assert!(h.now < DriverConfig::default().topology_refresh);
     // With the mixnet back, the retransmission arrives.
     h.black_hole = false;
@@ -1124,11 +980,7 @@ fn the_first_fetch_is_retried_with_the_shared_backoff_then_the_start_fails_clear
     h.directory = DirectoryMood::Down;
     h.driver.start(h.now);
     h.settle();
-    assert_eq!(
-        h.trace.first().map(String::as_str),
-        Some("first fetch"),
-        "the first output is the topology fetch"
-    );
+    assert_eq!(h.trace.first().map(String::as_str), Some("first fetch"), "the first output is the topology fetch");
     h.run_until(Duration::from_secs(600));
 
     // Attempts at 0, then after each of the shared waits.
@@ -1144,12 +996,7 @@ fn the_first_fetch_is_retried_with_the_shared_backoff_then_the_start_fails_clear
     for (i, event) in events[..4].iter().enumerate() {
         let attempt = i as u32 + 1;
         match event {
-            DriverEvent::FirstFetchFailed {
-                attempt: a,
-                attempts,
-                retry_in,
-                reason,
-            } => {
+            DriverEvent::FirstFetchFailed { attempt: a, attempts, retry_in, reason } => {
                 assert_eq!((*a, *attempts), (attempt, defaults::FIRST_FETCH_ATTEMPTS));
                 assert_eq!(Some(*retry_in), defaults::first_fetch_retry(attempt));
                 assert!(reason.contains("connection refused"), "{reason}");
@@ -1157,38 +1004,16 @@ fn the_first_fetch_is_retried_with_the_shared_backoff_then_the_start_fails_clear
             other => panic!("{other:?}"),
         }
     }
-    let DriverEvent::StartFailed(error) = &events[4] else {
-        panic!("{events:?}")
-    };
-    assert_eq!(
-        *error,
-        StartError::Topology {
-            attempts: 5,
-            reason: "connection refused".into()
-        }
-    );
-    assert!(
-        error
-            .to_string()
-            .contains("no usable topology from the directory after 5 attempts"),
-        "{error}"
-    );
+    let DriverEvent::StartFailed(error) = &events[4] else { panic!("{events:?}") };
+    assert_eq!(*error, StartError::Topology { attempts: 5, reason: "connection refused".into() });
+    assert!(error.to_string().contains("no usable topology from the directory after 5 attempts"), "{error}");
     // Given up: nothing more, no connection, no timer, no requests served.
     assert!(h.connects.is_empty());
     assert_eq!(h.driver.poll_timeout(), None);
-    assert!(
-        !DriverEvent::StartFailed(error.clone()).concerns_applications(),
-        "the shim reports it as its own failure"
-    );
+    assert!(!DriverEvent::StartFailed(error.clone()).concerns_applications(), "the shim reports it as its own failure");
     let me = nym_client_core::Recipient::new([1; 32], [2; 32]);
     assert!(matches!(
-        h.driver.handle_request(
-            AppRequest::Send {
-                recipient: me,
-                message: b"x".to_vec()
-            },
-            h.now
-        ),
+        h.driver.handle_request(AppRequest::Send { recipient: me, message: b"x".to_vec() }, h.now),
         AppResponse::Error(_)
     ));
 }
@@ -1204,10 +1029,7 @@ fn a_first_fetch_that_hangs_counts_as_failed_and_a_later_attempt_starts_the_driv
     assert_eq!(h.driver.poll_timeout(), Some(defaults::FIRST_FETCH_TIMEOUT + retry));
     h.directory = DirectoryMood::Serve;
     h.run_until(defaults::FIRST_FETCH_TIMEOUT + retry);
-    assert_eq!(
-        h.first_fetches,
-        vec![Duration::ZERO, defaults::FIRST_FETCH_TIMEOUT + retry]
-    );
+    assert_eq!(h.first_fetches, vec![Duration::ZERO, defaults::FIRST_FETCH_TIMEOUT + retry]);
     assert!(h.driver.is_connected(), "{:?}", h.events);
     match &start_events(&h)[..] {
         [DriverEvent::FirstFetchFailed { attempt: 1, reason, .. }, DriverEvent::GatewayChosen { .. }] => {
@@ -1225,10 +1047,7 @@ fn with_no_directory_key_pinned_the_first_one_is_trusted_kept_and_then_required(
     h.settle();
     assert!(h.driver.is_connected(), "{:?}", h.events);
     let key = directory_key().verifying_key().to_bytes();
-    assert_eq!(
-        h.directory_key_store,
-        nym_client_core::address::encode_key(&key).into_bytes()
-    );
+    assert_eq!(h.directory_key_store, nym_client_core::address::encode_key(&key).into_bytes());
     assert_eq!(h.driver.directory_key(), Some(key));
     // Kept before anything else happens.
     assert_eq!(&h.trace[..2], ["first fetch", "persist DirectoryKey"]);
@@ -1239,13 +1058,7 @@ fn with_no_directory_key_pinned_the_first_one_is_trusted_kept_and_then_required(
     foreign.sign(&SigningKey::from_bytes(&[66; 32]), at, at + VALIDITY_MS);
     h.fetched(Ok(&serde_json::to_string(&foreign).unwrap()));
     h.settle();
-    assert!(
-        h.events
-            .iter()
-            .any(|(_, e)| matches!(e, DriverEvent::TopologyRefused(_))),
-        "{:?}",
-        h.events
-    );
+    assert!(h.events.iter().any(|(_, e)| matches!(e, DriverEvent::TopologyRefused(_))), "{:?}", h.events);
 
     // A pinned key is never written again.
     let h2 = started();
@@ -1254,20 +1067,13 @@ fn with_no_directory_key_pinned_the_first_one_is_trusted_kept_and_then_required(
 
 #[test]
 fn with_no_gateway_named_one_is_chosen_from_the_first_topology_and_told() {
-    let mut h = Harness::with(
-        config(),
-        Restored::default(),
-        Some(directory_key().verifying_key().to_bytes()),
-        None,
-    );
+    let mut h = Harness::with(config(), Restored::default(), Some(directory_key().verifying_key().to_bytes()), None);
     assert_eq!(h.driver.address(), None, "no address before a gateway");
     h.driver.start(h.now);
     h.settle();
     let gateway = h.gateway.identity.verifying_key().to_bytes();
-    let chosen = DriverEvent::GatewayChosen {
-        gateway: nym_client_core::address::encode_key(&gateway),
-        url: URL_A.into(),
-    };
+    let chosen =
+        DriverEvent::GatewayChosen { gateway: nym_client_core::address::encode_key(&gateway), url: URL_A.into() };
     assert_eq!(start_events(&h), vec![chosen]);
     assert_eq!(h.driver.gateway_identity(), Some(gateway));
     assert_eq!(h.driver.address().map(|a| a.gateway_key), Some(gateway));
@@ -1295,22 +1101,14 @@ fn applications_hear_exactly_what_the_core_decides_and_a_failed_message_names_it
     h.gateway.departed.insert(addr(1001));
     h.gateway.departed.insert(addr(1011));
     let me = h.driver.address().unwrap();
-    let AppResponse::Send { id } = h.driver.handle_request(
-        AppRequest::Send {
-            recipient: me,
-            message: b"lost".to_vec(),
-        },
-        h.now,
-    ) else {
+    let AppResponse::Send { id } =
+        h.driver.handle_request(AppRequest::Send { recipient: me, message: b"lost".to_vec() }, h.now)
+    else {
         panic!("refused")
     };
-    let AppResponse::Send { id: second } = h.driver.handle_request(
-        AppRequest::Send {
-            recipient: me,
-            message: b"lost too".to_vec(),
-        },
-        h.now,
-    ) else {
+    let AppResponse::Send { id: second } =
+        h.driver.handle_request(AppRequest::Send { recipient: me, message: b"lost too".to_vec() }, h.now)
+    else {
         panic!("refused")
     };
     assert_ne!(id, second, "each message its own id");
@@ -1330,29 +1128,15 @@ fn applications_hear_exactly_what_the_core_decides_and_a_failed_message_names_it
         })
         .collect();
     failed.sort();
-    assert_eq!(
-        failed,
-        vec![id.min(second), id.max(second)],
-        "each failure once, by the id its send was answered with"
-    );
+    assert_eq!(failed, vec![id.min(second), id.max(second)], "each failure once, by the id its send was answered with");
     // The rest is for the log: route refusals, disconnections, start-up.
     for (_, event) in &h.events {
         let heard = event.for_applications().is_some();
         assert_eq!(heard, event.concerns_applications());
-        assert_eq!(
-            heard,
-            matches!(event, DriverEvent::SendFailed { .. } | DriverEvent::GatewayError(_)),
-            "{event:?}"
-        );
+        assert_eq!(heard, matches!(event, DriverEvent::SendFailed { .. } | DriverEvent::GatewayError(_)), "{event:?}");
     }
-    assert!(h
-        .events
-        .iter()
-        .any(|(_, e)| matches!(e, DriverEvent::Disconnected { .. })));
-    assert!(h
-        .events
-        .iter()
-        .any(|(_, e)| matches!(e, DriverEvent::GatewayChosen { .. })));
+    assert!(h.events.iter().any(|(_, e)| matches!(e, DriverEvent::Disconnected { .. })));
+    assert!(h.events.iter().any(|(_, e)| matches!(e, DriverEvent::GatewayChosen { .. })));
     assert_eq!(
         DriverEvent::GatewayError("full".into()).for_applications(),
         Some(AppResponse::Error("full".into())),

@@ -256,15 +256,8 @@ impl Driver {
     fn connect(&mut self, now: Duration) {
         self.next_conn += 1;
         let conn = ConnectionId(self.next_conn);
-        self.link = Link::Opening {
-            conn,
-            deadline: now + self.config.handshake_timeout,
-            open: false,
-        };
-        self.outputs.push_back(Output::Connect {
-            conn,
-            url: self.gateway_url.clone(),
-        });
+        self.link = Link::Opening { conn, deadline: now + self.config.handshake_timeout, open: false };
+        self.outputs.push_back(Output::Connect { conn, url: self.gateway_url.clone() });
     }
 
     /// The connection ended (or never opened): tell, and schedule the next.
@@ -284,12 +277,8 @@ impl Driver {
         }
         self.client.handle_gateway_disconnected(now);
         let retry_in = self.backoff;
-        self.backoff = (self.backoff * 2)
-            .min(self.config.reconnect_max)
-            .max(self.config.reconnect_initial);
-        self.link = Link::Waiting {
-            retry_at: now + retry_in,
-        };
+        self.backoff = (self.backoff * 2).min(self.config.reconnect_max).max(self.config.reconnect_initial);
+        self.link = Link::Waiting { retry_at: now + retry_in };
         self.outputs.push_back(Output::Event(DriverEvent::Disconnected {
             url: self.gateway_url.clone(),
             reason,
@@ -303,18 +292,9 @@ impl Driver {
 
     /// The websocket `conn` is open.
     pub fn handle_connected(&mut self, conn: ConnectionId, now: Duration) {
-        if let Link::Opening {
-            conn: c,
-            deadline,
-            open: false,
-        } = self.link
-        {
+        if let Link::Opening { conn: c, deadline, open: false } = self.link {
             if c == conn {
-                self.link = Link::Opening {
-                    conn,
-                    deadline,
-                    open: true,
-                };
+                self.link = Link::Opening { conn, deadline, open: true };
                 self.client.handle_gateway_connected(now);
             }
         }
@@ -373,9 +353,7 @@ impl Driver {
         };
         if gateway.client_listener != self.gateway_url {
             self.gateway_url = gateway.client_listener.clone();
-            self.outputs.push_back(Output::Event(DriverEvent::GatewayMoved {
-                url: self.gateway_url.clone(),
-            }));
+            self.outputs.push_back(Output::Event(DriverEvent::GatewayMoved { url: self.gateway_url.clone() }));
         }
         self.topology_issued_at = verified.issued_at;
         self.client.handle_topology(verified.topology);
@@ -431,19 +409,14 @@ impl Driver {
             Link::Opening { deadline, .. } => Some(deadline),
             Link::Idle | Link::Up { .. } => None,
         };
-        [self.client.poll_timeout(), link, self.refresh_at]
-            .into_iter()
-            .flatten()
-            .min()
+        [self.client.poll_timeout(), link, self.refresh_at].into_iter().flatten().min()
     }
 
     /// An application attached; messages kept while none was go to it.
     /// Refused past [`DriverConfig::max_applications`].
     pub fn attach_app(&mut self) -> Result<AppId, AttachError> {
         if self.apps.len() >= self.config.max_applications {
-            return Err(AttachError::TooManyApplications {
-                attached: self.apps.len(),
-            });
+            return Err(AttachError::TooManyApplications { attached: self.apps.len() });
         }
         self.next_app += 1;
         let app = AppId(self.next_app);
@@ -454,10 +427,7 @@ impl Driver {
             self.received_sync = true;
         }
         for message in kept {
-            self.outputs.push_back(Output::Deliver {
-                to: DeliverTo::One(app),
-                message,
-            });
+            self.outputs.push_back(Output::Deliver { to: DeliverTo::One(app), message });
         }
         self.flush_stores();
         Ok(app)
@@ -493,11 +463,9 @@ impl Driver {
         let queued = match request {
             AppRequest::SelfAddress => return AppResponse::SelfAddress(self.client.address().to_string()),
             AppRequest::Send { recipient, message } => self.client.send(recipient, message, now),
-            AppRequest::SendAnonymous {
-                recipient,
-                message,
-                reply_surbs,
-            } => self.client.send_anonymous(recipient, message, reply_surbs, now),
+            AppRequest::SendAnonymous { recipient, message, reply_surbs } => {
+                self.client.send_anonymous(recipient, message, reply_surbs, now)
+            }
             AppRequest::Reply { sender_tag, message } => self.client.reply(sender_tag, message, now),
         };
         self.take_client_events(now);
@@ -517,9 +485,7 @@ impl Driver {
             Link::Opening { conn, open: true, .. } | Link::Up { conn, .. } => conn,
             _ => return None,
         };
-        self.client
-            .poll_transmit(now)
-            .map(|frame| Output::Transmit { conn, frame })
+        self.client.poll_transmit(now).map(|frame| Output::Transmit { conn, frame })
     }
 
     /// Brings the next topology fetch forward to now (or to
@@ -527,9 +493,7 @@ impl Driver {
     /// when a fetch is out or the driver is stopped.
     fn fetch_topology_soon(&mut self, now: Duration) {
         if let Some(at) = self.refresh_at {
-            let earliest = self
-                .last_fetch
-                .map_or(now, |t| (t + defaults::EARLY_TOPOLOGY_FETCH_GAP).max(now));
+            let earliest = self.last_fetch.map_or(now, |t| (t + defaults::EARLY_TOPOLOGY_FETCH_GAP).max(now));
             self.refresh_at = Some(at.min(earliest));
         }
     }
@@ -542,27 +506,18 @@ impl Driver {
                 ClientEvent::Connected => {
                     if let Link::Opening { conn, .. } = self.link {
                         self.link = Link::Up { conn, since: now };
-                        self.outputs.push_back(Output::Event(DriverEvent::Connected {
-                            url: self.gateway_url.clone(),
-                        }));
+                        self.outputs.push_back(Output::Event(DriverEvent::Connected { url: self.gateway_url.clone() }));
                     }
                 }
                 ClientEvent::HandshakeFailed(why) => self.lost(now, Disconnect::HandshakeFailed(why), true),
                 ClientEvent::GatewayError(e) => self.outputs.push_back(Output::Event(DriverEvent::GatewayError(e))),
-                ClientEvent::SendFailed {
-                    message_id,
-                    recipient,
-                    reason,
-                } => self.outputs.push_back(Output::Event(DriverEvent::SendFailed {
-                    message_id,
-                    recipient,
-                    reason,
-                })),
+                ClientEvent::SendFailed { message_id, recipient, reason } => {
+                    self.outputs.push_back(Output::Event(DriverEvent::SendFailed { message_id, recipient, reason }))
+                }
                 ClientEvent::ReplyStoreChanged => self.reply_store_changed = true,
                 ClientEvent::RouteRefused { first_hop } => {
                     self.fetch_topology_soon(now);
-                    self.outputs
-                        .push_back(Output::Event(DriverEvent::RouteRefused { first_hop }));
+                    self.outputs.push_back(Output::Event(DriverEvent::RouteRefused { first_hop }));
                 }
                 ClientEvent::Received(message) => self.receive(message),
             }
@@ -578,10 +533,7 @@ impl Driver {
         } else {
             let bytes = self.received.handed_over(&message.sets);
             self.received_append.extend_from_slice(&bytes);
-            self.outputs.push_back(Output::Deliver {
-                to: DeliverTo::All,
-                message,
-            });
+            self.outputs.push_back(Output::Deliver { to: DeliverTo::All, message });
         }
     }
 
@@ -590,10 +542,7 @@ impl Driver {
         let dropped = self.received.trim(self.config.kept_messages, self.config.kept_bytes);
         if !dropped.is_empty() {
             let bytes = dropped.iter().map(|m| m.message.len()).sum();
-            self.outputs.push_back(Output::Event(DriverEvent::KeptMessagesDropped {
-                count: dropped.len(),
-                bytes,
-            }));
+            self.outputs.push_back(Output::Event(DriverEvent::KeptMessagesDropped { count: dropped.len(), bytes }));
             self.received_rewrite = true;
         }
         if self.received.wants_compaction() {
@@ -618,10 +567,7 @@ impl Driver {
         }
         if std::mem::take(&mut self.reply_store_changed) {
             let bytes = self.client.export_reply_store();
-            self.outputs.push_back(Output::Persist {
-                store: StoreName::ReplyStore,
-                write: StoreWrite::Replace(bytes),
-            });
+            self.outputs.push_back(Output::Persist { store: StoreName::ReplyStore, write: StoreWrite::Replace(bytes) });
         }
     }
 }

@@ -196,10 +196,9 @@ impl DriverEvent {
     /// shim's to report as its own failure.
     pub fn for_applications(&self) -> Option<AppResponse> {
         match self {
-            DriverEvent::SendFailed { message_id, .. } => Some(AppResponse::SendFailed {
-                id: *message_id,
-                message: self.to_string(),
-            }),
+            DriverEvent::SendFailed { message_id, .. } => {
+                Some(AppResponse::SendFailed { id: *message_id, message: self.to_string() })
+            }
             DriverEvent::GatewayError(e) => Some(AppResponse::Error(e.clone())),
             _ => None,
         }

@@ -57,9 +57,7 @@ pub fn choose_gateway<'t, R: Rng + ?Sized>(
     rng: &mut R,
 ) -> Result<&'t Gateway, StartError> {
     match preferred {
-        Some(id) => topology
-            .gateway(id)
-            .ok_or_else(|| StartError::GatewayNotInTopology(encode_key(id))),
+        Some(id) => topology.gateway(id).ok_or_else(|| StartError::GatewayNotInTopology(encode_key(id))),
         None => topology.gateways().choose(rng).ok_or(StartError::NoGateway),
     }
 }
@@ -68,12 +66,8 @@ impl Driver {
     /// Asks for the next attempt at the first fetch.
     pub(super) fn fetch_first(&mut self, attempt: u32, now: Duration) {
         // Not a `last_fetch`: the first early refresh may go at once.
-        self.stage = Stage::FirstFetch {
-            attempt,
-            pending: FirstFetch::Out {
-                deadline: now + defaults::FIRST_FETCH_TIMEOUT,
-            },
-        };
+        self.stage =
+            Stage::FirstFetch { attempt, pending: FirstFetch::Out { deadline: now + defaults::FIRST_FETCH_TIMEOUT } };
         self.outputs.push_back(Output::FetchTopology);
     }
 
@@ -86,10 +80,7 @@ impl Driver {
             FirstFetch::Waiting { retry_at } if retry_at <= now => self.fetch_first(attempt + 1, now),
             FirstFetch::Out { deadline } if deadline <= now => self.first_fetch_failed(
                 attempt,
-                format!(
-                    "the directory did not answer within {} s",
-                    defaults::FIRST_FETCH_TIMEOUT.as_secs()
-                ),
+                format!("the directory did not answer within {} s", defaults::FIRST_FETCH_TIMEOUT.as_secs()),
                 now,
             ),
             _ => {}
@@ -99,14 +90,8 @@ impl Driver {
     /// When the first fetch's timer is due.
     pub(super) fn first_fetch_deadline(&self) -> Option<Duration> {
         match self.stage {
-            Stage::FirstFetch {
-                pending: FirstFetch::Out { deadline },
-                ..
-            } => Some(deadline),
-            Stage::FirstFetch {
-                pending: FirstFetch::Waiting { retry_at },
-                ..
-            } => Some(retry_at),
+            Stage::FirstFetch { pending: FirstFetch::Out { deadline }, .. } => Some(deadline),
+            Stage::FirstFetch { pending: FirstFetch::Waiting { retry_at }, .. } => Some(retry_at),
             _ => None,
         }
     }
@@ -114,12 +99,7 @@ impl Driver {
     fn first_fetch_failed(&mut self, attempt: u32, reason: String, now: Duration) {
         match defaults::first_fetch_retry(attempt) {
             Some(retry_in) => {
-                self.stage = Stage::FirstFetch {
-                    attempt,
-                    pending: FirstFetch::Waiting {
-                        retry_at: now + retry_in,
-                    },
-                };
+                self.stage = Stage::FirstFetch { attempt, pending: FirstFetch::Waiting { retry_at: now + retry_in } };
                 let attempts = defaults::FIRST_FETCH_ATTEMPTS;
                 self.outputs.push_back(Output::Event(DriverEvent::FirstFetchFailed {
                     attempt,
@@ -128,10 +108,7 @@ impl Driver {
                     reason,
                 }));
             }
-            None => self.fail_start(StartError::Topology {
-                attempts: attempt,
-                reason,
-            }),
+            None => self.fail_start(StartError::Topology { attempts: attempt, reason }),
         }
     }
 
@@ -164,10 +141,7 @@ impl Driver {
         if self.directory_key.is_none() {
             // Trust on first use: from now on only this key's documents.
             let key = encode_key(&verified.directory_key).into_bytes();
-            self.outputs.push_back(Output::Persist {
-                store: StoreName::DirectoryKey,
-                write: StoreWrite::Replace(key),
-            });
+            self.outputs.push_back(Output::Persist { store: StoreName::DirectoryKey, write: StoreWrite::Replace(key) });
         }
         self.directory_key = Some(verified.directory_key);
         self.gateway_identity = Some(gateway.identity_key);

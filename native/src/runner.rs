@@ -399,7 +399,9 @@ impl Engine {
     fn report(&self, event: DriverEvent) {
         match &event {
             DriverEvent::Connected { .. } => tracing::info!("{event}; sending traffic"),
-            DriverEvent::GatewayMoved { .. } | DriverEvent::RouteRefused { .. } => tracing::info!("{event}"),
+            DriverEvent::GatewayChosen { .. } | DriverEvent::GatewayMoved { .. } | DriverEvent::RouteRefused { .. } => {
+                tracing::info!("{event}")
+            }
             _ => tracing::warn!("{event}"),
         }
         if let Some(notice) = event.for_applications() {

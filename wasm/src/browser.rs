@@ -911,7 +911,8 @@ pub struct Engine {
 
 #[wasm_bindgen(js_class = NymEngine)]
 impl Engine {
-    /// Fetches the topology from the directory (`GET {directoryUrl}/api/presence/topology`),
+    /// Fetches the topology from the directory (`GET {directoryUrl}/api/presence/topology`;
+    /// as the driver's start-up says: up to 5 attempts, waiting 250 ms, doubling, between),
     /// loads or creates the identity (kept in `kv`, the identity's store, unless it is
     /// null: ephemeral), connects to the gateway and resolves once the gateway handshake
     /// has completed. `legacy`: what localStorage held for this identity name before
@@ -1125,7 +1126,10 @@ impl Engine {
         });
     }
 
-    /// Registers the callback for problems after start (an Error each).
+    /// Registers the callback for problems after start (an Error each): what
+    /// the driver says applications hear (`DriverEvent::for_applications`: a
+    /// message that could not be delivered, a gateway's error), as the native
+    /// websocket API pushes them. Everything else is for `onEvent`.
     #[wasm_bindgen(js_name = onError)]
     pub fn on_error(&self, callback: Function) {
         self.shared.borrow_mut().on_error = Some(callback);

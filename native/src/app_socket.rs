@@ -237,3 +237,22 @@ fn check_origin(
         Err(refusal)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pushed_failure_names_its_message_and_an_error_has_no_id() {
+        let pushes = Pushes { held: VecDeque::new(), from: Instant::now(), last_was_text: false };
+        let failed = AppResponse::SendFailed { id: 42, message: "lost".into() };
+        let Message::Text(text) = pushes.frame(AppDelivery::Notice(failed)) else { panic!("not text") };
+        let v: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+        assert_eq!(v, serde_json::json!({"type": "error", "message": "lost", "id": 42}));
+        let Message::Text(text) = pushes.frame(AppDelivery::Notice(AppResponse::Error("full".into()))) else {
+            panic!("not text")
+        };
+        let v: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+        assert_eq!(v, serde_json::json!({"type": "error", "message": "full"}));
+    }
+}

@@ -457,8 +457,12 @@ impl Driver {
     /// ([`AppResponse::Send`]), the one a later [`DriverEvent::SendFailed`]
     /// about it names.
     pub fn handle_request(&mut self, request: AppRequest, now: Duration) -> AppResponse {
-        if self.stage != Stage::Running {
-            return AppResponse::Error("the client has not started (no topology and gateway yet)".into());
+        match self.stage {
+            Stage::Running => {}
+            Stage::Stopped => return AppResponse::Error("the client is stopped".into()),
+            Stage::New | Stage::FirstFetch { .. } => {
+                return AppResponse::Error("the client has not started yet (no topology and gateway yet)".into())
+            }
         }
         let queued = match request {
             AppRequest::SelfAddress => return AppResponse::SelfAddress(self.client.address().to_string()),

@@ -5,7 +5,7 @@
 //! native (tokio) and browser (wasm-bindgen) shims need the same things
 //! around it, so they live here, sans-IO like the engine:
 //!
-//! - **start-up** ([`start`]): the first topology fetch and its retries,
+//! - **start-up** (`start.rs`): the first topology fetch and its retries,
 //!   its verification, trust on first use of the directory key, the
 //!   gateway choice; a clear [`StartError`] when it cannot start;
 //! - **the gateway connection's life**: when to open one, how long a
@@ -19,17 +19,18 @@
 //!   gateway still listed; anything else is refused and the last good
 //!   topology stays;
 //! - **what must survive a restart** (the reply store, the received-message
-//!   log), as "write these bytes under this name" outputs, always before the
+//!   log, a directory key learned on first use), as "write these bytes under this name" outputs, always before the
 //!   frames that depend on them;
 //! - **deliveries**: to every attached application, or kept (bounded) until
 //!   one attaches;
 //! - **requests** from applications (send, sendAnonymous, reply, selfAddress).
 //!
-//! The settings and their one rule of bounds are in [`config`]; what
-//! crosses to the shim (outputs, events, stores, errors) in [`outputs`].
+//! The settings and their one rule of bounds are in `config.rs`; what
+//! crosses to the shim (outputs, events, stores, errors) in `outputs.rs`.
 //!
 //! A shim makes the driver with [`Driver::new`] and calls [`Driver::start`];
-//! the first output is [`Output::FetchTopology`]. It feeds inputs (`handle_*`, each with `now`), then takes every
+//! the first output is [`Output::FetchTopology`]. It feeds inputs
+//! (`handle_*`, each with `now`), then takes every
 //! [`Output`] from [`Driver::poll_output`] in order and carries it out, then
 //! arms one timer for [`Driver::poll_timeout`] that calls
 //! [`Driver::handle_timeout`]. It holds no timers, backoff or retry logic of

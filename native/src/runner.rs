@@ -3,7 +3,11 @@
 //! One task owns the driver and is the only one touching it. It carries out
 //! what the driver asks (open or close a gateway websocket, send a frame,
 //! fetch the topology, write a store, hand a message to the applications)
-//! and fires its one timer; everything else talks to it over a channel:
+//! and fires its one timer; everything else talks to it over a channel
+//! (`inputs.rs`). It first carries out the driver's start-up (the first
+//! topology fetch and its retries; a directory key learned on first use is
+//! pinned in `config.toml`) and only then listens for applications; a
+//! driver that cannot start ends `run` with its error:
 //!
 //! ```text
 //!  app websockets ──attach/request/detach──▶ ┌────────┐ ──Connect/Transmit──▶ gateway websocket task
@@ -67,7 +71,7 @@ pub async fn run(
     };
     let (driver, report) = Driver::new(keys, pinned, Some(gateway_identity), driver_config, random_seed()?, restored)
         .map_err(|e| {
-        anyhow!("{e}: it can be removed, losing the reply blocks it held ({})", config.reply_store_file().display())
+        anyhow!("{e} ({} can be removed, losing the reply blocks it held)", config.reply_store_file().display())
     })?;
     if report.torn_bytes > 0 || report.damaged_records > 0 {
         tracing::warn!(

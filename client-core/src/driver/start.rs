@@ -45,8 +45,8 @@ pub fn verify_first_topology(
     text: &str,
     pinned: Option<&[u8; 32]>,
     unix_time_ms: u64,
-) -> Result<VerifiedTopology, String> {
-    crate::verify_topology(text, pinned, unix_time_ms, crate::VERSION).map_err(|e| e.to_string())
+) -> Result<VerifiedTopology, nym_wire::Error> {
+    crate::verify_topology(text, pinned, unix_time_ms, crate::VERSION)
 }
 
 /// The gateway a client uses: `preferred` (the one it registered with, or
@@ -124,7 +124,9 @@ impl Driver {
         let Stage::FirstFetch { attempt, pending } = self.stage else {
             return;
         };
-        let verified = fetched.and_then(|text| verify_first_topology(text, self.directory_key.as_ref(), unix_time_ms));
+        let verified = fetched.and_then(|text| {
+            verify_first_topology(text, self.directory_key.as_ref(), unix_time_ms).map_err(|e| e.to_string())
+        });
         let verified = match verified {
             Ok(v) => v,
             Err(reason) => {

@@ -61,19 +61,37 @@ pub fn received_json(message: &[u8], sender_tag: &SenderTag) -> String {
 /// A reply from the client to the application.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppResponse {
-    /// A send request was accepted (queued for the mixnet).
-    Send,
+    /// A send request (`send`, `sendAnonymous`, `reply`) was accepted
+    /// (queued for the mixnet): `{"type":"send","id":N}`. `id` names the
+    /// message in a later [`AppResponse::SendFailed`] about it.
+    Send {
+        /// The message's id.
+        id: u64,
+    },
+    /// This client's address: `{"type":"selfAddress","address":...}`.
     SelfAddress(String),
+    /// A request was refused, or a problem not about one message:
+    /// `{"type":"error","message":...}`.
     Error(String),
+    /// A message accepted earlier could not be delivered (pushed, not an
+    /// answer): `{"type":"error","message":...,"id":N}`, `id` as its
+    /// [`AppResponse::Send`] gave it.
+    SendFailed {
+        /// The message's id.
+        id: u64,
+        /// What went wrong, in words.
+        message: String,
+    },
 }
 
 impl AppResponse {
     /// The response as a compact JSON text frame.
     pub fn to_json(&self) -> String {
         let v = match self {
-            AppResponse::Send => json!({ "type": "send" }),
+            AppResponse::Send { id } => json!({ "type": "send", "id": id }),
             AppResponse::SelfAddress(address) => json!({ "type": "selfAddress", "address": address }),
             AppResponse::Error(message) => json!({ "type": "error", "message": message }),
+            AppResponse::SendFailed { id, message } => json!({ "type": "error", "message": message, "id": id }),
         };
         v.to_string()
     }
@@ -155,7 +173,11 @@ fn parse_send_anonymous(obj: &Map<String, Value>) -> Result<AppRequest, String> 
         None => DEFAULT_REPLY_SURBS,
         Some(Value::Number(n)) => match n.as_u64() {
             Some(n) if n as usize <= MAX_SURBS_PER_MESSAGE => n as usize,
-            _ => return Err(format!("field 'replySurbs' must be a whole number from 0 to {MAX_SURBS_PER_MESSAGE}, got {n}")),
+            _ => {
+                return Err(format!(
+                    "field 'replySurbs' must be a whole number from 0 to {MAX_SURBS_PER_MESSAGE}, got {n}"
+                ))
+            }
         },
         Some(other) => return Err(format!("field 'replySurbs' must be a number, got {}", json_kind(other))),
     };
@@ -264,7 +286,8 @@ mod tests {
     #[test]
     fn anonymous_sends_and_replies() {
         let a = addr();
-        let req = json!({"type": "sendAnonymous", "message": "psst", "recipient": a.to_string(), "replySurbs": 3}).to_string();
+        let req = json!({"type": "sendAnonymous", "message": "psst", "recipient": a.to_string(), "replySurbs": 3})
+            .to_string();
         assert_eq!(
             parse_text_request(&req).unwrap(),
             AppRequest::SendAnonymous { recipient: a, message: b"psst".to_vec(), reply_surbs: 3 }
@@ -273,7 +296,8 @@ mod tests {
         let AppRequest::SendAnonymous { reply_surbs, .. } = parse_text_request(&req).unwrap() else { panic!() };
         assert_eq!(reply_surbs, DEFAULT_REPLY_SURBS);
         let tag = [7u8; 16];
-        let req = json!({"type": "reply", "senderTag": crate::reply::encode_sender_tag(&tag), "message": "back"}).to_string();
+        let req =
+            json!({"type": "reply", "senderTag": crate::reply::encode_sender_tag(&tag), "message": "back"}).to_string();
         assert_eq!(parse_text_request(&req).unwrap(), AppRequest::Reply { sender_tag: tag, message: b"back".to_vec() });
         let v: Value = serde_json::from_str(&received_json(b"hi", &tag)).unwrap();
         assert_eq!(v["type"], "received");
@@ -307,9 +331,12 @@ mod tests {
         assert!(err(r#"{"type":"reply"}"#).contains("missing field 'senderTag' in 'reply' request"));
         assert!(err(r#"{"type":"reply","senderTag":"abc","message":"x"}"#).contains("sender tag"));
         assert!(err(r#"{"type":"reply","senderTag":7}"#).contains("'senderTag' must be a string"));
-        assert!(err(r#"{"type":"sendAnonymous"}"#).contains("missing field 'recipient' (or 'recipient_address') in 'sendAnonymous' request"));
-        assert!(err(&format!(r#"{{"type":"sendAnonymous","recipient":"{a}","message":"m","replySurbs":-1}}"#)).contains("'replySurbs' must be a whole number"));
-        assert!(err(&format!(r#"{{"type":"sendAnonymous","recipient":"{a}","message":"m","replySurbs":"3"}}"#)).contains("'replySurbs' must be a number"));
+        assert!(err(r#"{"type":"sendAnonymous"}"#)
+            .contains("missing field 'recipient' (or 'recipient_address') in 'sendAnonymous' request"));
+        assert!(err(&format!(r#"{{"type":"sendAnonymous","recipient":"{a}","message":"m","replySurbs":-1}}"#))
+            .contains("'replySurbs' must be a whole number"));
+        assert!(err(&format!(r#"{{"type":"sendAnonymous","recipient":"{a}","message":"m","replySurbs":"3"}}"#))
+            .contains("'replySurbs' must be a number"));
         assert!(err(r#"{"type":"send","message":"x"}"#).contains("missing field 'recipient'"));
         assert!(err(&format!(r#"{{"type":"send","recipient":"{a}"}}"#)).contains("missing field 'message'"));
         assert!(err(r#"{"type":"send","message":"x","recipient":5}"#).contains("'recipient' must be a string"));
@@ -333,7 +360,11 @@ mod tests {
 
     #[test]
     fn responses_format() {
-        assert_eq!(AppResponse::Send.to_json(), r#"{"type":"send"}"#);
+        let v: Value = serde_json::from_str(&AppResponse::Send { id: 7 }.to_json()).unwrap();
+        assert_eq!(v, json!({"type": "send", "id": 7}));
+        let v: Value =
+            serde_json::from_str(&AppResponse::SendFailed { id: 7, message: "lost".into() }.to_json()).unwrap();
+        assert_eq!(v, json!({"type": "error", "message": "lost", "id": 7}));
         let v: Value = serde_json::from_str(&AppResponse::SelfAddress("a@b".into()).to_json()).unwrap();
         assert_eq!(v, json!({"type": "selfAddress", "address": "a@b"}));
         let v: Value = serde_json::from_str(&AppResponse::Error("bad \"x\"\n".into()).to_json()).unwrap();

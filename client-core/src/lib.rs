@@ -38,7 +38,7 @@ pub use address::Recipient;
 pub use app_api::{AppRequest, AppResponse};
 pub use client::{Client, ClientConfig, ClientEvent, ClientStats, ReceivedMessage};
 pub use driver::{
-    defaults, AppId, ConnectionId, DeliverTo, Disconnect, Driver, DriverConfig, DriverEvent, Output, RestoreReport,
+    defaults, AppId, AttachError, ConnectionId, DeliverTo, Disconnect, Driver, DriverConfig, DriverEvent, Output, RestoreReport,
     Restored, StartError, StoreName, StoreWrite,
 };
 pub use error::{Error, Result};

@@ -7,13 +7,13 @@ use ed25519_dalek::SigningKey;
 use nym_client_core::ack::gateway_final_hop;
 use nym_client_core::app_api::{AppRequest, AppResponse};
 use nym_client_core::driver::{
-    ConnectionId, DeliverTo, Disconnect, Driver, DriverConfig, DriverEvent, Output, Restored, StoreName, StoreWrite,
+    defaults, AttachError, ConnectionId, DeliverTo, Disconnect, Driver, DriverConfig, DriverEvent, Output, Restored,
+    StartError, StoreName, StoreWrite,
 };
 use nym_client_core::keys::ClientKeys;
 use nym_client_core::reply::SenderTag;
 use nym_client_core::topology::{decode_node_address, EpochKeyJson, GatewayJson, MixNodeJson, TopologyJson};
 use nym_client_core::wire::epoch::{epoch_at, KeyEpoch};
-use nym_client_core::verify_topology;
 use nym_client_core::wire::gateway::{ClientRequest, GatewayHandshake, GatewayResponse, Session};
 use nym_client_core::wire::mix_frame;
 use nym_client_core::ClientConfig;
@@ -57,6 +57,17 @@ fn node_key(i: u8) -> SigningKey {
 }
 
 /// How the gateway treats the next connections.
+/// How the simulated directory answers the start-up fetches.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum DirectoryMood {
+    /// A fresh document signed by `directory_key()`.
+    Serve,
+    /// Unreachable: every fetch fails at once.
+    Down,
+    /// Never answers.
+    Hang,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mood {
     Serve,
@@ -103,7 +114,17 @@ struct Harness {
     connects: Vec<(Duration, String)>,
     closes: Vec<ConnectionId>,
     events: Vec<(Duration, DriverEvent)>,
+    /// Topology fetches after start-up (the refreshes), which tests answer.
     fetches: usize,
+    /// When the start-up fetches were asked for; the harness answers them
+    /// itself (see `directory`).
+    first_fetches: Vec<Duration>,
+    /// How the directory answers the start-up fetches.
+    directory: DirectoryMood,
+    /// Answers to start-up fetches, handed over at the next step.
+    first_answers: VecDeque<Result<String, String>>,
+    /// The driver reported its gateway: start-up is over.
+    started_up: bool,
     delivered: Vec<(DeliverTo, Vec<u8>)>,
     /// Anonymous messages delivered, with their sender tags.
     anonymous: Vec<(SenderTag, Vec<u8>)>,
@@ -111,6 +132,8 @@ struct Harness {
     trace: Vec<String>,
     received_log: Vec<u8>,
     reply_store: Vec<u8>,
+    /// What the driver asked to keep as the directory key.
+    directory_key_store: Vec<u8>,
     /// Frames for the client, delivered at the next step.
     to_client: VecDeque<(ConnectionId, Vec<u8>)>,
 }
@@ -178,7 +201,20 @@ fn config() -> DriverConfig {
 }
 
 impl Harness {
+    /// A driver with the directory key pinned and the gateway named, as a
+    /// registered client starts.
     fn new(config: DriverConfig, restored: Restored) -> Self {
+        let pinned = directory_key().verifying_key().to_bytes();
+        let gateway = SigningKey::from_bytes(&[9; 32]).verifying_key().to_bytes();
+        Self::with(config, restored, Some(pinned), Some(gateway))
+    }
+
+    fn with(
+        config: DriverConfig,
+        restored: Restored,
+        pinned: Option<[u8; 32]>,
+        gateway_identity: Option<[u8; 32]>,
+    ) -> Self {
         let mut rng = StdRng::from_seed([7; 32]);
         let gateway = Gateway {
             identity: SigningKey::from_bytes(&[9; 32]),
@@ -195,12 +231,8 @@ impl Harness {
         };
         let mut mixnodes = HashMap::new();
         let json = topology_json(&gateway, &mut mixnodes);
-        let pinned = directory_key().verifying_key().to_bytes();
-        let text = serde_json::to_string(&json).unwrap();
-        let topology = verify_topology(&text, Some(&pinned), UNIX_START_MS, nym_client_core::VERSION).unwrap();
         let keys = ClientKeys::generate(&mut rng);
-        let identity = gateway.identity.verifying_key().to_bytes();
-        let (driver, _) = Driver::new(keys, identity, topology, config, [3; 32], restored).unwrap();
+        let (driver, _) = Driver::new(keys, pinned, gateway_identity, config, [3; 32], restored).unwrap();
         Harness {
             driver,
             now: Duration::ZERO,
@@ -215,11 +247,16 @@ impl Harness {
             closes: Vec::new(),
             events: Vec::new(),
             fetches: 0,
+            first_fetches: Vec::new(),
+            directory: DirectoryMood::Serve,
+            first_answers: VecDeque::new(),
+            started_up: false,
             delivered: Vec::new(),
             anonymous: Vec::new(),
             trace: Vec::new(),
             received_log: Vec::new(),
             reply_store: Vec::new(),
+            directory_key_store: Vec::new(),
             to_client: VecDeque::new(),
         }
     }
@@ -229,6 +266,11 @@ impl Harness {
         loop {
             while let Some(output) = self.driver.poll_output(self.now) {
                 self.carry_out(output);
+            }
+            if let Some(answer) = self.first_answers.pop_front() {
+                let at = self.unix_ms();
+                self.driver.handle_topology_fetched(answer.as_deref().map_err(Clone::clone), self.now, at);
+                continue;
             }
             match self.to_client.pop_front() {
                 Some((conn, frame)) => self.driver.handle_frame(conn, &frame, self.now),
@@ -265,6 +307,18 @@ impl Harness {
                     self.gateway_hears(conn, &frame);
                 }
             }
+            Output::FetchTopology if !self.started_up => {
+                self.trace.push("first fetch".into());
+                self.first_fetches.push(self.now);
+                match self.directory {
+                    DirectoryMood::Serve => {
+                        let text = self.topology_text();
+                        self.first_answers.push_back(Ok(text));
+                    }
+                    DirectoryMood::Down => self.first_answers.push_back(Err("connection refused".into())),
+                    DirectoryMood::Hang => {}
+                }
+            }
             Output::FetchTopology => {
                 self.trace.push("fetch".into());
                 self.fetches += 1;
@@ -274,6 +328,7 @@ impl Harness {
                 let target = match store {
                     StoreName::ReceivedMessages => &mut self.received_log,
                     StoreName::ReplyStore => &mut self.reply_store,
+                    StoreName::DirectoryKey => &mut self.directory_key_store,
                 };
                 match write {
                     StoreWrite::Replace(bytes) => *target = bytes,
@@ -289,6 +344,9 @@ impl Harness {
             }
             Output::Event(e) => {
                 self.trace.push(format!("event {e}"));
+                if matches!(e, DriverEvent::GatewayChosen { .. }) {
+                    self.started_up = true;
+                }
                 self.events.push((self.now, e));
             }
         }
@@ -299,7 +357,8 @@ impl Harness {
         if let Some(session) = &mut gw.session {
             match ClientRequest::decode(&session.open(frame).unwrap()).unwrap() {
                 ClientRequest::Forward { next_hop, frame } => {
-                    let to = decode_node_address(&sphinx_packet::route::NodeAddressBytes::from_bytes(next_hop)).unwrap();
+                    let to =
+                        decode_node_address(&sphinx_packet::route::NodeAddressBytes::from_bytes(next_hop)).unwrap();
                     if gw.departed.contains(&to) {
                         let packet = mix_frame::packet_tag(mix_frame::decode(&frame).unwrap().2);
                         let refused = session.seal(&GatewayResponse::Refused { next_hop, packet }.encode());
@@ -343,7 +402,9 @@ impl Harness {
 
     fn push(&mut self, conn: ConnectionId, store: u64) {
         let gw = &mut self.gateway;
-        let (Some(session), Some(payload)) = (&mut gw.session, gw.inbox.get(&store)) else { return };
+        let (Some(session), Some(payload)) = (&mut gw.session, gw.inbox.get(&store)) else {
+            return;
+        };
         gw.next_delivery += 1;
         gw.outstanding.insert(gw.next_delivery, store);
         let frame = session.seal(&GatewayResponse::Deliver { id: gw.next_delivery, payload: payload.clone() }.encode());
@@ -433,9 +494,9 @@ impl Harness {
     }
 
     fn send_to_self(&mut self, message: &[u8]) {
-        let recipient = self.driver.address();
+        let recipient = self.driver.address().expect("started");
         let answer = self.driver.handle_request(AppRequest::Send { recipient, message: message.to_vec() }, self.now);
-        assert_eq!(answer, AppResponse::Send);
+        assert!(matches!(answer, AppResponse::Send { .. }), "{answer:?}");
         self.settle();
     }
 
@@ -571,7 +632,7 @@ fn a_topology_without_our_gateway_or_unreadable_is_refused_and_the_old_one_kept(
     h.settle();
     let refused = h.events.iter().filter(|(_, e)| matches!(e, DriverEvent::TopologyRefused(_))).count();
     assert_eq!(refused, 3);
-    assert_eq!(h.driver.gateway_url(), URL_A);
+    assert_eq!(h.driver.gateway_url(), Some(URL_A));
     // Sending still works: the client kept a topology with routes.
     h.send_to_self(b"still routable");
     assert_eq!(h.delivered.len(), 0, "no application attached: kept");
@@ -647,7 +708,10 @@ fn messages_without_an_application_are_stored_before_their_ack_and_go_to_the_fir
     assert_eq!(h.delivered.last(), Some(&(DeliverTo::All, b"for both".to_vec())));
     // The last application leaves with one message it could not take: kept.
     h.driver.detach_app(app, Vec::new());
-    h.driver.detach_app(second, vec![nym_client_core::ReceivedMessage { message: b"x".to_vec(), sender_tag: None, sets: vec![77] }]);
+    h.driver.detach_app(
+        second,
+        vec![nym_client_core::ReceivedMessage { message: b"x".to_vec(), sender_tag: None, sets: vec![77] }],
+    );
     h.settle();
     assert_eq!(h.driver.kept_messages(), 1);
     let log = h.received_log.clone();
@@ -661,7 +725,9 @@ fn applications_past_the_limit_are_refused() {
     let mut h = Harness::new(DriverConfig { max_applications: 2, ..config() }, Restored::default());
     let a = h.driver.attach_app().unwrap();
     h.driver.attach_app().unwrap();
-    assert!(h.driver.attach_app().unwrap_err().contains("too many applications"));
+    let refused = h.driver.attach_app().unwrap_err();
+    assert_eq!(refused, AttachError::TooManyApplications { attached: 2 });
+    assert!(refused.to_string().contains("too many applications"), "{refused}");
     h.driver.detach_app(a, Vec::new());
     assert!(h.driver.attach_app().is_ok());
 }
@@ -821,12 +887,12 @@ fn surbs_that_will_retire_are_replaced_in_time_so_a_reply_two_rotations_later_ar
     let epoch = Duration::from_secs(EPOCH_SECS);
     let _app = h.driver.attach_app().unwrap();
     // An anonymous message to ourselves: we are its sender and its replier.
-    let me = h.driver.address();
+    let me = h.driver.address().unwrap();
     let answer = h.driver.handle_request(
         AppRequest::SendAnonymous { recipient: me, message: b"who am I talking to?".to_vec(), reply_surbs: 3 },
         h.now,
     );
-    assert_eq!(answer, AppResponse::Send);
+    assert!(matches!(answer, AppResponse::Send { .. }), "{answer:?}");
     h.run_with_directory(h.now + Duration::from_secs(2), Duration::from_secs(1));
     let (tag, message) = h.anonymous.first().cloned().expect("the anonymous message arrived");
     assert_eq!(message, b"who am I talking to?");
@@ -835,10 +901,15 @@ fn surbs_that_will_retire_are_replaced_in_time_so_a_reply_two_rotations_later_ar
     // Two rotations: the SURBs' keys are retired by then.
     h.run_with_directory(epoch * 2 + Duration::from_secs(10), Duration::from_secs(1));
     assert!(epoch_at(h.unix_ms(), EPOCH_SECS * 1000) >= old_epoch + 2);
-    let answer = h.driver.handle_request(AppRequest::Reply { sender_tag: tag, message: b"your future self".to_vec() }, h.now);
-    assert_eq!(answer, AppResponse::Send, "fresh SURBs were fetched before the old ones retired");
+    let answer =
+        h.driver.handle_request(AppRequest::Reply { sender_tag: tag, message: b"your future self".to_vec() }, h.now);
+    assert!(
+        matches!(answer, AppResponse::Send { .. }),
+        "fresh SURBs were fetched before the old ones retired: {answer:?}"
+    );
     h.run_with_directory(h.now + Duration::from_secs(2), Duration::from_secs(1));
-    let replies: Vec<_> = h.delivered.iter().filter(|(to, m)| *to == DeliverTo::All && m == b"your future self").collect();
+    let replies: Vec<_> =
+        h.delivered.iter().filter(|(to, m)| *to == DeliverTo::All && m == b"your future self").collect();
     assert_eq!(replies.len(), 1, "{:?}", h.events);
     assert_eq!(h.retired_key_drops, 0);
 }
@@ -848,12 +919,11 @@ fn a_reply_through_only_retired_surbs_is_refused_with_a_reason_not_lost() {
     let mut h = started();
     let epoch = Duration::from_secs(EPOCH_SECS);
     let _app = h.driver.attach_app().unwrap();
-    let me = h.driver.address();
-    let answer = h.driver.handle_request(
-        AppRequest::SendAnonymous { recipient: me, message: b"hello".to_vec(), reply_surbs: 2 },
-        h.now,
-    );
-    assert_eq!(answer, AppResponse::Send);
+    let me = h.driver.address().unwrap();
+    let answer = h
+        .driver
+        .handle_request(AppRequest::SendAnonymous { recipient: me, message: b"hello".to_vec(), reply_surbs: 2 }, h.now);
+    assert!(matches!(answer, AppResponse::Send { .. }), "{answer:?}");
     h.run_with_directory(h.now + Duration::from_secs(2), Duration::from_secs(1));
     let (tag, _) = h.anonymous.first().cloned().expect("the anonymous message arrived");
     // The gateway is gone for two epochs: no refresh can happen ...
@@ -888,4 +958,188 @@ fn unacknowledged_packets_bring_the_topology_fetch_forward() {
     h.fetched(Ok(&text));
     h.run_until(h.now + Duration::from_secs(30));
     assert_eq!(h.driver.kept_messages(), 1, "{:?}", h.events);
+}
+
+/// The start-up events, in order, without their times.
+fn start_events(h: &Harness) -> Vec<DriverEvent> {
+    h.events
+        .iter()
+        .map(|(_, e)| e.clone())
+        .filter(|e| {
+            matches!(
+                e,
+                DriverEvent::FirstFetchFailed { .. } | DriverEvent::StartFailed(_) | DriverEvent::GatewayChosen { .. }
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_first_fetch_is_retried_with_the_shared_backoff_then_the_start_fails_clearly() {
+    let mut h = Harness::new(config(), Restored::default());
+    h.directory = DirectoryMood::Down;
+    h.driver.start(h.now);
+    h.settle();
+    assert_eq!(h.trace.first().map(String::as_str), Some("first fetch"), "the first output is the topology fetch");
+    h.run_until(Duration::from_secs(600));
+
+    // Attempts at 0, then after each of the shared waits.
+    let mut expected_at = vec![Duration::ZERO];
+    for failed in 1..defaults::FIRST_FETCH_ATTEMPTS {
+        let wait = defaults::first_fetch_retry(failed).unwrap();
+        expected_at.push(*expected_at.last().unwrap() + wait);
+    }
+    assert_eq!(h.first_fetches, expected_at);
+    assert_eq!(expected_at.len(), 5);
+    let events = start_events(&h);
+    assert_eq!(events.len(), 5, "{events:?}");
+    for (i, event) in events[..4].iter().enumerate() {
+        let attempt = i as u32 + 1;
+        match event {
+            DriverEvent::FirstFetchFailed { attempt: a, attempts, retry_in, reason } => {
+                assert_eq!((*a, *attempts), (attempt, defaults::FIRST_FETCH_ATTEMPTS));
+                assert_eq!(Some(*retry_in), defaults::first_fetch_retry(attempt));
+                assert!(reason.contains("connection refused"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let DriverEvent::StartFailed(error) = &events[4] else { panic!("{events:?}") };
+    assert_eq!(*error, StartError::Topology { attempts: 5, reason: "connection refused".into() });
+    assert!(error.to_string().contains("no usable topology from the directory after 5 attempts"), "{error}");
+    // Given up: nothing more, no connection, no timer, no requests served.
+    assert!(h.connects.is_empty());
+    assert_eq!(h.driver.poll_timeout(), None);
+    assert!(!DriverEvent::StartFailed(error.clone()).concerns_applications(), "the shim reports it as its own failure");
+    let me = nym_client_core::Recipient::new([1; 32], [2; 32]);
+    assert!(matches!(
+        h.driver.handle_request(AppRequest::Send { recipient: me, message: b"x".to_vec() }, h.now),
+        AppResponse::Error(_)
+    ));
+}
+
+#[test]
+fn a_first_fetch_that_hangs_counts_as_failed_and_a_later_attempt_starts_the_driver() {
+    let mut h = Harness::new(config(), Restored::default());
+    h.directory = DirectoryMood::Hang;
+    h.driver.start(h.now);
+    h.settle();
+    h.run_until(defaults::FIRST_FETCH_TIMEOUT);
+    let retry = defaults::first_fetch_retry(1).unwrap();
+    assert_eq!(h.driver.poll_timeout(), Some(defaults::FIRST_FETCH_TIMEOUT + retry));
+    h.directory = DirectoryMood::Serve;
+    h.run_until(defaults::FIRST_FETCH_TIMEOUT + retry);
+    assert_eq!(h.first_fetches, vec![Duration::ZERO, defaults::FIRST_FETCH_TIMEOUT + retry]);
+    assert!(h.driver.is_connected(), "{:?}", h.events);
+    match &start_events(&h)[..] {
+        [DriverEvent::FirstFetchFailed { attempt: 1, reason, .. }, DriverEvent::GatewayChosen { .. }] => {
+            assert!(reason.contains("did not answer"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn with_no_directory_key_pinned_the_first_one_is_trusted_kept_and_then_required() {
+    let gateway = SigningKey::from_bytes(&[9; 32]).verifying_key().to_bytes();
+    let mut h = Harness::with(config(), Restored::default(), None, Some(gateway));
+    h.driver.start(h.now);
+    h.settle();
+    assert!(h.driver.is_connected(), "{:?}", h.events);
+    let key = directory_key().verifying_key().to_bytes();
+    assert_eq!(h.directory_key_store, nym_client_core::address::encode_key(&key).into_bytes());
+    assert_eq!(h.driver.directory_key(), Some(key));
+    // Kept before anything else happens.
+    assert_eq!(&h.trace[..2], ["first fetch", "persist DirectoryKey"]);
+    // From now on a document signed by another key is refused.
+    h.run_until(DriverConfig::default().topology_refresh);
+    let mut foreign: TopologyJson = serde_json::from_str(&h.topology_text()).unwrap();
+    let at = h.unix_ms();
+    foreign.sign(&SigningKey::from_bytes(&[66; 32]), at, at + VALIDITY_MS);
+    h.fetched(Ok(&serde_json::to_string(&foreign).unwrap()));
+    h.settle();
+    assert!(h.events.iter().any(|(_, e)| matches!(e, DriverEvent::TopologyRefused(_))), "{:?}", h.events);
+
+    // A pinned key is never written again.
+    let h2 = started();
+    assert!(h2.directory_key_store.is_empty());
+}
+
+#[test]
+fn with_no_gateway_named_one_is_chosen_from_the_first_topology_and_told() {
+    let mut h = Harness::with(config(), Restored::default(), Some(directory_key().verifying_key().to_bytes()), None);
+    assert_eq!(h.driver.address(), None, "no address before a gateway");
+    h.driver.start(h.now);
+    h.settle();
+    let gateway = h.gateway.identity.verifying_key().to_bytes();
+    let chosen =
+        DriverEvent::GatewayChosen { gateway: nym_client_core::address::encode_key(&gateway), url: URL_A.into() };
+    assert_eq!(start_events(&h), vec![chosen]);
+    assert_eq!(h.driver.gateway_identity(), Some(gateway));
+    assert_eq!(h.driver.address().map(|a| a.gateway_key), Some(gateway));
+    assert!(h.driver.is_connected());
+    h.send_to_self(b"through the chosen gateway");
+    assert_eq!(h.driver.kept_messages(), 1);
+}
+
+#[test]
+fn a_named_gateway_missing_from_the_first_topology_fails_the_start_at_once() {
+    let pinned = Some(directory_key().verifying_key().to_bytes());
+    let mut h = Harness::with(config(), Restored::default(), pinned, Some([5; 32]));
+    h.driver.start(h.now);
+    h.settle();
+    let expected = StartError::GatewayNotInTopology(nym_client_core::address::encode_key(&[5; 32]));
+    assert_eq!(start_events(&h), vec![DriverEvent::StartFailed(expected)]);
+    assert_eq!(h.first_fetches.len(), 1, "not a network problem: no retry");
+    assert_eq!(h.driver.poll_timeout(), None);
+}
+
+#[test]
+fn applications_hear_exactly_what_the_core_decides_and_a_failed_message_names_its_id() {
+    let mut h = started();
+    // Both layer-1 nodes leave: the message fails after its retransmissions.
+    h.gateway.departed.insert(addr(1001));
+    h.gateway.departed.insert(addr(1011));
+    let me = h.driver.address().unwrap();
+    let AppResponse::Send { id } =
+        h.driver.handle_request(AppRequest::Send { recipient: me, message: b"lost".to_vec() }, h.now)
+    else {
+        panic!("refused")
+    };
+    let AppResponse::Send { id: second } =
+        h.driver.handle_request(AppRequest::Send { recipient: me, message: b"lost too".to_vec() }, h.now)
+    else {
+        panic!("refused")
+    };
+    assert_ne!(id, second, "each message its own id");
+    h.run_until(h.now + Duration::from_secs(1));
+    h.gateway.mood = Mood::Down;
+    h.cut();
+    h.run_until(h.now + Duration::from_secs(1));
+    let heard: Vec<AppResponse> = h.events.iter().filter_map(|(_, e)| e.for_applications()).collect();
+    let mut failed: Vec<u64> = heard
+        .iter()
+        .map(|r| match r {
+            AppResponse::SendFailed { id, message } => {
+                assert!(message.contains(&format!("(message {id})")), "{message}");
+                *id
+            }
+            other => panic!("only send failures were due here: {other:?}"),
+        })
+        .collect();
+    failed.sort();
+    assert_eq!(failed, vec![id.min(second), id.max(second)], "each failure once, by the id its send was answered with");
+    // The rest is for the log: route refusals, disconnections, start-up.
+    for (_, event) in &h.events {
+        let heard = event.for_applications().is_some();
+        assert_eq!(heard, event.concerns_applications());
+        assert_eq!(heard, matches!(event, DriverEvent::SendFailed { .. } | DriverEvent::GatewayError(_)), "{event:?}");
+    }
+    assert!(h.events.iter().any(|(_, e)| matches!(e, DriverEvent::Disconnected { .. })));
+    assert!(h.events.iter().any(|(_, e)| matches!(e, DriverEvent::GatewayChosen { .. })));
+    assert_eq!(
+        DriverEvent::GatewayError("full".into()).for_applications(),
+        Some(AppResponse::Error("full".into())),
+        "a gateway's complaint, in its own words"
+    );
 }

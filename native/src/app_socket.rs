@@ -18,8 +18,8 @@
 //! request (text when it spoke text and the message is UTF-8), binary when
 //! it has not spoken yet.
 
+use crate::inputs::{AppDelivery, Input};
 use crate::origin::OriginPolicy;
-use crate::runner::Input;
 use futures_util::{SinkExt, StreamExt};
 use nym_client_core::app_api::{self, AppRequest, AppResponse, DeliveryFrame};
 use nym_client_core::ReceivedMessage;
@@ -32,12 +32,6 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{handshake, http, Message};
-
-/// What the engine pushes to an application.
-pub(crate) enum AppDelivery {
-    Message(ReceivedMessage),
-    Error(String),
-}
 
 pub(crate) struct AppServer {
     /// The engine's queue for applications (read before the gateway's).
@@ -70,7 +64,9 @@ async fn connection(stream: TcpStream, peer: SocketAddr, server: Arc<AppServer>)
     // oversize message reaches the engine and gets a clear error.
     let limit = server.max_message_size.saturating_mul(2).saturating_add(1 << 20);
     let config = WebSocketConfig::default().max_message_size(Some(limit)).max_frame_size(Some(limit));
-    let ws = match tokio_tungstenite::accept_hdr_async_with_config(stream, check_origin(&server.origins), Some(config)).await {
+    let ws = match tokio_tungstenite::accept_hdr_async_with_config(stream, check_origin(&server.origins), Some(config))
+        .await
+    {
         Ok(ws) => ws,
         Err(e) => {
             tracing::warn!("websocket handshake with {peer} failed: {e}");
@@ -87,7 +83,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, server: Arc<AppServer>)
         Ok(Ok(app)) => app,
         refused => {
             let why = match refused {
-                Ok(Err(why)) => why,
+                Ok(Err(why)) => format!("{why} ([socket] max_applications)"),
                 _ => "the client is shutting down".to_string(),
             };
             let _ = sink.send(Message::text(AppResponse::Error(why).to_json())).await;
@@ -95,7 +91,8 @@ async fn connection(stream: TcpStream, peer: SocketAddr, server: Arc<AppServer>)
             return;
         }
     };
-    let mut pushes = Pushes { held: VecDeque::new(), from: Instant::now() + server.push_after_quiet, last_was_text: false };
+    let mut pushes =
+        Pushes { held: VecDeque::new(), from: Instant::now() + server.push_after_quiet, last_was_text: false };
     loop {
         let release = pushes.from;
         let push_now = !pushes.held.is_empty() && release <= Instant::now();
@@ -157,7 +154,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, server: Arc<AppServer>)
         .into_iter()
         .filter_map(|d| match d {
             AppDelivery::Message(m) => Some(m),
-            AppDelivery::Error(_) => None,
+            AppDelivery::Notice(_) => None,
         })
         .collect();
     while let Ok(d) = drx.try_recv() {
@@ -191,7 +188,7 @@ impl Pushes {
                     DeliveryFrame::Binary(b) => Message::binary(b),
                 }
             }
-            AppDelivery::Error(e) => Message::text(AppResponse::Error(e).to_json()),
+            AppDelivery::Notice(notice) => Message::text(notice.to_json()),
         }
     }
 }
@@ -208,7 +205,7 @@ async fn answer(request: AppRequest, engine: &mpsc::Sender<Input>, address: &str
     }
     match rx.await {
         Ok(response) => {
-            let accepted = matches!(response, AppResponse::Send);
+            let accepted = matches!(response, AppResponse::Send { .. });
             (response, accepted)
         }
         Err(_) => (AppResponse::Error("the client is shutting down".into()), false),
@@ -219,19 +216,43 @@ async fn answer(request: AppRequest, engine: &mpsc::Sender<Input>, address: &str
 /// is refused with 403 unless the page's origin is allowed.
 fn check_origin(
     origins: &OriginPolicy,
-) -> impl FnOnce(&handshake::server::Request, handshake::server::Response) -> Result<handshake::server::Response, handshake::server::ErrorResponse> + '_
-{
+) -> impl FnOnce(
+    &handshake::server::Request,
+    handshake::server::Response,
+) -> Result<handshake::server::Response, handshake::server::ErrorResponse>
+       + '_ {
     move |request, response| {
         let Some(origin) = request.headers().get(http::header::ORIGIN) else { return Ok(response) };
         let origin = String::from_utf8_lossy(origin.as_bytes()).into_owned();
         if origins.allows(&origin) {
             return Ok(response);
         }
-        tracing::warn!("refused a websocket connection from a web page of origin '{origin}' (not in [socket] allowed_origins)");
+        tracing::warn!(
+            "refused a websocket connection from a web page of origin '{origin}' (not in [socket] allowed_origins)"
+        );
         let mut refusal = handshake::server::ErrorResponse::new(Some(format!(
             "web pages of origin '{origin}' may not use this client; allow it with [socket] allowed_origins or --allow-origin\n"
         )));
         *refusal.status_mut() = http::StatusCode::FORBIDDEN;
         Err(refusal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pushed_failure_names_its_message_and_an_error_has_no_id() {
+        let pushes = Pushes { held: VecDeque::new(), from: Instant::now(), last_was_text: false };
+        let failed = AppResponse::SendFailed { id: 42, message: "lost".into() };
+        let Message::Text(text) = pushes.frame(AppDelivery::Notice(failed)) else { panic!("not text") };
+        let v: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+        assert_eq!(v, serde_json::json!({"type": "error", "message": "lost", "id": 42}));
+        let Message::Text(text) = pushes.frame(AppDelivery::Notice(AppResponse::Error("full".into()))) else {
+            panic!("not text")
+        };
+        let v: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+        assert_eq!(v, serde_json::json!({"type": "error", "message": "full"}));
     }
 }

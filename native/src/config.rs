@@ -188,7 +188,10 @@ impl DebugSection {
     #[allow(clippy::needless_update)]
     pub fn client_config(&self) -> Result<ClientConfig> {
         if !(self.ack_wait_multiplier.is_finite() && self.ack_wait_multiplier >= 1.0) {
-            return Err(anyhow!("[debug] ack_wait_multiplier must be a number of at least 1.0, got {}", self.ack_wait_multiplier));
+            return Err(anyhow!(
+                "[debug] ack_wait_multiplier must be a number of at least 1.0, got {}",
+                self.ack_wait_multiplier
+            ));
         }
         let packet_size = PacketSize::from_name(&self.packet_size).ok_or_else(|| {
             anyhow!(
@@ -212,18 +215,20 @@ impl DebugSection {
 }
 
 impl Config {
-    /// The driver's settings: `[debug]`'s rates and timeouts, `[socket]`'s limits.
+    /// The driver's settings: `[debug]`'s rates and timeouts, `[socket]`'s
+    /// limits, as written (the driver holds them to its one rule of bounds,
+    /// [`DriverConfig::bounded`]).
     pub fn driver_config(&self) -> Result<DriverConfig> {
         let d = &self.debug;
-        let ms = |v: u64| Duration::from_millis(v.max(1));
+        let ms = Duration::from_millis;
         Ok(DriverConfig {
             client: d.client_config()?,
             handshake_timeout: ms(d.gateway_response_timeout),
             reconnect_initial: ms(d.gateway_reconnect_initial_backoff),
             reconnect_max: ms(d.gateway_reconnect_max_backoff),
             stable_connection: defaults::STABLE_CONNECTION,
-            topology_refresh: ms(d.topology_refresh_rate.max(1000)),
-            max_applications: self.socket.max_applications.max(1),
+            topology_refresh: ms(d.topology_refresh_rate),
+            max_applications: self.socket.max_applications,
             kept_messages: d.stored_messages_limit,
             kept_bytes: defaults::KEPT_BYTES,
         })
@@ -331,8 +336,7 @@ impl Config {
     }
 
     pub fn gateway_identity(&self) -> Result<[u8; 32]> {
-        nym_client_core::address::decode_key(&self.client.gateway_id, "gateway_id")
-            .map_err(|e| anyhow!("[client] {e}"))
+        nym_client_core::address::decode_key(&self.client.gateway_id, "gateway_id").map_err(|e| anyhow!("[client] {e}"))
     }
 }
 
@@ -416,9 +420,18 @@ mod tests {
             debug: DebugSection::default(),
         };
         let text = c.to_toml().unwrap();
-        for needle in ["[client]", "[socket]", "[debug]", "listening_port = 1977", "socket_type = \"WebSocket\"",
-            "gateway_id", "directory_server", "average_packet_delay = 20", "average_hop_delay = 15",
-            "loop_cover_traffic_average_delay = 200"] {
+        for needle in [
+            "[client]",
+            "[socket]",
+            "[debug]",
+            "listening_port = 1977",
+            "socket_type = \"WebSocket\"",
+            "gateway_id",
+            "directory_server",
+            "average_packet_delay = 20",
+            "average_hop_delay = 15",
+            "loop_cover_traffic_average_delay = 200",
+        ] {
             assert!(text.contains(needle), "{needle} missing in\n{text}");
         }
         let back: Config = toml::from_str(&text).unwrap();

@@ -5,7 +5,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use nym_client_core::{verify_topology, VerifiedTopology};
+use nym_client_core::driver::{defaults, verify_first_topology};
+use nym_client_core::VerifiedTopology;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,12 +27,8 @@ pub async fn fetch_topology_text(directory: &str) -> Result<String> {
     let fetch = async {
         let resp = client.get(uri).await.with_context(|| format!("cannot reach the directory at {url}"))?;
         let status = resp.status();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .with_context(|| format!("reading the topology from {url}"))?
-            .to_bytes();
+        let body =
+            resp.into_body().collect().await.with_context(|| format!("reading the topology from {url}"))?.to_bytes();
         if !status.is_success() {
             bail!("directory answered {status} for {url}");
         }
@@ -50,30 +47,27 @@ pub fn unix_time_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-/// Fetches the topology and checks it ([`verify_topology`]): signed by
-/// `pinned`, or with `None` by the key it names (trust on first use; the
-/// caller keeps `directory_key` of the result).
-pub async fn fetch_topology(directory: &str, pinned: Option<&[u8; 32]>) -> Result<VerifiedTopology> {
-    let text = fetch_topology_text(directory).await?;
-    verify_topology(&text, pinned, unix_time_ms(), nym_client_core::VERSION).map_err(|e| anyhow!("from {directory}: {e}"))
-}
-
-/// [`fetch_topology`], retried a few times (the network may still be starting).
-pub async fn fetch_topology_retrying(directory: &str, pinned: Option<&[u8; 32]>, attempts: u32) -> Result<VerifiedTopology> {
-    let mut wait = Duration::from_millis(250);
-    let mut last = anyhow!("no attempt made");
-    for attempt in 1..=attempts.max(1) {
-        match fetch_topology(directory, pinned).await {
-            Ok(t) => return Ok(t),
-            Err(e) => {
-                tracing::warn!("topology fetch {attempt}/{attempts} failed: {e:#}");
-                last = e;
+/// The first topology, fetched and checked as the driver does at start
+/// (for `init`, which registers without a driver): retried by the core's
+/// [`defaults::first_fetch_retry`], checked by [`verify_first_topology`]
+/// (signed by `pinned`, or with `None` by the key it names: trust on first
+/// use, the caller keeps `directory_key` of the result).
+pub async fn fetch_first_topology(directory: &str, pinned: Option<&[u8; 32]>) -> Result<VerifiedTopology> {
+    let attempts = defaults::FIRST_FETCH_ATTEMPTS;
+    for attempt in 1.. {
+        let fetched = match fetch_topology_text(directory).await {
+            Ok(text) => {
+                verify_first_topology(&text, pinned, unix_time_ms()).map_err(|e| anyhow!("from {directory}: {e}"))
             }
-        }
-        if attempt < attempts {
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(4));
-        }
+            Err(e) => Err(e),
+        };
+        let e = match fetched {
+            Ok(verified) => return Ok(verified),
+            Err(e) => e,
+        };
+        let Some(wait) = defaults::first_fetch_retry(attempt) else { return Err(e) };
+        tracing::warn!("topology fetch {attempt}/{attempts} failed: {e:#}; trying again in {} ms", wait.as_millis());
+        tokio::time::sleep(wait).await;
     }
-    Err(last)
+    unreachable!("the first fetch's attempts are bounded")
 }

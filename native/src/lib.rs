@@ -8,6 +8,7 @@
 pub mod app_socket;
 pub mod config;
 pub mod directory;
+mod inputs;
 pub mod localnet;
 pub mod origin;
 pub mod received;
@@ -15,9 +16,9 @@ pub mod runner;
 
 use anyhow::{anyhow, bail, Context, Result};
 use config::Config;
+use nym_client_core::driver::{choose_gateway, StartError};
 use nym_client_core::keys::ClientKeys;
 use nym_client_core::Recipient;
-use rand::seq::IndexedRandom;
 use rand::SeedableRng;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -88,24 +89,23 @@ pub async fn init(opts: &InitOptions) -> Result<Initialised> {
         .as_deref()
         .map(|k| nym_client_core::address::decode_key(k, "--directory-key").map_err(|e| anyhow!("{e}")))
         .transpose()?;
-    let verified = directory::fetch_topology_retrying(&directory, pinned.as_ref(), 3).await?;
+    let preferred = opts
+        .gateway
+        .as_deref()
+        .map(|key| nym_client_core::address::decode_key(key, "--gateway").map_err(|e| anyhow!("{e}")))
+        .transpose()?;
+    // The same decisions as the driver's start-up: the first fetch's retries,
+    // its check (trust on first use without --directory-key), the gateway choice.
+    let verified = directory::fetch_first_topology(&directory, pinned.as_ref()).await?;
     let directory_key = nym_client_core::address::encode_key(&verified.directory_key);
     let topology = verified.topology;
     let mut rng = rand::rngs::StdRng::from_seed(runner::random_seed()?);
-    let gateway = match &opts.gateway {
-        Some(key) => {
-            let id = nym_client_core::address::decode_key(key, "--gateway").map_err(|e| anyhow!("{e}"))?;
-            topology
-                .gateway(&id)
-                .ok_or_else(|| anyhow!("gateway {key} is not in the topology from {directory}"))?
-                .clone()
-        }
-        None => topology
-            .gateways()
-            .choose(&mut rng)
-            .ok_or_else(|| anyhow!("the topology from {directory} has no gateway"))?
-            .clone(),
-    };
+    let gateway = choose_gateway(&topology, preferred.as_ref(), &mut rng)
+        .map_err(|e| match e {
+            StartError::GatewayNotInTopology(key) => anyhow!("gateway {key} is not in the topology from {directory}"),
+            other => anyhow!("{other} ({directory})"),
+        })?
+        .clone();
     let keys = ClientKeys::generate(&mut rng);
     let mut config = Config::new(
         &opts.id,

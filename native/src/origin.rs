@@ -39,9 +39,9 @@ impl fmt::Display for Origin {
 
 fn parse(text: &str) -> Result<Origin, String> {
     let lower = text.trim().to_ascii_lowercase();
-    let (scheme, rest) = lower
-        .split_once("://")
-        .ok_or_else(|| format!("'{text}' is not an origin (expected scheme://host[:port], e.g. https://app.example.com)"))?;
+    let (scheme, rest) = lower.split_once("://").ok_or_else(|| {
+        format!("'{text}' is not an origin (expected scheme://host[:port], e.g. https://app.example.com)")
+    })?;
     let default_port = match scheme {
         "http" => 80,
         "https" => 443,
@@ -86,9 +86,9 @@ impl OriginPolicy {
     /// (sandboxed frames, `file:` pages) and anything unparsable are refused.
     pub fn allows(&self, origin: &str) -> bool {
         let Ok(origin) = parse(origin) else { return false };
-        self.allowed.iter().any(|a| {
-            a.scheme == origin.scheme && a.host == origin.host && (a.port.is_none() || a.port == origin.port)
-        })
+        self.allowed
+            .iter()
+            .any(|a| a.scheme == origin.scheme && a.host == origin.host && (a.port.is_none() || a.port == origin.port))
     }
 
     /// For the start-up log line.
@@ -96,7 +96,11 @@ impl OriginPolicy {
         if self.allowed.is_empty() {
             return "none".into();
         }
-        self.allowed.iter().map(|a| if a.port.is_some() { a.to_string() } else { format!("{a}[:any port]") }).collect::<Vec<_>>().join(", ")
+        self.allowed
+            .iter()
+            .map(|a| if a.port.is_some() { a.to_string() } else { format!("{a}[:any port]") })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -107,7 +111,13 @@ mod tests {
     #[test]
     fn loopback_pages_are_allowed_by_default_and_nothing_else() {
         let p = OriginPolicy::new(&default_allowed_origins()).unwrap();
-        for ok in ["http://localhost", "http://localhost:3000", "http://127.0.0.1:8080", "HTTP://LocalHost:1", "http://[::1]:9"] {
+        for ok in [
+            "http://localhost",
+            "http://localhost:3000",
+            "http://127.0.0.1:8080",
+            "HTTP://LocalHost:1",
+            "http://[::1]:9",
+        ] {
             assert!(p.allows(ok), "{ok}");
         }
         for bad in [
@@ -136,7 +146,10 @@ mod tests {
         assert!(!p.allows("http://dev.example:8444"));
         assert!(!p.allows("http://dev.example"));
         assert!(!p.allows("http://localhost:3000"), "an explicit list replaces the loopback default");
-        assert_eq!(OriginPolicy::new(&["http://localhost:80".into()]).unwrap().describe(), "http://localhost[:any port]");
+        assert_eq!(
+            OriginPolicy::new(&["http://localhost:80".into()]).unwrap().describe(),
+            "http://localhost[:any port]"
+        );
     }
 
     #[test]

@@ -3,7 +3,11 @@
 //! One task owns the driver and is the only one touching it. It carries out
 //! what the driver asks (open or close a gateway websocket, send a frame,
 //! fetch the topology, write a store, hand a message to the applications)
-//! and fires its one timer; everything else talks to it over a channel:
+//! and fires its one timer; everything else talks to it over a channel
+//! (`inputs.rs`). It first carries out the driver's start-up (the first
+//! topology fetch and its retries; a directory key learned on first use is
+//! pinned in `config.toml`) and only then listens for applications; a
+//! driver that cannot start ends `run` with its error:
 //!
 //! ```text
 //!  app websockets ──attach/request/detach──▶ ┌────────┐ ──Connect/Transmit──▶ gateway websocket task
@@ -11,17 +15,17 @@
 //!  topology fetch  ──────────fetched───────▶ └────────┘
 //! ```
 
-use crate::app_socket::{self, AppDelivery, AppServer};
+use crate::app_socket::{self, AppServer};
 use crate::config::Config;
 use crate::directory;
+use crate::inputs::{AppDelivery, Input};
 use crate::origin::OriginPolicy;
 use crate::received::StoreFile;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use futures_util::{SinkExt, StreamExt};
-use nym_client_core::app_api::{AppRequest, AppResponse};
 use nym_client_core::client::{Client, ClientEvent};
 use nym_client_core::driver::{
-    AppId, ConnectionId, DeliverTo, Driver, DriverEvent, Output, Restored, StoreName,
+    AppId, ConnectionId, DeliverTo, Driver, DriverEvent, Output, Restored, StartError, StoreName, StoreWrite,
 };
 use nym_client_core::keys::ClientKeys;
 use nym_client_core::topology::Topology;
@@ -47,18 +51,6 @@ pub struct Ready {
     pub listen_addr: SocketAddr,
 }
 
-/// What the engine task hears.
-pub(crate) enum Input {
-    GatewayOpen { conn: ConnectionId, writer: mpsc::UnboundedSender<Vec<u8>> },
-    GatewayFrame { conn: ConnectionId, frame: Vec<u8> },
-    GatewayClosed { conn: ConnectionId, why: String },
-    TopologyFetched(Result<String, String>),
-    /// An application connected; `accepted` gets its id, or why it is refused.
-    AppAttach { tx: mpsc::UnboundedSender<AppDelivery>, accepted: oneshot::Sender<Result<AppId, String>> },
-    AppDetach { app: AppId, undelivered: Vec<ReceivedMessage> },
-    AppRequest { request: AppRequest, answer: oneshot::Sender<AppResponse> },
-}
-
 /// Runs the client until `shutdown` resolves (Ctrl-C in the binary).
 /// `directory` overrides the configured directory server.
 pub async fn run(
@@ -72,38 +64,15 @@ pub async fn run(
     let gateway_identity = config.gateway_identity()?;
     let driver_config = config.driver_config()?;
     let max_message_size = driver_config.client.max_message_size;
-
-    let mut config = config;
     let pinned = config.directory_key()?;
-    let topology = directory::fetch_topology_retrying(&directory, pinned.as_ref(), 5).await.map_err(|e| {
-        if pinned.is_some() {
-            e.context("the topology must be signed by the directory key in [client] directory_key of config.toml")
-        } else {
-            e
-        }
-    })?;
-    if pinned.is_none() {
-        // A config from before directory keys: trust on first use, once.
-        let key = nym_client_core::address::encode_key(&topology.directory_key);
-        config.client.directory_key = Some(key.clone());
-        config.save()?;
-        tracing::warn!(
-            "no directory key was pinned: trusting {key} from {directory} from now on (saved as [client] directory_key; \
-             compare it with the one the directory's operator publishes)"
-        );
-    }
     let restored = Restored {
         reply_store: StoreFile::read(&config.reply_store_file())?,
         received_messages: StoreFile::read(&config.received_messages_file())?,
     };
-    let (driver, report) = Driver::new(keys, gateway_identity, topology, driver_config, random_seed()?, restored)
+    let (driver, report) = Driver::new(keys, pinned, Some(gateway_identity), driver_config, random_seed()?, restored)
         .map_err(|e| {
-            anyhow!(
-                "{e} from {directory}; is the network up? (re-initialise the client with another --id to pick \
-                 another gateway; an unreadable {} can be removed, losing the reply blocks it held)",
-                config.reply_store_file().display()
-            )
-        })?;
+        anyhow!("{e} ({} can be removed, losing the reply blocks it held)", config.reply_store_file().display())
+    })?;
     if report.torn_bytes > 0 || report.damaged_records > 0 {
         tracing::warn!(
             "{}: skipped {} damaged records and {} bytes of an unfinished one (the gateway delivers those again)",
@@ -115,7 +84,23 @@ pub async fn run(
     if report.kept_messages > 0 {
         tracing::info!("{} received messages are kept for the next application", report.kept_messages);
     }
-    let address = driver.address();
+
+    let (tx, mut rx) = mpsc::channel::<Input>(4096);
+    let mut engine = Engine {
+        driver,
+        start: Instant::now(),
+        inputs: tx,
+        directory,
+        gateway: None,
+        opening: None,
+        apps: HashMap::new(),
+        reply_store: StoreFile::replaceable(config.reply_store_file()),
+        received: StoreFile::appendable(config.received_messages_file())?,
+        config,
+    };
+    engine.start_up(&mut rx).await?;
+    let config = engine.config.clone();
+    let address = engine.driver.address().ok_or_else(|| anyhow!("the client started without a gateway"))?;
 
     let listen_addr = SocketAddr::from(([127, 0, 0, 1], config.socket.listening_port));
     let listener = TcpListener::bind(listen_addr)
@@ -123,7 +108,6 @@ pub async fn run(
         .with_context(|| format!("cannot listen on {listen_addr} (is another client running on that port?)"))?;
     let listen_addr = listener.local_addr().unwrap_or(listen_addr);
 
-    let (tx, rx) = mpsc::channel::<Input>(4096);
     // Applications have a queue of their own, which the engine reads first:
     // a request never waits behind gateway traffic.
     let (app_tx, app_rx) = mpsc::channel::<Input>(1024);
@@ -149,17 +133,6 @@ pub async fn run(
         let _ = ready.send(Ready { address, listen_addr });
     }
 
-    let engine = Engine {
-        driver,
-        start: Instant::now(),
-        inputs: tx,
-        directory,
-        gateway: None,
-        opening: None,
-        apps: HashMap::new(),
-        reply_store: StoreFile::replaceable(config.reply_store_file()),
-        received: StoreFile::appendable(config.received_messages_file())?,
-    };
     let gateway_task = engine.run(rx, app_rx, shutdown).await;
 
     server_task.abort();
@@ -190,6 +163,8 @@ struct Engine {
     apps: HashMap<AppId, mpsc::UnboundedSender<AppDelivery>>,
     reply_store: StoreFile,
     received: StoreFile,
+    /// Where a directory key learned on first use is pinned (`[client] directory_key`).
+    config: Config,
 }
 
 impl Engine {
@@ -205,7 +180,6 @@ impl Engine {
         shutdown: impl Future<Output = ()>,
     ) -> Option<tokio::task::JoinHandle<()>> {
         tokio::pin!(shutdown);
-        self.driver.start(self.now());
         let mut more = self.carry_out();
         loop {
             let wake = self.driver.poll_timeout().map(|at| tokio::time::Instant::from_std(self.start + at));
@@ -234,6 +208,71 @@ impl Engine {
         self.opening.take().map(|(_, task)| task)
     }
 
+    /// Starts the driver and carries out its start-up (the first topology,
+    /// retried as the driver says; a learned directory key pinned in the
+    /// config) until it has its gateway, or fails to start.
+    async fn start_up(&mut self, rx: &mut mpsc::Receiver<Input>) -> Result<()> {
+        self.driver.start(self.now());
+        loop {
+            while let Some(output) = self.driver.poll_output(self.now()) {
+                match output {
+                    Output::Event(DriverEvent::StartFailed(e)) => return Err(self.start_failure(e)),
+                    Output::Event(event @ DriverEvent::GatewayChosen { .. }) => {
+                        self.report(event);
+                        // The rest (the first connection) is the running engine's.
+                        return Ok(());
+                    }
+                    Output::Persist { store: StoreName::DirectoryKey, write } => self.pin_directory_key(write)?,
+                    other => self.execute(other),
+                }
+            }
+            let wake = self.driver.poll_timeout().map(|at| tokio::time::Instant::from_std(self.start + at));
+            let sleep = async move {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                input = rx.recv() => match input {
+                    Some(input) => self.handle(input),
+                    None => bail!("the client stopped while starting"),
+                },
+                _ = sleep => self.driver.handle_timeout(self.now()),
+            }
+        }
+    }
+
+    /// The error `run` exits with when the driver could not start.
+    fn start_failure(&self, e: StartError) -> anyhow::Error {
+        let directory = &self.directory;
+        match e {
+            StartError::Topology { .. } if self.config.client.directory_key.is_some() => anyhow!(
+                "{e} (from {directory}; the topology must be signed by the directory key in [client] directory_key of config.toml)"
+            ),
+            StartError::Topology { .. } => anyhow!("{e} (from {directory})"),
+            StartError::GatewayNotInTopology(_) | StartError::NoGateway => anyhow!(
+                "{e} from {directory}; is the network up? (re-initialise the client with another --id to pick another gateway)"
+            ),
+            StartError::ReplyStore(_) => anyhow!("{e}"),
+        }
+    }
+
+    /// Trust on first use: the driver learned the directory key (a config
+    /// from before directory keys); pinned in the config from now on.
+    fn pin_directory_key(&mut self, write: StoreWrite) -> Result<()> {
+        let StoreWrite::Replace(bytes) = write else { bail!("the directory key is only ever replaced") };
+        let key = String::from_utf8(bytes).context("the learned directory key is not text")?;
+        self.config.client.directory_key = Some(key.clone());
+        self.config.save()?;
+        tracing::warn!(
+            "no directory key was pinned: trusting {key} from {} from now on (saved as [client] directory_key; \
+             compare it with the one the directory's operator publishes)",
+            self.directory
+        );
+        Ok(())
+    }
+
     fn handle(&mut self, input: Input) {
         let now = self.now();
         match input {
@@ -251,9 +290,11 @@ impl Engine {
                 }
                 self.driver.handle_closed(conn, &why, now);
             }
-            Input::TopologyFetched(fetched) => {
-                self.driver.handle_topology_fetched(fetched.as_deref().map_err(Clone::clone), now, directory::unix_time_ms())
-            }
+            Input::TopologyFetched(fetched) => self.driver.handle_topology_fetched(
+                fetched.as_deref().map_err(Clone::clone),
+                now,
+                directory::unix_time_ms(),
+            ),
             Input::AppAttach { tx, accepted } => {
                 // An application that left is removed by its AppDetach (or by
                 // the first delivery that fails), together with the driver's count.
@@ -267,7 +308,7 @@ impl Engine {
                         }
                     }
                     Err(why) => {
-                        let _ = accepted.send(Err(format!("{why} ([socket] max_applications)")));
+                        let _ = accepted.send(Err(why));
                     }
                 }
             }
@@ -286,49 +327,62 @@ impl Engine {
     fn carry_out(&mut self) -> bool {
         let mut sent = 0;
         while let Some(output) = self.driver.poll_output(self.now()) {
-            match output {
-                Output::Transmit { conn, frame } => {
-                    if let Some((c, writer)) = &self.gateway {
-                        if *c == conn && writer.send(frame).is_err() {
-                            self.gateway = None;
-                        }
-                    }
-                    sent += 1;
-                    if sent == TRANSMIT_BATCH {
-                        return true;
-                    }
+            let transmit = matches!(output, Output::Transmit { .. });
+            self.execute(output);
+            if transmit {
+                sent += 1;
+                if sent == TRANSMIT_BATCH {
+                    return true;
                 }
-                Output::Connect { conn, url } => {
-                    let task = tokio::spawn(gateway_connection(conn, url, self.inputs.clone()));
-                    if let Some((_, old)) = self.opening.replace((conn, task)) {
-                        old.abort();
-                    }
-                }
-                Output::Close { conn } => {
-                    if self.gateway.as_ref().is_some_and(|(c, _)| *c == conn) {
-                        self.gateway = None; // its task sees the writer gone and closes politely
-                    } else if self.opening.as_ref().is_some_and(|(c, _)| *c == conn) {
-                        if let Some((_, task)) = self.opening.take() {
-                            task.abort(); // still connecting
-                        }
-                    }
-                }
-                Output::FetchTopology => {
-                    let (directory, inputs) = (self.directory.clone(), self.inputs.clone());
-                    tokio::spawn(async move {
-                        let fetched = directory::fetch_topology_text(&directory).await.map_err(|e| format!("{e:#}"));
-                        let _ = inputs.send(Input::TopologyFetched(fetched)).await;
-                    });
-                }
-                Output::Persist { store, write } => match store {
-                    StoreName::ReplyStore => self.reply_store.write(write),
-                    StoreName::ReceivedMessages => self.received.write(write),
-                },
-                Output::Deliver { to, message } => self.deliver(to, message),
-                Output::Event(event) => self.report(event),
             }
         }
         false
+    }
+
+    /// Carries out one output of the driver.
+    fn execute(&mut self, output: Output) {
+        match output {
+            Output::Transmit { conn, frame } => {
+                if let Some((c, writer)) = &self.gateway {
+                    if *c == conn && writer.send(frame).is_err() {
+                        self.gateway = None;
+                    }
+                }
+            }
+            Output::Connect { conn, url } => {
+                let task = tokio::spawn(gateway_connection(conn, url, self.inputs.clone()));
+                if let Some((_, old)) = self.opening.replace((conn, task)) {
+                    old.abort();
+                }
+            }
+            Output::Close { conn } => {
+                if self.gateway.as_ref().is_some_and(|(c, _)| *c == conn) {
+                    self.gateway = None; // its task sees the writer gone and closes politely
+                } else if self.opening.as_ref().is_some_and(|(c, _)| *c == conn) {
+                    if let Some((_, task)) = self.opening.take() {
+                        task.abort(); // still connecting
+                    }
+                }
+            }
+            Output::FetchTopology => {
+                let (directory, inputs) = (self.directory.clone(), self.inputs.clone());
+                tokio::spawn(async move {
+                    let fetched = directory::fetch_topology_text(&directory).await.map_err(|e| format!("{e:#}"));
+                    let _ = inputs.send(Input::TopologyFetched(fetched)).await;
+                });
+            }
+            Output::Persist { store, write } => match store {
+                StoreName::ReplyStore => self.reply_store.write(write),
+                StoreName::ReceivedMessages => self.received.write(write),
+                StoreName::DirectoryKey => {
+                    if let Err(e) = self.pin_directory_key(write) {
+                        tracing::error!("cannot pin the directory key: {e:#}");
+                    }
+                }
+            },
+            Output::Deliver { to, message } => self.deliver(to, message),
+            Output::Event(event) => self.report(event),
+        }
     }
 
     fn deliver(&mut self, to: DeliverTo, message: ReceivedMessage) {
@@ -349,16 +403,14 @@ impl Engine {
     fn report(&self, event: DriverEvent) {
         match &event {
             DriverEvent::Connected { .. } => tracing::info!("{event}; sending traffic"),
-            DriverEvent::GatewayMoved { .. } | DriverEvent::RouteRefused { .. } => tracing::info!("{event}"),
+            DriverEvent::GatewayChosen { .. } | DriverEvent::GatewayMoved { .. } | DriverEvent::RouteRefused { .. } => {
+                tracing::info!("{event}")
+            }
             _ => tracing::warn!("{event}"),
         }
-        if event.concerns_applications() {
-            let text = match &event {
-                DriverEvent::GatewayError(e) => e.clone(),
-                other => other.to_string(),
-            };
+        if let Some(notice) = event.for_applications() {
             for app in self.apps.values() {
-                let _ = app.send(AppDelivery::Error(text.clone()));
+                let _ = app.send(AppDelivery::Notice(notice.clone()));
             }
         }
     }
@@ -417,7 +469,13 @@ async fn gateway_connection(conn: ConnectionId, url: String, tx: mpsc::Sender<In
 
 /// Connects to the gateway once and completes the handshake: the gateway
 /// records the client as registered. Used by `init`.
-pub async fn register(keys: &ClientKeys, gateway_identity: [u8; 32], url: &str, topology: Topology, timeout: Duration) -> Result<()> {
+pub async fn register(
+    keys: &ClientKeys,
+    gateway_identity: [u8; 32],
+    url: &str,
+    topology: Topology,
+    timeout: Duration,
+) -> Result<()> {
     let config = nym_client_core::client::ClientConfig {
         // Registration sends no traffic.
         average_packet_delay: Duration::ZERO,
@@ -451,7 +509,9 @@ pub async fn register(keys: &ClientKeys, gateway_identity: [u8; 32], url: &str, 
             }
             match stream.next().await {
                 Some(Ok(Message::Binary(frame))) => client.handle_gateway_frame(&frame, start.elapsed()),
-                Some(Ok(Message::Close(_))) | None => return Err(anyhow!("the gateway closed the connection during registration")),
+                Some(Ok(Message::Close(_))) | None => {
+                    return Err(anyhow!("the gateway closed the connection during registration"))
+                }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(anyhow!("gateway websocket error during registration: {e}")),
             }

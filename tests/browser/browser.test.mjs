@@ -263,13 +263,20 @@ test("a lost gateway connection is reported, the client reconnects and keeps wor
   try {
     const { page, address } = await openDemo(context, baseUrl, { directory: `http://127.0.0.1:${fake.address().port}`, ephemeral: "1", fast: "1", gateway: g0.identityKey });
     assert.ok(address.endsWith(`@${g0.identityKey}`));
-    await page.evaluate(() => { window.nymErrors = []; window.nymClient.onError((e) => window.nymErrors.push(e.message)); });
+    await page.evaluate(() => {
+      window.nymErrors = [];
+      window.nymLost = [];
+      window.nymClient.onError((e) => window.nymErrors.push(e.message));
+      window.nymClient.onEvent((e) => { if (e.type === "disconnected") window.nymLost.push(e.message); });
+    });
     for (const s of sockets) s.destroy(); // cut the connection under the client
-    const error = await waitInPage(page, () => window.nymErrors.find((m) => m.includes("lost the connection")));
-    assert.match(error, /lost the connection to the gateway at ws:\/\/127\.0\.0\.1:\d+ \(code \d+\); reconnecting in \d+ ms/);
+    const lost = await waitInPage(page, () => window.nymLost.find((m) => m.includes("lost the connection")));
+    assert.match(lost, /lost the connection to the gateway at ws:\/\/127\.0\.0\.1:\d+ \(code \d+\); reconnecting in \d+ ms/);
     await waitInPage(page, () => window.nymClient.isConnected());
     await page.evaluate((me) => window.nymClient.send(me, "after reconnect"), address);
     await waitInPage(page, () => window.nymMessages.includes("after reconnect"));
+    // onError hears what the core says applications hear (as native ones): a lost connection is for onEvent.
+    assert.deepEqual(await page.evaluate(() => window.nymErrors), []);
     await page.close();
   } finally {
     for (const s of sockets) s.destroy();

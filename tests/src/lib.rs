@@ -68,10 +68,7 @@ pub fn client_binary() -> PathBuf {
 /// listens should be given port 0 and say where it listens ([`TestClient`],
 /// the mixnet binaries' start lines).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
 }
 
 /// What `nym-client run` prints once its websocket listens.
@@ -294,7 +291,8 @@ impl TestClient {
 
     /// The client's store of received messages (data/received_messages.log).
     pub fn received_store(&self) -> nym_client_core::received_store::ReceivedStore {
-        let path = self.home.path().join(".nym").join("clients").join(&self.id).join("data").join("received_messages.log");
+        let path =
+            self.home.path().join(".nym").join("clients").join(&self.id).join("data").join("received_messages.log");
         let bytes = std::fs::read(path).unwrap_or_default();
         nym_client_core::received_store::ReceivedStore::load(&bytes).0
     }
@@ -305,7 +303,7 @@ impl TestClient {
         Ok(r.client_key)
     }
 
-        /// Sends SIGINT (Ctrl-C) and waits for the process to exit.
+    /// Sends SIGINT (Ctrl-C) and waits for the process to exit.
     pub fn interrupt(&mut self, within: Duration) -> Result<std::process::ExitStatus> {
         let mut c = self.child.take().ok_or_else(|| anyhow!("not running"))?;
         let pid = c.id().to_string();
@@ -383,6 +381,17 @@ pub async fn recv_json(ws: &mut Ws, timeout: Duration) -> Result<Value> {
 }
 
 /// Sends a JSON text request and returns the JSON reply.
+/// The message id of a send's answer (`{"type":"send","id":N}`); `None`
+/// for anything else.
+pub fn send_id(answer: &Value) -> Option<u64> {
+    let fields = answer.as_object().map_or(0, |o| o.len());
+    if answer["type"] == "send" && fields == 2 {
+        answer["id"].as_u64()
+    } else {
+        None
+    }
+}
+
 pub async fn request(ws: &mut Ws, req: &Value) -> Result<Value> {
     request_text(ws, &req.to_string()).await
 }

@@ -189,7 +189,14 @@ impl Lab {
         let listen = format!("{}:0", hub.ip);
         // Its key in the lab's own dir, not the user's $HOME.
         let key_dir = self.data.path().join("directory").display().to_string();
-        let args = vec!["--listen".into(), listen, "--expiry-secs".into(), expiry_secs.to_string(), "--data-dir".into(), key_dir];
+        let args = vec![
+            "--listen".into(),
+            listen,
+            "--expiry-secs".into(),
+            expiry_secs.to_string(),
+            "--data-dir".into(),
+            key_dir,
+        ];
         let out = self.spawn("directory", Some(&hub), bin, &args, true)?.ok_or_else(|| anyhow!("no stdout"))?;
         let mut log = std::fs::OpenOptions::new().append(true).open(self.log_path("directory"))?;
         let (tx, rx) = std::sync::mpsc::channel();
@@ -228,10 +235,7 @@ impl Lab {
 
     /// Names of processes that have exited.
     pub fn exited(&mut self) -> Vec<String> {
-        self.procs
-            .iter_mut()
-            .filter_map(|(n, c)| matches!(c.try_wait(), Ok(Some(_))).then(|| n.clone()))
-            .collect()
+        self.procs.iter_mut().filter_map(|(n, c)| matches!(c.try_wait(), Ok(Some(_))).then(|| n.clone())).collect()
     }
 }
 
@@ -295,7 +299,10 @@ pub fn mixnet_binaries() -> PathBuf {
         cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
         match cmd.status() {
             Ok(s) if s.success() => {}
-            other => eprintln!("warning: building the nym-mixnet binaries failed ({other:?}); using those in {} if present", dir.display()),
+            other => eprintln!(
+                "warning: building the nym-mixnet binaries failed ({other:?}); using those in {} if present",
+                dir.display()
+            ),
         }
         dir
     })

@@ -23,7 +23,7 @@ async fn anonymous_message_reply_and_replies_after_a_restart() -> Result<()> {
     let (alice, mut bob, mut a, mut b) = alice_and_bob(&dir, fast).await?;
 
     let sent = request(&mut a, &json!({"type": "sendAnonymous", "recipient": bob.address, "message": "who am I?", "replySurbs": 4})).await?;
-    assert_eq!(sent, json!({"type": "send"}));
+    assert!(send_id(&sent).is_some());
     let received = next_text(&mut b).await?;
     let v: Value = serde_json::from_str(&received)?;
     assert_eq!(v["type"], "received");
@@ -34,7 +34,7 @@ async fn anonymous_message_reply_and_replies_after_a_restart() -> Result<()> {
     assert!(!received.contains(alice_key) && !received.contains(alice_gateway), "{received}");
 
     // Bob answers; alice gets the reply stripped, like any message.
-    assert_eq!(request(&mut b, &json!({"type": "reply", "senderTag": tag, "message": "a friend"})).await?, json!({"type": "send"}));
+    assert!(send_id(&request(&mut b, &json!({"type": "reply", "senderTag": tag, "message": "a friend"})).await?).is_some());
     request(&mut a, &json!({"type": "selfAddress"})).await?;
     assert_eq!(next_text(&mut a).await?, "a friend");
 
@@ -54,7 +54,7 @@ async fn anonymous_message_reply_and_replies_after_a_restart() -> Result<()> {
     bob.interrupt(Duration::from_secs(10))?;
     bob.start().await?;
     let mut b = bob.connect().await?;
-    assert_eq!(request(&mut b, &json!({"type": "reply", "senderTag": tag, "message": "still me"})).await?, json!({"type": "send"}));
+    assert!(send_id(&request(&mut b, &json!({"type": "reply", "senderTag": tag, "message": "still me"})).await?).is_some());
     assert_eq!(next_text(&mut a).await?, "still me");
     Ok(())
 }

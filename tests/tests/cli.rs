@@ -2,6 +2,7 @@
 //! run's errors and Ctrl-C.
 
 use anyhow::Result;
+use nym_client::config::Config;
 use nym_integration_tests::*;
 use serde_json::json;
 use std::process::Command;
@@ -157,5 +158,48 @@ async fn ctrl_c_stops_the_client_cleanly() -> Result<()> {
     let status = alice.interrupt(Duration::from_secs(10))?;
     assert!(status.success(), "exit status {status}\n{}", alice.log());
     assert!(alice.log().contains("client stopped"));
+    Ok(())
+}
+
+/// A config from before directory keys (none pinned): `run` trusts the
+/// directory's key on first use, says so, and pins it in the config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_no_directory_key_pinned_trusts_the_first_one_and_pins_it() -> Result<()> {
+    let dir = shared_localnet();
+    let mut alice = TestClient::init(&dir, "alice", |c| {
+        fast(c);
+        c.client.directory_key = None;
+    })?;
+    let key = alice
+        .init_output
+        .lines()
+        .find_map(|l| l.split("): ").nth(1).filter(|_| l.starts_with("Directory key")))
+        .map(|k| k.trim().to_string())
+        .ok_or_else(|| anyhow::anyhow!("init printed no directory key:\n{}", alice.init_output))?;
+    alice.start().await?;
+    let log = alice.log();
+    assert!(log.contains(&format!("no directory key was pinned: trusting {key}")), "{log}");
+    let config = Config::load_from(&config_path(alice.home.path(), "alice"))?;
+    assert_eq!(config.client.directory_key.as_deref(), Some(key.as_str()));
+    alice.stop();
+    Ok(())
+}
+
+/// A directory that can't be reached at start: `run` tries the core's
+/// number of times, logging each, then exits with an error that says so.
+#[test]
+fn run_against_an_unreachable_directory_retries_then_exits_with_a_clear_error() -> Result<()> {
+    let dir = shared_localnet();
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let alice = TestClient::init(&dir, "alice", |c| c.client.directory_server = dead.clone())?;
+    let out = nym_client(alice.home.path()).args(["run", "--id", "alice", "--port", &alice.port.to_string()]).output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr)?;
+    let attempts = nym_client_core::defaults::FIRST_FETCH_ATTEMPTS;
+    assert!(err.contains(&format!("no usable topology from the directory after {attempts} attempts")), "{err}");
+    assert!(err.contains("cannot reach the directory"), "{err}");
+    for attempt in 1..attempts {
+        assert!(err.contains(&format!("topology fetch {attempt}/{attempts} failed")), "{err}");
+    }
     Ok(())
 }

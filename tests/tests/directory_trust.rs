@@ -158,7 +158,7 @@ async fn a_topology_tampered_with_on_the_way_is_refused_and_messages_keep_flowin
     for i in 0..5 {
         let text = format!("through a hostile network {i}");
         let answer = request(&mut a, &json!({"type": "send", "message": text, "recipient": bob.address})).await?;
-        assert_eq!(answer, json!({"type": "send"}));
+        assert!(send_id(&answer).is_some());
         sent.push(text);
     }
     let mut got = Vec::new();

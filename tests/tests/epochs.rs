@@ -52,7 +52,7 @@ async fn a_transfer_across_key_rotations_loses_nothing() -> Result<()> {
     let count = (EPOCH_SECS * 4 * 4) as usize;
     for i in 0..count {
         let message = format!("{i:04} {}", "x".repeat(3000));
-        assert_eq!(request(&mut a, &json!({"type": "send", "recipient": bob.address, "message": message})).await?, json!({"type": "send"}));
+        assert!(send_id(&request(&mut a, &json!({"type": "send", "recipient": bob.address, "message": message})).await?).is_some());
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let mut got = Vec::new();
@@ -76,7 +76,7 @@ async fn a_reply_after_the_first_surbs_keys_retired_takes_a_fresh_surb_path() ->
     let net = rotating_localnet(data.path()).await?;
     let (_alice, bob, mut a, mut b) = alice_and_bob(&net.directory_url(), fast_refreshing).await?;
     let sent = request(&mut a, &json!({"type": "sendAnonymous", "recipient": bob.address, "message": "still there later?", "replySurbs": 3})).await?;
-    assert_eq!(sent, json!({"type": "send"}));
+    assert!(send_id(&sent).is_some());
     let received: Value = serde_json::from_str(&next_text(&mut b, Duration::from_secs(30)).await?)?;
     assert_eq!(received["message"], "still there later?");
     let tag = received["senderTag"].as_str().ok_or_else(|| anyhow!("no sender tag"))?.to_string();
@@ -89,7 +89,7 @@ async fn a_reply_after_the_first_surbs_keys_retired_takes_a_fresh_surb_path() ->
     assert!(net.mixnode(0).is_some_and(|m| m.sphinx_keys().get(epoch).is_none()), "epoch {epoch}'s key is gone");
 
     // Bob's client asked alice's for fresh SURBs in time: the reply arrives.
-    assert_eq!(request(&mut b, &json!({"type": "reply", "senderTag": tag, "message": "yes"})).await?, json!({"type": "send"}));
+    assert!(send_id(&request(&mut b, &json!({"type": "reply", "senderTag": tag, "message": "yes"})).await?).is_some());
     request(&mut a, &json!({"type": "selfAddress"})).await?;
     assert_eq!(next_text(&mut a, Duration::from_secs(30)).await?, "yes");
     assert_eq!(retired_key_drops(&net), 0, "nothing was sent through a retired key");

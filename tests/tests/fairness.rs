@@ -52,10 +52,10 @@ async fn a_short_message_overtakes_a_20_mib_message_sent_before_it() -> Result<(
     let start = Instant::now();
     // Answered once the client has queued it.
     let answer = request_binary(&mut ws, frame).await?;
-    assert_eq!(answer, json!({"type": "send"}), "the long message is queued");
+    assert!(send_id(&answer).is_some(), "the long message is queued");
     let short = "short, sent after 20 MiB";
     let answer = request(&mut ws, &json!({"type": "send", "message": short, "recipient": alice.address})).await?;
-    assert_eq!(answer, json!({"type": "send"}), "the short message is queued");
+    assert!(send_id(&answer).is_some(), "the short message is queued");
 
     // The last request was text: the short message comes as a text frame,
     // the long one (random bytes, not UTF-8) as a binary frame.

@@ -66,7 +66,7 @@ async fn a_mixnode_leaves_mid_transfer(layer: u8) -> Result<()> {
     let mut expected = BTreeSet::new();
     for i in 0..300 {
         let m = format!("message {i:03}");
-        assert_eq!(request(&mut a, &json!({"type": "send", "recipient": bob.address, "message": m})).await?, json!({"type": "send"}));
+        assert!(send_id(&request(&mut a, &json!({"type": "send", "recipient": bob.address, "message": m})).await?).is_some());
         expected.insert(m);
         if i == 100 {
             victim.kill()?; // SIGKILL: the node vanishes with whatever it held

@@ -29,7 +29,7 @@ async fn client_reconnects_after_its_gateway_restarts_and_keeps_queued_messages(
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Queued while the gateway is down: the send is accepted.
     let reply = request(&mut a, &json!({"type": "send", "message": "queued while down", "recipient": bob.address})).await?;
-    assert_eq!(reply, json!({"type": "send"}));
+    assert!(send_id(&reply).is_some());
     tokio::time::sleep(Duration::from_secs(1)).await;
     net.restart_gateway(0).await?;
 

@@ -10,12 +10,16 @@ use tokio_tungstenite::tungstenite::Message;
 
 const DELIVERY: Duration = Duration::from_secs(60);
 
-fn ok_send(v: &Value) {
-    assert_eq!(v, &json!({"type": "send"}), "expected a send confirmation");
+/// Checks a send confirmation, `{"type":"send","id":N}`; its id.
+fn ok_send(v: &Value) -> u64 {
+    send_id(v).unwrap_or_else(|| panic!("expected a send confirmation with an id, got {v}"))
 }
 
+/// Checks an answer that is an error about the request itself: it names
+/// no message (only a failure of an accepted message carries an `id`).
 fn error_containing(v: &Value, needle: &str) {
     assert_eq!(v["type"], "error", "expected an error, got {v}");
+    assert!(v.get("id").is_none(), "a refused request has no message id: {v}");
     let m = v["message"].as_str().unwrap_or_default();
     assert!(m.contains(needle), "error {m:?} does not mention {needle:?}");
 }
@@ -148,6 +152,27 @@ async fn bad_requests_get_clear_errors_and_the_client_keeps_working() -> Result<
     expect_text(&mut ws, "still here").await
 }
 
+/// Every accepted send (`send`, `sendAnonymous`, binary) is answered with
+/// its own message id, the one a later failure of that message names;
+/// ids are not reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_accepted_send_is_answered_with_its_own_message_id() -> Result<()> {
+    let dir = shared_localnet();
+    let mut alice = TestClient::init(&dir, "alice", fast)?;
+    alice.start().await?;
+    let mut ws = alice.connect().await?;
+    let me = alice.address.clone();
+    let first = ok_send(&request(&mut ws, &json!({"type": "send", "message": "one", "recipient": me})).await?);
+    let anonymous = ok_send(
+        &request(&mut ws, &json!({"type": "sendAnonymous", "message": "two", "recipient": me, "replySurbs": 1})).await?,
+    );
+    let mut frame = binary_address(&me)?;
+    frame.extend_from_slice(b"three");
+    let binary = ok_send(&request_binary(&mut ws, frame).await?);
+    assert!(first < anonymous && anonymous < binary, "ids {first}, {anonymous}, {binary}");
+    Ok(())
+}
+
 /// Several applications at once (up to `[socket] max_applications`): each
 /// gets the answers to its own requests and every incoming message; one
 /// leaving costs the others nothing; one too many is refused.
@@ -216,7 +241,7 @@ async fn messages_arriving_with_no_application_are_kept_for_the_next_one() -> Re
     Ok(())
 }
 
-/// The `{"type":"send"}` answer comes for binary sends too; a UTF-8 message
+/// The `{"type":"send","id":N}` answer comes for binary sends too; a UTF-8 message
 /// arrives as binary when the connection's last request was binary and as
 /// text when it was text (non-UTF-8 is always binary: unit-tested in
 /// `nym_client_core::app_api`).

@@ -23,13 +23,14 @@ use gloo_timers::callback::Timeout;
 use js_sys::{Function, Promise, Uint8Array};
 use nym_client_core::address::{decode_key, encode_key};
 use nym_client_core::app_api::{AppRequest, AppResponse};
-use nym_client_core::driver::{defaults, AppId, ConnectionId, Disconnect, Driver, DriverConfig, DriverEvent, Output, Restored, StoreName, StoreWrite};
+use nym_client_core::driver::{
+    defaults, AppId, ConnectionId, Disconnect, Driver, DriverConfig, DriverEvent, Output, Restored, StartError,
+    StoreName, StoreWrite,
+};
 use nym_client_core::keys::ClientKeys;
 use nym_client_core::reply::{decode_sender_tag, encode_sender_tag};
-use nym_client_core::{verify_topology, VerifiedTopology};
 use nym_client_core::{ReceivedMessage, Recipient};
 use rand::rngs::StdRng;
-use rand::seq::IndexedRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -163,11 +164,12 @@ impl Options {
         if let Some(d) = check_ms("loopCoverDelayMs", js.loop_cover_delay_ms)? {
             config.client.loop_cover_delay = d;
         }
+        // Bounds (a refresh of at least a second...) are the driver's one rule.
         if let Some(d) = check_ms("topologyRefreshMs", js.topology_refresh_ms)? {
-            config.topology_refresh = d.max(Duration::from_secs(1));
+            config.topology_refresh = d;
         }
         if let Some(d) = check_ms("connectTimeoutMs", js.connect_timeout_ms)? {
-            config.handshake_timeout = d.max(Duration::from_millis(1));
+            config.handshake_timeout = d;
         }
         let directory_key = match &js.directory_key {
             Some(key) => Some(decode_key(key.trim(), "option directoryKey").map_err(|e| js_error(e.to_string()))?),
@@ -329,15 +331,6 @@ impl Store {
     }
 }
 
-/// The topology at start, checked by [`verify_topology`] (later ones the
-/// driver asks for and checks the same way): signed by `pinned`, or with
-/// `None` by the key it names (trust on first use).
-async fn fetch_topology(directory: &str, pinned: Option<&[u8; 32]>) -> Result<VerifiedTopology, JsValue> {
-    let text = fetch_topology_text(directory).await?;
-    verify_topology(&text, pinned, unix_time_ms(), nym_client_core::VERSION)
-        .map_err(|e| js_error(format!("directory {directory}: {e}")))
-}
-
 async fn fetch_topology_text(directory: &str) -> Result<String, JsValue> {
     let url = format!("{directory}/api/presence/topology");
     let unreachable = |e: JsValue| js_error(format!("cannot reach the directory at {url}: {}", describe(&e)));
@@ -403,6 +396,10 @@ struct GatewayView {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 enum EventView {
+    #[serde(rename_all = "camelCase")]
+    FirstFetchFailed { attempt: u32, attempts: u32, retry_in_ms: u64, reason: String },
+    StartFailed { reason: String },
+    GatewayChosen { gateway: String, url: String },
     Connected { url: String },
     #[serde(rename_all = "camelCase")]
     Disconnected { url: String, reason: String, retry_in_ms: u64 },
@@ -425,6 +422,11 @@ struct EventWithText {
 
 fn event_view(event: &DriverEvent) -> JsValue {
     let view = match event.clone() {
+        DriverEvent::FirstFetchFailed { attempt, attempts, retry_in, reason } => {
+            EventView::FirstFetchFailed { attempt, attempts, retry_in_ms: retry_in.as_millis() as u64, reason }
+        }
+        DriverEvent::StartFailed(e) => EventView::StartFailed { reason: e.to_string() },
+        DriverEvent::GatewayChosen { gateway, url } => EventView::GatewayChosen { gateway, url },
         DriverEvent::Connected { url } => EventView::Connected { url },
         DriverEvent::Disconnected { url, reason, retry_in } => {
             EventView::Disconnected { url, reason: reason.to_string(), retry_in_ms: retry_in.as_millis() as u64 }
@@ -470,6 +472,11 @@ struct Inner {
     on_event: Option<Function>,
     /// The identity's store; `None` when ephemeral.
     store: Option<Store>,
+    /// The identity's keys (PEM), kept with its gateway once the driver
+    /// settled it ([`DriverEvent::GatewayChosen`]).
+    identity_pems: (String, String),
+    /// `start`'s `directoryKey` option, kept with the identity once it started.
+    given_directory_key: Option<[u8; 32]>,
     /// The received log as stored (rewritten whole: the shim keeps it).
     received_log: Vec<u8>,
     /// Store writes not yet settled; while any is, frames wait in `held`
@@ -580,13 +587,25 @@ impl Inner {
                     if self.on_event.is_some() {
                         notices.push(Notice::Event(event_view(&event)));
                     }
-                    match event {
-                    DriverEvent::Connected { .. } if self.state == State::Starting => notices.push(Notice::Started),
-                    DriverEvent::Connected { .. } | DriverEvent::GatewayMoved { .. } => {}
-                    DriverEvent::Disconnected { reason, url, .. } if self.state == State::Starting => {
-                        notices.push(Notice::StartFailed(start_failure(&url, &reason)))
+                    // What `onError` hears is the core's decision.
+                    if let Some(AppResponse::Error(message) | AppResponse::SendFailed { message, .. }) =
+                        event.for_applications()
+                    {
+                        notices.push(Notice::Error(message));
                     }
-                    other => notices.push(Notice::Error(other.to_string())),
+                    // `start`'s Promise: settled by the first handshake, or the start failure.
+                    match event {
+                        DriverEvent::GatewayChosen { .. } => {
+                            if let Err(e) = self.keep_identity(weak) {
+                                notices.push(Notice::Error(describe(&e)));
+                            }
+                        }
+                        DriverEvent::Connected { .. } if self.state == State::Starting => notices.push(Notice::Started),
+                        DriverEvent::Disconnected { reason, url, .. } if self.state == State::Starting => {
+                            notices.push(Notice::StartFailed(start_failure(&url, &reason)))
+                        }
+                        DriverEvent::StartFailed(e) => notices.push(Notice::StartFailed(start_error(&e))),
+                        _ => {}
                     }
                 }
             }
@@ -629,6 +648,14 @@ impl Inner {
 
     /// Starts the store write; frames wait until it settles.
     fn persist(&mut self, store: StoreName, write: StoreWrite, weak: &Weak<RefCell<Inner>>) -> Result<(), JsValue> {
+        if store == StoreName::DirectoryKey {
+            if let StoreWrite::Replace(key) = &write {
+                warn(&format!(
+                    "trusting directory key {} on first use (pass {{ directoryKey }} to pin the one your directory's operator publishes)",
+                    String::from_utf8_lossy(key)
+                ));
+            }
+        }
         let Some(kv) = &self.store else { return Ok(()) };
         let (what, promise) = match store {
             StoreName::ReplyStore => match write {
@@ -642,7 +669,34 @@ impl Inner {
                 }
                 ("received messages", kv.write(RECEIVED, &self.received_log))
             }
+            StoreName::DirectoryKey => match write {
+                StoreWrite::Replace(bytes) => ("the directory key", kv.write(DIRECTORY_KEY, &bytes)),
+                StoreWrite::Append { .. } => return Ok(()),
+            },
         };
+        self.track_write(what, promise, weak)
+    }
+
+    /// The identity with its gateway, now settled (and a `directoryKey`
+    /// option's key with it): the next start uses both.
+    fn keep_identity(&mut self, weak: &Weak<RefCell<Inner>>) -> Result<(), JsValue> {
+        let (Some(kv), Some(gateway)) = (&self.store, self.driver.gateway_identity()) else { return Ok(()) };
+        let (private_pem, public_pem) = self.identity_pems.clone();
+        let saved = SavedIdentity { private_pem, public_pem, gateway: encode_key(&gateway) };
+        let bytes = serde_json::to_vec(&saved).map_err(|e| js_error(format!("cannot save the identity: {e}")))?;
+        let identity = kv.write(IDENTITY, &bytes);
+        let key = self.given_directory_key.map(|key| kv.write(DIRECTORY_KEY, encode_key(&key).as_bytes()));
+        self.track_write("the identity", identity, weak)?;
+        match key {
+            Some(promise) => self.track_write("the directory key", promise, weak),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a store write in flight until it settles (frames wait); a
+    /// failure is told at the next flush.
+    fn track_write(&mut self, what: &'static str, promise: Result<Promise, JsValue>, weak: &Weak<RefCell<Inner>>) -> Result<(), JsValue> {
+        let Some(kv) = &self.store else { return Ok(()) };
         let db = kv.name.clone();
         let promise = promise.map_err(|e| storage_error(&format!("save {what}"), &db, &e))?;
         self.writes_in_flight += 1;
@@ -826,6 +880,15 @@ fn start_failure(url: &str, reason: &Disconnect) -> String {
     }
 }
 
+/// Why `start` rejects, when the driver could not start (the directory,
+/// the topology, or the gateway named).
+fn start_error(e: &StartError) -> String {
+    match e {
+        StartError::GatewayNotInTopology(gateway) => format!("gateway {gateway} is not in the directory's topology"),
+        other => other.to_string(),
+    }
+}
+
 fn fail_start(shared: &Shared, message: String) {
     let starting = {
         let mut inner = shared.borrow_mut();
@@ -848,7 +911,8 @@ pub struct Engine {
 
 #[wasm_bindgen(js_class = NymEngine)]
 impl Engine {
-    /// Fetches the topology from the directory (`GET {directoryUrl}/api/presence/topology`),
+    /// Fetches the topology from the directory (`GET {directoryUrl}/api/presence/topology`;
+    /// as the driver's start-up says: up to 5 attempts, waiting 250 ms, doubling, between),
     /// loads or creates the identity (kept in `kv`, the identity's store, unless it is
     /// null: ephemeral), connects to the gateway and resolves once the gateway handshake
     /// has completed. `legacy`: what localStorage held for this identity name before
@@ -897,15 +961,7 @@ impl Engine {
             },
             (None, None) => None,
         };
-        let topology = fetch_topology(&directory, pinned.as_ref()).await?;
-        if pinned.is_none() {
-            warn(&format!(
-                "trusting directory key {} on first use (pass {{ directoryKey }} to pin the one your directory's operator publishes)",
-                encode_key(&topology.directory_key)
-            ));
-        }
 
-        let mut rng = StdRng::from_seed(random_bytes::<32>()?);
         let saved = match &store {
             None => None,
             Some(store) => match store.read(IDENTITY).await? {
@@ -930,23 +986,11 @@ impl Engine {
         };
         let (keys, saved_gateway) = match saved {
             Some((keys, gateway)) => (keys, Some(gateway)),
-            None => (ClientKeys::generate(&mut rng), None),
+            None => (ClientKeys::generate(&mut StdRng::from_seed(random_bytes::<32>()?)), None),
         };
-        let gateway = match (requested, saved_gateway) {
-            (Some(g), _) | (None, Some(g)) => topology.topology.gateway(&g).cloned().ok_or_else(|| {
-                js_error(format!(
-                    "gateway {} is not in the directory's topology ({} gateways listed)",
-                    encode_key(&g),
-                    topology.topology.gateways().len()
-                ))
-            })?,
-            (None, None) => topology
-                .topology
-                .gateways()
-                .choose(&mut rng)
-                .cloned()
-                .ok_or_else(|| js_error("the directory lists no gateway"))?,
-        };
+        // The driver checks the gateway against the first topology, or
+        // chooses one when neither the options nor the store name it.
+        let gateway = requested.or(saved_gateway);
 
         // The stores belong to the saved identity: a new identity starts without them.
         let (reply_store, received) = match (&store, saved_gateway.is_some()) {
@@ -958,17 +1002,12 @@ impl Engine {
             }
             (None, _) => (None, None),
         };
-        if let Some(store) = &store {
-            let saved = SavedIdentity { private_pem: keys.private_pem(), public_pem: keys.public_pem(), gateway: encode_key(&gateway.identity_key) };
-            let bytes = serde_json::to_vec(&saved).map_err(|e| js_error(format!("cannot save the identity: {e}")))?;
-            store.write_now(IDENTITY, &bytes).await?;
-            store.write_now(DIRECTORY_KEY, encode_key(&topology.directory_key).as_bytes()).await?;
-        }
         let received_log = received.clone().unwrap_or_default();
+        let identity_pems = (keys.private_pem(), keys.public_pem());
 
         let restored = Restored { reply_store, received_messages: received };
         let storage_key = options.storage_key.clone();
-        let (driver, _) = Driver::new(keys, gateway.identity_key, topology, options.config.clone(), random_bytes::<32>()?, restored)
+        let (driver, _) = Driver::new(keys, pinned, gateway, options.config.clone(), random_bytes::<32>()?, restored)
             .map_err(|e| js_error(format!("{e} (the stored reply store of '{storage_key}'; forgetIdentity removes it, or use another storageKey)")))?;
 
         let shared: Shared = Rc::new(RefCell::new(Inner {
@@ -983,6 +1022,8 @@ impl Engine {
             on_error: None,
             on_event: None,
             store,
+            identity_pems,
+            given_directory_key: options.directory_key,
             received_log,
             writes_in_flight: 0,
             held: VecDeque::new(),
@@ -1018,17 +1059,21 @@ impl Engine {
     /// This client's address, `<base58 client key>@<base58 gateway identity key>`.
     #[wasm_bindgen(js_name = selfAddress)]
     pub fn self_address(&self) -> String {
-        self.shared.borrow().driver.address().to_string()
+        // Known once `start` resolved (the gateway is settled by then).
+        self.shared.borrow().driver.address().map(|a| a.to_string()).unwrap_or_default()
     }
 
-    /// Queues `message` (a string is sent as UTF-8, a Uint8Array as is) for `recipient`.
-    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    /// Queues `message` (a string is sent as UTF-8, a Uint8Array as is) for
+    /// `recipient`; resolves to the message's id (the `messageId` of a later
+    /// `sendFailed` event about it).
+    #[wasm_bindgen(unchecked_return_type = "Promise<number>")]
     pub fn send(&self, recipient: &str, #[wasm_bindgen(unchecked_param_type = "string | Uint8Array")] message: JsValue) -> Promise {
         settle(self.queue(recipient, &message, |recipient, message| AppRequest::Send { recipient, message }))
     }
 
-    /// Like `send`, anonymous, with `replySurbs` (default 10, at most 200) reply blocks.
-    #[wasm_bindgen(js_name = sendAnonymous, unchecked_return_type = "Promise<void>")]
+    /// Like `send`, anonymous, with `replySurbs` (default 10, at most 200)
+    /// reply blocks; resolves to the message's id.
+    #[wasm_bindgen(js_name = sendAnonymous, unchecked_return_type = "Promise<number>")]
     pub fn send_anonymous(
         &self,
         recipient: &str,
@@ -1048,8 +1093,9 @@ impl Engine {
         }))
     }
 
-    /// Answers an anonymous message through its sender's reply blocks.
-    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    /// Answers an anonymous message through its sender's reply blocks;
+    /// resolves to the reply's message id.
+    #[wasm_bindgen(unchecked_return_type = "Promise<number>")]
     pub fn reply(
         &self,
         #[wasm_bindgen(js_name = senderTag, unchecked_param_type = "string")] sender_tag: JsValue,
@@ -1080,7 +1126,10 @@ impl Engine {
         });
     }
 
-    /// Registers the callback for problems after start (an Error each).
+    /// Registers the callback for problems after start (an Error each): what
+    /// the driver says applications hear (`DriverEvent::for_applications`: a
+    /// message that could not be delivered, a gateway's error), as the native
+    /// websocket API pushes them. Everything else is for `onEvent`.
     #[wasm_bindgen(js_name = onError)]
     pub fn on_error(&self, callback: Function) {
         self.shared.borrow_mut().on_error = Some(callback);
@@ -1124,7 +1173,7 @@ impl Engine {
     /// The topology in use: mixnodes by layer, the gateways, ours.
     pub fn topology(&self) -> JsValue {
         let inner = self.shared.borrow();
-        let our_gateway = inner.driver.address().to_string().split('@').nth(1).unwrap_or_default().to_string();
+        let our_gateway = inner.driver.gateway_identity().map(|g| encode_key(&g)).unwrap_or_default();
         let Some(topology) = inner.driver.client().topology() else { return JsValue::NULL };
         let layers = (1..=3u8)
             .map(|layer| LayerView { layer, nodes: topology.layer(layer).iter().map(|n| n.address.to_string()).collect() })
@@ -1158,9 +1207,11 @@ fn message_bytes(message: &JsValue) -> Result<Vec<u8>, JsValue> {
     }
 }
 
-fn settle(result: Result<(), JsValue>) -> Promise {
+/// A request's Promise: the message id (a JS number: ids stay far below
+/// 2^53), or the Error.
+fn settle(result: Result<u64, JsValue>) -> Promise {
     match result {
-        Ok(()) => Promise::resolve(&JsValue::UNDEFINED),
+        Ok(id) => Promise::resolve(&JsValue::from_f64(id as f64)),
         Err(e) => Promise::reject(&e),
     }
 }
@@ -1172,22 +1223,24 @@ impl Engine {
         recipient: &str,
         message: &JsValue,
         request: impl FnOnce(Recipient, Vec<u8>) -> AppRequest,
-    ) -> Result<(), JsValue> {
+    ) -> Result<u64, JsValue> {
         let recipient: Recipient = recipient.trim().parse().map_err(|e: nym_client_core::Error| js_error(e.to_string()))?;
         let bytes = message_bytes(message)?;
         self.request(request(recipient, bytes))
     }
 
-    /// Hands a request to a running driver (then drains it); its error as a JS Error.
-    fn request(&self, request: AppRequest) -> Result<(), JsValue> {
-        let mut result = Ok(());
+    /// Hands a send request to a running driver (then drains it): the
+    /// message id, or the error as a JS Error.
+    fn request(&self, request: AppRequest) -> Result<u64, JsValue> {
+        let mut result = Err(js_error("the client is busy"));
         with_engine(&self.shared, |inner| {
             result = if inner.state == State::Stopped {
                 Err(js_error("the client is stopped"))
             } else {
                 match inner.driver.handle_request(request, now()) {
-                    AppResponse::Error(e) => Err(js_error(e)),
-                    _ => Ok(()),
+                    AppResponse::Send { id } => Ok(id),
+                    AppResponse::Error(e) | AppResponse::SendFailed { message: e, .. } => Err(js_error(e)),
+                    AppResponse::SelfAddress(_) => Err(js_error("not a send request")),
                 }
             };
         });

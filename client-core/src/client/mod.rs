@@ -181,6 +181,13 @@ impl Client {
         Recipient::new(*self.keys.public().as_bytes(), self.gateway.identity())
     }
 
+    /// Binds the engine to the gateway its address belongs to, before its
+    /// first connection (the driver chooses one from the first topology
+    /// when the shim named none).
+    pub(crate) fn set_gateway(&mut self, identity: [u8; 32]) {
+        self.gateway = Gateway::new(identity);
+    }
+
     pub fn config(&self) -> &ClientConfig {
         &self.config
     }

@@ -5,6 +5,9 @@
 //! native (tokio) and browser (wasm-bindgen) shims need the same things
 //! around it, so they live here, sans-IO like the engine:
 //!
+//! - **start-up** (`start.rs`): the first topology fetch and its retries,
+//!   its verification, trust on first use of the directory key, the
+//!   gateway choice; a clear [`StartError`] when it cannot start;
 //! - **the gateway connection's life**: when to open one, how long a
 //!   handshake may take, how long to wait before the next try (exponential
 //!   backoff, reset only by a connection that stayed up), which URL to dial
@@ -16,13 +19,18 @@
 //!   gateway still listed; anything else is refused and the last good
 //!   topology stays;
 //! - **what must survive a restart** (the reply store, the received-message
-//!   log), as "write these bytes under this name" outputs, always before the
+//!   log, a directory key learned on first use), as "write these bytes under this name" outputs, always before the
 //!   frames that depend on them;
 //! - **deliveries**: to every attached application, or kept (bounded) until
 //!   one attaches;
 //! - **requests** from applications (send, sendAnonymous, reply, selfAddress).
 //!
-//! A shim feeds inputs (`handle_*`, each with `now`), then takes every
+//! The settings and their one rule of bounds are in `config.rs`; what
+//! crosses to the shim (outputs, events, stores, errors) in `outputs.rs`.
+//!
+//! A shim makes the driver with [`Driver::new`] and calls [`Driver::start`];
+//! the first output is [`Output::FetchTopology`]. It feeds inputs
+//! (`handle_*`, each with `now`), then takes every
 //! [`Output`] from [`Driver::poll_output`] in order and carries it out, then
 //! arms one timer for [`Driver::poll_timeout`] that calls
 //! [`Driver::handle_timeout`]. It holds no timers, backoff or retry logic of
@@ -39,265 +47,74 @@
 //! 4. the backoff goes back to its initial value only when a connection that
 //!    completed its handshake closes after [`DriverConfig::stable_connection`]:
 //!    a gateway that accepts and drops at once is not hammered.
+//!
+//! And the two start-up behaviours they disagreed on:
+//! 5. the first topology fetch is retried [`defaults::FIRST_FETCH_ATTEMPTS`]
+//!    times with a doubling wait ([`defaults::first_fetch_retry`]), then the
+//!    driver reports [`DriverEvent::StartFailed`] and stops;
+//! 6. applications hear what [`DriverEvent::for_applications`] says, in
+//!    both shims.
+
+mod config;
+mod outputs;
+mod start;
+
+pub use config::{defaults, DriverConfig};
+pub use outputs::{
+    AppId, AttachError, ConnectionId, DeliverTo, Disconnect, DriverEvent, Output, RestoreReport, Restored, StartError,
+    StoreName, StoreWrite,
+};
+pub use start::{choose_gateway, verify_first_topology};
 
 use crate::app_api::{AppRequest, AppResponse};
-use crate::client::{Client, ClientConfig, ClientEvent, ReceivedMessage};
+use crate::client::{Client, ClientEvent, ReceivedMessage};
 use crate::keys::ClientKeys;
 use crate::received_store::ReceivedStore;
-use crate::VerifiedTopology;
-use crate::{Error, Recipient};
+use crate::Recipient;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use start::Stage;
 use std::collections::VecDeque;
-use std::fmt;
 use std::time::Duration;
-
-/// Every default of the client that the native config and the browser
-/// options share, in one place.
-pub mod defaults {
-    use std::time::Duration;
-
-    /// How often the topology is fetched again.
-    pub const TOPOLOGY_REFRESH: Duration = Duration::from_secs(30);
-    /// After the gateway refused a departed first hop, the topology is
-    /// fetched at once, but at most this often.
-    pub const EARLY_TOPOLOGY_FETCH_GAP: Duration = Duration::from_secs(2);
-    /// First wait before reconnecting to the gateway; doubles per failure.
-    pub const RECONNECT_INITIAL: Duration = Duration::from_millis(500);
-    /// Longest wait between reconnection attempts.
-    pub const RECONNECT_MAX: Duration = Duration::from_secs(30);
-    /// From asking for a connection to a completed handshake.
-    pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
-    /// A connection that lived this long resets the reconnect backoff.
-    pub const STABLE_CONNECTION: Duration = Duration::from_secs(10);
-    /// Received messages kept while no application is attached.
-    pub const KEPT_MESSAGES: usize = 1000;
-    /// Bytes of received messages kept while no application is attached.
-    pub const KEPT_BYTES: usize = 256 * 1024 * 1024;
-    /// Applications attached at once.
-    pub const MAX_APPLICATIONS: usize = 16;
-    /// SURBs sent with an anonymous message when the application names no count.
-    pub const REPLY_SURBS: usize = crate::app_api::DEFAULT_REPLY_SURBS;
-}
-
-/// What the driver needs besides the engine's own [`ClientConfig`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct DriverConfig {
-    pub client: ClientConfig,
-    /// From asking for a connection to a completed handshake; then the
-    /// connection is closed and counts as failed.
-    pub handshake_timeout: Duration,
-    pub reconnect_initial: Duration,
-    pub reconnect_max: Duration,
-    /// A handshaken connection that closes after this long resets the backoff.
-    pub stable_connection: Duration,
-    pub topology_refresh: Duration,
-    pub max_applications: usize,
-    /// Received messages kept while no application is attached (the oldest
-    /// go first, down to nine tenths, past either limit).
-    pub kept_messages: usize,
-    pub kept_bytes: usize,
-}
-
-impl Default for DriverConfig {
-    fn default() -> Self {
-        DriverConfig {
-            client: ClientConfig::default(),
-            handshake_timeout: defaults::HANDSHAKE_TIMEOUT,
-            reconnect_initial: defaults::RECONNECT_INITIAL,
-            reconnect_max: defaults::RECONNECT_MAX,
-            stable_connection: defaults::STABLE_CONNECTION,
-            topology_refresh: defaults::TOPOLOGY_REFRESH,
-            max_applications: defaults::MAX_APPLICATIONS,
-            kept_messages: defaults::KEPT_MESSAGES,
-            kept_bytes: defaults::KEPT_BYTES,
-        }
-    }
-}
-
-/// One gateway connection the driver asked for. Inputs naming an older one
-/// are ignored, so a shim never has to sort out late events of a socket the
-/// driver gave up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConnectionId(u64);
-
-/// An attached application (a websocket of the native API, the page's
-/// `onMessage` callback).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct AppId(u64);
-
-/// What the driver keeps across restarts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreName {
-    /// SURBs we hold and the keys to read replies ([`Client::export_reply_store`]).
-    ReplyStore,
-    /// The received-message log ([`crate::received_store`]).
-    ReceivedMessages,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreWrite {
-    /// Replace the whole store with these bytes (atomically, if you can).
-    Replace(Vec<u8>),
-    /// Append these bytes; `sync`: make them durable before going on (a
-    /// kept message is in them, and its gateway ack follows).
-    Append { bytes: Vec<u8>, sync: bool },
-}
-
-/// Who gets a delivered message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliverTo {
-    /// Every attached application.
-    All,
-    /// One application (messages kept while none was attached go to the first that attaches).
-    One(AppId),
-}
-
-/// Why a gateway connection ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Disconnect {
-    /// The socket could not be opened, or closed before the handshake.
-    Closed(String),
-    /// No completed handshake within [`DriverConfig::handshake_timeout`].
-    HandshakeTimeout(Duration),
-    /// The gateway refused us or its handshake was bad.
-    HandshakeFailed(String),
-}
-
-impl fmt::Display for Disconnect {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Disconnect::Closed(why) => write!(f, "{why}"),
-            Disconnect::HandshakeTimeout(t) => write!(f, "the gateway did not complete the handshake within {t:?}"),
-            Disconnect::HandshakeFailed(why) => write!(f, "{why}"),
-        }
-    }
-}
-
-/// News for the shim (to log) and its applications (to hear).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DriverEvent {
-    /// The gateway accepted our handshake; traffic flows.
-    Connected { url: String },
-    /// A connection (or an attempt) ended; the next attempt is in `retry_in`.
-    /// Queued messages stay queued.
-    Disconnected { url: String, reason: Disconnect, retry_in: Duration },
-    /// A message could not be delivered; `recipient` is `None` for replies.
-    SendFailed { message_id: u64, recipient: Option<Recipient>, reason: String },
-    /// The gateway reported a problem on a working connection.
-    GatewayError(String),
-    /// A topology fetch failed or was refused; the previous one stays.
-    TopologyRefused(String),
-    /// Our gateway's URL changed in the topology; used from the next connection.
-    GatewayMoved { url: String },
-    /// The gateway refused a first hop that left the network; the packet went
-    /// again on a live route and the topology is fetched early.
-    RouteRefused { first_hop: String },
-    /// No application attached and the kept messages passed a limit: the oldest went.
-    KeptMessagesDropped { count: usize, bytes: usize },
-}
-
-impl DriverEvent {
-    /// Whether applications should hear of it (the rest is for the log).
-    pub fn concerns_applications(&self) -> bool {
-        matches!(self, DriverEvent::SendFailed { .. } | DriverEvent::GatewayError(_))
-    }
-}
-
-impl fmt::Display for DriverEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DriverEvent::Connected { url } => write!(f, "authenticated with the gateway at {url}"),
-            DriverEvent::Disconnected { url, reason, retry_in } => {
-                write!(f, "lost the connection to the gateway at {url} ({reason}); reconnecting in {} ms", retry_in.as_millis())
-            }
-            DriverEvent::SendFailed { message_id, recipient, reason } => {
-                let to = recipient.map_or_else(|| "a reply".to_string(), |r| format!("a message to {r}"));
-                write!(f, "{to} (message {message_id}) could not be delivered: {reason}")
-            }
-            DriverEvent::GatewayError(e) => write!(f, "gateway: {e}"),
-            DriverEvent::TopologyRefused(e) => write!(f, "topology refresh failed (keeping the previous one): {e}"),
-            DriverEvent::GatewayMoved { url } => write!(f, "our gateway moved to {url}; using it from the next connection"),
-            DriverEvent::RouteRefused { first_hop } => write!(
-                f,
-                "the gateway no longer forwards to {first_hop} (it left the network): sent again on a live route; fetching the topology"
-            ),
-            DriverEvent::KeptMessagesDropped { count, bytes } => write!(
-                f,
-                "no application attached: dropped the {count} oldest kept messages ({bytes} bytes) to stay within the limits"
-            ),
-        }
-    }
-}
-
-/// What the shim must do, in the order [`Driver::poll_output`] gives it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// Open a websocket to `url`; report [`Driver::handle_connected`], then
-    /// frames, then [`Driver::handle_closed`] (also when it cannot open).
-    Connect { conn: ConnectionId, url: String },
-    /// Close this connection (no more input from it is needed).
-    Close { conn: ConnectionId },
-    /// Send a binary frame on this connection.
-    Transmit { conn: ConnectionId, frame: Vec<u8> },
-    /// Fetch the topology from the directory; answer with
-    /// [`Driver::handle_topology_fetched`].
-    FetchTopology,
-    /// Write to a store before carrying out the outputs after this one.
-    Persist { store: StoreName, write: StoreWrite },
-    /// Hand a message to applications. Delivered means taken: a shim that
-    /// cannot hand it over gives it back with [`Driver::detach_app`].
-    Deliver { to: DeliverTo, message: ReceivedMessage },
-    Event(DriverEvent),
-}
-
-/// Why the driver cannot start.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StartError {
-    #[error("our gateway {0} is not in the topology")]
-    GatewayNotInTopology(String),
-    #[error("the saved reply store is unreadable: {0}")]
-    ReplyStore(Error),
-}
-
-/// What the shim read from its stores at start.
-#[derive(Debug, Clone, Default)]
-pub struct Restored {
-    pub reply_store: Option<Vec<u8>>,
-    pub received_messages: Option<Vec<u8>>,
-}
-
-/// What loading the stores found, for the shim's log.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RestoreReport {
-    pub kept_messages: usize,
-    /// Bytes of an unfinished last record in the received log (a crash
-    /// mid-write; that message comes again from the gateway).
-    pub torn_bytes: usize,
-    pub damaged_records: usize,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Link {
     /// Not started, or stopped.
     Idle,
     /// Waiting to connect again.
-    Waiting { retry_at: Duration },
+    Waiting {
+        retry_at: Duration,
+    },
     /// Asked for a connection; no completed handshake yet.
-    Opening { conn: ConnectionId, deadline: Duration, open: bool },
-    Up { conn: ConnectionId, since: Duration },
+    Opening {
+        conn: ConnectionId,
+        deadline: Duration,
+        open: bool,
+    },
+    Up {
+        conn: ConnectionId,
+        since: Duration,
+    },
 }
 
+/// The client above [`Client`]: start-up, the gateway connection, the
+/// topology, stores, deliveries and requests (see the module doc).
 pub struct Driver {
     client: Client,
     config: DriverConfig,
-    gateway_identity: [u8; 32],
+    /// For the gateway choice.
+    rng: StdRng,
+    stage: Stage,
+    /// The gateway our address belongs to: named by the shim, or chosen
+    /// from the first topology (then `None` until it came).
+    gateway_identity: Option<[u8; 32]>,
+    /// Our gateway's URL in the latest topology (empty before the first).
     gateway_url: String,
-    /// The directory key every topology must be signed by.
-    directory_key: [u8; 32],
+    /// The directory key every topology must be signed by: pinned by the
+    /// shim, or learned from the first one (trust on first use).
+    directory_key: Option<[u8; 32]>,
     /// `issuedAt` of the topology in use: an older one is a replay.
     topology_issued_at: u64,
-    /// The wall clock (Unix ms) when the first topology was checked: the
-    /// engine's clock until the first refresh brings a fresh reading.
-    clock_at_start: u64,
     link: Link,
     next_conn: u64,
     backoff: Duration,
@@ -318,27 +135,34 @@ pub struct Driver {
 }
 
 impl Driver {
-    /// A driver for an engine with these keys, whose address belongs to
-    /// `gateway_identity`, starting from `topology` (the shim fetched it to
-    /// start and checked it with [`crate::verify_topology`]; later ones the
-    /// driver asks for, and they must be signed by the same directory key)
-    /// and what the shim restored.
+    /// A driver for the identity `keys`, before any network contact.
+    ///
+    /// - `directory_key`: the directory key topologies must be signed by;
+    ///   `None`: the first topology's own key is trusted and comes out as a
+    ///   [`StoreName::DirectoryKey`] write to keep (trust on first use);
+    /// - `gateway`: the gateway our address belongs to (registered, or
+    ///   asked for); `None`: one at random from the first topology;
+    ///   either way [`DriverEvent::GatewayChosen`] tells which;
+    /// - `config`: held to [`DriverConfig::bounded`];
+    /// - `restored`: what the shim read from its stores.
+    ///
+    /// Fails only when the restored reply store cannot be read. Nothing
+    /// happens until [`Driver::start`].
     pub fn new(
         keys: ClientKeys,
-        gateway_identity: [u8; 32],
-        topology: VerifiedTopology,
+        directory_key: Option<[u8; 32]>,
+        gateway: Option<[u8; 32]>,
         config: DriverConfig,
         rng_seed: [u8; 32],
         restored: Restored,
     ) -> Result<(Self, RestoreReport), StartError> {
-        let VerifiedTopology { topology, directory_key, issued_at, verified_at, .. } = topology;
-        let gateway_url = topology
-            .gateway(&gateway_identity)
-            .ok_or_else(|| StartError::GatewayNotInTopology(crate::address::encode_key(&gateway_identity)))?
-            .client_listener
-            .clone();
-        let mut client = Client::new(keys, gateway_identity, config.client.clone(), rng_seed);
-        client.handle_topology(topology);
+        let config = config.bounded();
+        let mut rng = StdRng::from_seed(rng_seed);
+        let mut client_seed = [0u8; 32];
+        rng.fill_bytes(&mut client_seed);
+        // Until a gateway is chosen the engine is bound to none (all zeros):
+        // nothing reaches a gateway before the choice.
+        let mut client = Client::new(keys, gateway.unwrap_or_default(), config.client.clone(), client_seed);
         if let Some(bytes) = &restored.reply_store {
             client.import_reply_store(bytes).map_err(StartError::ReplyStore)?;
         }
@@ -354,11 +178,12 @@ impl Driver {
         let backoff = config.reconnect_initial;
         let driver = Driver {
             client,
-            gateway_identity,
-            gateway_url,
+            rng,
+            stage: Stage::New,
+            gateway_identity: gateway,
+            gateway_url: String::new(),
             directory_key,
-            topology_issued_at: issued_at,
-            clock_at_start: verified_at,
+            topology_issued_at: 0,
             link: Link::Idle,
             next_conn: 0,
             backoff,
@@ -383,15 +208,23 @@ impl Driver {
         &self.client
     }
 
-    pub fn address(&self) -> Recipient {
-        self.client.address()
+    /// This client's address, once its gateway is settled
+    /// ([`DriverEvent::GatewayChosen`]; at once when the shim named it).
+    pub fn address(&self) -> Option<Recipient> {
+        self.gateway_identity.map(|_| self.client.address())
     }
 
-    /// The gateway URL the next connection goes to.
-    pub fn gateway_url(&self) -> &str {
-        &self.gateway_url
+    /// The identity key of our gateway, once settled.
+    pub fn gateway_identity(&self) -> Option<[u8; 32]> {
+        self.gateway_identity
     }
 
+    /// The gateway URL the next connection goes to (`None` before the first topology).
+    pub fn gateway_url(&self) -> Option<&str> {
+        Some(self.gateway_url.as_str()).filter(|url| !url.is_empty())
+    }
+
+    /// Whether the gateway session is up (handshake completed).
     pub fn is_connected(&self) -> bool {
         matches!(self.link, Link::Up { .. })
     }
@@ -401,17 +234,18 @@ impl Driver {
         self.received.kept_count()
     }
 
-    /// Starts: the first connection, and the topology refresh schedule.
+    /// Starts: asks for the first topology ([`Output::FetchTopology`]);
+    /// once it verified, the first connection and the refresh schedule
+    /// follow. Only a new driver starts; later calls do nothing.
     pub fn start(&mut self, now: Duration) {
-        if self.link == Link::Idle {
-            self.client.handle_clock(now, self.clock_at_start);
-            self.connect(now);
-            self.refresh_at = Some(now + self.config.topology_refresh);
+        if self.stage == Stage::New {
+            self.fetch_first(1, now);
         }
     }
 
     /// Stops: closes the connection, no timers, nothing more to do.
     pub fn stop(&mut self, now: Duration) {
+        self.stage = Stage::Stopped;
         if let Link::Opening { conn, .. } | Link::Up { conn, .. } = self.link {
             self.outputs.push_back(Output::Close { conn });
             self.client.handle_gateway_disconnected(now);
@@ -446,8 +280,11 @@ impl Driver {
         let retry_in = self.backoff;
         self.backoff = (self.backoff * 2).min(self.config.reconnect_max).max(self.config.reconnect_initial);
         self.link = Link::Waiting { retry_at: now + retry_in };
-        self.outputs
-            .push_back(Output::Event(DriverEvent::Disconnected { url: self.gateway_url.clone(), reason, retry_in }));
+        self.outputs.push_back(Output::Event(DriverEvent::Disconnected {
+            url: self.gateway_url.clone(),
+            reason,
+            retry_in,
+        }));
     }
 
     fn is_current(&self, conn: ConnectionId) -> bool {
@@ -485,14 +322,22 @@ impl Driver {
     /// pinned directory key, is older than the one in use, or no longer lists
     /// our gateway is refused ([`DriverEvent::TopologyRefused`] says why) and
     /// the previous one stays.
+    ///
+    /// The first answer starts the driver instead ([`Driver::start`]); an
+    /// answer to a stopped driver is ignored.
     pub fn handle_topology_fetched(&mut self, fetched: Result<&str, String>, now: Duration, unix_time_ms: u64) {
+        match self.stage {
+            Stage::FirstFetch { .. } => return self.first_topology_fetched(fetched, now, unix_time_ms),
+            Stage::New | Stage::Stopped => return,
+            Stage::Running => {}
+        }
         if self.link != Link::Idle {
             self.refresh_at = Some(now + self.config.topology_refresh);
         }
         self.client.handle_clock(now, unix_time_ms);
+        let Some(pinned) = self.directory_key else { return };
         let verified = fetched.and_then(|text| {
-            crate::verify_topology(text, Some(&self.directory_key), unix_time_ms, crate::VERSION)
-                .map_err(|e| e.to_string())
+            crate::verify_topology(text, Some(&pinned), unix_time_ms, crate::VERSION).map_err(|e| e.to_string())
         });
         let verified = match verified {
             Ok(v) => v,
@@ -504,7 +349,7 @@ impl Driver {
                 self.topology_issued_at - verified.issued_at
             ));
         }
-        let Some(gateway) = verified.topology.gateway(&self.gateway_identity) else {
+        let Some(gateway) = self.gateway_identity.and_then(|id| verified.topology.gateway(&id)) else {
             return self.refuse_topology("our gateway is missing from it".into());
         };
         if gateway.client_listener != self.gateway_url {
@@ -519,13 +364,17 @@ impl Driver {
         self.outputs.push_back(Output::Event(DriverEvent::TopologyRefused(why)));
     }
 
-    /// The directory key topologies must be signed by.
-    pub fn directory_key(&self) -> [u8; 32] {
+    /// The directory key topologies must be signed by: pinned, or learned
+    /// from the first topology (`None` until then).
+    pub fn directory_key(&self) -> Option<[u8; 32]> {
         self.directory_key
     }
 
     /// The timer armed for [`Driver::poll_timeout`] fired (or any time later).
     pub fn handle_timeout(&mut self, now: Duration) {
+        if self.stage != Stage::Running {
+            return self.first_fetch_timeout(now);
+        }
         match self.link {
             Link::Opening { deadline, .. } if deadline <= now => {
                 self.lost(now, Disconnect::HandshakeTimeout(self.config.handshake_timeout), true);
@@ -550,6 +399,9 @@ impl Driver {
 
     /// When [`Driver::handle_timeout`] wants to run next.
     pub fn poll_timeout(&self) -> Option<Duration> {
+        if self.stage != Stage::Running {
+            return self.first_fetch_deadline();
+        }
         if self.link == Link::Idle {
             return None;
         }
@@ -563,12 +415,9 @@ impl Driver {
 
     /// An application attached; messages kept while none was go to it.
     /// Refused past [`DriverConfig::max_applications`].
-    pub fn attach_app(&mut self) -> Result<AppId, String> {
-        if self.apps.len() >= self.config.max_applications.max(1) {
-            return Err(format!(
-                "too many applications are connected to this client ({}); try again when one has left",
-                self.apps.len()
-            ));
+    pub fn attach_app(&mut self) -> Result<AppId, AttachError> {
+        if self.apps.len() >= self.config.max_applications {
+            return Err(AttachError::TooManyApplications { attached: self.apps.len() });
         }
         self.next_app += 1;
         let app = AppId(self.next_app);
@@ -599,12 +448,23 @@ impl Driver {
         self.flush_stores();
     }
 
+    /// Applications attached now.
     pub fn applications(&self) -> usize {
         self.apps.len()
     }
 
-    /// Carries out an application's request; the answer for it.
+    /// Carries out an application's request; the answer for it. An
+    /// accepted send is answered with its message id
+    /// ([`AppResponse::Send`]), the one a later [`DriverEvent::SendFailed`]
+    /// about it names.
     pub fn handle_request(&mut self, request: AppRequest, now: Duration) -> AppResponse {
+        match self.stage {
+            Stage::Running => {}
+            Stage::Stopped => return AppResponse::Error("the client is stopped".into()),
+            Stage::New | Stage::FirstFetch { .. } => {
+                return AppResponse::Error("the client has not started yet (no topology and gateway yet)".into())
+            }
+        }
         let queued = match request {
             AppRequest::SelfAddress => return AppResponse::SelfAddress(self.client.address().to_string()),
             AppRequest::Send { recipient, message } => self.client.send(recipient, message, now),
@@ -615,7 +475,7 @@ impl Driver {
         };
         self.take_client_events(now);
         match queued {
-            Ok(_) => AppResponse::Send,
+            Ok(id) => AppResponse::Send { id },
             Err(e) => AppResponse::Error(e.to_string()),
         }
     }
@@ -633,8 +493,6 @@ impl Driver {
         self.client.poll_transmit(now).map(|frame| Output::Transmit { conn, frame })
     }
 
-    /// Moves the engine's events into outputs, then what they changed in
-    /// the stores.
     /// Brings the next topology fetch forward to now (or to
     /// [`defaults::EARLY_TOPOLOGY_FETCH_GAP`] after the last one); nothing
     /// when a fetch is out or the driver is stopped.
@@ -645,6 +503,8 @@ impl Driver {
         }
     }
 
+    /// Moves the engine's events into outputs, then what they changed in
+    /// the stores.
     fn take_client_events(&mut self, now: Duration) {
         while let Some(event) = self.client.poll_event() {
             match event {
@@ -698,11 +558,17 @@ impl Driver {
             self.received_append.clear();
             self.received_sync = false;
             let snapshot = self.received.snapshot();
-            self.outputs.push_back(Output::Persist { store: StoreName::ReceivedMessages, write: StoreWrite::Replace(snapshot) });
+            self.outputs.push_back(Output::Persist {
+                store: StoreName::ReceivedMessages,
+                write: StoreWrite::Replace(snapshot),
+            });
         } else if !self.received_append.is_empty() {
             let bytes = std::mem::take(&mut self.received_append);
             let sync = std::mem::take(&mut self.received_sync);
-            self.outputs.push_back(Output::Persist { store: StoreName::ReceivedMessages, write: StoreWrite::Append { bytes, sync } });
+            self.outputs.push_back(Output::Persist {
+                store: StoreName::ReceivedMessages,
+                write: StoreWrite::Append { bytes, sync },
+            });
         }
         if std::mem::take(&mut self.reply_store_changed) {
             let bytes = self.client.export_reply_store();

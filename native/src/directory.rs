@@ -1,45 +1,19 @@
-//! Fetching the topology from the directory (`GET /api/presence/topology`).
+//! Fetching the topology from the directory (`GET /api/presence/topology`, `nym_wire::topology::paths::TOPOLOGY`).
 
-use anyhow::{anyhow, bail, Context, Result};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use anyhow::{anyhow, bail, Result};
+use nym_mixnet::http::DirectoryClient;
 use nym_client_core::driver::{defaults, verify_first_topology};
 use nym_client_core::VerifiedTopology;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_TOPOLOGY_BYTES: usize = 16 * 1024 * 1024;
-
-pub fn topology_url(directory: &str) -> String {
-    format!("{}/api/presence/topology", directory.trim_end_matches('/'))
-}
-
-/// The raw topology JSON text. Only `http://` directories are supported.
+/// The raw topology JSON text, through the servers' one directory HTTP
+/// client ([`DirectoryClient::topology_text`]: bounded, timed out, every
+/// error naming the URL). Only `http://` directories are supported.
 pub async fn fetch_topology_text(directory: &str) -> Result<String> {
-    let url = topology_url(directory);
-    if !url.starts_with("http://") {
+    if !directory.starts_with("http://") {
         bail!("directory_server '{directory}' must be an http:// URL");
     }
-    let uri: hyper::Uri = url.parse().with_context(|| format!("bad directory URL '{url}'"))?;
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let fetch = async {
-        let resp = client.get(uri).await.with_context(|| format!("cannot reach the directory at {url}"))?;
-        let status = resp.status();
-        let body =
-            resp.into_body().collect().await.with_context(|| format!("reading the topology from {url}"))?.to_bytes();
-        if !status.is_success() {
-            bail!("directory answered {status} for {url}");
-        }
-        if body.len() > MAX_TOPOLOGY_BYTES {
-            bail!("topology from {url} is too large ({} bytes)", body.len());
-        }
-        String::from_utf8(body.to_vec()).map_err(|_| anyhow!("topology from {url} is not UTF-8"))
-    };
-    tokio::time::timeout(FETCH_TIMEOUT, fetch)
-        .await
-        .map_err(|_| anyhow!("the directory at {url} did not answer within {FETCH_TIMEOUT:?}"))?
+    DirectoryClient::new(directory)?.topology_text().await
 }
 
 /// The wall clock, for topology expiry: Unix milliseconds.

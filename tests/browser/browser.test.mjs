@@ -425,9 +425,8 @@ test("anonymous messages: the recipient sees a sender tag, replies with it, also
 // whatever the engine resolves, in both modes. TODO(merge): until the wasm
 // change is in, the engine resolves undefined and this fails as a todo
 // (reported, not counted); once merged, delete `todo` so it counts.
-const ENGINE_IDS_TODO = "needs the wasm engine's message ids (issue 21, wasm/src/browser.rs): delete this todo once merged";
 for (const worker of [true, false]) {
-  test(`send, sendAnonymous and reply resolve to the message's id (${worker ? "in a worker" : "in the page"})`, { timeout: 90000, todo: ENGINE_IDS_TODO }, async () => {
+  test(`send, sendAnonymous and reply resolve to the message's id (${worker ? "in a worker" : "in the page"})`, { timeout: 90000 }, async () => {
     const mode = worker ? {} : { worker: "0" };
     const a = await openDemo(context, baseUrl, { ...fast(`ids-a-${worker}`), ...mode });
     const b = await openDemo(context, baseUrl, { ...fast(`ids-b-${worker}`), ...mode });

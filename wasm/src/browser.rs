@@ -332,7 +332,7 @@ impl Store {
 }
 
 async fn fetch_topology_text(directory: &str) -> Result<String, JsValue> {
-    let url = format!("{directory}/api/presence/topology");
+    let url = format!("{directory}{}", nym_wire::topology::paths::TOPOLOGY);
     let unreachable = |e: JsValue| js_error(format!("cannot reach the directory at {url}: {}", describe(&e)));
     let response = JsFuture::from(global_fetch(&url)).await.map_err(unreachable)?;
     let response: web_sys::Response = response.dyn_into().map_err(unreachable)?;

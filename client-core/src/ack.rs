@@ -9,14 +9,14 @@
 //! Cover packets carry real SURB-ACKs too, so a gateway can't tell them apart.
 //!
 //! The sizes and the gateway's side (splitting a final-hop payload) are shared
-//! with the servers: they live in `nym_wire::surb_ack` and are re-exported
-//! here. This module is the sender's side: the ack key, building SURB-ACKs.
+//! with the servers: they live in `nym_wire::surb_ack`. This module is the
+//! sender's side: the ack key, building SURB-ACKs.
 
 use crate::address::Recipient;
 use crate::packet::build_sphinx_packet;
 use crate::error::Result;
-use crate::topology::Topology;
-use crate::wire::mix_frame::PacketSize;
+use nym_wire::topology::Topology;
+use nym_wire::mix_frame::PacketSize;
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hkdf::Hkdf;
@@ -26,7 +26,7 @@ use std::time::Duration;
 use x25519_dalek::StaticSecret;
 
 // The sizes and the gateway's side are shared with the servers.
-pub use nym_wire::surb_ack::{gateway_final_hop, split_final_payload, FinalPayload, ACK_PAYLOAD_LEN, SURB_ACK_LEN};
+pub(crate) use nym_wire::surb_ack::{ACK_PAYLOAD_LEN, SURB_ACK_LEN};
 
 const NONCE_LEN: usize = 12;
 const ID_LEN: usize = 8;
@@ -83,7 +83,7 @@ pub fn build_surb_ack<R: CryptoRng + ?Sized>(
     key: &AckKey,
     id: u64,
     average_hop_delay: Duration,
-    epoch: crate::wire::epoch::KeyEpoch,
+    epoch: nym_wire::epoch::KeyEpoch,
 ) -> Result<(Vec<u8>, Duration)> {
     let route = topology.random_route(rng, &own_address.gateway_key, epoch)?;
     let payload = key.seal(rng, id);

@@ -15,7 +15,7 @@
 //! sets) are released at once, and those of a completed message go out with
 //! it ([`Reassembler::take_completed`]).
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use rand::Rng;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -68,7 +68,7 @@ impl Fragment {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let bad = |why: &str| Err(Error::MalformedPacket(format!("fragment: {why}")));
+        let bad = |why: &str| Err(nym_wire::Error::MalformedPacket(format!("fragment: {why}")).into());
         if bytes.len() < HEADER_LEN {
             return bad("shorter than its header");
         }

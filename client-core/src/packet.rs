@@ -6,7 +6,7 @@
 
 use crate::address::Recipient;
 use crate::error::Result;
-use crate::wire::mix_frame::PacketSize;
+use nym_wire::mix_frame::PacketSize;
 use rand::Rng;
 use rand_distr::{Distribution, Exp};
 use sphinx_packet::header::delays::Delay;

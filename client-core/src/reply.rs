@@ -13,8 +13,8 @@
 
 use crate::address::Recipient;
 use crate::error::{Error, Result};
-use crate::topology::Topology;
-use crate::wire::epoch::KeyEpoch;
+use nym_wire::topology::Topology;
+use nym_wire::epoch::KeyEpoch;
 use hkdf::Hkdf;
 use rand::CryptoRng;
 use sha2::Sha256;
@@ -68,11 +68,11 @@ fn encode_surbs(out: &mut Vec<u8>, surbs: &[Vec<u8>]) {
 }
 
 fn decode_surbs(bytes: &[u8]) -> Result<(Vec<Vec<u8>>, &[u8])> {
-    let bad = |why: &str| Error::MalformedPacket(format!("envelope: {why}"));
+    let bad = |why: &str| nym_wire::Error::MalformedPacket(format!("envelope: {why}"));
     let (count, rest) = bytes.split_at_checked(2).ok_or_else(|| bad("no SURB count"))?;
     let count = usize::from(u16::from_be_bytes([count[0], count[1]]));
     if count > MAX_SURBS_PER_MESSAGE {
-        return Err(bad("too many SURBs"));
+        return Err(bad("too many SURBs").into());
     }
     let (surbs, rest) = rest.split_at_checked(count * SURB_LEN).ok_or_else(|| bad("truncated SURBs"))?;
     Ok((surbs.chunks(SURB_LEN).map(<[u8]>::to_vec).collect(), rest))
@@ -81,7 +81,7 @@ fn decode_surbs(bytes: &[u8]) -> Result<(Vec<Vec<u8>>, &[u8])> {
 fn tag_of(bytes: &[u8]) -> Result<(SenderTag, &[u8])> {
     let (tag, rest) = bytes
         .split_at_checked(SENDER_TAG_LEN)
-        .ok_or_else(|| Error::MalformedPacket("envelope: no sender tag".into()))?;
+        .ok_or_else(|| nym_wire::Error::MalformedPacket("envelope: no sender tag".into()))?;
     let mut t = [0u8; SENDER_TAG_LEN];
     t.copy_from_slice(tag);
     Ok((t, rest))
@@ -123,19 +123,19 @@ impl Envelope {
                 let (sender_tag, rest) = tag_of(&bytes[1..])?;
                 match rest {
                     [a, b] => Ok(Envelope::SurbRequest { sender_tag, count: u16::from_be_bytes([*a, *b]) }),
-                    _ => Err(Error::MalformedPacket("envelope: bad SURB request".into())),
+                    _ => Err(nym_wire::Error::MalformedPacket("envelope: bad SURB request".into()).into()),
                 }
             }
             Some(MORE_SURBS) => {
                 let (sender_tag, rest) = tag_of(&bytes[1..])?;
                 let (surbs, rest) = decode_surbs(rest)?;
                 if !rest.is_empty() {
-                    return Err(Error::MalformedPacket("envelope: trailing bytes".into()));
+                    return Err(nym_wire::Error::MalformedPacket("envelope: trailing bytes".into()).into());
                 }
                 Ok(Envelope::MoreSurbs { sender_tag, surbs })
             }
-            Some(other) => Err(Error::MalformedPacket(format!("envelope: unknown kind {other}"))),
-            None => Err(Error::MalformedPacket("envelope: empty message".into())),
+            Some(other) => Err(nym_wire::Error::MalformedPacket(format!("envelope: unknown kind {other}")).into()),
+            None => Err(nym_wire::Error::MalformedPacket("envelope: empty message".into()).into()),
         }
     }
 }
@@ -193,7 +193,7 @@ pub fn create_surb<R: CryptoRng + ?Sized>(
 pub fn split_surb(surb: &[u8]) -> Result<(KeyEpoch, &[u8])> {
     match surb.split_first_chunk::<4>() {
         Some((epoch, rest)) if rest.len() == SPHINX_SURB_LEN => Ok((KeyEpoch::from_be_bytes(*epoch), rest)),
-        _ => Err(Error::MalformedPacket(format!("a SURB is {SURB_LEN} bytes, not {}", surb.len()))),
+        _ => Err(nym_wire::Error::MalformedPacket(format!("a SURB is {SURB_LEN} bytes, not {}", surb.len())).into()),
     }
 }
 
@@ -332,14 +332,14 @@ impl ReplyStore {
         let surb_len = match r.take(9)? {
             m if m == STORE_MAGIC => SURB_LEN,
             b"NYMREPLY1" => SPHINX_SURB_LEN,
-            _ => return Err(Error::MalformedFrame("reply store: not a reply store file".into())),
+            _ => return Err(nym_wire::Error::MalformedFrame("reply store: not a reply store file".into()).into()),
         };
         let mut store = ReplyStore::default();
         for _ in 0..r.u32()? {
             let len = usize::from(u16::from_be_bytes(r.array()?));
             if len > 0 {
                 let rec = SurbReplyRecovery::from_bytes(r.take(len)?)
-                    .map_err(|e| Error::MalformedFrame(format!("reply store: {e}")))?;
+                    .map_err(|e| nym_wire::Error::MalformedFrame(format!("reply store: {e}")))?;
                 store.remember_recovery(&rec);
             }
         }
@@ -366,7 +366,7 @@ impl<'a> Reader<'a> {
         let (head, rest) = self
             .0
             .split_at_checked(n)
-            .ok_or_else(|| Error::MalformedFrame("reply store: truncated".into()))?;
+            .ok_or_else(|| nym_wire::Error::MalformedFrame("reply store: truncated".into()))?;
         self.0 = rest;
         Ok(head)
     }

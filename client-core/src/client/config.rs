@@ -9,7 +9,7 @@
 use super::Client;
 use crate::address::Recipient;
 use crate::reply::SenderTag;
-use crate::wire::mix_frame::PacketSize;
+use nym_wire::mix_frame::PacketSize;
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq)]

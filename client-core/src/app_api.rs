@@ -46,7 +46,7 @@ pub enum AppRequest {
 }
 
 /// SURBs sent with `sendAnonymous` when `replySurbs` is not given.
-pub const DEFAULT_REPLY_SURBS: usize = 10;
+pub(crate) const DEFAULT_REPLY_SURBS: usize = 10;
 
 /// The frame an anonymous message is delivered in.
 pub fn received_json(message: &[u8], sender_tag: &SenderTag) -> String {

@@ -21,7 +21,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 pub const HEADER_LEN: usize = 11;
-pub const MAX_SET_LEN: usize = 255;
+pub(crate) const MAX_SET_LEN: usize = 255;
 /// Longest chain walked; 255 sets of 255 fragments is far past any size limit.
 const MAX_CHAIN: usize = 255;
 /// Completed set ids remembered so late duplicates aren't delivered twice.
@@ -227,15 +227,21 @@ impl Reassembler {
         }
     }
 
+    /// Sets still being reassembled (for the fuzz targets and tests).
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn pending_sets(&self) -> usize {
         self.sets.len()
     }
 
+    /// A fragment with no gateway delivery behind it (for the fuzz
+    /// targets and tests; the client's come with receipts).
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn insert(&mut self, fragment: Fragment, now: Duration) -> Insert {
         self.insert_received(fragment, None, now)
     }
 
-    /// Like [`Reassembler::insert`], for a fragment that came with a receipt.
+    /// Takes a received fragment; `receipt` is the gateway delivery it came
+    /// in, released once nothing waits for it.
     pub fn insert_received(&mut self, fragment: Fragment, receipt: Option<Receipt>, now: Duration) -> Insert {
         let outcome = self.insert_slot(fragment, receipt, now);
         if matches!(outcome, Insert::Inconsistent) {

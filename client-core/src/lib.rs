@@ -30,7 +30,6 @@
 #![warn(missing_docs, unreachable_pub)]
 
 // Their items are public for `fuzzing` alone; without it they are crate-internal.
-#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
 mod ack;
 mod address;
 mod app_api;

@@ -44,7 +44,7 @@ impl PayloadKind {
 
 /// Length of a sealed payload in a data packet of `size`: what is left
 /// after the SURB-ACK the recipient's gateway cuts off.
-pub fn sealed_len(size: PacketSize) -> usize {
+pub(crate) fn sealed_len(size: PacketSize) -> usize {
     size.plaintext_size().saturating_sub(crate::ack::SURB_ACK_LEN)
 }
 
@@ -105,7 +105,7 @@ pub fn open(secret: &StaticSecret, payload: &[u8]) -> Result<(PayloadKind, Vec<u
 
 /// `kind || body length || body || zeros`, exactly `len` bytes (callers
 /// check that the body fits).
-pub fn encode_content(kind: PayloadKind, body: &[u8], len: usize) -> Vec<u8> {
+pub(crate) fn encode_content(kind: PayloadKind, body: &[u8], len: usize) -> Vec<u8> {
     let mut content = Vec::with_capacity(len.max(CONTENT_HEADER_LEN + body.len()));
     content.push(kind as u8);
     content.extend_from_slice(&(body.len() as u16).to_be_bytes());
@@ -114,7 +114,7 @@ pub fn encode_content(kind: PayloadKind, body: &[u8], len: usize) -> Vec<u8> {
     content
 }
 
-pub fn decode_content(content: &[u8]) -> Result<(PayloadKind, Vec<u8>)> {
+pub(crate) fn decode_content(content: &[u8]) -> Result<(PayloadKind, Vec<u8>)> {
     let [kind, a, b, ..] = *content else {
         return Err(nym_wire::Error::MalformedPacket("payload content too short".into()).into());
     };
@@ -128,7 +128,7 @@ pub fn decode_content(content: &[u8]) -> Result<(PayloadKind, Vec<u8>)> {
 
 /// Bytes of body a reply (sent through a SURB, no SURB-ACK, no end-to-end
 /// layer: only the SURB's creator can read it) of `size` can carry.
-pub fn reply_body_capacity(size: PacketSize) -> usize {
+pub(crate) fn reply_body_capacity(size: PacketSize) -> usize {
     size.plaintext_size() - CONTENT_HEADER_LEN
 }
 

@@ -26,20 +26,20 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 use x25519_dalek::StaticSecret;
 
-pub const SENDER_TAG_LEN: usize = 16;
+pub(crate) const SENDER_TAG_LEN: usize = 16;
 pub type SenderTag = [u8; SENDER_TAG_LEN];
 /// Header + first hop + the one payload key seed a single-seed SURB hands out.
-pub const SPHINX_SURB_LEN: usize = sphinx_packet::header::HEADER_SIZE + 32 + 16;
+pub(crate) const SPHINX_SURB_LEN: usize = sphinx_packet::header::HEADER_SIZE + 32 + 16;
 /// A SURB as clients pass and keep it: the key epoch its route was built
 /// for (4 bytes, big-endian; the reply's frame must name it), then the
 /// Sphinx SURB.
-pub const SURB_LEN: usize = 4 + SPHINX_SURB_LEN;
+pub(crate) const SURB_LEN: usize = 4 + SPHINX_SURB_LEN;
 /// Most SURBs one message may carry, and one request may ask for.
 pub const MAX_SURBS_PER_MESSAGE: usize = 200;
 /// Recovery material kept for replies that haven't come (oldest dropped).
 const MAX_RECOVERIES: usize = 100_000;
 /// Used SURBs whose replies still open when delivered again (memory only).
-pub const MAX_SPENT: usize = 4096;
+pub(crate) const MAX_SPENT: usize = 4096;
 
 const STORE_MAGIC: &[u8; 9] = b"NYMREPLY2";
 
@@ -142,7 +142,7 @@ impl Envelope {
 
 /// The tag `secret`'s owner uses with `recipient`: stable, so the recipient
 /// can keep a conversation, and unlinkable across recipients.
-pub fn sender_tag_for(secret: &StaticSecret, recipient: &Recipient) -> SenderTag {
+pub(crate) fn sender_tag_for(secret: &StaticSecret, recipient: &Recipient) -> SenderTag {
     let hk = Hkdf::<Sha256>::new(Some(b"nym-sender-tag-v1"), secret.as_bytes());
     let mut tag = [0u8; SENDER_TAG_LEN];
     // 16 bytes is always a valid HKDF-SHA256 output length.
@@ -166,7 +166,7 @@ pub fn decode_sender_tag(text: &str) -> Result<SenderTag> {
 /// A fresh SURB back to `own`, built with the nodes' keys of `epoch`
 /// (`epoch || SURB`, [`SURB_LEN`] bytes), and the material to read what
 /// comes through it.
-pub fn create_surb<R: CryptoRng + ?Sized>(
+pub(crate) fn create_surb<R: CryptoRng + ?Sized>(
     rng: &mut R,
     topology: &Topology,
     own: &Recipient,
@@ -190,7 +190,7 @@ pub fn create_surb<R: CryptoRng + ?Sized>(
 
 /// The key epoch a SURB (as [`create_surb`] makes it) was built for, and
 /// the Sphinx SURB.
-pub fn split_surb(surb: &[u8]) -> Result<(KeyEpoch, &[u8])> {
+pub(crate) fn split_surb(surb: &[u8]) -> Result<(KeyEpoch, &[u8])> {
     match surb.split_first_chunk::<4>() {
         Some((epoch, rest)) if rest.len() == SPHINX_SURB_LEN => Ok((KeyEpoch::from_be_bytes(*epoch), rest)),
         _ => Err(nym_wire::Error::MalformedPacket(format!("a SURB is {SURB_LEN} bytes, not {}", surb.len())).into()),

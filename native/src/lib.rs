@@ -15,8 +15,7 @@ pub mod runner;
 
 use anyhow::{anyhow, bail, Context, Result};
 use config::Config;
-use nym_client_core::keys::ClientKeys;
-use nym_client_core::Recipient;
+use nym_client_core::{ClientKeys, Recipient};
 use rand::seq::IndexedRandom;
 use rand::SeedableRng;
 use std::path::PathBuf;
@@ -86,15 +85,15 @@ pub async fn init(opts: &InitOptions) -> Result<Initialised> {
     let pinned = opts
         .directory_key
         .as_deref()
-        .map(|k| nym_client_core::address::decode_key(k, "--directory-key").map_err(|e| anyhow!("{e}")))
+        .map(|k| nym_client_core::decode_key(k, "--directory-key").map_err(|e| anyhow!("{e}")))
         .transpose()?;
     let verified = directory::fetch_topology_retrying(&directory, pinned.as_ref(), 3).await?;
-    let directory_key = nym_client_core::address::encode_key(&verified.directory_key);
+    let directory_key = nym_client_core::encode_key(&verified.directory_key);
     let topology = verified.topology;
     let mut rng = rand::rngs::StdRng::from_seed(runner::random_seed()?);
     let gateway = match &opts.gateway {
         Some(key) => {
-            let id = nym_client_core::address::decode_key(key, "--gateway").map_err(|e| anyhow!("{e}"))?;
+            let id = nym_client_core::decode_key(key, "--gateway").map_err(|e| anyhow!("{e}"))?;
             topology
                 .gateway(&id)
                 .ok_or_else(|| anyhow!("gateway {key} is not in the topology from {directory}"))?

@@ -18,14 +18,10 @@ use crate::origin::OriginPolicy;
 use crate::received::StoreFile;
 use anyhow::{anyhow, Context, Result};
 use futures_util::{SinkExt, StreamExt};
-use nym_client_core::app_api::{AppRequest, AppResponse};
-use nym_client_core::client::{Client, ClientEvent};
-use nym_client_core::driver::{
-    AppId, ConnectionId, DeliverTo, Driver, DriverEvent, Output, Restored, StoreName,
+use nym_client_core::{
+    AppId, AppRequest, AppResponse, Client, ClientEvent, ClientKeys, ConnectionId, DeliverTo, Driver, DriverEvent,
+    Output, ReceivedMessage, Recipient, Restored, StoreName, Topology,
 };
-use nym_client_core::keys::ClientKeys;
-use nym_client_core::topology::Topology;
-use nym_client_core::{ReceivedMessage, Recipient};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -84,7 +80,7 @@ pub async fn run(
     })?;
     if pinned.is_none() {
         // A config from before directory keys: trust on first use, once.
-        let key = nym_client_core::address::encode_key(&topology.directory_key);
+        let key = nym_client_core::encode_key(&topology.directory_key);
         config.client.directory_key = Some(key.clone());
         config.save()?;
         tracing::warn!(
@@ -418,7 +414,7 @@ async fn gateway_connection(conn: ConnectionId, url: String, tx: mpsc::Sender<In
 /// Connects to the gateway once and completes the handshake: the gateway
 /// records the client as registered. Used by `init`.
 pub async fn register(keys: &ClientKeys, gateway_identity: [u8; 32], url: &str, topology: Topology, timeout: Duration) -> Result<()> {
-    let config = nym_client_core::client::ClientConfig {
+    let config = nym_client_core::ClientConfig {
         // Registration sends no traffic.
         average_packet_delay: Duration::ZERO,
         loop_cover_delay: Duration::ZERO,

@@ -69,7 +69,7 @@ use std::time::Duration;
 
 /// How long before its keys retire a SURB of the previous epoch is no
 /// longer used: its reply must cross the mixnet before the rotation.
-pub const SURB_RETIREMENT_MARGIN: Duration = Duration::from_secs(30);
+pub(crate) const SURB_RETIREMENT_MARGIN: Duration = Duration::from_secs(30);
 
 pub struct Client {
     keys: ClientKeys,

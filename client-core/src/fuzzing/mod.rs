@@ -28,3 +28,9 @@ pub mod reply {
 pub mod packet {
     pub use crate::packet::build_sphinx_packet;
 }
+
+mod gateway;
+mod network;
+
+pub use gateway::{FakeGateway, Mood};
+pub use network::{Hop, NodeKeys, TestGatewayNode, TestMixnode, TestNetwork, ONE_EPOCH_SECS};

@@ -65,16 +65,16 @@ pub use error::{Error, Result};
 pub use received_store::{LoadReport, ReceivedStore};
 pub use reply::{decode_sender_tag, encode_sender_tag, SenderTag};
 
+/// Base58 keys, as in addresses and configuration files.
+pub use nym_wire::address::{decode_key, encode_key};
 /// The client's keys: what [`Client::new`] and [`Driver::new`] take.
 pub use nym_wire::keys::ClientKeys;
 /// Packet sizes, as [`ClientConfig::packet_size`] names them.
 pub use nym_wire::mix_frame::PacketSize;
+/// The one check of a topology document (see `nym_wire::signed`); the
+/// driver runs it on every refresh, the shims on the first fetch.
+pub use nym_wire::signed::{verify_topology, VerifiedTopology};
 /// The network as routes are drawn from it ([`Client::handle_topology`]).
 pub use nym_wire::topology::Topology;
 /// The version this engine speaks; the directory's nodes must match major.minor.
 pub use nym_wire::VERSION;
-/// Base58 keys, as in addresses and configuration files.
-pub use nym_wire::address::{decode_key, encode_key};
-/// The one check of a topology document (see `nym_wire::signed`); the
-/// driver runs it on every refresh, the shims on the first fetch.
-pub use nym_wire::signed::{verify_topology, VerifiedTopology};

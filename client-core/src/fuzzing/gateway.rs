@@ -139,7 +139,9 @@ impl<C: Copy + Eq + Hash> FakeGateway<C> {
     /// requests (forward a packet, acknowledge deliveries). An error is a
     /// frame a real gateway would close the connection for.
     pub fn handle_client_frame(&mut self, conn: C, frame: &[u8]) -> Result<(), String> {
-        let Some(state) = self.connections.remove(&conn) else { return Err("a frame on no open connection".into()) };
+        let Some(state) = self.connections.remove(&conn) else {
+            return Err("a frame on no open connection".into());
+        };
         let next = match state {
             Connection::Fresh if self.mood == Mood::Silent => Connection::Fresh,
             Connection::Fresh => {
@@ -152,7 +154,12 @@ impl<C: Copy + Eq + Hash> FakeGateway<C> {
                 let (mut session, client) = pending.verify(frame).map_err(|e| e.to_string())?;
                 self.handshakes += 1;
                 if self.mood == Mood::Refuse {
-                    let no = session.seal(&GatewayResponse::Error { message: "not registered".into() }.encode());
+                    let no = session.seal(
+                        &GatewayResponse::Error {
+                            message: "not registered".into(),
+                        }
+                        .encode(),
+                    );
                     self.to_clients.push_back((conn, no));
                     Connection::Refused
                 } else {
@@ -178,11 +185,16 @@ impl<C: Copy + Eq + Hash> FakeGateway<C> {
     /// all of it (again, if an older connection had it unacknowledged).
     fn authenticated(&mut self, conn: C, mut session: Session, client: [u8; 32]) -> Connection {
         let stored = self.stored(&client) as u32;
-        self.to_clients.push_back((conn, session.seal(&GatewayResponse::Authenticated { stored }.encode())));
+        self.to_clients
+            .push_back((conn, session.seal(&GatewayResponse::Authenticated { stored }.encode())));
         if let Some(old) = self.open_by_client.insert(client, conn) {
             self.outstanding.retain(|_, (c, _, _)| *c != old);
         }
-        let ids: Vec<u64> = self.inbox.get(&client).map(|m| m.keys().copied().collect()).unwrap_or_default();
+        let ids: Vec<u64> = self
+            .inbox
+            .get(&client)
+            .map(|m| m.keys().copied().collect())
+            .unwrap_or_default();
         for store in ids {
             self.push(conn, &mut session, client, store);
         }
@@ -193,7 +205,10 @@ impl<C: Copy + Eq + Hash> FakeGateway<C> {
         let to = decode_node_address(&NodeAddressBytes::from_bytes(next_hop)).map_err(|e| e.to_string())?;
         if self.departed.contains(&to) {
             let packet = mix_frame::packet_tag(mix_frame::decode(&frame).map_err(|e| e.to_string())?.2);
-            self.to_clients.push_back((conn, session.seal(&GatewayResponse::Refused { next_hop, packet }.encode())));
+            self.to_clients.push_back((
+                conn,
+                session.seal(&GatewayResponse::Refused { next_hop, packet }.encode()),
+            ));
         } else {
             self.to_mixnet.push_back((to, frame));
         }
@@ -216,11 +231,14 @@ impl<C: Copy + Eq + Hash> FakeGateway<C> {
 
     /// Sends stored payload `store` of `client` on `conn`.
     fn push(&mut self, conn: C, session: &mut Session, client: [u8; 32], store: u64) {
-        let Some(payload) = self.inbox.get(&client).and_then(|m| m.get(&store)).cloned() else { return };
+        let Some(payload) = self.inbox.get(&client).and_then(|m| m.get(&store)).cloned() else {
+            return;
+        };
         self.next_delivery += 1;
         let id = self.next_delivery;
         self.outstanding.insert(id, (conn, client, store));
-        self.to_clients.push_back((conn, session.seal(&GatewayResponse::Deliver { id, payload }.encode())));
+        self.to_clients
+            .push_back((conn, session.seal(&GatewayResponse::Deliver { id, payload }.encode())));
     }
 
     /// A mix frame reached the gateway's mixnet listener (see
@@ -230,8 +248,14 @@ impl<C: Copy + Eq + Hash> FakeGateway<C> {
     pub fn handle_packet(&mut self, frame: &[u8]) -> Result<(), String> {
         let (_, epoch, packet) = mix_frame::decode(frame).map_err(|e| e.to_string())?;
         let packet = SphinxPacket::from_bytes(packet).map_err(|e| e.to_string())?;
-        let ProcessedPacketData::FinalHop { destination, identifier, payload } =
-            packet.process(&self.keys.secret(epoch)).map_err(|e| e.to_string())?.data
+        let ProcessedPacketData::FinalHop {
+            destination,
+            identifier,
+            payload,
+        } = packet
+            .process(&self.keys.secret(epoch))
+            .map_err(|e| e.to_string())?
+            .data
         else {
             return Err("the gateway got a forward hop".into());
         };
@@ -247,7 +271,8 @@ impl<C: Copy + Eq + Hash> FakeGateway<C> {
             }
         }
         if let Some((to, frame)) = ack {
-            self.to_mixnet.push_back((decode_node_address(&to).map_err(|e| e.to_string())?, frame));
+            self.to_mixnet
+                .push_back((decode_node_address(&to).map_err(|e| e.to_string())?, frame));
         }
         Ok(())
     }
@@ -287,7 +312,12 @@ impl<C: Copy + Eq + Hash> FakeGateway<C> {
             while let Some(frame) = client.poll_transmit(now) {
                 self.handle_client_frame(conn, &frame)?;
             }
-            while let Some((_, frame)) = self.to_clients.iter().position(|(c, _)| *c == conn).and_then(|at| self.to_clients.remove(at)) {
+            while let Some((_, frame)) = self
+                .to_clients
+                .iter()
+                .position(|(c, _)| *c == conn)
+                .and_then(|at| self.to_clients.remove(at))
+            {
                 client.handle_gateway_frame(&frame, now);
             }
             if client.is_connected() {

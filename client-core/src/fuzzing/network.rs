@@ -44,7 +44,9 @@ impl NodeKeys {
     /// What a node publishes at `unix_ms`: the current epoch's key and the next.
     fn published(&self, unix_ms: u64, epoch_ms: u64) -> Vec<EpochKeyJson> {
         let epoch = epoch_at(unix_ms, epoch_ms);
-        (epoch..=epoch + 1).map(|e| EpochKeyJson::new(e, &self.public(e))).collect()
+        (epoch..=epoch + 1)
+            .map(|e| EpochKeyJson::new(e, &self.public(e)))
+            .collect()
     }
 }
 
@@ -166,7 +168,11 @@ impl TestNetwork {
 
     /// The addresses of the mixnodes of `layer`.
     pub fn layer(&self, layer: u8) -> Vec<SocketAddr> {
-        self.mixnodes.iter().filter(|m| m.layer == layer).map(|m| m.address).collect()
+        self.mixnodes
+            .iter()
+            .filter(|m| m.layer == layer)
+            .map(|m| m.address)
+            .collect()
     }
 
     /// Gateway `g`'s identity key: the second half of its clients' addresses.
@@ -179,7 +185,10 @@ impl TestNetwork {
     /// keys and signs its descriptor.
     pub fn json(&self, unix_ms: u64) -> TopologyJson {
         let epoch_ms = self.epoch_ms();
-        let mut json = TopologyJson { epoch_length_secs: self.epoch_length_secs, ..TopologyJson::default() };
+        let mut json = TopologyJson {
+            epoch_length_secs: self.epoch_length_secs,
+            ..TopologyJson::default()
+        };
         for m in &self.mixnodes {
             let sphinx_keys = m.keys.published(unix_ms, epoch_ms);
             let mut node = MixNodeJson {
@@ -242,13 +251,29 @@ impl TestNetwork {
         if let Some(g) = self.gateways.iter().position(|g| g.mix_address == at) {
             return Ok(Hop::Gateway(g));
         }
-        let node = self.mixnodes.iter().find(|m| m.address == at).ok_or_else(|| format!("no node listens on {at}"))?;
+        let node = self
+            .mixnodes
+            .iter()
+            .find(|m| m.address == at)
+            .ok_or_else(|| format!("no node listens on {at}"))?;
         let packet = SphinxPacket::from_bytes(packet).map_err(|e| format!("at {at}: {e}"))?;
-        match packet.process(&node.keys.secret(epoch)).map_err(|e| format!("at {at}: {e}"))?.data {
-            ProcessedPacketData::ForwardHop { next_hop_packet, next_hop_address, delay } => {
+        match packet
+            .process(&node.keys.secret(epoch))
+            .map_err(|e| format!("at {at}: {e}"))?
+            .data
+        {
+            ProcessedPacketData::ForwardHop {
+                next_hop_packet,
+                next_hop_address,
+                delay,
+            } => {
                 let to = decode_node_address(&next_hop_address).map_err(|e| e.to_string())?;
                 let frame = mix_frame::encode(&next_hop_packet.to_bytes(), epoch).map_err(|e| e.to_string())?;
-                Ok(Hop::Forward { to, frame, delay: delay.to_duration() })
+                Ok(Hop::Forward {
+                    to,
+                    frame,
+                    delay: delay.to_duration(),
+                })
             }
             ProcessedPacketData::FinalHop { .. } => Err(format!("mixnode {at} got a final hop")),
         }

@@ -179,17 +179,9 @@ pub enum DriverEvent {
     Connected { url: String },
     /// A connection (or an attempt) ended; the next attempt is in `retry_in`.
     /// Queued messages stay queued.
-    Disconnected {
-        url: String,
-        reason: Disconnect,
-        retry_in: Duration,
-    },
+    Disconnected { url: String, reason: Disconnect, retry_in: Duration },
     /// A message could not be delivered; `recipient` is `None` for replies.
-    SendFailed {
-        message_id: u64,
-        recipient: Option<Recipient>,
-        reason: String,
-    },
+    SendFailed { message_id: u64, recipient: Option<Recipient>, reason: String },
     /// The gateway reported a problem on a working connection.
     GatewayError(String),
     /// A topology fetch failed or was refused; the previous one stays.
@@ -241,33 +233,19 @@ impl fmt::Display for DriverEvent {
 pub enum Output {
     /// Open a websocket to `url`; report [`Driver::handle_connected`], then
     /// frames, then [`Driver::handle_closed`] (also when it cannot open).
-    Connect {
-        conn: ConnectionId,
-        url: String,
-    },
+    Connect { conn: ConnectionId, url: String },
     /// Close this connection (no more input from it is needed).
-    Close {
-        conn: ConnectionId,
-    },
+    Close { conn: ConnectionId },
     /// Send a binary frame on this connection.
-    Transmit {
-        conn: ConnectionId,
-        frame: Vec<u8>,
-    },
+    Transmit { conn: ConnectionId, frame: Vec<u8> },
     /// Fetch the topology from the directory; answer with
     /// [`Driver::handle_topology_fetched`].
     FetchTopology,
     /// Write to a store before carrying out the outputs after this one.
-    Persist {
-        store: StoreName,
-        write: StoreWrite,
-    },
+    Persist { store: StoreName, write: StoreWrite },
     /// Hand a message to applications. Delivered means taken: a shim that
     /// cannot hand it over gives it back with [`Driver::detach_app`].
-    Deliver {
-        to: DeliverTo,
-        message: ReceivedMessage,
-    },
+    Deliver { to: DeliverTo, message: ReceivedMessage },
     Event(DriverEvent),
 }
 
@@ -302,19 +280,10 @@ enum Link {
     /// Not started, or stopped.
     Idle,
     /// Waiting to connect again.
-    Waiting {
-        retry_at: Duration,
-    },
+    Waiting { retry_at: Duration },
     /// Asked for a connection; no completed handshake yet.
-    Opening {
-        conn: ConnectionId,
-        deadline: Duration,
-        open: bool,
-    },
-    Up {
-        conn: ConnectionId,
-        since: Duration,
-    },
+    Opening { conn: ConnectionId, deadline: Duration, open: bool },
+    Up { conn: ConnectionId, since: Duration },
 }
 
 pub struct Driver {
@@ -362,13 +331,7 @@ impl Driver {
         rng_seed: [u8; 32],
         restored: Restored,
     ) -> Result<(Self, RestoreReport), StartError> {
-        let VerifiedTopology {
-            topology,
-            directory_key,
-            issued_at,
-            verified_at,
-            ..
-        } = topology;
+        let VerifiedTopology { topology, directory_key, issued_at, verified_at, .. } = topology;
         let gateway_url = topology
             .gateway(&gateway_identity)
             .ok_or_else(|| StartError::GatewayNotInTopology(crate::address::encode_key(&gateway_identity)))?
@@ -460,15 +423,8 @@ impl Driver {
     fn connect(&mut self, now: Duration) {
         self.next_conn += 1;
         let conn = ConnectionId(self.next_conn);
-        self.link = Link::Opening {
-            conn,
-            deadline: now + self.config.handshake_timeout,
-            open: false,
-        };
-        self.outputs.push_back(Output::Connect {
-            conn,
-            url: self.gateway_url.clone(),
-        });
+        self.link = Link::Opening { conn, deadline: now + self.config.handshake_timeout, open: false };
+        self.outputs.push_back(Output::Connect { conn, url: self.gateway_url.clone() });
     }
 
     /// The connection ended (or never opened): tell, and schedule the next.
@@ -488,17 +444,10 @@ impl Driver {
         }
         self.client.handle_gateway_disconnected(now);
         let retry_in = self.backoff;
-        self.backoff = (self.backoff * 2)
-            .min(self.config.reconnect_max)
-            .max(self.config.reconnect_initial);
-        self.link = Link::Waiting {
-            retry_at: now + retry_in,
-        };
-        self.outputs.push_back(Output::Event(DriverEvent::Disconnected {
-            url: self.gateway_url.clone(),
-            reason,
-            retry_in,
-        }));
+        self.backoff = (self.backoff * 2).min(self.config.reconnect_max).max(self.config.reconnect_initial);
+        self.link = Link::Waiting { retry_at: now + retry_in };
+        self.outputs
+            .push_back(Output::Event(DriverEvent::Disconnected { url: self.gateway_url.clone(), reason, retry_in }));
     }
 
     fn is_current(&self, conn: ConnectionId) -> bool {
@@ -507,18 +456,9 @@ impl Driver {
 
     /// The websocket `conn` is open.
     pub fn handle_connected(&mut self, conn: ConnectionId, now: Duration) {
-        if let Link::Opening {
-            conn: c,
-            deadline,
-            open: false,
-        } = self.link
-        {
+        if let Link::Opening { conn: c, deadline, open: false } = self.link {
             if c == conn {
-                self.link = Link::Opening {
-                    conn,
-                    deadline,
-                    open: true,
-                };
+                self.link = Link::Opening { conn, deadline, open: true };
                 self.client.handle_gateway_connected(now);
             }
         }
@@ -569,9 +509,7 @@ impl Driver {
         };
         if gateway.client_listener != self.gateway_url {
             self.gateway_url = gateway.client_listener.clone();
-            self.outputs.push_back(Output::Event(DriverEvent::GatewayMoved {
-                url: self.gateway_url.clone(),
-            }));
+            self.outputs.push_back(Output::Event(DriverEvent::GatewayMoved { url: self.gateway_url.clone() }));
         }
         self.topology_issued_at = verified.issued_at;
         self.client.handle_topology(verified.topology);
@@ -620,10 +558,7 @@ impl Driver {
             Link::Opening { deadline, .. } => Some(deadline),
             Link::Idle | Link::Up { .. } => None,
         };
-        [self.client.poll_timeout(), link, self.refresh_at]
-            .into_iter()
-            .flatten()
-            .min()
+        [self.client.poll_timeout(), link, self.refresh_at].into_iter().flatten().min()
     }
 
     /// An application attached; messages kept while none was go to it.
@@ -644,10 +579,7 @@ impl Driver {
             self.received_sync = true;
         }
         for message in kept {
-            self.outputs.push_back(Output::Deliver {
-                to: DeliverTo::One(app),
-                message,
-            });
+            self.outputs.push_back(Output::Deliver { to: DeliverTo::One(app), message });
         }
         self.flush_stores();
         Ok(app)
@@ -676,11 +608,9 @@ impl Driver {
         let queued = match request {
             AppRequest::SelfAddress => return AppResponse::SelfAddress(self.client.address().to_string()),
             AppRequest::Send { recipient, message } => self.client.send(recipient, message, now),
-            AppRequest::SendAnonymous {
-                recipient,
-                message,
-                reply_surbs,
-            } => self.client.send_anonymous(recipient, message, reply_surbs, now),
+            AppRequest::SendAnonymous { recipient, message, reply_surbs } => {
+                self.client.send_anonymous(recipient, message, reply_surbs, now)
+            }
             AppRequest::Reply { sender_tag, message } => self.client.reply(sender_tag, message, now),
         };
         self.take_client_events(now);
@@ -700,9 +630,7 @@ impl Driver {
             Link::Opening { conn, open: true, .. } | Link::Up { conn, .. } => conn,
             _ => return None,
         };
-        self.client
-            .poll_transmit(now)
-            .map(|frame| Output::Transmit { conn, frame })
+        self.client.poll_transmit(now).map(|frame| Output::Transmit { conn, frame })
     }
 
     /// Moves the engine's events into outputs, then what they changed in
@@ -712,9 +640,7 @@ impl Driver {
     /// when a fetch is out or the driver is stopped.
     fn fetch_topology_soon(&mut self, now: Duration) {
         if let Some(at) = self.refresh_at {
-            let earliest = self
-                .last_fetch
-                .map_or(now, |t| (t + defaults::EARLY_TOPOLOGY_FETCH_GAP).max(now));
+            let earliest = self.last_fetch.map_or(now, |t| (t + defaults::EARLY_TOPOLOGY_FETCH_GAP).max(now));
             self.refresh_at = Some(at.min(earliest));
         }
     }
@@ -725,27 +651,18 @@ impl Driver {
                 ClientEvent::Connected => {
                     if let Link::Opening { conn, .. } = self.link {
                         self.link = Link::Up { conn, since: now };
-                        self.outputs.push_back(Output::Event(DriverEvent::Connected {
-                            url: self.gateway_url.clone(),
-                        }));
+                        self.outputs.push_back(Output::Event(DriverEvent::Connected { url: self.gateway_url.clone() }));
                     }
                 }
                 ClientEvent::HandshakeFailed(why) => self.lost(now, Disconnect::HandshakeFailed(why), true),
                 ClientEvent::GatewayError(e) => self.outputs.push_back(Output::Event(DriverEvent::GatewayError(e))),
-                ClientEvent::SendFailed {
-                    message_id,
-                    recipient,
-                    reason,
-                } => self.outputs.push_back(Output::Event(DriverEvent::SendFailed {
-                    message_id,
-                    recipient,
-                    reason,
-                })),
+                ClientEvent::SendFailed { message_id, recipient, reason } => {
+                    self.outputs.push_back(Output::Event(DriverEvent::SendFailed { message_id, recipient, reason }))
+                }
                 ClientEvent::ReplyStoreChanged => self.reply_store_changed = true,
                 ClientEvent::RouteRefused { first_hop } => {
                     self.fetch_topology_soon(now);
-                    self.outputs
-                        .push_back(Output::Event(DriverEvent::RouteRefused { first_hop }));
+                    self.outputs.push_back(Output::Event(DriverEvent::RouteRefused { first_hop }));
                 }
                 ClientEvent::Received(message) => self.receive(message),
             }
@@ -761,10 +678,7 @@ impl Driver {
         } else {
             let bytes = self.received.handed_over(&message.sets);
             self.received_append.extend_from_slice(&bytes);
-            self.outputs.push_back(Output::Deliver {
-                to: DeliverTo::All,
-                message,
-            });
+            self.outputs.push_back(Output::Deliver { to: DeliverTo::All, message });
         }
     }
 
@@ -773,10 +687,7 @@ impl Driver {
         let dropped = self.received.trim(self.config.kept_messages, self.config.kept_bytes);
         if !dropped.is_empty() {
             let bytes = dropped.iter().map(|m| m.message.len()).sum();
-            self.outputs.push_back(Output::Event(DriverEvent::KeptMessagesDropped {
-                count: dropped.len(),
-                bytes,
-            }));
+            self.outputs.push_back(Output::Event(DriverEvent::KeptMessagesDropped { count: dropped.len(), bytes }));
             self.received_rewrite = true;
         }
         if self.received.wants_compaction() {
@@ -787,24 +698,15 @@ impl Driver {
             self.received_append.clear();
             self.received_sync = false;
             let snapshot = self.received.snapshot();
-            self.outputs.push_back(Output::Persist {
-                store: StoreName::ReceivedMessages,
-                write: StoreWrite::Replace(snapshot),
-            });
+            self.outputs.push_back(Output::Persist { store: StoreName::ReceivedMessages, write: StoreWrite::Replace(snapshot) });
         } else if !self.received_append.is_empty() {
             let bytes = std::mem::take(&mut self.received_append);
             let sync = std::mem::take(&mut self.received_sync);
-            self.outputs.push_back(Output::Persist {
-                store: StoreName::ReceivedMessages,
-                write: StoreWrite::Append { bytes, sync },
-            });
+            self.outputs.push_back(Output::Persist { store: StoreName::ReceivedMessages, write: StoreWrite::Append { bytes, sync } });
         }
         if std::mem::take(&mut self.reply_store_changed) {
             let bytes = self.client.export_reply_store();
-            self.outputs.push_back(Output::Persist {
-                store: StoreName::ReplyStore,
-                write: StoreWrite::Replace(bytes),
-            });
+            self.outputs.push_back(Output::Persist { store: StoreName::ReplyStore, write: StoreWrite::Replace(bytes) });
         }
     }
 }

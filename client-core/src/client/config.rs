@@ -76,11 +76,7 @@ pub enum ClientEvent {
     GatewayError(String),
     /// A message (the id `send`, `send_anonymous` or `reply` returned) could
     /// not be delivered; `recipient` is `None` for replies.
-    SendFailed {
-        message_id: u64,
-        recipient: Option<Recipient>,
-        reason: String,
-    },
+    SendFailed { message_id: u64, recipient: Option<Recipient>, reason: String },
     /// SURBs or reply keys changed: persist [`Client::export_reply_store`].
     ReplyStoreChanged,
     /// The gateway refused a packet's first hop (a mixnode it no longer

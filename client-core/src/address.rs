@@ -17,19 +17,26 @@ use std::str::FromStr;
 // Key text is shared with the servers (topology JSON names keys the same way).
 pub(crate) use nym_wire::address::{decode_key, encode_key, KEY_LENGTH};
 
+/// Length of an address's binary form: the client key, then the gateway key.
 pub const ADDRESS_BYTES: usize = 2 * KEY_LENGTH;
 
+/// Where a message goes: a client, behind the gateway that holds its mail.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Recipient {
+    /// The client's x25519 key: its gateway delivers to it, payloads are sealed to it.
     pub client_key: [u8; KEY_LENGTH],
+    /// The gateway's ed25519 identity key.
     pub gateway_key: [u8; KEY_LENGTH],
 }
 
 impl Recipient {
+    /// The address of `client_key` behind gateway `gateway_key`.
     pub fn new(client_key: [u8; KEY_LENGTH], gateway_key: [u8; KEY_LENGTH]) -> Self {
         Recipient { client_key, gateway_key }
     }
 
+    /// The 64-byte binary form (client key, then gateway key) that starts a
+    /// websocket binary frame.
     pub fn to_bytes(&self) -> [u8; ADDRESS_BYTES] {
         let mut out = [0u8; ADDRESS_BYTES];
         out[..KEY_LENGTH].copy_from_slice(&self.client_key);

@@ -147,10 +147,12 @@ impl ReceivedStore {
         self.kept.iter()
     }
 
+    /// Messages kept (no application has taken them yet).
     pub fn kept_count(&self) -> usize {
         self.kept.len()
     }
 
+    /// Bytes of the kept messages.
     pub fn kept_bytes(&self) -> usize {
         self.kept_bytes
     }

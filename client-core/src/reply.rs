@@ -27,6 +27,9 @@ use std::time::Duration;
 use x25519_dalek::StaticSecret;
 
 pub(crate) const SENDER_TAG_LEN: usize = 16;
+/// What the recipient of an anonymous message knows its sender by: the
+/// same for every message of one sender to one recipient, unlinkable to
+/// the sender's address. Replies name it.
 pub type SenderTag = [u8; SENDER_TAG_LEN];
 /// Header + first hop + the one payload key seed a single-seed SURB hands out.
 pub(crate) const SPHINX_SURB_LEN: usize = sphinx_packet::header::HEADER_SIZE + 32 + 16;
@@ -51,13 +54,31 @@ const MORE_SURBS: u8 = 3;
 /// What a reassembled message is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Envelope {
+    /// A message with nothing attached (its sender is in it, or it is a reply).
     Plain(Vec<u8>),
     /// An anonymous message carrying SURBs for replies under `sender_tag`.
-    Repliable { sender_tag: SenderTag, surbs: Vec<Vec<u8>>, message: Vec<u8> },
+    Repliable {
+        /// What the recipient knows the sender by.
+        sender_tag: SenderTag,
+        /// Single-use reply blocks back to the sender.
+        surbs: Vec<Vec<u8>>,
+        /// The message.
+        message: Vec<u8>,
+    },
     /// The replier (through a SURB) asks the sender for `count` more SURBs.
-    SurbRequest { sender_tag: SenderTag, count: u16 },
+    SurbRequest {
+        /// The conversation, as the replier knows it.
+        sender_tag: SenderTag,
+        /// How many SURBs are wanted.
+        count: u16,
+    },
     /// The sender tops up the replier's SURBs; never shown to the application.
-    MoreSurbs { sender_tag: SenderTag, surbs: Vec<Vec<u8>> },
+    MoreSurbs {
+        /// The conversation they are for.
+        sender_tag: SenderTag,
+        /// The new reply blocks.
+        surbs: Vec<Vec<u8>>,
+    },
 }
 
 fn encode_surbs(out: &mut Vec<u8>, surbs: &[Vec<u8>]) {
@@ -88,6 +109,7 @@ fn tag_of(bytes: &[u8]) -> Result<(SenderTag, &[u8])> {
 }
 
 impl Envelope {
+    /// The bytes a message is fragmented from (a kind byte, then its fields).
     pub fn encode(&self) -> Vec<u8> {
         match self {
             Envelope::Plain(m) => [&[PLAIN][..], m].concat(),
@@ -108,6 +130,8 @@ impl Envelope {
         }
     }
 
+    /// Reads a reassembled message; refuses unknown kinds, truncation and
+    /// trailing bytes.
     pub fn decode(mut bytes: Vec<u8>) -> Result<Self> {
         match bytes.first().copied() {
             Some(PLAIN) => {
@@ -150,10 +174,12 @@ pub(crate) fn sender_tag_for(secret: &StaticSecret, recipient: &Recipient) -> Se
     tag
 }
 
+/// A sender tag as text (base58), as the websocket API shows it.
 pub fn encode_sender_tag(tag: &SenderTag) -> String {
     bs58::encode(tag).into_string()
 }
 
+/// Reads what [`encode_sender_tag`] wrote.
 pub fn decode_sender_tag(text: &str) -> Result<SenderTag> {
     let bytes = bs58::decode(text)
         .into_vec()
@@ -222,7 +248,7 @@ impl std::fmt::Debug for ReplyStore {
 }
 
 impl ReplyStore {
-    pub fn remember_recovery(&mut self, recovery: &SurbReplyRecovery) {
+    pub(crate) fn remember_recovery(&mut self, recovery: &SurbReplyRecovery) {
         let id = *recovery.identifier();
         if self.recoveries.insert(id, recovery.to_bytes()).is_none() {
             self.recovery_order.push_back(id);
@@ -237,7 +263,7 @@ impl ReplyStore {
     /// Takes (single use) the recovery material of SURB `identifier`. A
     /// SURB used in the last [`MAX_SPENT`] replies still opens, so a reply
     /// packet the gateway delivers again is recognised as a duplicate.
-    pub fn take_recovery(&mut self, identifier: &[u8; 16]) -> Option<SurbReplyRecovery> {
+    pub(crate) fn take_recovery(&mut self, identifier: &[u8; 16]) -> Option<SurbReplyRecovery> {
         let bytes = match self.recoveries.remove(identifier) {
             Some(bytes) => {
                 self.recovery_order.retain(|i| i != identifier);
@@ -255,33 +281,33 @@ impl ReplyStore {
         SurbReplyRecovery::from_bytes(&bytes).ok()
     }
 
-    pub fn remember_tag(&mut self, tag: SenderTag, recipient: Recipient) {
+    pub(crate) fn remember_tag(&mut self, tag: SenderTag, recipient: Recipient) {
         self.our_tags.insert(tag, recipient);
     }
 
-    pub fn recipient_of_tag(&self, tag: &SenderTag) -> Option<Recipient> {
+    pub(crate) fn recipient_of_tag(&self, tag: &SenderTag) -> Option<Recipient> {
         self.our_tags.get(tag).copied()
     }
 
-    pub fn add_surbs(&mut self, tag: SenderTag, surbs: Vec<Vec<u8>>) {
+    pub(crate) fn add_surbs(&mut self, tag: SenderTag, surbs: Vec<Vec<u8>>) {
         self.surbs.entry(tag).or_default().extend(surbs.into_iter().filter(|s| s.len() == SURB_LEN));
     }
 
-    pub fn knows_tag(&self, tag: &SenderTag) -> bool {
+    pub(crate) fn knows_tag(&self, tag: &SenderTag) -> bool {
         self.surbs.contains_key(tag)
     }
 
-    pub fn surbs_left(&self, tag: &SenderTag) -> usize {
+    pub(crate) fn surbs_left(&self, tag: &SenderTag) -> usize {
         self.surbs.get(tag).map_or(0, VecDeque::len)
     }
 
-    pub fn take_surb(&mut self, tag: &SenderTag) -> Option<Vec<u8>> {
+    pub(crate) fn take_surb(&mut self, tag: &SenderTag) -> Option<Vec<u8>> {
         self.surbs.get_mut(tag)?.pop_front()
     }
 
     /// Drops the SURBs of `tag` whose epoch `usable` refuses (their nodes
     /// retired those keys, or are about to); returns how many.
-    pub fn discard_surbs(&mut self, tag: &SenderTag, usable: impl Fn(KeyEpoch) -> bool) -> usize {
+    pub(crate) fn discard_surbs(&mut self, tag: &SenderTag, usable: impl Fn(KeyEpoch) -> bool) -> usize {
         let Some(surbs) = self.surbs.get_mut(tag) else { return 0 };
         let before = surbs.len();
         surbs.retain(|s| split_surb(s).is_ok_and(|(epoch, _)| usable(epoch)));
@@ -289,7 +315,7 @@ impl ReplyStore {
     }
 
     /// The tags we hold SURBs for, and the newest epoch among each one's SURBs.
-    pub fn surb_epochs(&self) -> Vec<(SenderTag, KeyEpoch)> {
+    pub(crate) fn surb_epochs(&self) -> Vec<(SenderTag, KeyEpoch)> {
         self.surbs
             .iter()
             .filter_map(|(tag, surbs)| Some((*tag, surbs.iter().filter_map(|s| split_surb(s).ok()).map(|(e, _)| e).max()?)))

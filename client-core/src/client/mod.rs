@@ -71,6 +71,8 @@ use std::time::Duration;
 /// longer used: its reply must cross the mixnet before the rotation.
 pub(crate) const SURB_RETIREMENT_MARGIN: Duration = Duration::from_secs(30);
 
+/// One client's engine: its keys, its gateway session, what it sends and
+/// receives (see the module doc for how a shim drives it).
 pub struct Client {
     keys: ClientKeys,
     config: ClientConfig,
@@ -99,6 +101,9 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client with `keys`, using the gateway whose identity is
+    /// `gateway_identity`, not yet connected and with no topology; its
+    /// randomness (routes, delays, padding) comes from `rng_seed`.
     pub fn new(keys: ClientKeys, gateway_identity: [u8; 32], config: ClientConfig, rng_seed: [u8; 32]) -> Self {
         let reassembler = Reassembler::new(config.incomplete_message_timeout, config.max_message_size.saturating_mul(4));
         let ack_key = AckKey::derive(keys.secret());
@@ -172,18 +177,22 @@ impl Client {
         self.epoch_seen = Some(epoch);
     }
 
+    /// This client's address: its key behind its gateway.
     pub fn address(&self) -> Recipient {
         Recipient::new(*self.keys.public().as_bytes(), self.gateway.identity())
     }
 
+    /// The configuration it was made with.
     pub fn config(&self) -> &ClientConfig {
         &self.config
     }
 
+    /// Its counters since it was made.
     pub fn stats(&self) -> &ClientStats {
         &self.stats
     }
 
+    /// Whether the gateway session is up (handshake done, not disconnected).
     pub fn is_connected(&self) -> bool {
         self.gateway.is_up()
     }
@@ -198,6 +207,7 @@ impl Client {
         self.in_flight.len()
     }
 
+    /// The topology routes are drawn from, once one was given.
     pub fn topology(&self) -> Option<&Topology> {
         self.topology.as_ref()
     }
@@ -261,6 +271,7 @@ impl Client {
     /// Queues `message` for `recipient` and returns its id (named again if
     /// it fails later). Fails at once, with nothing queued, when it can't be
     /// sent: too large, no topology yet, unknown gateway.
+    ///
     /// Nothing is built here (so `_now` dates nothing): packets are built,
     /// for the key epoch of the moment, when their turn comes.
     pub fn send(&mut self, recipient: Recipient, message: Vec<u8>, _now: Duration) -> Result<u64> {

@@ -22,12 +22,16 @@ pub enum PacketSize {
     Regular = 1,
     /// The small packets of SURB-ACKs: an encrypted acknowledgement id.
     Ack = 2,
+    /// 8 KiB plaintext payload.
     Extended8 = 3,
+    /// 16 KiB plaintext payload.
     Extended16 = 4,
+    /// 32 KiB plaintext payload.
     Extended32 = 5,
 }
 
 impl PacketSize {
+    /// Every size, in flag order.
     pub const ALL: [PacketSize; 5] = [
         PacketSize::Regular,
         PacketSize::Ack,
@@ -36,10 +40,12 @@ impl PacketSize {
         PacketSize::Extended32,
     ];
 
+    /// The size a frame's flag byte names, if any.
     pub fn from_flag(flag: u8) -> Option<Self> {
         Self::ALL.into_iter().find(|s| *s as u8 == flag)
     }
 
+    /// The flag byte that starts a frame of this size.
     pub fn flag(self) -> u8 {
         self as u8
     }
@@ -65,10 +71,12 @@ impl PacketSize {
         HEADER_SIZE + self.sphinx_payload_size()
     }
 
+    /// The size whose packets are `len` bytes long, if any.
     pub fn from_packet_len(len: usize) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.packet_len() == len)
     }
 
+    /// Its name in configuration files and messages.
     pub fn name(self) -> &'static str {
         match self {
             PacketSize::Regular => "regular",
@@ -103,9 +111,11 @@ pub fn encode(packet: &[u8], epoch: KeyEpoch) -> Result<Vec<u8>> {
 /// One packet read from a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MixPacket {
+    /// Its size, from the frame's flag.
     pub size: PacketSize,
     /// The key epoch it was built for.
     pub epoch: KeyEpoch,
+    /// The Sphinx packet's bytes.
     pub packet: Vec<u8>,
 }
 
@@ -146,10 +156,12 @@ pub struct FrameDecoder {
 }
 
 impl FrameDecoder {
+    /// A decoder holding nothing.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Bytes read from the stream, in order.
     pub fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
     }

@@ -27,7 +27,14 @@ pub enum FinalPayload<'a> {
     Ack(&'a [u8]),
     /// A data or cover packet: send `ack_packet` to `ack_first_hop`,
     /// deliver `content` to the client.
-    WithSurbAck { ack_first_hop: NodeAddressBytes, ack_packet: &'a [u8], content: &'a [u8] },
+    WithSurbAck {
+        /// Where the ack packet goes first.
+        ack_first_hop: NodeAddressBytes,
+        /// The ack's Sphinx packet.
+        ack_packet: &'a [u8],
+        /// What the recipient client gets.
+        content: &'a [u8],
+    },
 }
 
 /// Splits a final-hop Sphinx payload the way the recipient's gateway must.

@@ -7,7 +7,7 @@
 //! SURB-ACK off and sends the packet on ([`gateway_final_hop`]). What is
 //! inside the ack payload (a nonce and a sealed id) is the sender's business:
 //! only its length is shared. Building SURB-ACKs and opening acks is the
-//! client's (`nym_client_core::ack`).
+//! client's (client-core's `ack` module).
 
 use crate::error::{Error, Result};
 use sphinx_packet::route::NodeAddressBytes;

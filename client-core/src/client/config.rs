@@ -3,7 +3,7 @@
 //!
 //! Plain data, no behaviour beyond [`ClientConfig`]'s defaults: kept apart
 //! so the shims (and the driver) can read what they exchange with the
-//! engine without reading the engine. All re-exported from `client`.
+//! engine without reading the engine.
 
 #[cfg(doc)]
 use super::Client;

@@ -20,7 +20,7 @@
 //! small type:
 //!
 //! - `config`: [`ClientConfig`], [`ClientEvent`], [`ReceivedMessage`],
-//!   [`ClientStats`] (re-exported here).
+//!   [`ClientStats`].
 //! - `gateway`: the session with the gateway (`Gateway`): handshake,
 //!   sealing and opening frames.
 //! - `schedule`: when the two Poisson streams tick (`Schedule`), the

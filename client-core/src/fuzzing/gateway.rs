@@ -327,3 +327,149 @@ impl<C: Copy + Eq + Hash> FakeGateway<C> {
         Err("the handshake did not complete".into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{ClientConfig, ClientEvent};
+    use crate::fuzzing::{Hop, TestNetwork};
+    use nym_wire::keys::ClientKeys;
+
+    const NOW: Duration = Duration::ZERO;
+
+    fn unthrottled() -> ClientConfig {
+        ClientConfig {
+            average_hop_delay: Duration::ZERO,
+            average_packet_delay: Duration::ZERO,
+            loop_cover_delay: Duration::ZERO,
+            ..ClientConfig::default()
+        }
+    }
+
+    fn client(network: &TestNetwork, seed: u8) -> Client {
+        let keys = ClientKeys::generate(&mut StdRng::from_seed([seed; 32]));
+        let mut c = Client::new(keys, network.gateway_identity(0), unthrottled(), [seed; 32]);
+        c.handle_topology(network.topology(0).unwrap());
+        c.handle_clock(NOW, 0);
+        c
+    }
+
+    fn events(c: &mut Client) -> Vec<ClientEvent> {
+        std::iter::from_fn(|| c.poll_event()).collect()
+    }
+
+    /// Carries every packet the gateway sends into the mixnet through the
+    /// test network's nodes and back into the gateway, at once.
+    fn run_mixnet(network: &TestNetwork, gateway: &mut FakeGateway<u8>) {
+        while let Some((mut at, mut frame)) = gateway.poll_to_mixnet() {
+            loop {
+                match network.hop(at, &frame, 0).unwrap() {
+                    Hop::Forward { to, frame: next, .. } => (at, frame) = (to, next),
+                    Hop::Gateway(_) => break gateway.handle_packet(&frame).unwrap(),
+                    Hop::RetiredKey => panic!("one key epoch"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn what_is_stored_and_unacknowledged_comes_again_on_the_next_connection_and_acked_goes() {
+        let network = TestNetwork::new([2, 1, 1], 1);
+        let mut gateway = network.fake_gateway(0, [1; 32]);
+        let mut alice = client(&network, 7);
+        gateway.connect_client(1, &mut alice, NOW).unwrap();
+        let me = alice.address();
+        alice.send(me, b"to myself".to_vec(), NOW).unwrap();
+        while let Some(frame) = alice.poll_transmit(NOW) {
+            gateway.handle_client_frame(1, &frame).unwrap();
+        }
+        run_mixnet(&network, &mut gateway);
+        // the message and the SURB-ACK of its packet
+        assert_eq!(gateway.stored(&me.client_key), 2);
+
+        // The connection drops before the client hears of them: both come
+        // again on the next one, and its acks empty the store.
+        gateway.disconnect(1);
+        while gateway.poll_to_client().is_some() {}
+        alice.handle_gateway_disconnected(NOW);
+        gateway.connect_client(2, &mut alice, NOW).unwrap();
+        let received: Vec<_> = events(&mut alice)
+            .into_iter()
+            .filter_map(|e| match e {
+                ClientEvent::Received(m) => Some(m.message),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(received, vec![b"to myself".to_vec()]);
+        while let Some(frame) = alice.poll_transmit(NOW) {
+            gateway.handle_client_frame(2, &frame).unwrap();
+        }
+        assert_eq!(
+            (gateway.stored_total(), gateway.bad_acks, gateway.handshakes),
+            (0, 0, 2)
+        );
+        assert_eq!(alice.unacknowledged_packets(), 0, "its ack came home");
+    }
+
+    #[test]
+    fn a_departed_first_hop_is_refused_by_tag_and_the_client_reroutes() {
+        let network = TestNetwork::new([2, 1, 1], 1);
+        let mut gateway = network.fake_gateway(0, [1; 32]);
+        gateway.departed.insert(network.layer(1)[0]);
+        let mut alice = client(&network, 7);
+        gateway.connect_client(1, &mut alice, NOW).unwrap();
+        let me = alice.address();
+        for _ in 0..8 {
+            alice.send(me, b"x".to_vec(), NOW).unwrap();
+        }
+        // Until every packet went to the live first hop.
+        for _ in 0..20 {
+            while let Some(frame) = alice.poll_transmit(NOW) {
+                gateway.handle_client_frame(1, &frame).unwrap();
+            }
+            while let Some((_, frame)) = gateway.poll_to_client() {
+                alice.handle_gateway_frame(&frame, NOW);
+            }
+        }
+        let refused = events(&mut alice)
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::RouteRefused { .. }))
+            .count();
+        assert!(refused > 0, "some of 8 random routes started at the departed node");
+        assert_eq!(alice.stats().rerouted_packets, refused as u64);
+        let forwarded: Vec<SocketAddr> = std::iter::from_fn(|| gateway.poll_to_mixnet())
+            .map(|(to, _)| to)
+            .collect();
+        assert_eq!(forwarded, vec![network.layer(1)[1]; 8]);
+    }
+
+    #[test]
+    fn moods_down_silent_and_refuse_behave_as_their_names_say() {
+        let network = TestNetwork::new([1, 1, 1], 1);
+        let mut gateway: FakeGateway<u8> = network.fake_gateway(0, [1; 32]);
+        let url = gateway.url.clone();
+        assert!(!gateway.connect(1, "ws://127.0.0.1:9"), "another URL: nothing listens");
+        gateway.mood = Mood::Down;
+        assert!(!gateway.connect(1, &url));
+
+        gateway.mood = Mood::Silent;
+        let mut alice = client(&network, 7);
+        assert!(gateway.connect(1, &url));
+        alice.handle_gateway_connected(NOW);
+        let hello = alice.poll_transmit(NOW).unwrap();
+        gateway.handle_client_frame(1, &hello).unwrap();
+        assert!(gateway.poll_to_client().is_none(), "a silent gateway never answers");
+
+        gateway.mood = Mood::Refuse;
+        assert_eq!(
+            gateway.connect_client(2, &mut alice, NOW),
+            Err("the handshake did not complete".into())
+        );
+        assert_eq!(gateway.handshakes, 1);
+        let failed = events(&mut alice);
+        assert!(
+            matches!(&failed[..], [ClientEvent::HandshakeFailed(why)] if why.contains("not registered")),
+            "{failed:?}"
+        );
+    }
+}

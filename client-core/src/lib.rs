@@ -22,7 +22,7 @@
 //! | the driver | `driver` | [`Driver`]: connection lifecycle, topology refresh, stores, deliveries, requests: what both shims run |
 //! | applications | `app_api`, `received_store` | the local websocket protocol's parsing and formatting; the received-message log |
 //!
-//! With the `fuzzing` feature, [`fuzzing`] opens the internals the fuzz
+//! With the `fuzzing` feature, the module `fuzzing` opens the internals the fuzz
 //! targets, the simulations and the benchmarks drive directly, and the test
 //! harness they share (a fake gateway, a test network); it is not a stable
 //! API.

@@ -9,14 +9,14 @@
 //! Cover packets carry real SURB-ACKs too, so a gateway can't tell them apart.
 //!
 //! The sizes and the gateway's side (splitting a final-hop payload) are shared
-//! with the servers: they live in `nym_wire::surb_ack` and are re-exported
-//! here. This module is the sender's side: the ack key, building SURB-ACKs.
+//! with the servers: they live in `nym_wire::surb_ack`. This module is the
+//! sender's side: the ack key, building SURB-ACKs.
 
 use crate::address::Recipient;
 use crate::packet::build_sphinx_packet;
 use crate::error::Result;
-use crate::topology::Topology;
-use crate::wire::mix_frame::PacketSize;
+use nym_wire::topology::Topology;
+use nym_wire::mix_frame::PacketSize;
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hkdf::Hkdf;
@@ -26,7 +26,7 @@ use std::time::Duration;
 use x25519_dalek::StaticSecret;
 
 // The sizes and the gateway's side are shared with the servers.
-pub use nym_wire::surb_ack::{gateway_final_hop, split_final_payload, FinalPayload, ACK_PAYLOAD_LEN, SURB_ACK_LEN};
+pub(crate) use nym_wire::surb_ack::{ACK_PAYLOAD_LEN, SURB_ACK_LEN};
 
 const NONCE_LEN: usize = 12;
 const ID_LEN: usize = 8;
@@ -37,10 +37,10 @@ const _: () = assert!(NONCE_LEN + ID_LEN + TAG_LEN == ACK_PAYLOAD_LEN);
 /// Seals and opens acknowledgement ids; derived from the client's key so
 /// that it needs no file of its own and survives restarts.
 #[derive(Clone)]
-pub struct AckKey(ChaCha20Poly1305);
+pub(crate) struct AckKey(ChaCha20Poly1305);
 
 impl AckKey {
-    pub fn derive(client_secret: &StaticSecret) -> Self {
+    pub(crate) fn derive(client_secret: &StaticSecret) -> Self {
         let hk = Hkdf::<Sha256>::new(Some(b"nym-ack-key-v1"), client_secret.as_bytes());
         let mut key = [0u8; 32];
         // 32 bytes is always a valid HKDF-SHA256 output length.
@@ -48,7 +48,7 @@ impl AckKey {
         AckKey(ChaCha20Poly1305::new(Key::from_slice(&key)))
     }
 
-    pub fn seal<R: CryptoRng + ?Sized>(&self, rng: &mut R, id: u64) -> Vec<u8> {
+    pub(crate) fn seal<R: CryptoRng + ?Sized>(&self, rng: &mut R, id: u64) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut nonce);
         let sealed = self.0.encrypt(Nonce::from_slice(&nonce), id.to_be_bytes().as_slice()).unwrap_or_default();
@@ -56,7 +56,7 @@ impl AckKey {
     }
 
     /// The id inside an ack payload, if it is one of ours.
-    pub fn open(&self, payload: &[u8]) -> Option<u64> {
+    pub(crate) fn open(&self, payload: &[u8]) -> Option<u64> {
         if payload.len() != ACK_PAYLOAD_LEN {
             return None;
         }
@@ -76,14 +76,14 @@ impl std::fmt::Debug for AckKey {
 /// `epoch` (the packet carrying it must be built for the same epoch: the
 /// recipient's gateway frames the ack with the packet's epoch); also returns
 /// the sum of its per-hop delays (for the retransmission timer).
-pub fn build_surb_ack<R: CryptoRng + ?Sized>(
+pub(crate) fn build_surb_ack<R: CryptoRng + ?Sized>(
     rng: &mut R,
     topology: &Topology,
     own_address: &Recipient,
     key: &AckKey,
     id: u64,
     average_hop_delay: Duration,
-    epoch: crate::wire::epoch::KeyEpoch,
+    epoch: nym_wire::epoch::KeyEpoch,
 ) -> Result<(Vec<u8>, Duration)> {
     let route = topology.random_route(rng, &own_address.gateway_key, epoch)?;
     let payload = key.seal(rng, id);

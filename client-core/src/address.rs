@@ -6,30 +6,37 @@
 //! binary form (32 + 32, no separator) is what the websocket's binary frame
 //! starts with.
 //!
-//! The key encoding itself (base58, 32 bytes) is `nym_wire::address`,
-//! re-exported here. `Recipient` stays in the client: the servers never parse
-//! one, and its `FromStr` error is the client's [`Error`].
+//! The key encoding itself (base58, 32 bytes) is `nym_wire::address`.
+//! `Recipient` stays in the client: the servers never parse one, and its
+//! `FromStr` error is the client's [`Error`].
 
 use crate::error::{Error, Result};
 use std::fmt;
 use std::str::FromStr;
 
 // Key text is shared with the servers (topology JSON names keys the same way).
-pub use nym_wire::address::{decode_key, encode_key, KEY_LENGTH};
+pub(crate) use nym_wire::address::{decode_key, encode_key, KEY_LENGTH};
 
+/// Length of an address's binary form: the client key, then the gateway key.
 pub const ADDRESS_BYTES: usize = 2 * KEY_LENGTH;
 
+/// Where a message goes: a client, behind the gateway that holds its mail.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Recipient {
+    /// The client's x25519 key: its gateway delivers to it, payloads are sealed to it.
     pub client_key: [u8; KEY_LENGTH],
+    /// The gateway's ed25519 identity key.
     pub gateway_key: [u8; KEY_LENGTH],
 }
 
 impl Recipient {
+    /// The address of `client_key` behind gateway `gateway_key`.
     pub fn new(client_key: [u8; KEY_LENGTH], gateway_key: [u8; KEY_LENGTH]) -> Self {
         Recipient { client_key, gateway_key }
     }
 
+    /// The 64-byte binary form (client key, then gateway key) that starts a
+    /// websocket binary frame.
     pub fn to_bytes(&self) -> [u8; ADDRESS_BYTES] {
         let mut out = [0u8; ADDRESS_BYTES];
         out[..KEY_LENGTH].copy_from_slice(&self.client_key);
@@ -40,10 +47,10 @@ impl Recipient {
     /// Reads the 64-byte binary form; `bytes` must be exactly 64 bytes long.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         if bytes.len() != ADDRESS_BYTES {
-            return Err(Error::Address(format!(
+            return Err(nym_wire::Error::Address(format!(
                 "binary address must be {ADDRESS_BYTES} bytes, got {}",
                 bytes.len()
-            )));
+            )).into());
         }
         let mut client_key = [0u8; KEY_LENGTH];
         let mut gateway_key = [0u8; KEY_LENGTH];
@@ -58,10 +65,10 @@ impl FromStr for Recipient {
 
     fn from_str(s: &str) -> Result<Self> {
         let (client, gateway) = s.split_once('@').ok_or_else(|| {
-            Error::Address("missing '@' between client key and gateway key".into())
+            nym_wire::Error::Address("missing '@' between client key and gateway key".into())
         })?;
         if gateway.contains('@') {
-            return Err(Error::Address("more than one '@'".into()));
+            return Err(nym_wire::Error::Address("more than one '@'".into()).into());
         }
         Ok(Recipient {
             client_key: decode_key(client, "client key")?,

@@ -36,17 +36,35 @@ use serde_json::{json, Map, Value};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppRequest {
     /// Send `message` to `recipient` through the mixnet.
-    Send { recipient: Recipient, message: Vec<u8> },
+    Send {
+        /// Whom to.
+        recipient: Recipient,
+        /// The bytes to deliver.
+        message: Vec<u8>,
+    },
     /// Ask for this client's own address.
     SelfAddress,
     /// Send anonymously, with `reply_surbs` reply blocks.
-    SendAnonymous { recipient: Recipient, message: Vec<u8>, reply_surbs: usize },
+    SendAnonymous {
+        /// Whom to (they learn a sender tag, not our address).
+        recipient: Recipient,
+        /// The bytes to deliver.
+        message: Vec<u8>,
+        /// Single-use reply blocks sent along, at most
+        /// `MAX_SURBS_PER_MESSAGE`.
+        reply_surbs: usize,
+    },
     /// Answer an anonymous message through its sender's SURBs.
-    Reply { sender_tag: SenderTag, message: Vec<u8> },
+    Reply {
+        /// The tag the anonymous message came with.
+        sender_tag: SenderTag,
+        /// The answer.
+        message: Vec<u8>,
+    },
 }
 
 /// SURBs sent with `sendAnonymous` when `replySurbs` is not given.
-pub const DEFAULT_REPLY_SURBS: usize = 10;
+pub(crate) const DEFAULT_REPLY_SURBS: usize = 10;
 
 /// The frame an anonymous message is delivered in.
 pub fn received_json(message: &[u8], sender_tag: &SenderTag) -> String {
@@ -100,7 +118,9 @@ impl AppResponse {
 /// How a received message goes down the websocket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliveryFrame {
+    /// A JSON text frame (`{"type":"received",...}`).
     Text(String),
+    /// A binary frame: the message's bytes as they are.
     Binary(Vec<u8>),
 }
 

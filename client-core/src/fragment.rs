@@ -15,13 +15,15 @@
 //! sets) are released at once, and those of a completed message go out with
 //! it ([`Reassembler::take_completed`]).
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use rand::Rng;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
+/// Bytes of fragment header before the data: set id (4), total (1),
+/// position (1), link flag (1) and linked set id (4).
 pub const HEADER_LEN: usize = 11;
-pub const MAX_SET_LEN: usize = 255;
+pub(crate) const MAX_SET_LEN: usize = 255;
 /// Longest chain walked; 255 sets of 255 fragments is far past any size limit.
 const MAX_CHAIN: usize = 255;
 /// Completed set ids remembered so late duplicates aren't delivered twice.
@@ -34,23 +36,35 @@ const SLOT_OVERHEAD: usize = std::mem::size_of::<Option<Slot>>();
 /// eviction scan too.
 const MAX_PENDING_SETS: usize = 16_384;
 
+/// How a fragment's set joins the message's other sets (a set holds at
+/// most 255 fragments; longer messages chain sets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Link {
+    /// The message is this one set.
     None,
+    /// First fragment of a set: the set before it in the message.
     Previous(u32),
+    /// Last fragment of a set: the set after it in the message.
     Next(u32),
 }
 
+/// One packet's share of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fragment {
+    /// The set it belongs to (random, chosen by the sender).
     pub set_id: u32,
+    /// How many fragments its set has.
     pub total: u8,
+    /// Its place in the set, from 0.
     pub position: u8,
+    /// The neighbouring set, on a set's first or last fragment.
     pub link: Link,
+    /// Its share of the message.
     pub data: Vec<u8>,
 }
 
 impl Fragment {
+    /// Header, then data: what a packet's body carries.
     pub fn encode(&self) -> Vec<u8> {
         let (kind, id) = match self.link {
             Link::None => (0u8, 0u32),
@@ -67,8 +81,9 @@ impl Fragment {
         out
     }
 
+    /// Reads what [`Fragment::encode`] wrote; refuses inconsistent headers.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let bad = |why: &str| Err(Error::MalformedPacket(format!("fragment: {why}")));
+        let bad = |why: &str| Err(nym_wire::Error::MalformedPacket(format!("fragment: {why}")).into());
         if bytes.len() < HEADER_LEN {
             return bad("shorter than its header");
         }
@@ -193,6 +208,8 @@ pub struct Reassembler {
 }
 
 impl Reassembler {
+    /// A reassembler that drops a set after `timeout` without a fragment,
+    /// and holds at most `max_buffered_bytes` of incomplete messages.
     pub fn new(timeout: Duration, max_buffered_bytes: usize) -> Self {
         Reassembler {
             sets: HashMap::new(),
@@ -227,15 +244,21 @@ impl Reassembler {
         }
     }
 
+    /// Sets still being reassembled (for the fuzz targets and tests).
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn pending_sets(&self) -> usize {
         self.sets.len()
     }
 
+    /// A fragment with no gateway delivery behind it (for the fuzz
+    /// targets and tests; the client's come with receipts).
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn insert(&mut self, fragment: Fragment, now: Duration) -> Insert {
         self.insert_received(fragment, None, now)
     }
 
-    /// Like [`Reassembler::insert`], for a fragment that came with a receipt.
+    /// Takes a received fragment; `receipt` is the gateway delivery it came
+    /// in, released once nothing waits for it.
     pub fn insert_received(&mut self, fragment: Fragment, receipt: Option<Receipt>, now: Duration) -> Insert {
         let outcome = self.insert_slot(fragment, receipt, now);
         if matches!(outcome, Insert::Inconsistent) {
@@ -403,6 +426,7 @@ impl Reassembler {
         stale.len()
     }
 
+    /// When the next incomplete set expires, if any is pending.
     pub fn next_expiry(&self) -> Option<Duration> {
         self.sets.values().map(|s| s.last_activity.saturating_add(self.timeout)).min()
     }

@@ -6,46 +6,76 @@
 //! (tokio) and wasm (browser) shims feed bytes and timer expiries in and
 //! carry out what the [`Driver`] asks for.
 //!
-//! ## Layers, bottom up
-//! | layer | modules | what it is |
-//! |---|---|---|
-//! | shared formats | [`wire`], [`topology`], [`keys`] (`nym-wire`, re-exported) | mix frames and sizes, the gateway protocol, the gateway's final-hop split, topology JSON and routes, key files: what the nodes speak too |
-//! | packets | [`packet`] | a Sphinx packet along a route with exponential delays |
-//! | acks, payloads, fragments, replies | [`ack`], [`payload`], [`fragment`], [`reply`] | the SURB-ACK every packet carries, end-to-end sealing, splitting and reassembly, single-use reply blocks and the reply store |
-//! | the client | [`client`] | [`Client`]: one gateway session's state machine (schedule, send queue, retransmission, replies, receiving) |
-//! | the driver | [`driver`] | [`Driver`]: connection lifecycle, topology refresh, stores, deliveries, requests: what both shims run |
-//! | applications | [`app_api`], [`received_store`] | the local websocket protocol's parsing and formatting; the received-message log |
+//! The crate root is the whole API: the [`Driver`] the shims run and the
+//! types it speaks in, the [`Client`] state machine beneath it, the local
+//! websocket protocol ([`AppRequest`], [`AppResponse`]), the received-message
+//! log ([`ReceivedStore`]), and the few shared formats a caller names
+//! ([`ClientKeys`], [`Topology`], [`verify_topology`], [`PacketSize`]; the
+//! rest of them is the `nym_wire` crate's). Each item has one path.
 //!
-//! A shim needs only what the crate root re-exports; the lower modules are
-//! public for the fuzz targets, the simulations and the benchmarks.
+//! ## Rooms, bottom up (private modules)
+//! | layer | module | what it is |
+//! |---|---|---|
+//! | packets | `packet` | a Sphinx packet along a route with exponential delays |
+//! | acks, payloads, fragments, replies | `ack`, `payload`, `fragment`, `reply` | the SURB-ACK every packet carries, end-to-end sealing, splitting and reassembly, single-use reply blocks and the reply store |
+//! | the client | `client` | [`Client`]: one gateway session's state machine (schedule, send queue, retransmission, replies, receiving) |
+//! | the driver | `driver` | [`Driver`]: connection lifecycle, topology refresh, stores, deliveries, requests: what both shims run |
+//! | applications | `app_api`, `received_store` | the local websocket protocol's parsing and formatting; the received-message log |
+//!
+//! With the `fuzzing` feature, the module `fuzzing` opens the internals the fuzz
+//! targets, the simulations and the benchmarks drive directly, and the test
+//! harness they share (a fake gateway, a test network); it is not a stable
+//! API.
 
-pub mod ack;
-pub mod address;
-pub mod app_api;
-pub mod client;
-pub mod driver;
-pub mod error;
-pub mod fragment;
-pub mod packet;
-pub mod payload;
-pub mod received_store;
-pub mod reply;
-pub mod wire;
+#![warn(missing_docs, unreachable_pub)]
 
-pub use nym_wire::{keys, signed, topology};
+// Their items are public for `fuzzing` alone; without it they are crate-internal.
+mod ack;
+mod address;
+mod app_api;
+mod client;
+mod driver;
+mod error;
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
+mod fragment;
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
+mod packet;
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
+mod payload;
+mod received_store;
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
+mod reply;
 
-pub use address::Recipient;
-pub use app_api::{AppRequest, AppResponse};
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
+
+// The driver names the key type by this path.
+use nym_wire::keys;
+
+pub use address::{Recipient, ADDRESS_BYTES};
+pub use app_api::{
+    delivery_frame, parse_binary_request, parse_text_request, received_json, AppRequest, AppResponse, DeliveryFrame,
+};
 pub use client::{Client, ClientConfig, ClientEvent, ClientStats, ReceivedMessage};
 pub use driver::{
-    defaults, AppId, AttachError, ConnectionId, DeliverTo, Disconnect, Driver, DriverConfig, DriverEvent, Output, RestoreReport,
-    Restored, StartError, StoreName, StoreWrite,
+    choose_gateway, defaults, verify_first_topology, AppId, AttachError, ConnectionId, DeliverTo, Disconnect, Driver,
+    DriverConfig, DriverEvent, Output, RestoreReport, Restored, StartError, StoreName, StoreWrite,
 };
 pub use error::{Error, Result};
-pub use reply::SenderTag;
+pub use received_store::{LoadReport, ReceivedStore};
+pub use reply::{decode_sender_tag, encode_sender_tag, SenderTag};
 
+/// Base58 keys, as in addresses and configuration files.
+pub use nym_wire::address::{decode_key, encode_key};
+/// The client's keys: what [`Client::new`] and [`Driver::new`] take.
+pub use nym_wire::keys::ClientKeys;
+/// Packet sizes, as [`ClientConfig::packet_size`] names them.
+pub use nym_wire::mix_frame::PacketSize;
+/// The one check of a topology document (see `nym_wire::signed`); the
+/// driver runs it on the first fetch (through [`verify_first_topology`]) and
+/// on every refresh.
+pub use nym_wire::signed::{verify_topology, VerifiedTopology};
+/// The network as routes are drawn from it ([`Client::handle_topology`]).
+pub use nym_wire::topology::Topology;
 /// The version this engine speaks; the directory's nodes must match major.minor.
 pub use nym_wire::VERSION;
-/// The one check of a topology document (see [`nym_wire::signed`]); the
-/// driver runs it on every refresh, the shims on the first fetch.
-pub use nym_wire::signed::{verify_topology, VerifiedTopology};

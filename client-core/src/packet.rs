@@ -6,7 +6,7 @@
 
 use crate::address::Recipient;
 use crate::error::Result;
-use crate::wire::mix_frame::PacketSize;
+use nym_wire::mix_frame::PacketSize;
 use rand::Rng;
 use rand_distr::{Distribution, Exp};
 use sphinx_packet::header::delays::Delay;
@@ -41,7 +41,7 @@ pub fn build_sphinx_packet<R: rand::CryptoRng + ?Sized>(
 }
 
 /// Exponentially distributed with the given mean; zero mean gives zero.
-pub fn sample_exp<R: Rng + ?Sized>(rng: &mut R, mean: Duration) -> Duration {
+pub(crate) fn sample_exp<R: Rng + ?Sized>(rng: &mut R, mean: Duration) -> Duration {
     if mean.is_zero() {
         return Duration::ZERO;
     }

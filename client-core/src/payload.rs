@@ -9,7 +9,7 @@
 //! full one.
 
 use crate::error::{Error, Result};
-use crate::wire::mix_frame::PacketSize;
+use nym_wire::mix_frame::PacketSize;
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hkdf::Hkdf;
@@ -44,7 +44,7 @@ impl PayloadKind {
 
 /// Length of a sealed payload in a data packet of `size`: what is left
 /// after the SURB-ACK the recipient's gateway cuts off.
-pub fn sealed_len(size: PacketSize) -> usize {
+pub(crate) fn sealed_len(size: PacketSize) -> usize {
     size.plaintext_size().saturating_sub(crate::ack::SURB_ACK_LEN)
 }
 
@@ -81,7 +81,7 @@ pub fn seal<R: CryptoRng + ?Sized>(
     // The key is fresh for every payload, so a fixed nonce is safe.
     let sealed = cipher(shared.as_bytes(), ephemeral_pub.as_bytes(), recipient.as_bytes())
         .encrypt(Nonce::from_slice(&[0u8; 12]), content.as_slice())
-        .map_err(|_| Error::MalformedPacket("payload encryption failed".into()))?;
+        .map_err(|_| nym_wire::Error::MalformedPacket("payload encryption failed".into()))?;
     let mut out = Vec::with_capacity(sealed_len(size));
     out.extend_from_slice(ephemeral_pub.as_bytes());
     out.extend_from_slice(&sealed);
@@ -91,7 +91,7 @@ pub fn seal<R: CryptoRng + ?Sized>(
 /// Opens a payload addressed to `secret`'s public key.
 pub fn open(secret: &StaticSecret, payload: &[u8]) -> Result<(PayloadKind, Vec<u8>)> {
     if payload.len() < EPHEMERAL_LEN + TAG_LEN + CONTENT_HEADER_LEN {
-        return Err(Error::MalformedPacket(format!("payload of {} bytes is too short", payload.len())));
+        return Err(nym_wire::Error::MalformedPacket(format!("payload of {} bytes is too short", payload.len())).into());
     }
     let mut ephemeral = [0u8; 32];
     ephemeral.copy_from_slice(&payload[..EPHEMERAL_LEN]);
@@ -99,13 +99,13 @@ pub fn open(secret: &StaticSecret, payload: &[u8]) -> Result<(PayloadKind, Vec<u
     let recipient = PublicKey::from(secret);
     let content = cipher(shared.as_bytes(), &ephemeral, recipient.as_bytes())
         .decrypt(Nonce::from_slice(&[0u8; 12]), &payload[EPHEMERAL_LEN..])
-        .map_err(|_| Error::MalformedPacket("payload failed authentication".into()))?;
+        .map_err(|_| nym_wire::Error::MalformedPacket("payload failed authentication".into()))?;
     decode_content(&content)
 }
 
 /// `kind || body length || body || zeros`, exactly `len` bytes (callers
 /// check that the body fits).
-pub fn encode_content(kind: PayloadKind, body: &[u8], len: usize) -> Vec<u8> {
+pub(crate) fn encode_content(kind: PayloadKind, body: &[u8], len: usize) -> Vec<u8> {
     let mut content = Vec::with_capacity(len.max(CONTENT_HEADER_LEN + body.len()));
     content.push(kind as u8);
     content.extend_from_slice(&(body.len() as u16).to_be_bytes());
@@ -114,21 +114,21 @@ pub fn encode_content(kind: PayloadKind, body: &[u8], len: usize) -> Vec<u8> {
     content
 }
 
-pub fn decode_content(content: &[u8]) -> Result<(PayloadKind, Vec<u8>)> {
+pub(crate) fn decode_content(content: &[u8]) -> Result<(PayloadKind, Vec<u8>)> {
     let [kind, a, b, ..] = *content else {
-        return Err(Error::MalformedPacket("payload content too short".into()));
+        return Err(nym_wire::Error::MalformedPacket("payload content too short".into()).into());
     };
-    let kind = PayloadKind::from_byte(kind).ok_or_else(|| Error::MalformedPacket(format!("unknown payload kind {kind}")))?;
+    let kind = PayloadKind::from_byte(kind).ok_or_else(|| nym_wire::Error::MalformedPacket(format!("unknown payload kind {kind}")))?;
     let len = usize::from(u16::from_be_bytes([a, b]));
     let body = content
         .get(CONTENT_HEADER_LEN..CONTENT_HEADER_LEN + len)
-        .ok_or_else(|| Error::MalformedPacket("payload body length exceeds the payload".into()))?;
+        .ok_or_else(|| nym_wire::Error::MalformedPacket("payload body length exceeds the payload".into()))?;
     Ok((kind, body.to_vec()))
 }
 
 /// Bytes of body a reply (sent through a SURB, no SURB-ACK, no end-to-end
 /// layer: only the SURB's creator can read it) of `size` can carry.
-pub fn reply_body_capacity(size: PacketSize) -> usize {
+pub(crate) fn reply_body_capacity(size: PacketSize) -> usize {
     size.plaintext_size() - CONTENT_HEADER_LEN
 }
 

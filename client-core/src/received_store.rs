@@ -28,7 +28,7 @@ const ALL_HANDED_OVER: u8 = 3;
 const RECORD_HEADER: usize = 5;
 /// Set ids of handed-over messages remembered across restarts; a message
 /// delivered again after this many later ones would be delivered twice.
-pub const REMEMBERED_SETS: usize = 8192;
+pub(crate) const REMEMBERED_SETS: usize = 8192;
 
 /// What the log holds, and what to write next.
 #[derive(Debug, Default)]
@@ -147,10 +147,12 @@ impl ReceivedStore {
         self.kept.iter()
     }
 
+    /// Messages kept (no application has taken them yet).
     pub fn kept_count(&self) -> usize {
         self.kept.len()
     }
 
+    /// Bytes of the kept messages.
     pub fn kept_bytes(&self) -> usize {
         self.kept_bytes
     }

@@ -13,8 +13,8 @@
 
 use crate::address::Recipient;
 use crate::error::{Error, Result};
-use crate::topology::Topology;
-use crate::wire::epoch::KeyEpoch;
+use nym_wire::topology::Topology;
+use nym_wire::epoch::KeyEpoch;
 use hkdf::Hkdf;
 use rand::CryptoRng;
 use sha2::Sha256;
@@ -26,20 +26,23 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 use x25519_dalek::StaticSecret;
 
-pub const SENDER_TAG_LEN: usize = 16;
+pub(crate) const SENDER_TAG_LEN: usize = 16;
+/// What the recipient of an anonymous message knows its sender by: the
+/// same for every message of one sender to one recipient, unlinkable to
+/// the sender's address. Replies name it.
 pub type SenderTag = [u8; SENDER_TAG_LEN];
 /// Header + first hop + the one payload key seed a single-seed SURB hands out.
-pub const SPHINX_SURB_LEN: usize = sphinx_packet::header::HEADER_SIZE + 32 + 16;
+pub(crate) const SPHINX_SURB_LEN: usize = sphinx_packet::header::HEADER_SIZE + 32 + 16;
 /// A SURB as clients pass and keep it: the key epoch its route was built
 /// for (4 bytes, big-endian; the reply's frame must name it), then the
 /// Sphinx SURB.
-pub const SURB_LEN: usize = 4 + SPHINX_SURB_LEN;
+pub(crate) const SURB_LEN: usize = 4 + SPHINX_SURB_LEN;
 /// Most SURBs one message may carry, and one request may ask for.
 pub const MAX_SURBS_PER_MESSAGE: usize = 200;
 /// Recovery material kept for replies that haven't come (oldest dropped).
 const MAX_RECOVERIES: usize = 100_000;
 /// Used SURBs whose replies still open when delivered again (memory only).
-pub const MAX_SPENT: usize = 4096;
+pub(crate) const MAX_SPENT: usize = 4096;
 
 const STORE_MAGIC: &[u8; 9] = b"NYMREPLY2";
 
@@ -51,13 +54,31 @@ const MORE_SURBS: u8 = 3;
 /// What a reassembled message is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Envelope {
+    /// A message with nothing attached (its sender is in it, or it is a reply).
     Plain(Vec<u8>),
     /// An anonymous message carrying SURBs for replies under `sender_tag`.
-    Repliable { sender_tag: SenderTag, surbs: Vec<Vec<u8>>, message: Vec<u8> },
+    Repliable {
+        /// What the recipient knows the sender by.
+        sender_tag: SenderTag,
+        /// Single-use reply blocks back to the sender.
+        surbs: Vec<Vec<u8>>,
+        /// The message.
+        message: Vec<u8>,
+    },
     /// The replier (through a SURB) asks the sender for `count` more SURBs.
-    SurbRequest { sender_tag: SenderTag, count: u16 },
+    SurbRequest {
+        /// The conversation, as the replier knows it.
+        sender_tag: SenderTag,
+        /// How many SURBs are wanted.
+        count: u16,
+    },
     /// The sender tops up the replier's SURBs; never shown to the application.
-    MoreSurbs { sender_tag: SenderTag, surbs: Vec<Vec<u8>> },
+    MoreSurbs {
+        /// The conversation they are for.
+        sender_tag: SenderTag,
+        /// The new reply blocks.
+        surbs: Vec<Vec<u8>>,
+    },
 }
 
 fn encode_surbs(out: &mut Vec<u8>, surbs: &[Vec<u8>]) {
@@ -68,11 +89,11 @@ fn encode_surbs(out: &mut Vec<u8>, surbs: &[Vec<u8>]) {
 }
 
 fn decode_surbs(bytes: &[u8]) -> Result<(Vec<Vec<u8>>, &[u8])> {
-    let bad = |why: &str| Error::MalformedPacket(format!("envelope: {why}"));
+    let bad = |why: &str| nym_wire::Error::MalformedPacket(format!("envelope: {why}"));
     let (count, rest) = bytes.split_at_checked(2).ok_or_else(|| bad("no SURB count"))?;
     let count = usize::from(u16::from_be_bytes([count[0], count[1]]));
     if count > MAX_SURBS_PER_MESSAGE {
-        return Err(bad("too many SURBs"));
+        return Err(bad("too many SURBs").into());
     }
     let (surbs, rest) = rest.split_at_checked(count * SURB_LEN).ok_or_else(|| bad("truncated SURBs"))?;
     Ok((surbs.chunks(SURB_LEN).map(<[u8]>::to_vec).collect(), rest))
@@ -81,13 +102,14 @@ fn decode_surbs(bytes: &[u8]) -> Result<(Vec<Vec<u8>>, &[u8])> {
 fn tag_of(bytes: &[u8]) -> Result<(SenderTag, &[u8])> {
     let (tag, rest) = bytes
         .split_at_checked(SENDER_TAG_LEN)
-        .ok_or_else(|| Error::MalformedPacket("envelope: no sender tag".into()))?;
+        .ok_or_else(|| nym_wire::Error::MalformedPacket("envelope: no sender tag".into()))?;
     let mut t = [0u8; SENDER_TAG_LEN];
     t.copy_from_slice(tag);
     Ok((t, rest))
 }
 
 impl Envelope {
+    /// The bytes a message is fragmented from (a kind byte, then its fields).
     pub fn encode(&self) -> Vec<u8> {
         match self {
             Envelope::Plain(m) => [&[PLAIN][..], m].concat(),
@@ -108,6 +130,8 @@ impl Envelope {
         }
     }
 
+    /// Reads a reassembled message; refuses unknown kinds, truncation and
+    /// trailing bytes.
     pub fn decode(mut bytes: Vec<u8>) -> Result<Self> {
         match bytes.first().copied() {
             Some(PLAIN) => {
@@ -123,26 +147,26 @@ impl Envelope {
                 let (sender_tag, rest) = tag_of(&bytes[1..])?;
                 match rest {
                     [a, b] => Ok(Envelope::SurbRequest { sender_tag, count: u16::from_be_bytes([*a, *b]) }),
-                    _ => Err(Error::MalformedPacket("envelope: bad SURB request".into())),
+                    _ => Err(nym_wire::Error::MalformedPacket("envelope: bad SURB request".into()).into()),
                 }
             }
             Some(MORE_SURBS) => {
                 let (sender_tag, rest) = tag_of(&bytes[1..])?;
                 let (surbs, rest) = decode_surbs(rest)?;
                 if !rest.is_empty() {
-                    return Err(Error::MalformedPacket("envelope: trailing bytes".into()));
+                    return Err(nym_wire::Error::MalformedPacket("envelope: trailing bytes".into()).into());
                 }
                 Ok(Envelope::MoreSurbs { sender_tag, surbs })
             }
-            Some(other) => Err(Error::MalformedPacket(format!("envelope: unknown kind {other}"))),
-            None => Err(Error::MalformedPacket("envelope: empty message".into())),
+            Some(other) => Err(nym_wire::Error::MalformedPacket(format!("envelope: unknown kind {other}")).into()),
+            None => Err(nym_wire::Error::MalformedPacket("envelope: empty message".into()).into()),
         }
     }
 }
 
 /// The tag `secret`'s owner uses with `recipient`: stable, so the recipient
 /// can keep a conversation, and unlinkable across recipients.
-pub fn sender_tag_for(secret: &StaticSecret, recipient: &Recipient) -> SenderTag {
+pub(crate) fn sender_tag_for(secret: &StaticSecret, recipient: &Recipient) -> SenderTag {
     let hk = Hkdf::<Sha256>::new(Some(b"nym-sender-tag-v1"), secret.as_bytes());
     let mut tag = [0u8; SENDER_TAG_LEN];
     // 16 bytes is always a valid HKDF-SHA256 output length.
@@ -150,10 +174,12 @@ pub fn sender_tag_for(secret: &StaticSecret, recipient: &Recipient) -> SenderTag
     tag
 }
 
+/// A sender tag as text (base58), as the websocket API shows it.
 pub fn encode_sender_tag(tag: &SenderTag) -> String {
     bs58::encode(tag).into_string()
 }
 
+/// Reads what [`encode_sender_tag`] wrote.
 pub fn decode_sender_tag(text: &str) -> Result<SenderTag> {
     let bytes = bs58::decode(text)
         .into_vec()
@@ -166,7 +192,7 @@ pub fn decode_sender_tag(text: &str) -> Result<SenderTag> {
 /// A fresh SURB back to `own`, built with the nodes' keys of `epoch`
 /// (`epoch || SURB`, [`SURB_LEN`] bytes), and the material to read what
 /// comes through it.
-pub fn create_surb<R: CryptoRng + ?Sized>(
+pub(crate) fn create_surb<R: CryptoRng + ?Sized>(
     rng: &mut R,
     topology: &Topology,
     own: &Recipient,
@@ -190,10 +216,10 @@ pub fn create_surb<R: CryptoRng + ?Sized>(
 
 /// The key epoch a SURB (as [`create_surb`] makes it) was built for, and
 /// the Sphinx SURB.
-pub fn split_surb(surb: &[u8]) -> Result<(KeyEpoch, &[u8])> {
+pub(crate) fn split_surb(surb: &[u8]) -> Result<(KeyEpoch, &[u8])> {
     match surb.split_first_chunk::<4>() {
         Some((epoch, rest)) if rest.len() == SPHINX_SURB_LEN => Ok((KeyEpoch::from_be_bytes(*epoch), rest)),
-        _ => Err(Error::MalformedPacket(format!("a SURB is {SURB_LEN} bytes, not {}", surb.len()))),
+        _ => Err(nym_wire::Error::MalformedPacket(format!("a SURB is {SURB_LEN} bytes, not {}", surb.len())).into()),
     }
 }
 
@@ -222,7 +248,7 @@ impl std::fmt::Debug for ReplyStore {
 }
 
 impl ReplyStore {
-    pub fn remember_recovery(&mut self, recovery: &SurbReplyRecovery) {
+    pub(crate) fn remember_recovery(&mut self, recovery: &SurbReplyRecovery) {
         let id = *recovery.identifier();
         if self.recoveries.insert(id, recovery.to_bytes()).is_none() {
             self.recovery_order.push_back(id);
@@ -237,7 +263,7 @@ impl ReplyStore {
     /// Takes (single use) the recovery material of SURB `identifier`. A
     /// SURB used in the last [`MAX_SPENT`] replies still opens, so a reply
     /// packet the gateway delivers again is recognised as a duplicate.
-    pub fn take_recovery(&mut self, identifier: &[u8; 16]) -> Option<SurbReplyRecovery> {
+    pub(crate) fn take_recovery(&mut self, identifier: &[u8; 16]) -> Option<SurbReplyRecovery> {
         let bytes = match self.recoveries.remove(identifier) {
             Some(bytes) => {
                 self.recovery_order.retain(|i| i != identifier);
@@ -255,33 +281,33 @@ impl ReplyStore {
         SurbReplyRecovery::from_bytes(&bytes).ok()
     }
 
-    pub fn remember_tag(&mut self, tag: SenderTag, recipient: Recipient) {
+    pub(crate) fn remember_tag(&mut self, tag: SenderTag, recipient: Recipient) {
         self.our_tags.insert(tag, recipient);
     }
 
-    pub fn recipient_of_tag(&self, tag: &SenderTag) -> Option<Recipient> {
+    pub(crate) fn recipient_of_tag(&self, tag: &SenderTag) -> Option<Recipient> {
         self.our_tags.get(tag).copied()
     }
 
-    pub fn add_surbs(&mut self, tag: SenderTag, surbs: Vec<Vec<u8>>) {
+    pub(crate) fn add_surbs(&mut self, tag: SenderTag, surbs: Vec<Vec<u8>>) {
         self.surbs.entry(tag).or_default().extend(surbs.into_iter().filter(|s| s.len() == SURB_LEN));
     }
 
-    pub fn knows_tag(&self, tag: &SenderTag) -> bool {
+    pub(crate) fn knows_tag(&self, tag: &SenderTag) -> bool {
         self.surbs.contains_key(tag)
     }
 
-    pub fn surbs_left(&self, tag: &SenderTag) -> usize {
+    pub(crate) fn surbs_left(&self, tag: &SenderTag) -> usize {
         self.surbs.get(tag).map_or(0, VecDeque::len)
     }
 
-    pub fn take_surb(&mut self, tag: &SenderTag) -> Option<Vec<u8>> {
+    pub(crate) fn take_surb(&mut self, tag: &SenderTag) -> Option<Vec<u8>> {
         self.surbs.get_mut(tag)?.pop_front()
     }
 
     /// Drops the SURBs of `tag` whose epoch `usable` refuses (their nodes
     /// retired those keys, or are about to); returns how many.
-    pub fn discard_surbs(&mut self, tag: &SenderTag, usable: impl Fn(KeyEpoch) -> bool) -> usize {
+    pub(crate) fn discard_surbs(&mut self, tag: &SenderTag, usable: impl Fn(KeyEpoch) -> bool) -> usize {
         let Some(surbs) = self.surbs.get_mut(tag) else { return 0 };
         let before = surbs.len();
         surbs.retain(|s| split_surb(s).is_ok_and(|(epoch, _)| usable(epoch)));
@@ -289,7 +315,7 @@ impl ReplyStore {
     }
 
     /// The tags we hold SURBs for, and the newest epoch among each one's SURBs.
-    pub fn surb_epochs(&self) -> Vec<(SenderTag, KeyEpoch)> {
+    pub(crate) fn surb_epochs(&self) -> Vec<(SenderTag, KeyEpoch)> {
         self.surbs
             .iter()
             .filter_map(|(tag, surbs)| Some((*tag, surbs.iter().filter_map(|s| split_surb(s).ok()).map(|(e, _)| e).max()?)))
@@ -332,14 +358,14 @@ impl ReplyStore {
         let surb_len = match r.take(9)? {
             m if m == STORE_MAGIC => SURB_LEN,
             b"NYMREPLY1" => SPHINX_SURB_LEN,
-            _ => return Err(Error::MalformedFrame("reply store: not a reply store file".into())),
+            _ => return Err(nym_wire::Error::MalformedFrame("reply store: not a reply store file".into()).into()),
         };
         let mut store = ReplyStore::default();
         for _ in 0..r.u32()? {
             let len = usize::from(u16::from_be_bytes(r.array()?));
             if len > 0 {
                 let rec = SurbReplyRecovery::from_bytes(r.take(len)?)
-                    .map_err(|e| Error::MalformedFrame(format!("reply store: {e}")))?;
+                    .map_err(|e| nym_wire::Error::MalformedFrame(format!("reply store: {e}")))?;
                 store.remember_recovery(&rec);
             }
         }
@@ -366,7 +392,7 @@ impl<'a> Reader<'a> {
         let (head, rest) = self
             .0
             .split_at_checked(n)
-            .ok_or_else(|| Error::MalformedFrame("reply store: truncated".into()))?;
+            .ok_or_else(|| nym_wire::Error::MalformedFrame("reply store: truncated".into()))?;
         self.0 = rest;
         Ok(head)
     }

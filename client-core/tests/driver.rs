@@ -4,19 +4,15 @@
 //! the native and browser shims used to disagree on (now the driver's alone).
 
 use ed25519_dalek::SigningKey;
-use nym_client_core::ack::gateway_final_hop;
-use nym_client_core::app_api::{AppRequest, AppResponse};
-use nym_client_core::driver::{
-    defaults, AttachError, ConnectionId, DeliverTo, Disconnect, Driver, DriverConfig, DriverEvent, Output, Restored,
-    StartError, StoreName, StoreWrite,
+use nym_client_core::{
+    defaults, AppRequest, AppResponse, AttachError, ClientConfig, ClientKeys, ConnectionId, DeliverTo, Disconnect,
+    Driver, DriverConfig, DriverEvent, Output, Restored, SenderTag, StartError, StoreName, StoreWrite,
 };
-use nym_client_core::keys::ClientKeys;
-use nym_client_core::reply::SenderTag;
-use nym_client_core::topology::{decode_node_address, EpochKeyJson, GatewayJson, MixNodeJson, TopologyJson};
-use nym_client_core::wire::epoch::{epoch_at, KeyEpoch};
-use nym_client_core::wire::gateway::{ClientRequest, GatewayHandshake, GatewayResponse, Session};
-use nym_client_core::wire::mix_frame;
-use nym_client_core::ClientConfig;
+use nym_wire::epoch::{epoch_at, KeyEpoch};
+use nym_wire::gateway::{ClientRequest, GatewayHandshake, GatewayResponse, Session};
+use nym_wire::mix_frame;
+use nym_wire::surb_ack::gateway_final_hop;
+use nym_wire::topology::{decode_node_address, EpochKeyJson, GatewayJson, MixNodeJson, TopologyJson};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use sphinx_packet::{ProcessedPacketData, SphinxPacket};

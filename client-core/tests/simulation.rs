@@ -2,60 +2,21 @@
 //! gateway handshake, but an in-memory network and a fake clock. No sockets,
 //! no sleeping: simulated minutes run in seconds and every run is the same.
 
-use ed25519_dalek::SigningKey;
-use nym_client_core::ack::gateway_final_hop;
-use nym_client_core::address::encode_key;
-use nym_client_core::keys::ClientKeys;
-use nym_client_core::payload::{self, PayloadKind};
-use nym_client_core::topology::{decode_node_address, EpochKeyJson, GatewayJson, MixNodeJson, Topology, TopologyJson};
-use nym_client_core::wire::gateway::{ClientRequest, GatewayHandshake, GatewayResponse, Session};
-use nym_client_core::wire::mix_frame;
-use nym_client_core::{Client, ClientConfig, ClientEvent, Recipient};
+use nym_client_core::fuzzing::packet::build_sphinx_packet;
+use nym_client_core::fuzzing::payload::{self, PayloadKind};
+use nym_client_core::fuzzing::{FakeGateway, Hop, TestNetwork};
+use nym_client_core::{Client, ClientConfig, ClientEvent, ClientKeys, PacketSize, Recipient, SenderTag};
+use nym_wire::topology::{decode_node_address, encode_node_address};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use sphinx_packet::{ProcessedPacketData, SphinxPacket};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 use x25519_dalek::{PublicKey, StaticSecret};
 
 const LINK_LATENCY: Duration = Duration::from_millis(1);
-
-struct SimGateway {
-    identity: SigningKey,
-    sphinx: StaticSecret,
-    /// client index -> session (once authenticated) or pending handshake
-    sessions: HashMap<usize, Session>,
-    pending: HashMap<usize, GatewayHandshake>,
-    /// x25519 client key -> client index
-    clients: HashMap<[u8; 32], usize>,
-    /// As the real gateway: every final-hop payload is stored first (store
-    /// id -> payload, per client) and deleted when the client acks it.
-    inbox: HashMap<usize, BTreeMap<u64, Vec<u8>>>,
-    next_store_id: u64,
-    /// Per client session: delivery id -> store id, sent and not acked.
-    outstanding: HashMap<usize, HashMap<u64, u64>>,
-    next_delivery: u64,
-    /// Acks that named nothing outstanding.
-    bad_acks: u64,
-}
-
-impl SimGateway {
-    /// Sends stored message `store_id` on client `i`'s session, if it has one.
-    fn push(&mut self, i: usize, store_id: u64) -> Option<Vec<u8>> {
-        let payload = self.inbox.get(&i)?.get(&store_id)?.clone();
-        let session = self.sessions.get_mut(&i)?;
-        self.next_delivery += 1;
-        let id = self.next_delivery;
-        self.outstanding.entry(i).or_default().insert(id, store_id);
-        Some(session.seal(&GatewayResponse::Deliver { id, payload }.encode()))
-    }
-
-    fn stored(&self, i: usize) -> usize {
-        self.inbox.get(&i).map_or(0, |m| m.len())
-    }
-}
 
 enum Delivery {
     /// Bytes arriving at the node listening on this address.
@@ -71,9 +32,9 @@ struct Sim {
     seq: u64,
     queue: BinaryHeap<Reverse<(Duration, u64)>>,
     in_flight: HashMap<u64, Delivery>,
-    mixnodes: HashMap<SocketAddr, StaticSecret>,
-    gateways: Vec<SimGateway>,
-    gateway_by_mix_addr: HashMap<SocketAddr, usize>,
+    network: TestNetwork,
+    /// The gateways, their connections named by client index.
+    gateways: Vec<FakeGateway<usize>>,
     clients: Vec<Client>,
     client_gateway: Vec<usize>,
     /// Each client's current gateway connection: frames of an older one
@@ -83,7 +44,7 @@ struct Sim {
     received: Vec<Vec<Vec<u8>>>,
     /// The fragment sets of what `received` holds (a shim keeps these).
     received_sets: Vec<Vec<u32>>,
-    anonymous: Vec<Vec<(Vec<u8>, nym_client_core::reply::SenderTag)>>,
+    anonymous: Vec<Vec<(Vec<u8>, SenderTag)>>,
     failed: Vec<Vec<u64>>,
     rng: StdRng,
     /// Probability that a packet between nodes is lost.
@@ -91,7 +52,6 @@ struct Sim {
     /// Nodes that swallow everything (crashed).
     dead: Vec<SocketAddr>,
     lost_packets: u64,
-    topology: TopologyJson,
 }
 
 fn addr(port: u16) -> SocketAddr {
@@ -99,71 +59,23 @@ fn addr(port: u16) -> SocketAddr {
 }
 
 impl Sim {
-    /// 3 layers x 2 mixnodes, `gateways` gateways, one client per entry of `client_gateways`.
-    fn new(client_gateways: &[usize], gateways: usize, config: ClientConfig) -> Self {
+    /// 3 layers x 2 mixnodes, `gateways` gateways, one client per entry of
+    /// `client_gateways`. One key epoch for the whole simulation (key epochs
+    /// have their own simulation in tests/driver.rs); the clients' clocks
+    /// read Unix 0 at the start.
+    fn new(client_gateways: &[usize], gateways: u8, config: ClientConfig) -> Self {
         let mut rng = StdRng::from_seed([42; 32]);
-        // One key epoch for the whole simulation (key epochs have their own
-        // simulation in tests/driver.rs); the clients' clocks read Unix 0.
-        let mut json = TopologyJson { epoch_length_secs: 1_000_000_000, ..TopologyJson::default() };
-        let mut mixnodes = HashMap::new();
-        for layer in 1..=3u8 {
-            for i in 0..2u16 {
-                let a = addr(1000 + u16::from(layer) * 10 + i);
-                let sk = StaticSecret::random_from_rng(&mut rng);
-                json.mix_nodes.push(MixNodeJson {
-                    host: a.to_string(),
-                    pub_key: encode_key(PublicKey::from(&sk).as_bytes()),
-                    sphinx_keys: vec![EpochKeyJson::new(0, &PublicKey::from(&sk))],
-                    layer,
-                    version: nym_client_core::VERSION.into(),
-                    location: "sim".into(),
-                    last_seen: 0,
-                    ..Default::default()
-                });
-                mixnodes.insert(a, sk);
-            }
-        }
-        let mut sim_gateways = Vec::new();
-        let mut gateway_by_mix_addr = HashMap::new();
-        for g in 0..gateways {
-            let identity = SigningKey::from_bytes(&[g as u8 + 1; 32]);
-            let sphinx = StaticSecret::random_from_rng(&mut rng);
-            let a = addr(2000 + g as u16);
-            json.gateway_nodes.push(GatewayJson {
-                client_listener: format!("ws://127.0.0.1:{}", 3000 + g),
-                mixnet_listener: a.to_string(),
-                identity_key: encode_key(identity.verifying_key().as_bytes()),
-                sphinx_key: encode_key(PublicKey::from(&sphinx).as_bytes()),
-                sphinx_keys: vec![EpochKeyJson::new(0, &PublicKey::from(&sphinx))],
-                version: nym_client_core::VERSION.into(),
-                location: "sim".into(),
-                last_seen: 0,
-                ..Default::default()
-            });
-            gateway_by_mix_addr.insert(a, g);
-            sim_gateways.push(SimGateway {
-                identity,
-                sphinx,
-                sessions: HashMap::new(),
-                pending: HashMap::new(),
-                clients: HashMap::new(),
-                inbox: HashMap::new(),
-                next_store_id: 0,
-                outstanding: HashMap::new(),
-                next_delivery: 0,
-                bad_acks: 0,
-            });
-        }
-        let topology = Topology::from_json(&json, nym_client_core::VERSION).unwrap();
-        let json = json.clone();
+        let network = TestNetwork::new([2, 2, 2], gateways);
+        let topology = network.topology(0).unwrap();
+        let sim_gateways: Vec<FakeGateway<usize>> = (0..network.gateways.len())
+            .map(|g| network.fake_gateway(g, [g as u8 + 50; 32]))
+            .collect();
         let mut clients = Vec::new();
         let mut client_keys = Vec::new();
         for (i, &g) in client_gateways.iter().enumerate() {
             let keys = ClientKeys::generate(&mut rng);
             client_keys.push(keys.clone());
-            sim_gateways[g].clients.insert(*keys.public().as_bytes(), i);
-            let gw_identity = sim_gateways[g].identity.verifying_key().to_bytes();
-            let mut c = Client::new(keys, gw_identity, config.clone(), [i as u8 + 100; 32]);
+            let mut c = Client::new(keys, network.gateway_identity(g), config.clone(), [i as u8 + 100; 32]);
             c.handle_topology(topology.clone());
             c.handle_clock(Duration::ZERO, 0);
             clients.push(c);
@@ -173,9 +85,8 @@ impl Sim {
             seq: 0,
             queue: BinaryHeap::new(),
             in_flight: HashMap::new(),
-            mixnodes,
+            network,
             gateways: sim_gateways,
-            gateway_by_mix_addr,
             received: vec![Vec::new(); clients.len()],
             received_sets: vec![Vec::new(); clients.len()],
             failed: vec![Vec::new(); clients.len()],
@@ -183,7 +94,6 @@ impl Sim {
             loss: 0.0,
             dead: Vec::new(),
             lost_packets: 0,
-            topology: json,
             client_gateway: client_gateways.to_vec(),
             connection: vec![0; client_gateways.len()],
             keys: client_keys,
@@ -192,14 +102,23 @@ impl Sim {
         }
     }
 
+    /// The wall clock: Unix 0 at the start.
+    fn unix_ms(&self) -> u64 {
+        self.now.as_millis() as u64
+    }
+
     /// What clients see once the directory expired a node and they refreshed.
     fn forget_node(&mut self, node: SocketAddr) {
-        self.topology.mix_nodes.retain(|m| m.host != node.to_string());
-        let topology = Topology::from_json(&self.topology, nym_client_core::VERSION).unwrap();
+        self.network.mixnodes.retain(|m| m.address != node);
+        let topology = self.network.topology(self.unix_ms()).unwrap();
         for c in &mut self.clients {
             c.handle_topology(topology.clone());
-            c.handle_clock(Duration::ZERO, 0);
         }
+    }
+
+    /// What client i's gateway stored for it and it has not acknowledged.
+    fn stored(&self, i: usize) -> usize {
+        self.gateways[self.client_gateway[i]].stored(&self.clients[i].address().client_key)
     }
 
     fn schedule(&mut self, after: Duration, d: Delivery) {
@@ -214,9 +133,18 @@ impl Sim {
         self.in_flight.insert(self.seq, d);
     }
 
+    /// Client i opens a new connection to its gateway.
+    fn connect(&mut self, i: usize) {
+        self.connection[i] += 1;
+        let gw = &mut self.gateways[self.client_gateway[i]];
+        let url = gw.url.clone();
+        assert!(gw.connect(i, &url));
+        self.clients[i].handle_gateway_connected(self.now);
+    }
+
     fn connect_all(&mut self) {
         for i in 0..self.clients.len() {
-            self.clients[i].handle_gateway_connected(self.now);
+            self.connect(i);
         }
         self.pump_clients();
     }
@@ -224,31 +152,23 @@ impl Sim {
     /// Client i's connection drops (no clean close: whatever was in flight
     /// either way is lost) and the client connects again.
     fn cut_connection(&mut self, i: usize) {
-        self.connection[i] += 1;
-        let gw = &mut self.gateways[self.client_gateway[i]];
-        gw.sessions.remove(&i);
-        gw.pending.remove(&i);
-        gw.outstanding.remove(&i);
+        self.gateways[self.client_gateway[i]].disconnect(i);
         self.clients[i].handle_gateway_disconnected(self.now);
-        self.clients[i].handle_gateway_connected(self.now);
+        self.connect(i);
         self.pump_clients();
     }
 
     /// Client i's process dies: its connection drops and its memory is gone.
     /// It comes back as a new engine with the same keys.
     fn crash_client(&mut self, i: usize, keys: ClientKeys, config: ClientConfig, delivered_sets: &[u32]) {
-        self.connection[i] += 1;
-        let gw = &mut self.gateways[self.client_gateway[i]];
-        gw.sessions.remove(&i);
-        gw.pending.remove(&i);
-        gw.outstanding.remove(&i);
-        let gw_identity = gw.identity.verifying_key().to_bytes();
-        let mut c = Client::new(keys, gw_identity, config, [i as u8 + 200; 32]);
-        c.handle_topology(Topology::from_json(&self.topology, nym_client_core::VERSION).unwrap());
-        c.handle_clock(self.now, 0);
+        let g = self.client_gateway[i];
+        self.gateways[g].disconnect(i);
+        let mut c = Client::new(keys, self.network.gateway_identity(g), config, [i as u8 + 200; 32]);
+        c.handle_topology(self.network.topology(self.unix_ms()).unwrap());
+        c.handle_clock(self.now, self.unix_ms());
         c.import_delivered_sets(delivered_sets);
-        c.handle_gateway_connected(self.now);
         self.clients[i] = c;
+        self.connect(i);
         self.pump_clients();
     }
 
@@ -269,7 +189,9 @@ impl Sim {
                     ClientEvent::GatewayError(e) | ClientEvent::HandshakeFailed(e) => panic!("client {i}: {e}"),
                     ClientEvent::SendFailed { message_id, .. } => self.failed[i].push(message_id),
                     ClientEvent::ReplyStoreChanged => {}
-                    ClientEvent::RouteRefused { first_hop } => panic!("client {i}: this gateway refuses nothing, yet {first_hop}"),
+                    ClientEvent::RouteRefused { first_hop } => {
+                        panic!("client {i}: this gateway refuses nothing, yet {first_hop}")
+                    }
                 }
             }
             while let Some(frame) = self.clients[i].poll_transmit(self.now) {
@@ -279,86 +201,34 @@ impl Sim {
         }
     }
 
+    /// Puts what gateway g wants sent on the links.
+    fn pump_gateway(&mut self, g: usize) {
+        while let Some((i, frame)) = self.gateways[g].poll_to_client() {
+            let n = self.connection[i];
+            self.schedule(LINK_LATENCY, Delivery::ToClient(i, n, frame));
+        }
+        while let Some((to, frame)) = self.gateways[g].poll_to_mixnet() {
+            self.schedule(LINK_LATENCY, Delivery::Node(to, frame));
+        }
+    }
+
     fn gateway_from_client(&mut self, i: usize, n: u64, frame: Vec<u8>) {
         if n != self.connection[i] {
             return; // sent on a connection that is gone
         }
         let g = self.client_gateway[i];
-        let gw = &mut self.gateways[g];
-        if let Some(session) = gw.sessions.get_mut(&i) {
-            match ClientRequest::decode(&session.open(&frame).unwrap()).unwrap() {
-                ClientRequest::Forward { next_hop, frame } => {
-                    let to = decode_node_address(&sphinx_packet::route::NodeAddressBytes::from_bytes(next_hop)).unwrap();
-                    self.schedule(LINK_LATENCY, Delivery::Node(to, frame));
-                }
-                ClientRequest::Ack { ids } => {
-                    for id in ids {
-                        match gw.outstanding.get_mut(&i).and_then(|o| o.remove(&id)) {
-                            Some(store_id) => {
-                                gw.inbox.get_mut(&i).map(|m| m.remove(&store_id));
-                            }
-                            None => gw.bad_acks += 1,
-                        }
-                    }
-                }
-                ClientRequest::Authenticate => panic!("authenticated twice"),
-            }
-        } else if let Some(pending) = gw.pending.remove(&i) {
-            let (mut session, key) = pending.verify(&frame).expect("client proves its key");
-            assert_eq!(gw.clients.get(&key), Some(&i));
-            let stored = gw.stored(i) as u32;
-            let ok = session.seal(&GatewayResponse::Authenticated { stored }.encode());
-            gw.sessions.insert(i, session);
-            gw.outstanding.remove(&i);
-            self.schedule(LINK_LATENCY, Delivery::ToClient(i, n, ok));
-            // what is stored and unacknowledged goes out again
-            let gw = &mut self.gateways[g];
-            let ids: Vec<u64> = gw.inbox.get(&i).map(|m| m.keys().copied().collect()).unwrap_or_default();
-            let frames: Vec<Vec<u8>> = ids.into_iter().filter_map(|id| gw.push(i, id)).collect();
-            for f in frames {
-                self.schedule(LINK_LATENCY, Delivery::ToClient(i, n, f));
-            }
-        } else if let Ok((pending, reply)) = GatewayHandshake::respond(&mut self.rng, &gw.identity, &frame) {
-            gw.pending.insert(i, pending);
-            self.schedule(LINK_LATENCY, Delivery::ToClient(i, n, reply));
-        } // else: a frame of a closed session, still in flight: dropped
+        self.gateways[g].handle_client_frame(i, &frame).unwrap();
+        self.pump_gateway(g);
     }
 
     fn node_receives(&mut self, at: SocketAddr, frame: Vec<u8>) {
-        let (_, epoch, packet) = mix_frame::decode(&frame).unwrap();
-        assert_eq!(epoch, 0, "the simulation's one key epoch");
-        let packet = SphinxPacket::from_bytes(packet).unwrap();
-        if let Some(sk) = self.mixnodes.get(&at) {
-            match packet.process(sk).unwrap().data {
-                ProcessedPacketData::ForwardHop { next_hop_packet, next_hop_address, delay } => {
-                    let to = decode_node_address(&next_hop_address).unwrap();
-                    let frame = mix_frame::encode(&next_hop_packet.to_bytes(), epoch).unwrap();
-                    self.schedule(delay.to_duration() + LINK_LATENCY, Delivery::Node(to, frame));
-                }
-                ProcessedPacketData::FinalHop { .. } => panic!("mixnode got a final hop"),
+        match self.network.hop(at, &frame, self.unix_ms()).unwrap() {
+            Hop::Forward { to, frame, delay } => self.schedule(delay + LINK_LATENCY, Delivery::Node(to, frame)),
+            Hop::Gateway(g) => {
+                self.gateways[g].handle_packet(&frame).unwrap();
+                self.pump_gateway(g);
             }
-            return;
-        }
-        let g = self.gateway_by_mix_addr[&at];
-        let gw = &mut self.gateways[g];
-        match packet.process(&gw.sphinx).unwrap().data {
-            ProcessedPacketData::FinalHop { destination, identifier, payload } => {
-                let client = gw.clients[destination.as_bytes_ref()];
-                // As the real gateway does: store it, send the SURB-ACK on,
-                // push it to a connected client.
-                let (content, ack) = gateway_final_hop(identifier, payload, epoch).unwrap();
-                gw.next_store_id += 1;
-                let store_id = gw.next_store_id;
-                gw.inbox.entry(client).or_default().insert(store_id, content);
-                if let Some(frame) = gw.push(client, store_id) {
-                    let n = self.connection[client];
-                    self.schedule(LINK_LATENCY, Delivery::ToClient(client, n, frame));
-                }
-                if let Some((to, frame)) = ack {
-                    self.schedule(LINK_LATENCY, Delivery::Node(decode_node_address(&to).unwrap(), frame));
-                }
-            }
-            ProcessedPacketData::ForwardHop { .. } => panic!("gateway got a forward hop"),
+            Hop::RetiredKey => panic!("the simulation has one key epoch"),
         }
     }
 
@@ -367,7 +237,9 @@ impl Sim {
         while self.now < until && !done(self) {
             let next_net = self.queue.peek().map(|Reverse((t, _))| *t);
             let next_timer = self.clients.iter().filter_map(|c| c.poll_timeout()).min();
-            let Some(next) = [next_net, next_timer].into_iter().flatten().min() else { break };
+            let Some(next) = [next_net, next_timer].into_iter().flatten().min() else {
+                break;
+            };
             self.now = next.max(self.now);
             while let Some(Reverse((t, seq))) = self.queue.peek().copied() {
                 if t > self.now {
@@ -425,7 +297,9 @@ fn alice_and_bob_exchange_messages_of_all_sizes_with_cover_traffic() {
     sim.pump_clients();
 
     let (na, nb) = (to_alice.len(), to_bob.len());
-    sim.run_until(Duration::from_secs(600), |s| s.received[0].len() >= na && s.received[1].len() >= nb);
+    sim.run_until(Duration::from_secs(600), |s| {
+        s.received[0].len() >= na && s.received[1].len() >= nb
+    });
     // keep running a little: nothing more may arrive (no duplicates, no cover)
     let t = sim.now + Duration::from_secs(2);
     sim.run_until(t, |_| false);
@@ -455,7 +329,7 @@ fn unthrottled() -> ClientConfig {
     }
 }
 
-fn connected(client_gateways: &[usize], gateways: usize, config: ClientConfig) -> Sim {
+fn connected(client_gateways: &[usize], gateways: u8, config: ClientConfig) -> Sim {
     let mut sim = Sim::new(client_gateways, gateways, config);
     sim.connect_all();
     sim.run_until(Duration::from_secs(5), |s| s.clients.iter().all(|c| c.is_connected()));
@@ -465,7 +339,14 @@ fn connected(client_gateways: &[usize], gateways: usize, config: ClientConfig) -
 
 #[test]
 fn lost_packets_are_retransmitted_and_delivered_exactly_once() {
-    let mut sim = connected(&[0, 1], 2, ClientConfig { loop_cover_delay: Duration::ZERO, ..ClientConfig::default() });
+    let mut sim = connected(
+        &[0, 1],
+        2,
+        ClientConfig {
+            loop_cover_delay: Duration::ZERO,
+            ..ClientConfig::default()
+        },
+    );
     sim.loss = 0.08;
     let bob = sim.clients[1].address();
     let messages: Vec<Vec<u8>> = (0..30).map(|i| message(100 + i * 700, i as u8)).collect();
@@ -473,7 +354,9 @@ fn lost_packets_are_retransmitted_and_delivered_exactly_once() {
         sim.clients[0].send(bob, m.clone(), sim.now).unwrap();
     }
     sim.pump_clients();
-    sim.run_until(Duration::from_secs(600), |s| s.received[1].len() >= 30 && s.clients[0].unacknowledged_packets() == 0 && s.clients[0].queued_packets() == 0);
+    sim.run_until(Duration::from_secs(600), |s| {
+        s.received[1].len() >= 30 && s.clients[0].unacknowledged_packets() == 0 && s.clients[0].queued_packets() == 0
+    });
     let t = sim.now + Duration::from_secs(10);
     sim.run_until(t, |_| false);
     assert!(sim.lost_packets > 0);
@@ -489,7 +372,8 @@ fn lost_packets_are_retransmitted_and_delivered_exactly_once() {
 #[test]
 fn a_crashed_mixnode_is_routed_around() {
     let mut sim = connected(&[0, 0], 1, unthrottled());
-    sim.dead.push(addr(1020)); // one of the two layer-2 nodes
+    let layer2 = sim.network.layer(2);
+    sim.dead.push(layer2[0]); // one of the two layer-2 nodes
     let bob = sim.clients[1].address();
     let messages: Vec<Vec<u8>> = (0..50).map(|i| message(3000, i as u8)).collect();
     for m in &messages {
@@ -502,10 +386,19 @@ fn a_crashed_mixnode_is_routed_around() {
     let crash = sim.now;
     sim.run_until(crash + Duration::from_secs(15), |s| s.received[1].len() >= 50);
     let before_refresh = sim.received[1].len();
-    sim.forget_node(addr(1020));
+    sim.forget_node(layer2[0]);
     sim.run_until(Duration::from_secs(600), |s| s.received[1].len() >= 50);
-    assert_eq!(sim.received[1].len(), 50, "{:?}, failed {:?}", sim.clients[0].stats(), sim.failed[0]);
-    assert!(before_refresh > 25, "most messages arrive before the refresh: {before_refresh}");
+    assert_eq!(
+        sim.received[1].len(),
+        50,
+        "{:?}, failed {:?}",
+        sim.clients[0].stats(),
+        sim.failed[0]
+    );
+    assert!(
+        before_refresh > 25,
+        "most messages arrive before the refresh: {before_refresh}"
+    );
     assert!(sim.clients[0].stats().retransmissions > 0);
     let mut got = sim.received[1].clone();
     got.sort();
@@ -519,7 +412,8 @@ fn an_undeliverable_message_fails_with_its_id() {
     let mut config = unthrottled();
     config.max_retransmissions = 3;
     let mut sim = connected(&[0, 0], 1, config);
-    sim.dead.extend([addr(1020), addr(1021)]); // all of layer 2
+    let layer2 = sim.network.layer(2);
+    sim.dead.extend(layer2); // all of layer 2
     let bob = sim.clients[1].address();
     let id = sim.clients[0].send(bob, b"into the void".to_vec(), sim.now).unwrap();
     sim.pump_clients();
@@ -556,31 +450,41 @@ fn sphinx_packet_unwraps_hop_by_hop_to_the_same_bytes() {
     let route: Vec<sphinx_packet::route::Node> = node_keys
         .iter()
         .enumerate()
-        .map(|(i, k)| sphinx_packet::route::Node::new(nym_client_core::topology::encode_node_address(addr(5000 + i as u16)), PublicKey::from(k)))
+        .map(|(i, k)| sphinx_packet::route::Node::new(encode_node_address(addr(5000 + i as u16)), PublicKey::from(k)))
         .collect();
     let recipient_keys = ClientKeys::generate(&mut rng);
     let recipient = Recipient::new(*recipient_keys.public().as_bytes(), [0; 32]);
-    let size = mix_frame::PacketSize::Regular;
+    let size = PacketSize::Regular;
     let body = message(1500, 9);
     let sealed = payload::seal(&mut rng, recipient_keys.public(), PayloadKind::Fragment, &body, size).unwrap();
-    let (bytes, _) = nym_client_core::client::build_sphinx_packet(&mut rng, &route, &recipient, &sealed, Duration::from_millis(15), size).unwrap();
+    let (bytes, _) =
+        build_sphinx_packet(&mut rng, &route, &recipient, &sealed, Duration::from_millis(15), size).unwrap();
     assert_eq!(bytes.len(), 2413);
 
     let mut packet = SphinxPacket::from_bytes(&bytes).unwrap();
     for (hop, key) in node_keys.iter().enumerate() {
         match packet.process(key).unwrap().data {
-            ProcessedPacketData::ForwardHop { next_hop_packet, next_hop_address, .. } => {
+            ProcessedPacketData::ForwardHop {
+                next_hop_packet,
+                next_hop_address,
+                ..
+            } => {
                 assert!(hop < 3, "hop {hop} should be final");
                 assert_eq!(decode_node_address(&next_hop_address).unwrap(), addr(5001 + hop as u16));
                 assert_eq!(next_hop_packet.to_bytes().len(), 2413);
                 packet = next_hop_packet;
             }
-            ProcessedPacketData::FinalHop { destination, payload, .. } => {
+            ProcessedPacketData::FinalHop {
+                destination, payload, ..
+            } => {
                 assert_eq!(hop, 3);
                 assert_eq!(destination.as_bytes(), recipient.client_key);
                 let plaintext = payload.recover_plaintext().unwrap();
                 assert_eq!(plaintext, sealed);
-                assert_eq!(payload::open(recipient_keys.secret(), &plaintext).unwrap(), (PayloadKind::Fragment, body));
+                assert_eq!(
+                    payload::open(recipient_keys.secret(), &plaintext).unwrap(),
+                    (PayloadKind::Fragment, body)
+                );
                 return;
             }
         }
@@ -590,10 +494,19 @@ fn sphinx_packet_unwraps_hop_by_hop_to_the_same_bytes() {
 
 #[test]
 fn anonymous_message_and_long_reply_through_surbs_with_top_up() {
-    let mut sim = connected(&[0, 1], 2, ClientConfig { loop_cover_delay: Duration::ZERO, ..ClientConfig::default() });
+    let mut sim = connected(
+        &[0, 1],
+        2,
+        ClientConfig {
+            loop_cover_delay: Duration::ZERO,
+            ..ClientConfig::default()
+        },
+    );
     let bob = sim.clients[1].address();
     let alice = sim.clients[0].address();
-    sim.clients[0].send_anonymous(bob, b"who am I?".to_vec(), 3, sim.now).unwrap();
+    sim.clients[0]
+        .send_anonymous(bob, b"who am I?".to_vec(), 3, sim.now)
+        .unwrap();
     sim.pump_clients();
     sim.run_until(Duration::from_secs(60), |s| !s.anonymous[1].is_empty());
     let (message, tag) = sim.anonymous[1][0].clone();
@@ -608,7 +521,11 @@ fn anonymous_message_and_long_reply_through_surbs_with_top_up() {
     sim.clients[1].reply(tag, long_reply.clone(), sim.now).unwrap();
     sim.pump_clients();
     sim.run_until(Duration::from_secs(120), |s| !s.received[0].is_empty());
-    assert_eq!(sim.received[0], vec![long_reply], "alice gets the reply stripped, exactly once");
+    assert_eq!(
+        sim.received[0],
+        vec![long_reply],
+        "alice gets the reply stripped, exactly once"
+    );
 
     // unknown tags are a clear error
     let e = sim.clients[1].reply([9; 16], b"x".to_vec(), sim.now).unwrap_err();
@@ -619,7 +536,9 @@ fn anonymous_message_and_long_reply_through_surbs_with_top_up() {
 fn surbs_and_reply_keys_survive_a_restart() {
     let mut sim = connected(&[0, 1], 2, unthrottled());
     let bob = sim.clients[1].address();
-    sim.clients[0].send_anonymous(bob, b"hello".to_vec(), 3, sim.now).unwrap();
+    sim.clients[0]
+        .send_anonymous(bob, b"hello".to_vec(), 3, sim.now)
+        .unwrap();
     sim.pump_clients();
     sim.run_until(Duration::from_secs(60), |s| !s.anonymous[1].is_empty());
     let tag = sim.anonymous[1][0].1;
@@ -631,18 +550,21 @@ fn surbs_and_reply_keys_survive_a_restart() {
         sim.clients[i].handle_gateway_disconnected(sim.now);
         sim.clients[i].import_reply_store(&[1, 2, 3]).unwrap_err();
         sim.clients[i].import_reply_store(&saved).unwrap();
-        sim.connection[i] += 1;
-        sim.gateways[sim.client_gateway[i]].sessions.remove(&i);
-        sim.clients[i].handle_gateway_connected(sim.now);
+        sim.gateways[sim.client_gateway[i]].disconnect(i);
+        sim.connect(i);
     }
     sim.pump_clients();
-    sim.run_until(sim.now + Duration::from_secs(5), |s| s.clients.iter().all(|c| c.is_connected()));
+    sim.run_until(sim.now + Duration::from_secs(5), |s| {
+        s.clients.iter().all(|c| c.is_connected())
+    });
 
     // 3 SURBs: the first reply uses one; the second uses one and spends
     // the last asking alice for more; a third finds none left.
     sim.clients[1].reply(tag, b"still here".to_vec(), sim.now).unwrap();
     sim.clients[1].reply(tag, b"last one".to_vec(), sim.now).unwrap();
-    let e = sim.clients[1].reply(tag, b"one too many".to_vec(), sim.now).unwrap_err();
+    let e = sim.clients[1]
+        .reply(tag, b"one too many".to_vec(), sim.now)
+        .unwrap_err();
     assert!(e.to_string().contains("no reply SURBs left"), "{e}");
     sim.pump_clients();
     sim.run_until(sim.now + Duration::from_secs(60), |s| s.received[0].len() >= 2);
@@ -651,8 +573,12 @@ fn surbs_and_reply_keys_survive_a_restart() {
     assert_eq!(got, vec![b"last one".to_vec(), b"still here".to_vec()]);
 
     // alice answered the request: bob can reply again
-    sim.run_until(sim.now + Duration::from_secs(60), |s| s.clients[1].reply_surbs_left(&tag) > 0);
-    sim.clients[1].reply(tag, b"after the top-up".to_vec(), sim.now).unwrap();
+    sim.run_until(sim.now + Duration::from_secs(60), |s| {
+        s.clients[1].reply_surbs_left(&tag) > 0
+    });
+    sim.clients[1]
+        .reply(tag, b"after the top-up".to_vec(), sim.now)
+        .unwrap();
     sim.pump_clients();
     sim.run_until(sim.now + Duration::from_secs(60), |s| s.received[0].len() >= 3);
     assert_eq!(sim.received[0].last().unwrap(), b"after the top-up");
@@ -675,10 +601,25 @@ fn assert_same_messages(got: &[Vec<u8>], want: &[Vec<u8>]) {
 #[test]
 fn a_connection_cut_again_and_again_while_receiving_loses_and_repeats_nothing() {
     // mixing delays spread the arrivals over the cuts
-    let mut sim = connected(&[0, 1], 2, ClientConfig { average_hop_delay: Duration::from_millis(20), ..unthrottled() });
+    let mut sim = connected(
+        &[0, 1],
+        2,
+        ClientConfig {
+            average_hop_delay: Duration::from_millis(20),
+            ..unthrottled()
+        },
+    );
     let bob = sim.clients[1].address();
     // short messages and a few long ones (whose fragments span cuts)
-    let messages: Vec<Vec<u8>> = (0..1000).map(|i| if i % 100 == 7 { message(20_000, i as u8) } else { message(40, i as u8) }).collect();
+    let messages: Vec<Vec<u8>> = (0..1000)
+        .map(|i| {
+            if i % 100 == 7 {
+                message(20_000, i as u8)
+            } else {
+                message(40, i as u8)
+            }
+        })
+        .collect();
     for m in &messages {
         sim.clients[0].send(bob, m.clone(), sim.now).unwrap();
     }
@@ -693,18 +634,28 @@ fn a_connection_cut_again_and_again_while_receiving_loses_and_repeats_nothing() 
         }
     }
     let t = sim.now + Duration::from_secs(5);
-    sim.run_until(t, |s| s.gateways[1].stored(1) == 0);
+    sim.run_until(t, |s| s.stored(1) == 0);
     assert!(cuts >= 20, "the transfer lasted through many cuts: {cuts}");
     assert_same_messages(&sim.received[1], &messages);
-    assert_eq!(sim.gateways[1].stored(1), 0, "bob acknowledged everything, the gateway kept nothing");
+    assert_eq!(
+        sim.stored(1),
+        0,
+        "bob acknowledged everything, the gateway kept nothing"
+    );
     let s = sim.clients[1].stats();
-    assert!(s.duplicate_fragments > 0, "some deliveries came again after a cut: {s:?}");
+    assert!(
+        s.duplicate_fragments > 0,
+        "some deliveries came again after a cut: {s:?}"
+    );
     assert!(sim.failed[0].is_empty());
 }
 
 #[test]
 fn a_client_that_crashes_before_its_acks_go_out_gets_each_message_once_after_restart() {
-    let config = ClientConfig { average_hop_delay: Duration::from_millis(20), ..unthrottled() };
+    let config = ClientConfig {
+        average_hop_delay: Duration::from_millis(20),
+        ..unthrottled()
+    };
     let mut sim = Sim::new(&[0, 1], 2, config.clone());
     // bob's keys, to restart him with
     let bob_keys = sim.keys[1].clone();
@@ -723,20 +674,30 @@ fn a_client_that_crashes_before_its_acks_go_out_gets_each_message_once_after_res
     let handed_over = sim.received_sets[1].clone();
     let before = sim.received[1].len();
     assert!(before >= 25 && before < 50);
-    assert!(sim.gateways[1].stored(1) > 0);
+    assert!(sim.stored(1) > 0);
     sim.crash_client(1, bob_keys, config, &handed_over);
-    sim.run_until(Duration::from_secs(120), |s| s.received[1].len() >= 50 && s.gateways[1].stored(1) == 0);
+    sim.run_until(Duration::from_secs(120), |s| {
+        s.received[1].len() >= 50 && s.stored(1) == 0
+    });
     assert_same_messages(&sim.received[1], &messages);
-    assert_eq!(sim.gateways[1].stored(1), 0);
-    assert!(sim.clients[1].stats().duplicate_fragments > 0, "what he had came again and was recognised");
+    assert_eq!(sim.stored(1), 0);
+    assert!(
+        sim.clients[1].stats().duplicate_fragments > 0,
+        "what he had came again and was recognised"
+    );
 }
 
 #[test]
 fn reply_packets_delivered_again_after_a_cut_are_duplicates_not_garbage() {
-    let config = ClientConfig { average_hop_delay: Duration::from_millis(20), ..unthrottled() };
+    let config = ClientConfig {
+        average_hop_delay: Duration::from_millis(20),
+        ..unthrottled()
+    };
     let mut sim = connected(&[0, 1], 2, config);
     let bob = sim.clients[1].address();
-    sim.clients[0].send_anonymous(bob, b"answer at length".to_vec(), 40, sim.now).unwrap();
+    sim.clients[0]
+        .send_anonymous(bob, b"answer at length".to_vec(), 40, sim.now)
+        .unwrap();
     sim.pump_clients();
     sim.run_until(Duration::from_secs(60), |s| !s.anonymous[1].is_empty());
     let tag = sim.anonymous[1][0].1;
@@ -754,13 +715,16 @@ fn reply_packets_delivered_again_after_a_cut_are_duplicates_not_garbage() {
         }
     }
     let t = sim.now + Duration::from_secs(5);
-    sim.run_until(t, |s| s.gateways[0].stored(0) == 0);
+    sim.run_until(t, |s| s.stored(0) == 0);
     assert!(cuts >= 3, "{cuts}");
     assert_eq!(sim.received[0], vec![long_reply], "the reply, once");
     let s = sim.clients[0].stats();
     assert!(s.duplicate_fragments > 0, "some reply packets came again: {s:?}");
-    assert_eq!(s.malformed_packets, 0, "a reply packet delivered again still opens: {s:?}");
-    assert_eq!(sim.gateways[0].stored(0), 0);
+    assert_eq!(
+        s.malformed_packets, 0,
+        "a reply packet delivered again still opens: {s:?}"
+    );
+    assert_eq!(sim.stored(0), 0);
 }
 
 #[test]
@@ -779,11 +743,18 @@ fn a_short_message_sent_after_a_long_one_overtakes_it() {
     sim.pump_clients();
 
     sim.run_until(Duration::from_secs(600), |s| !s.received[1].is_empty());
-    assert_eq!(sim.received[1], vec![short.clone()], "the short message, whole, and alone");
+    assert_eq!(
+        sim.received[1],
+        vec![short.clone()],
+        "the short message, whole, and alone"
+    );
     // Most of the long message had not even left: the short one took the
     // second turn (one packet of each message in turn), not the 601st.
     let left = sim.clients[0].queued_packets();
-    assert!(left > 500, "only {left} of the long message's 600 packets were still queued");
+    assert!(
+        left > 500,
+        "only {left} of the long message's 600 packets were still queued"
+    );
 
     sim.run_until(Duration::from_secs(600), |s| s.received[1].len() >= 2);
     assert_eq!(sim.received[1], vec![short, long], "then the long one, intact");
@@ -813,7 +784,10 @@ fn messages_queued_together_take_turns_packet_by_packet() {
     // The long ones shared the stream: when the first is whole, bob has
     // had nearly all 609 packets, not the ~309 of one after the other.
     let packets_at_first_long = sim.clients[1].stats().packets_received;
-    assert!(packets_at_first_long > 550, "the first long message was whole after {packets_at_first_long} packets");
+    assert!(
+        packets_at_first_long > 550,
+        "the first long message was whole after {packets_at_first_long} packets"
+    );
     sim.run_until(Duration::from_secs(600), |s| s.received[1].len() >= 5);
     // The short ones (3 packets each) are done within the first rounds;
     // the long ones, sharing the rest of the stream, last to the end.

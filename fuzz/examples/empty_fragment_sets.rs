@@ -2,7 +2,7 @@
 //! fragment data, so fragments with no data open sets that the budget never
 //! drops; each costs a `total`-slot table. Run: `cargo run --example empty_fragment_sets`.
 
-use nym_client_core::fragment::{Fragment, Link, Reassembler};
+use nym_client_core::fuzzing::fragment::{Fragment, Link, Reassembler};
 use std::time::Duration;
 
 fn main() {

@@ -1,13 +1,13 @@
 //! Writes the seed corpora under fuzz/corpus/<target>/ with the real encoders.
 //! Run from fuzz/: `cargo run --example seed_corpus`.
 
-use nym_client_core::address::Recipient;
-use nym_client_core::client::build_sphinx_packet;
-use nym_client_core::fragment::{split, Fragment, Link};
-use nym_client_core::payload::{self, PayloadKind};
-use nym_client_core::topology::encode_node_address;
-use nym_client_core::wire::gateway::{ClientRequest, GatewayResponse};
-use nym_client_core::wire::mix_frame::{self, PacketSize};
+use nym_client_core::Recipient;
+use nym_client_core::fuzzing::packet::build_sphinx_packet;
+use nym_client_core::fuzzing::fragment::{split, Fragment, Link};
+use nym_client_core::fuzzing::payload::{self, PayloadKind};
+use nym_wire::topology::encode_node_address;
+use nym_wire::gateway::{ClientRequest, GatewayResponse};
+use nym_wire::mix_frame::{self, PacketSize};
 use nym_fuzz::{client_secret, gateway_identity, node_secret, session_pair};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -159,10 +159,10 @@ fn gateway_handshake() {
 }
 
 fn directory_json() {
-    use nym_client_core::address::encode_key;
-    use nym_client_core::topology::{GatewayJson, MixNodeJson, TopologyJson};
+    use nym_client_core::encode_key;
+    use nym_wire::topology::{GatewayJson, MixNodeJson, TopologyJson};
     let key = encode_key(PublicKey::from(&node_secret()).as_bytes());
-    let epoch_keys = vec![nym_client_core::topology::EpochKeyJson { epoch: 1, key: key.clone() }];
+    let epoch_keys = vec![nym_wire::topology::EpochKeyJson { epoch: 1, key: key.clone() }];
     let mix = |layer: u8| MixNodeJson {
         host: format!("127.0.0.1:{}", 1788 + u16::from(layer)),
         pub_key: key.clone(),
@@ -186,7 +186,7 @@ fn directory_json() {
     };
     let topo = TopologyJson { mix_nodes: (1..=3).map(mix).collect(), gateway_nodes: vec![gw.clone()], epoch_length_secs: 86_400, ..Default::default() };
     let text = serde_json::to_string(&topo).unwrap();
-    nym_client_core::topology::Topology::parse(&text, nym_client_core::VERSION).expect("seed topology is usable");
+    nym_wire::topology::Topology::parse(&text, nym_client_core::VERSION).expect("seed topology is usable");
     write("directory_json", "topology", text.as_bytes());
     write("directory_json", "mixnode", serde_json::to_string(&mix(2)).unwrap().as_bytes());
     write("directory_json", "gateway", serde_json::to_string(&gw).unwrap().as_bytes());
@@ -197,12 +197,12 @@ fn directory_json() {
 }
 
 fn signed_topology() {
-    use nym_client_core::address::encode_key;
-    use nym_client_core::topology::{GatewayJson, MixNodeJson, TopologyJson};
+    use nym_client_core::encode_key;
+    use nym_wire::topology::{GatewayJson, MixNodeJson, TopologyJson};
     let now = nym_fuzz::SIGNED_TOPOLOGY_NOW_MS;
     let key = encode_key(PublicKey::from(&node_secret()).as_bytes());
-    let epoch = nym_client_core::wire::epoch::epoch_at(now, 86_400_000);
-    let epoch_keys = vec![nym_client_core::topology::EpochKeyJson { epoch, key: key.clone() }];
+    let epoch = nym_wire::epoch::epoch_at(now, 86_400_000);
+    let epoch_keys = vec![nym_wire::topology::EpochKeyJson { epoch, key: key.clone() }];
     let mix = |layer: u8| {
         let mut m = MixNodeJson {
             host: format!("127.0.0.1:{}", 1788 + u16::from(layer)),

@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nym_client_core::topology::{Gateway, GatewayJson, MixNode, MixNodeJson, Topology};
+use nym_wire::topology::{Gateway, GatewayJson, MixNode, MixNodeJson, Topology};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 

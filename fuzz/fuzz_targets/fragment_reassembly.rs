@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nym_client_core::fragment::{Fragment, Insert, Link, Reassembler};
+use nym_client_core::fuzzing::fragment::{Fragment, Insert, Link, Reassembler};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 

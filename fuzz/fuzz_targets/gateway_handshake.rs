@@ -1,4 +1,4 @@
-//! The client <-> gateway protocol (`nym_client_core::wire::gateway`) fed
+//! The client <-> gateway protocol (`nym_wire::gateway`) fed
 //! arbitrary bytes from either side. Never panics.
 //!
 //! Input: `selector (1 byte) || body`:
@@ -12,7 +12,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nym_client_core::wire::gateway::{ClientRequest, GatewayHandshake, GatewayResponse};
+use nym_wire::gateway::{ClientRequest, GatewayHandshake, GatewayResponse};
 use nym_fuzz::{client_secret, client_start, gateway_identity, gateway_rng, session_pair};
 use x25519_dalek::PublicKey;
 

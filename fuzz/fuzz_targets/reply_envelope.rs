@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nym_client_core::ack::{gateway_final_hop, split_final_payload, FinalPayload};
-use nym_client_core::reply::{Envelope, ReplyStore};
+use nym_wire::surb_ack::{gateway_final_hop, split_final_payload, FinalPayload};
+use nym_client_core::fuzzing::reply::{Envelope, ReplyStore};
 
 fuzz_target!(|input: &[u8]| {
     if let Ok(envelope) = Envelope::decode(input.to_vec()) {

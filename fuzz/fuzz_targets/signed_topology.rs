@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nym_client_core::topology::{GatewayJson, MixNodeJson, TopologyJson};
+use nym_wire::topology::{GatewayJson, MixNodeJson, TopologyJson};
 use nym_client_core::verify_topology;
 use nym_fuzz::{directory_identity, SIGNED_TOPOLOGY_NOW_MS};
 use rand::rngs::StdRng;

@@ -9,9 +9,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nym_client_core::payload;
-use nym_client_core::topology::decode_node_address;
-use nym_client_core::wire::mix_frame::{self, FrameDecoder, PacketSize};
+use nym_client_core::fuzzing::payload;
+use nym_wire::topology::decode_node_address;
+use nym_wire::mix_frame::{self, FrameDecoder, PacketSize};
 use nym_fuzz::{client_secret, node_secret, Chunker};
 use sphinx_packet::{ProcessedPacketData, SphinxPacket};
 

@@ -1,16 +1,15 @@
 //! The native client's local websocket API parsers
-//! (`nym_client_core::app_api`): text frames (as valid `str` and as lossy
+//! (`nym_client_core::parse_text_request`, `parse_binary_request`): text frames (as valid `str` and as lossy
 //! UTF-8) and binary frames. Never panics; every error is a non-empty
 //! message that survives the `{"type":"error"}` JSON reply; accepted
 //! requests are consistent with the input.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nym_client_core::address::ADDRESS_BYTES;
-use nym_client_core::app_api::{
-    delivery_frame, parse_binary_request, parse_text_request, AppRequest, AppResponse, DeliveryFrame,
+use nym_client_core::{
+    delivery_frame, parse_binary_request, parse_text_request, AppRequest, AppResponse, DeliveryFrame, Recipient,
+    ADDRESS_BYTES,
 };
-use nym_client_core::Recipient;
 
 fn check_text(text: &str) {
     match parse_text_request(text) {
@@ -21,7 +20,7 @@ fn check_text(text: &str) {
         Ok(AppRequest::SendAnonymous { recipient, reply_surbs, .. }) => {
             let again: Recipient = recipient.to_string().parse().expect("a recipient's own text parses");
             assert_eq!(again, recipient);
-            assert!(reply_surbs <= nym_client_core::reply::MAX_SURBS_PER_MESSAGE);
+            assert!(reply_surbs <= nym_client_core::fuzzing::reply::MAX_SURBS_PER_MESSAGE);
         }
         Ok(AppRequest::SelfAddress | AppRequest::Reply { .. }) => {}
         Err(e) => check_error(&e),

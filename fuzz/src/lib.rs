@@ -3,7 +3,7 @@
 //! real encoders pass the MACs and signatures the targets check.
 
 use ed25519_dalek::SigningKey;
-use nym_client_core::wire::gateway::{ClientHandshake, GatewayHandshake, Session};
+use nym_wire::gateway::{ClientHandshake, GatewayHandshake, Session};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use x25519_dalek::StaticSecret;

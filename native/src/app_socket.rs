@@ -21,8 +21,7 @@
 use crate::inputs::{AppDelivery, Input};
 use crate::origin::OriginPolicy;
 use futures_util::{SinkExt, StreamExt};
-use nym_client_core::app_api::{self, AppRequest, AppResponse, DeliveryFrame};
-use nym_client_core::ReceivedMessage;
+use nym_client_core::{AppRequest, AppResponse, DeliveryFrame, ReceivedMessage};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -104,14 +103,14 @@ async fn connection(stream: TcpStream, peer: SocketAddr, server: Arc<AppServer>)
                 let (response, release_pushes) = match msg {
                     Some(Ok(Message::Text(text))) => {
                         pushes.last_was_text = true;
-                        match app_api::parse_text_request(text.as_str()) {
+                        match nym_client_core::parse_text_request(text.as_str()) {
                             Ok(req) => answer(req, &server.engine, &server.address).await,
                             Err(e) => (AppResponse::Error(e), false),
                         }
                     }
                     Some(Ok(Message::Binary(bytes))) => {
                         pushes.last_was_text = false;
-                        match app_api::parse_binary_request(&bytes) {
+                        match nym_client_core::parse_binary_request(&bytes) {
                             Ok(req) => answer(req, &server.engine, &server.address).await,
                             Err(e) => (AppResponse::Error(e), false),
                         }
@@ -180,10 +179,10 @@ impl Pushes {
         match delivery {
             AppDelivery::Message(message) => {
                 let bytes = match &message.sender_tag {
-                    Some(tag) => app_api::received_json(&message.message, tag).into_bytes(),
+                    Some(tag) => nym_client_core::received_json(&message.message, tag).into_bytes(),
                     None => message.message,
                 };
-                match app_api::delivery_frame(bytes, self.last_was_text) {
+                match nym_client_core::delivery_frame(bytes, self.last_was_text) {
                     DeliveryFrame::Text(t) => Message::text(t),
                     DeliveryFrame::Binary(b) => Message::binary(b),
                 }

@@ -1,10 +1,7 @@
 //! `$HOME/.nym/clients/<id>/config/config.toml` and the key files beside it.
 
 use anyhow::{anyhow, bail, Context, Result};
-use nym_client_core::client::ClientConfig;
-use nym_client_core::driver::{defaults, DriverConfig};
-use nym_client_core::keys::ClientKeys;
-use nym_client_core::wire::mix_frame::PacketSize;
+use nym_client_core::{defaults, ClientConfig, ClientKeys, DriverConfig, PacketSize};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::Write;
@@ -301,7 +298,7 @@ impl Config {
         self.client
             .directory_key
             .as_deref()
-            .map(|k| nym_client_core::address::decode_key(k, "[client] directory_key").map_err(|e| anyhow!("{e}")))
+            .map(|k| nym_client_core::decode_key(k, "[client] directory_key").map_err(|e| anyhow!("{e}")))
             .transpose()
     }
 
@@ -336,7 +333,7 @@ impl Config {
     }
 
     pub fn gateway_identity(&self) -> Result<[u8; 32]> {
-        nym_client_core::address::decode_key(&self.client.gateway_id, "gateway_id").map_err(|e| anyhow!("[client] {e}"))
+        nym_client_core::decode_key(&self.client.gateway_id, "gateway_id").map_err(|e| anyhow!("[client] {e}"))
     }
 }
 

@@ -2,7 +2,7 @@
 
 use anyhow::{anyhow, bail, Result};
 use nym_mixnet::http::DirectoryClient;
-use nym_client_core::driver::{defaults, verify_first_topology};
+use nym_client_core::{defaults, verify_first_topology};
 use nym_client_core::VerifiedTopology;
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -16,8 +16,8 @@ pub mod runner;
 
 use anyhow::{anyhow, bail, Context, Result};
 use config::Config;
-use nym_client_core::driver::{choose_gateway, StartError};
-use nym_client_core::keys::ClientKeys;
+use nym_client_core::{choose_gateway, StartError};
+use nym_client_core::ClientKeys;
 use nym_client_core::Recipient;
 use rand::SeedableRng;
 use std::path::PathBuf;
@@ -87,17 +87,17 @@ pub async fn init(opts: &InitOptions) -> Result<Initialised> {
     let pinned = opts
         .directory_key
         .as_deref()
-        .map(|k| nym_client_core::address::decode_key(k, "--directory-key").map_err(|e| anyhow!("{e}")))
+        .map(|k| nym_client_core::decode_key(k, "--directory-key").map_err(|e| anyhow!("{e}")))
         .transpose()?;
     let preferred = opts
         .gateway
         .as_deref()
-        .map(|key| nym_client_core::address::decode_key(key, "--gateway").map_err(|e| anyhow!("{e}")))
+        .map(|key| nym_client_core::decode_key(key, "--gateway").map_err(|e| anyhow!("{e}")))
         .transpose()?;
     // The same decisions as the driver's start-up: the first fetch's retries,
     // its check (trust on first use without --directory-key), the gateway choice.
     let verified = directory::fetch_first_topology(&directory, pinned.as_ref()).await?;
-    let directory_key = nym_client_core::address::encode_key(&verified.directory_key);
+    let directory_key = nym_client_core::encode_key(&verified.directory_key);
     let topology = verified.topology;
     let mut rng = rand::rngs::StdRng::from_seed(runner::random_seed()?);
     let gateway = choose_gateway(&topology, preferred.as_ref(), &mut rng)

@@ -147,7 +147,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 directory: Some(directory.clone()),
                 gateway: None,
                 port: args.port,
-                directory_key: Some(nym_client_core::address::encode_key(&net.directory_key())),
+                directory_key: Some(nym_client_core::encode_key(&net.directory_key())),
             };
             let done = nym_client::init(&opts).await?;
             println!("Initialised client '{}' against the local mixnet ({})", args.id, done.config_path.display());

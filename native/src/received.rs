@@ -4,7 +4,7 @@
 //! ([`StoreWrite`]); this only writes it, durably when asked.
 
 use anyhow::Result;
-use nym_client_core::driver::StoreWrite;
+use nym_client_core::StoreWrite;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -23,13 +23,10 @@ use crate::origin::OriginPolicy;
 use crate::received::StoreFile;
 use anyhow::{anyhow, bail, Context, Result};
 use futures_util::{SinkExt, StreamExt};
-use nym_client_core::client::{Client, ClientEvent};
-use nym_client_core::driver::{
-    AppId, ConnectionId, DeliverTo, Driver, DriverEvent, Output, Restored, StartError, StoreName, StoreWrite,
+use nym_client_core::{
+    AppId, AppRequest, AppResponse, Client, ClientEvent, ClientKeys, ConnectionId, DeliverTo, Driver, DriverEvent,
+    Output, ReceivedMessage, Recipient, Restored, StartError, StoreName, StoreWrite, Topology,
 };
-use nym_client_core::keys::ClientKeys;
-use nym_client_core::topology::Topology;
-use nym_client_core::{ReceivedMessage, Recipient};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -476,7 +473,7 @@ pub async fn register(
     topology: Topology,
     timeout: Duration,
 ) -> Result<()> {
-    let config = nym_client_core::client::ClientConfig {
+    let config = nym_client_core::ClientConfig {
         // Registration sends no traffic.
         average_packet_delay: Duration::ZERO,
         loop_cover_delay: Duration::ZERO,

@@ -290,11 +290,10 @@ impl TestClient {
     }
 
     /// The client's store of received messages (data/received_messages.log).
-    pub fn received_store(&self) -> nym_client_core::received_store::ReceivedStore {
-        let path =
-            self.home.path().join(".nym").join("clients").join(&self.id).join("data").join("received_messages.log");
+    pub fn received_store(&self) -> nym_client_core::ReceivedStore {
+        let path = self.home.path().join(".nym").join("clients").join(&self.id).join("data").join("received_messages.log");
         let bytes = std::fs::read(path).unwrap_or_default();
-        nym_client_core::received_store::ReceivedStore::load(&bytes).0
+        nym_client_core::ReceivedStore::load(&bytes).0
     }
 
     /// The client's x25519 key: the part of its address before the '@'.

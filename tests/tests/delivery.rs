@@ -191,7 +191,7 @@ impl GatewayProcess {
     fn start(directory: &str, directory_key: &[u8; 32], epoch_secs: u64, data_dir: &Path) -> Result<Self> {
         let args = vec![
             "--directory-key".into(),
-            nym_client_core::address::encode_key(directory_key),
+            nym_client_core::encode_key(directory_key),
             // the localnet's key epochs: its directory refuses keys for others
             "--epoch-secs".into(),
             epoch_secs.to_string(),

@@ -4,7 +4,7 @@
 //! refused, and messages keep flowing on the last good topology.
 
 use anyhow::{anyhow, bail, Context, Result};
-use nym_client_core::topology::TopologyJson;
+use nym_wire::topology::TopologyJson;
 use nym_integration_tests::*;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -42,7 +42,7 @@ async fn a_mixnode_leaves_mid_transfer(layer: u8) -> Result<()> {
     config.also_admit.push(identity.verifying_key().to_bytes());
     let net = nym_mixnet::localnet::Localnet::start(config).await?;
     let dir = net.directory_url();
-    let directory_key = nym_client_core::address::encode_key(&net.directory_key());
+    let directory_key = nym_client_core::encode_key(&net.directory_key());
     let mut victim = Command::new(nym_integration_tests::netns::mixnet_binaries().join("nym-mixnode"))
         .args(["--layer", &layer.to_string(), "--listen", "127.0.0.1:0", "--directory", &dir])
         .args(["--directory-key", &directory_key, "--announce-interval", "0.2"])

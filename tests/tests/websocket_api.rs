@@ -244,7 +244,7 @@ async fn messages_arriving_with_no_application_are_kept_for_the_next_one() -> Re
 /// The `{"type":"send","id":N}` answer comes for binary sends too; a UTF-8 message
 /// arrives as binary when the connection's last request was binary and as
 /// text when it was text (non-UTF-8 is always binary: unit-tested in
-/// `nym_client_core::app_api`).
+/// beside `nym_client_core::delivery_frame`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn received_frame_kind_follows_the_last_request() -> Result<()> {
     let dir = shared_localnet();

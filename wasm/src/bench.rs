@@ -2,67 +2,45 @@
 //!
 //! One packet = what the engine does for every packet it sends before the
 //! gateway framing: seal the payload end to end
-//! ([`nym_client_core::payload::seal`]) and build the Sphinx packet
-//! ([`nym_client_core::client::build_sphinx_packet`]) over a synthetic route
-//! of three mixnodes and a gateway. Keys come from fixed seeds, so the
-//! browser and the native run do exactly the same work.
+//! ([`nym_client_core::fuzzing::payload::seal`]) and build the Sphinx packet
+//! ([`nym_client_core::fuzzing::packet::build_sphinx_packet`]) over a route
+//! of three mixnodes and a gateway of the engine's test network
+//! ([`TestNetwork`]). Keys come from fixed seeds, so the browser and the
+//! native run do exactly the same work.
 
-use nym_client_core::client::build_sphinx_packet;
-use nym_client_core::payload::{self, PayloadKind};
-use nym_client_core::topology::{EpochKeys, Gateway, MixNode};
-use nym_client_core::wire::mix_frame::PacketSize;
-use nym_client_core::{Recipient, Result};
+use nym_client_core::fuzzing::packet::build_sphinx_packet;
+use nym_client_core::fuzzing::payload::{self, PayloadKind};
+use nym_client_core::fuzzing::TestNetwork;
+use nym_client_core::{PacketSize, Recipient, Result};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use sphinx_packet::route::Node;
 use std::time::Duration;
 use x25519_dalek::{PublicKey, StaticSecret};
 
 /// A fixed 3-mixnode + gateway route and a recipient behind that gateway.
 pub struct BenchSetup {
-    mixnodes: Vec<MixNode>,
-    gateway: Gateway,
+    route: Vec<Node>,
     recipient: Recipient,
     rng: StdRng,
 }
 
-fn x25519_public(seed: u8) -> PublicKey {
-    PublicKey::from(&StaticSecret::from([seed; 32]))
-}
-
-/// The one key epoch of the benchmark's nodes.
-const EPOCH: u32 = 0;
-
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
-}
-
 impl BenchSetup {
+    /// The test network with one mixnode per layer: its only route.
     pub fn new() -> Self {
-        let mixnodes = (1..=3u8)
-            .map(|layer| MixNode {
-                address: loopback(1000 + u16::from(layer)),
-                sphinx_key: x25519_public(layer),
-                epoch_keys: EpochKeys::new(vec![(EPOCH, x25519_public(layer))]),
-                layer,
-            })
-            .collect();
-        let identity = ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key().to_bytes();
-        let gateway = Gateway {
-            identity_key: identity,
-            sphinx_key: x25519_public(10),
-            epoch_keys: EpochKeys::new(vec![(EPOCH, x25519_public(10))]),
-            mix_address: loopback(1789),
-            client_listener: "ws://127.0.0.1:9000".into(),
-        };
-        let recipient = Recipient::new(*x25519_public(11).as_bytes(), identity);
-        BenchSetup { mixnodes, gateway, recipient, rng: StdRng::from_seed([5; 32]) }
+        let network = TestNetwork::new([1, 1, 1], 1);
+        let mut rng = StdRng::from_seed([5; 32]);
+        let gateway = network.gateway_identity(0);
+        let route = network
+            .topology(0)
+            .and_then(|t| Ok(t.random_route(&mut rng, &gateway, 0)?))
+            .expect("the test network has a route");
+        let recipient = Recipient::new(*PublicKey::from(&StaticSecret::from([11; 32])).as_bytes(), gateway);
+        BenchSetup { route, recipient, rng }
     }
 
     /// Builds one Regular-size packet carrying `body`; returns its length.
     pub fn build_one(&mut self, body: &[u8]) -> Result<usize> {
-        let mut route: Vec<_> = self.mixnodes.iter().filter_map(|m| m.sphinx_node(EPOCH)).collect();
-        route.extend(self.gateway.sphinx_node(EPOCH));
         let size = PacketSize::Regular;
         let sealed = payload::seal(
             &mut self.rng,
@@ -71,8 +49,14 @@ impl BenchSetup {
             body,
             size,
         )?;
-        let (packet, _) =
-            build_sphinx_packet(&mut self.rng, &route, &self.recipient, &sealed, Duration::from_millis(15), size)?;
+        let (packet, _) = build_sphinx_packet(
+            &mut self.rng,
+            &self.route,
+            &self.recipient,
+            &sealed,
+            Duration::from_millis(15),
+            size,
+        )?;
         Ok(packet.len())
     }
 

@@ -21,15 +21,11 @@ use crate::bench::BenchSetup;
 use crate::crypt::{OpenError, Sealer, NONCE_LEN, SALT_LEN};
 use gloo_timers::callback::Timeout;
 use js_sys::{Function, Promise, Uint8Array};
-use nym_client_core::address::{decode_key, encode_key};
-use nym_client_core::app_api::{AppRequest, AppResponse};
-use nym_client_core::driver::{
-    defaults, AppId, ConnectionId, Disconnect, Driver, DriverConfig, DriverEvent, Output, Restored, StartError,
-    StoreName, StoreWrite,
+use nym_client_core::{
+    decode_key, decode_sender_tag, defaults, encode_key, encode_sender_tag, AppId, AppRequest, AppResponse,
+    ClientKeys, ConnectionId, Disconnect, Driver, DriverConfig, DriverEvent, Output, ReceivedMessage, Recipient,
+    Restored, StartError, StoreName, StoreWrite,
 };
-use nym_client_core::keys::ClientKeys;
-use nym_client_core::reply::{decode_sender_tag, encode_sender_tag};
-use nym_client_core::{ReceivedMessage, Recipient};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};

@@ -6,6 +6,7 @@
 
 use crate::error::{Error, Result};
 
+/// Bytes of every public key the network names (x25519 and ed25519 alike).
 pub const KEY_LENGTH: usize = 32;
 
 /// Decodes one base58 key of exactly 32 bytes; `what` names it in errors.
@@ -24,6 +25,7 @@ pub fn decode_key(text: &str, what: &str) -> Result<[u8; KEY_LENGTH]> {
     })
 }
 
+/// A key as text: base58, as addresses and topology JSON write it.
 pub fn encode_key(key: &[u8]) -> String {
     bs58::encode(key).into_string()
 }

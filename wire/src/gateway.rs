@@ -37,8 +37,11 @@ use rand::CryptoRng;
 use sha2::{Digest, Sha256};
 use x25519_dalek::{PublicKey, StaticSecret};
 
+/// First byte of the client's first handshake frame.
 pub const HELLO: u8 = 0x01;
+/// First byte of the gateway's handshake answer.
 pub const HELLO_REPLY: u8 = 0x02;
+/// First byte of every frame once the session is up (then ciphertext).
 pub const SEALED: u8 = 0x10;
 
 const HELLO_LEN: usize = 1 + 32 + 32;
@@ -105,6 +108,7 @@ fn nonce(counter: u64) -> Nonce {
 }
 
 impl Session {
+    /// A frame carrying `plaintext` to the other side, under the next nonce.
     pub fn seal(&mut self, plaintext: &[u8]) -> Vec<u8> {
         let n = nonce(self.send_counter);
         self.send_counter += 1;
@@ -116,6 +120,8 @@ impl Session {
         out
     }
 
+    /// The plaintext of the other side's next frame; refuses anything not
+    /// sealed by it, in order, under this session.
     pub fn open(&mut self, frame: &[u8]) -> Result<Vec<u8>> {
         match frame.split_first() {
             Some((&SEALED, ct)) => {
@@ -224,29 +230,56 @@ impl GatewayHandshake {
 /// What a client asks of its gateway, inside sealed frames.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientRequest {
+    /// Completes the handshake: the client proves its key (the handshake's
+    /// last frame, sealed).
     Authenticate,
     /// Send `frame` (a [`super::mix_frame`] frame) to the node at `next_hop`
     /// (a Sphinx node address).
-    Forward { next_hop: [u8; 32], frame: Vec<u8> },
+    Forward {
+        /// The first mixnode's Sphinx node address.
+        next_hop: [u8; 32],
+        /// The packet, framed for that node.
+        frame: Vec<u8>,
+    },
     /// These deliveries (ids from [`GatewayResponse::Deliver`]) are safe on
     /// the client's side; the gateway may forget them. 1 to [`MAX_ACK_IDS`].
-    Ack { ids: Vec<u64> },
+    Ack {
+        /// Delivery ids of this connection.
+        ids: Vec<u64>,
+    },
 }
 
 /// What a gateway tells its client, inside sealed frames.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GatewayResponse {
     /// Handshake done; `stored` messages are about to follow.
-    Authenticated { stored: u32 },
+    Authenticated {
+        /// Messages stored for the client, delivered next.
+        stored: u32,
+    },
     /// The plaintext of a Sphinx payload addressed to this client, kept by
     /// the gateway until an `Ack` names `id`.
-    Deliver { id: u64, payload: Vec<u8> },
-    Error { message: String },
+    Deliver {
+        /// Names the delivery in the client's `Ack` (this connection only).
+        id: u64,
+        /// The payload, as the final hop left it.
+        payload: Vec<u8>,
+    },
+    /// The gateway refuses something (the authentication, a request).
+    Error {
+        /// Why, for people.
+        message: String,
+    },
     /// A `Forward` whose first hop the gateway does not send to (not a
     /// layer-1 mixnode of its current topology): nothing was sent. `packet`
     /// is that packet's [`crate::mix_frame::packet_tag`], so the client can
     /// send it again on a live route, and learns the node is gone.
-    Refused { next_hop: [u8; 32], packet: [u8; 32] },
+    Refused {
+        /// The first hop it refused, as the `Forward` named it.
+        next_hop: [u8; 32],
+        /// The refused packet's tag.
+        packet: [u8; 32],
+    },
 }
 
 const REQ_AUTHENTICATE: u8 = 0x01;
@@ -258,6 +291,7 @@ const RESP_ERROR: u8 = 0x83;
 const RESP_REFUSED: u8 = 0x84;
 
 impl ClientRequest {
+    /// The plaintext a sealed frame carries: a type byte, then the fields.
     pub fn encode(&self) -> Vec<u8> {
         match self {
             ClientRequest::Authenticate => vec![REQ_AUTHENTICATE],
@@ -273,6 +307,7 @@ impl ClientRequest {
         }
     }
 
+    /// Reads what [`ClientRequest::encode`] wrote; refuses anything else.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         match bytes.split_first() {
             Some((&REQ_AUTHENTICATE, [])) => Ok(ClientRequest::Authenticate),
@@ -294,6 +329,7 @@ impl ClientRequest {
 }
 
 impl GatewayResponse {
+    /// The plaintext a sealed frame carries: a type byte, then the fields.
     pub fn encode(&self) -> Vec<u8> {
         match self {
             GatewayResponse::Authenticated { stored } => [&[RESP_AUTHENTICATED][..], &stored.to_be_bytes()].concat(),
@@ -303,6 +339,7 @@ impl GatewayResponse {
         }
     }
 
+    /// Reads what [`GatewayResponse::encode`] wrote; refuses anything else.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         match bytes.split_first() {
             Some((&RESP_AUTHENTICATED, rest)) if rest.len() == 4 => Ok(GatewayResponse::Authenticated {

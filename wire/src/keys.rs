@@ -13,11 +13,16 @@ use rand::CryptoRng;
 use std::fmt;
 use x25519_dalek::{PublicKey, StaticSecret};
 
+/// PEM tag of an x25519 private key file (clients, nodes' Sphinx keys).
 pub const X25519_PRIVATE_TAG: &str = "X25519 PRIVATE KEY";
+/// PEM tag of an x25519 public key file.
 pub const X25519_PUBLIC_TAG: &str = "X25519 PUBLIC KEY";
+/// PEM tag of an ed25519 private key file (node and directory identities).
 pub const ED25519_PRIVATE_TAG: &str = "ED25519 PRIVATE KEY";
+/// PEM tag of an ed25519 public key file.
 pub const ED25519_PUBLIC_TAG: &str = "ED25519 PUBLIC KEY";
 
+/// `bytes` as a PEM block tagged `tag`.
 pub fn encode_pem(tag: &str, bytes: &[u8]) -> String {
     pem::encode(&pem::Pem::new(tag, bytes.to_vec()))
 }
@@ -39,6 +44,8 @@ pub fn decode_pem32(text: &str, tag: &str) -> Result<[u8; 32]> {
     })
 }
 
+/// A client's x25519 key pair: its address's first half, the key packets
+/// are sealed to, and its proof to its gateway.
 #[derive(Clone)]
 pub struct ClientKeys {
     secret: StaticSecret,
@@ -46,27 +53,33 @@ pub struct ClientKeys {
 }
 
 impl ClientKeys {
+    /// A fresh key pair from `rng`.
     pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
         Self::from_secret(StaticSecret::random_from_rng(rng))
     }
 
+    /// The pair of `secret`.
     pub fn from_secret(secret: StaticSecret) -> Self {
         let public = PublicKey::from(&secret);
         ClientKeys { secret, public }
     }
 
+    /// The private key.
     pub fn secret(&self) -> &StaticSecret {
         &self.secret
     }
 
+    /// The public key.
     pub fn public(&self) -> &PublicKey {
         &self.public
     }
 
+    /// The private key file's text (write it 0600).
     pub fn private_pem(&self) -> String {
         encode_pem(X25519_PRIVATE_TAG, self.secret.as_bytes())
     }
 
+    /// The public key file's text.
     pub fn public_pem(&self) -> String {
         encode_pem(X25519_PUBLIC_TAG, self.public.as_bytes())
     }

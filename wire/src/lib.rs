@@ -22,6 +22,8 @@
 //! code (it builds for `wasm32-unknown-unknown` as it is); randomness comes
 //! from the caller's rng.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod address;
 pub mod epoch;
 pub mod error;

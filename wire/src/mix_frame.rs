@@ -27,12 +27,16 @@ pub enum PacketSize {
     Regular = 1,
     /// The small packets of SURB-ACKs: an encrypted acknowledgement id.
     Ack = 2,
+    /// 8 KiB plaintext payload.
     Extended8 = 3,
+    /// 16 KiB plaintext payload.
     Extended16 = 4,
+    /// 32 KiB plaintext payload.
     Extended32 = 5,
 }
 
 impl PacketSize {
+    /// Every size, in flag order.
     pub const ALL: [PacketSize; 5] = [
         PacketSize::Regular,
         PacketSize::Ack,
@@ -41,10 +45,12 @@ impl PacketSize {
         PacketSize::Extended32,
     ];
 
+    /// The size a frame's flag byte names, if any.
     pub fn from_flag(flag: u8) -> Option<Self> {
         Self::ALL.into_iter().find(|s| *s as u8 == flag)
     }
 
+    /// The flag byte that starts a frame of this size.
     pub fn flag(self) -> u8 {
         self as u8
     }
@@ -75,10 +81,12 @@ impl PacketSize {
         FRAME_HEADER_LEN + self.packet_len()
     }
 
+    /// The size whose packets are `len` bytes long, if any.
     pub fn from_packet_len(len: usize) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.packet_len() == len)
     }
 
+    /// Its name in configuration files and messages.
     pub fn name(self) -> &'static str {
         match self {
             PacketSize::Regular => "regular",
@@ -113,9 +121,11 @@ pub fn encode(packet: &[u8], epoch: KeyEpoch) -> Result<Vec<u8>> {
 /// One packet read from a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MixPacket {
+    /// Its size, from the frame's flag.
     pub size: PacketSize,
     /// The key epoch it was built for.
     pub epoch: KeyEpoch,
+    /// The Sphinx packet's bytes.
     pub packet: Vec<u8>,
 }
 
@@ -156,10 +166,12 @@ pub struct FrameDecoder {
 }
 
 impl FrameDecoder {
+    /// A decoder holding nothing.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Bytes read from the stream, in order.
     pub fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
     }

@@ -186,6 +186,7 @@ impl TopologyJson {
 /// A topology that passed every check of [`verify_topology`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedTopology {
+    /// The network it describes.
     pub topology: Topology,
     /// The key that signed it (the pinned one, or the one learned on first use).
     pub directory_key: [u8; KEY_LENGTH],

@@ -7,7 +7,7 @@
 //! SURB-ACK off and sends the packet on ([`gateway_final_hop`]). What is
 //! inside the ack payload (a nonce and a sealed id) is the sender's business:
 //! only its length is shared. Building SURB-ACKs and opening acks is the
-//! client's (`nym_client_core::ack`).
+//! client's (client-core's `ack` module).
 
 use crate::error::{Error, Result};
 use sphinx_packet::route::NodeAddressBytes;
@@ -27,7 +27,14 @@ pub enum FinalPayload<'a> {
     Ack(&'a [u8]),
     /// A data or cover packet: send `ack_packet` to `ack_first_hop`,
     /// deliver `content` to the client.
-    WithSurbAck { ack_first_hop: NodeAddressBytes, ack_packet: &'a [u8], content: &'a [u8] },
+    WithSurbAck {
+        /// Where the ack packet goes first.
+        ack_first_hop: NodeAddressBytes,
+        /// The ack's Sphinx packet.
+        ack_packet: &'a [u8],
+        /// What the recipient client gets.
+        content: &'a [u8],
+    },
 }
 
 /// Splits a final-hop Sphinx payload the way the recipient's gateway must.

@@ -14,6 +14,7 @@ use sphinx_packet::route::{Node, NodeAddressBytes};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use x25519_dalek::PublicKey;
 
+/// Mixnode layers every route crosses, one node each.
 pub const LAYERS: u8 = 3;
 
 /// The directory's HTTP paths, spelt once: its server routes them, nodes
@@ -27,6 +28,7 @@ pub mod paths {
     pub const GATEWAYS: &str = "/api/presence/gateways";
 }
 
+/// A mixnode's descriptor, as it announces itself and the directory lists it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MixNodeJson {
@@ -42,8 +44,11 @@ pub struct MixNodeJson {
     /// Its Sphinx keys with their epochs: the epoch it signed in, and the next.
     #[serde(default)]
     pub sphinx_keys: Vec<EpochKeyJson>,
+    /// Its layer, 1 to 3.
     pub layer: u8,
+    /// The software version it runs (must match the client's major.minor).
     pub version: String,
+    /// Free text: where it runs.
     #[serde(default)]
     pub location: String,
     /// Unix time in nanoseconds the directory last heard from the node.
@@ -59,6 +64,7 @@ pub struct MixNodeJson {
     pub signature: String,
 }
 
+/// A gateway's descriptor, as it announces itself and the directory lists it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GatewayJson {
@@ -74,7 +80,9 @@ pub struct GatewayJson {
     /// As [`MixNodeJson::sphinx_keys`].
     #[serde(default)]
     pub sphinx_keys: Vec<EpochKeyJson>,
+    /// As [`MixNodeJson::version`].
     pub version: String,
+    /// As [`MixNodeJson::location`].
     #[serde(default)]
     pub location: String,
     /// Set by the directory; not part of the node's signature.
@@ -92,12 +100,14 @@ pub struct GatewayJson {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EpochKeyJson {
+    /// The key epoch.
     pub epoch: KeyEpoch,
     /// base58 x25519 public key.
     pub key: String,
 }
 
 impl EpochKeyJson {
+    /// `key` for `epoch`, written as JSON has it.
     pub fn new(epoch: KeyEpoch, key: &PublicKey) -> Self {
         EpochKeyJson { epoch, key: encode_key(key.as_bytes()) }
     }
@@ -109,8 +119,10 @@ impl EpochKeyJson {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TopologyJson {
+    /// Every mixnode listed.
     #[serde(default)]
     pub mix_nodes: Vec<MixNodeJson>,
+    /// Every gateway listed.
     #[serde(default)]
     pub gateway_nodes: Vec<GatewayJson>,
     /// Unix time in milliseconds when the directory signed the document.
@@ -135,14 +147,17 @@ pub struct TopologyJson {
 pub struct EpochKeys(Vec<(KeyEpoch, PublicKey)>);
 
 impl EpochKeys {
+    /// These keys (parsed ones come from a descriptor's `sphinxKeys`).
     pub fn new(keys: Vec<(KeyEpoch, PublicKey)>) -> Self {
         EpochKeys(keys)
     }
 
+    /// The key for `epoch`, if the node published one.
     pub fn get(&self, epoch: KeyEpoch) -> Option<PublicKey> {
         self.0.iter().find(|(e, _)| *e == epoch).map(|(_, k)| *k)
     }
 
+    /// Every (epoch, key), oldest first.
     pub fn iter(&self) -> impl Iterator<Item = &(KeyEpoch, PublicKey)> {
         self.0.iter()
     }
@@ -167,22 +182,31 @@ impl EpochKeys {
     }
 }
 
+/// A mixnode as routes use it: checked and parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MixNode {
+    /// Its mixnet listener.
     pub address: SocketAddr,
     /// The key of the epoch the node signed its descriptor in.
     pub sphinx_key: PublicKey,
+    /// Its Sphinx keys by epoch.
     pub epoch_keys: EpochKeys,
+    /// Its layer, 1 to 3.
     pub layer: u8,
 }
 
+/// A gateway as routes and clients use it: checked and parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gateway {
+    /// Its ed25519 identity: the second half of its clients' addresses.
     pub identity_key: [u8; KEY_LENGTH],
     /// As [`MixNode::sphinx_key`].
     pub sphinx_key: PublicKey,
+    /// Its Sphinx keys by epoch.
     pub epoch_keys: EpochKeys,
+    /// Its mixnet listener: final hops and acks go there.
     pub mix_address: SocketAddr,
+    /// The websocket URL its clients connect to.
     pub client_listener: String,
 }
 
@@ -200,6 +224,7 @@ impl Gateway {
         Some(Node::new(encode_node_address(self.mix_address), self.epoch_keys.get(epoch)?))
     }
 
+    /// Its identity key as base58 text.
     pub fn identity_b58(&self) -> String {
         encode_key(&self.identity_key)
     }
@@ -236,6 +261,8 @@ fn parse_socket(text: &str, what: &str) -> Result<SocketAddr> {
 }
 
 impl MixNode {
+    /// Parses and checks one descriptor (layer, address, keys); the
+    /// signature is [`crate::signed`]'s business.
     pub fn from_json(j: &MixNodeJson) -> Result<Self> {
         if !(1..=LAYERS).contains(&j.layer) {
             return Err(Error::Topology(format!("mixnode {} has layer {}, not 1..3", j.host, j.layer)));
@@ -251,6 +278,7 @@ impl MixNode {
 }
 
 impl Gateway {
+    /// As [`MixNode::from_json`].
     pub fn from_json(j: &GatewayJson) -> Result<Self> {
         let identity_key = decode_key(&j.identity_key, "gateway identity key")
             .map_err(|e| Error::Topology(e.to_string()))?;
@@ -316,6 +344,7 @@ impl Topology {
         Ok(Topology { layers, gateways, epoch_ms: json.epoch_length_secs.saturating_mul(1000), rejected })
     }
 
+    /// [`Topology::from_json`] of a document's text.
     pub fn parse(json_text: &str, our_version: &str) -> Result<Self> {
         let json: TopologyJson = serde_json::from_str(json_text)
             .map_err(|e| Error::Topology(format!("not topology JSON: {e}")))?;
@@ -332,6 +361,7 @@ impl Topology {
         epoch_at(unix_ms, self.epoch_ms)
     }
 
+    /// The mixnodes of `layer` (1 to 3; none for another number).
     pub fn layer(&self, layer: u8) -> &[MixNode] {
         self.layers
             .get(usize::from(layer.wrapping_sub(1)))
@@ -339,6 +369,7 @@ impl Topology {
             .unwrap_or(&[])
     }
 
+    /// Every mixnode, layer by layer.
     pub fn mixnodes(&self) -> impl Iterator<Item = &MixNode> {
         self.layers.iter().flatten()
     }
@@ -359,10 +390,12 @@ impl Topology {
         true
     }
 
+    /// Every usable gateway.
     pub fn gateways(&self) -> &[Gateway] {
         &self.gateways
     }
 
+    /// The gateway with this identity, if listed.
     pub fn gateway(&self, identity_key: &[u8; KEY_LENGTH]) -> Option<&Gateway> {
         self.gateways.iter().find(|g| &g.identity_key == identity_key)
     }
@@ -412,6 +445,7 @@ pub fn encode_node_address(addr: SocketAddr) -> NodeAddressBytes {
     NodeAddressBytes::from_bytes(bytes)
 }
 
+/// Reads what [`encode_node_address`] wrote.
 pub fn decode_node_address(address: &NodeAddressBytes) -> Result<SocketAddr> {
     let b = address.as_bytes();
     let port = u16::from_be_bytes([b[1], b[2]]);
@@ -434,23 +468,23 @@ pub(crate) mod tests {
     use rand::SeedableRng;
     use x25519_dalek::StaticSecret;
 
-    pub fn b58_x25519(seed: u8) -> String {
+    pub(crate) fn b58_x25519(seed: u8) -> String {
         encode_key(PublicKey::from(&StaticSecret::from([seed; 32])).as_bytes())
     }
 
-    pub fn b58_ed25519(seed: u8) -> String {
+    pub(crate) fn b58_ed25519(seed: u8) -> String {
         encode_key(ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key().as_bytes())
     }
 
     /// Keys for epochs `EPOCH` and `EPOCH + 1`, the first from `seed`.
-    pub fn epoch_keys(seed: u8) -> Vec<EpochKeyJson> {
+    pub(crate) fn epoch_keys(seed: u8) -> Vec<EpochKeyJson> {
         vec![
             EpochKeyJson { epoch: EPOCH, key: b58_x25519(seed) },
             EpochKeyJson { epoch: EPOCH + 1, key: b58_x25519(seed.wrapping_add(100)) },
         ]
     }
 
-    pub const EPOCH: KeyEpoch = 20_000;
+    pub(crate) const EPOCH: KeyEpoch = 20_000;
 
     fn sample() -> TopologyJson {
         let mix = |layer: u8, port: u16| MixNodeJson {

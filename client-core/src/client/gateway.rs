@@ -8,7 +8,7 @@
 //! What the frames carry (deliveries, acks) is the client's business.
 
 use crate::error::{Error, Result};
-use crate::wire::gateway::{ClientHandshake, ClientRequest, GatewayResponse, Session};
+use nym_wire::gateway::{ClientHandshake, ClientRequest, GatewayResponse, Session};
 use rand::CryptoRng;
 use x25519_dalek::StaticSecret;
 

@@ -20,7 +20,7 @@
 //! small type:
 //!
 //! - `config`: [`ClientConfig`], [`ClientEvent`], [`ReceivedMessage`],
-//!   [`ClientStats`] (re-exported here).
+//!   [`ClientStats`].
 //! - `gateway`: the session with the gateway (`Gateway`): handshake,
 //!   sealing and opening frames.
 //! - `schedule`: when the two Poisson streams tick (`Schedule`), the
@@ -28,7 +28,7 @@
 //! - `send_queue`: fragments waiting to go (`SendQueue`), messages taking
 //!   turns round robin, retransmissions first.
 //! - `transmit`: what a send builds: real, reply and cover packets, and
-//!   [`build_sphinx_packet`].
+//!   `build_sphinx_packet`.
 //! - `retransmit`: packets awaiting their ack (`InFlight`), retransmission,
 //!   giving a message up.
 //! - `replies`: anonymous messages, replies through SURBs (`Replies`), SURB
@@ -46,17 +46,16 @@ mod send_queue;
 mod transmit;
 
 pub use config::{ClientConfig, ClientEvent, ClientStats, ReceivedMessage};
-pub use crate::packet::build_sphinx_packet;
 
 use crate::ack::AckKey;
 use crate::address::Recipient;
 use crate::error::{Error, Result};
 use crate::fragment::{self, Reassembler, Receipt};
-use crate::keys::ClientKeys;
+use nym_wire::keys::ClientKeys;
 use crate::payload;
 use crate::reply::{self, Envelope, SenderTag};
-use crate::topology::Topology;
-use crate::wire::epoch::KeyEpoch;
+use nym_wire::topology::Topology;
+use nym_wire::epoch::KeyEpoch;
 use gateway::{Gateway, Incoming};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -70,8 +69,10 @@ use std::time::Duration;
 
 /// How long before its keys retire a SURB of the previous epoch is no
 /// longer used: its reply must cross the mixnet before the rotation.
-pub const SURB_RETIREMENT_MARGIN: Duration = Duration::from_secs(30);
+pub(crate) const SURB_RETIREMENT_MARGIN: Duration = Duration::from_secs(30);
 
+/// One client's engine: its keys, its gateway session, what it sends and
+/// receives (see the module doc for how a shim drives it).
 pub struct Client {
     keys: ClientKeys,
     config: ClientConfig,
@@ -91,8 +92,6 @@ pub struct Client {
     delivery_acks: DeliveryAcks,
     stats: ClientStats,
     next_message_id: u64,
-    /// The latest `now` seen, for work done inside `poll_transmit`.
-    last_now: Duration,
     /// Unix milliseconds minus `now` in milliseconds, from the shim's last
     /// reading of the wall clock ([`Client::handle_clock`]): key epochs
     /// follow the wall clock.
@@ -102,6 +101,9 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client with `keys`, using the gateway whose identity is
+    /// `gateway_identity`, not yet connected and with no topology; its
+    /// randomness (routes, delays, padding) comes from `rng_seed`.
     pub fn new(keys: ClientKeys, gateway_identity: [u8; 32], config: ClientConfig, rng_seed: [u8; 32]) -> Self {
         let reassembler = Reassembler::new(config.incomplete_message_timeout, config.max_message_size.saturating_mul(4));
         let ack_key = AckKey::derive(keys.secret());
@@ -121,7 +123,6 @@ impl Client {
             delivery_acks: DeliveryAcks::default(),
             stats: ClientStats::default(),
             next_message_id: 1,
-            last_now: Duration::ZERO,
             unix_offset_ms: None,
             epoch_seen: None,
             config,
@@ -132,7 +133,6 @@ impl Client {
     /// for the key epoch of the wall clock, so the shim gives a reading at
     /// start and with every topology (the driver does both).
     pub fn handle_clock(&mut self, now: Duration, unix_ms: u64) {
-        self.last_now = self.last_now.max(now);
         self.unix_offset_ms = Some(i128::from(unix_ms) - now.as_millis() as i128);
     }
 
@@ -142,41 +142,42 @@ impl Client {
         u64::try_from(ms).ok()
     }
 
-    /// The key epoch packets are built for now.
-    pub fn key_epoch(&self) -> Result<KeyEpoch> {
-        let topology = self.topology.as_ref().ok_or_else(|| Error::NoRoute("no network topology yet".into()))?;
-        let unix_ms = self.unix_ms(self.last_now).ok_or_else(|| Error::NoRoute("the wall clock is not known yet".into()))?;
+    /// The key epoch packets built at `now` are for.
+    fn key_epoch(&self, now: Duration) -> Result<KeyEpoch> {
+        let topology = self.topology.as_ref().ok_or_else(|| nym_wire::Error::NoRoute("no network topology yet".into()))?;
+        let unix_ms = self.unix_ms(now).ok_or_else(|| nym_wire::Error::NoRoute("the wall clock is not known yet".into()))?;
         Ok(topology.epoch_at(unix_ms))
     }
 
-    /// Which SURB epochs a reply may still go through now: the current and
-    /// next, and the previous while more than [`SURB_RETIREMENT_MARGIN`]
+    /// Which SURB epochs a reply may still go through at `now`: the current
+    /// and next, and the previous while more than [`SURB_RETIREMENT_MARGIN`]
     /// (or a quarter epoch, if shorter) is left before its keys retire.
-    fn surb_usability(&self) -> impl Fn(KeyEpoch) -> bool {
-        let now = self.topology.as_ref().map(Topology::epoch_ms).zip(self.unix_ms(self.last_now));
+    fn surb_usability(&self, now: Duration) -> impl Fn(KeyEpoch) -> bool {
+        let now = self.topology.as_ref().map(Topology::epoch_ms).zip(self.unix_ms(now));
         move |epoch| match now {
             Some((epoch_ms, unix_ms)) => {
                 let margin = (SURB_RETIREMENT_MARGIN.as_millis() as u64).min(epoch_ms / 4);
-                crate::wire::epoch::key_usable(epoch, unix_ms, epoch_ms, margin)
+                nym_wire::epoch::key_usable(epoch, unix_ms, epoch_ms, margin)
             }
             None => true,
         }
     }
 
-    fn surb_usable(&self, epoch: KeyEpoch) -> bool {
-        self.surb_usability()(epoch)
+    fn surb_usable(&self, epoch: KeyEpoch, now: Duration) -> bool {
+        self.surb_usability(now)(epoch)
     }
 
     /// At the first tick of a new key epoch: conversations whose SURBs are
     /// about to retire ask for fresh ones.
-    fn check_key_epoch(&mut self) {
-        let Ok(epoch) = self.key_epoch() else { return };
+    fn check_key_epoch(&mut self, now: Duration) {
+        let Ok(epoch) = self.key_epoch(now) else { return };
         if self.epoch_seen.is_some_and(|seen| seen < epoch) {
-            self.refresh_reply_surbs(epoch);
+            self.refresh_reply_surbs(epoch, now);
         }
         self.epoch_seen = Some(epoch);
     }
 
+    /// This client's address: its key behind its gateway.
     pub fn address(&self) -> Recipient {
         Recipient::new(*self.keys.public().as_bytes(), self.gateway.identity())
     }
@@ -188,14 +189,17 @@ impl Client {
         self.gateway = Gateway::new(identity);
     }
 
+    /// The configuration it was made with.
     pub fn config(&self) -> &ClientConfig {
         &self.config
     }
 
+    /// Its counters since it was made.
     pub fn stats(&self) -> &ClientStats {
         &self.stats
     }
 
+    /// Whether the gateway session is up (handshake done, not disconnected).
     pub fn is_connected(&self) -> bool {
         self.gateway.is_up()
     }
@@ -210,6 +214,7 @@ impl Client {
         self.in_flight.len()
     }
 
+    /// The topology routes are drawn from, once one was given.
     pub fn topology(&self) -> Option<&Topology> {
         self.topology.as_ref()
     }
@@ -222,8 +227,7 @@ impl Client {
 
     /// The websocket to the gateway is open: start the handshake (its
     /// first frame comes out of [`Client::poll_transmit`]).
-    pub fn handle_gateway_connected(&mut self, now: Duration) {
-        self.last_now = self.last_now.max(now);
+    pub fn handle_gateway_connected(&mut self, _now: Duration) {
         self.transmits.clear();
         self.delivery_acks.new_connection();
         let hello = self.gateway.connect(&mut self.rng, self.keys.secret());
@@ -243,7 +247,6 @@ impl Client {
     /// A binary frame from the gateway: the handshake, a delivery, an error.
     /// Garbage is counted and reported, never fatal to the engine.
     pub fn handle_gateway_frame(&mut self, frame: &[u8], now: Duration) {
-        self.last_now = self.last_now.max(now);
         match self.gateway.open(frame) {
             None => {}
             Some(Incoming::Handshake(next)) => self.transmits.push_back(next),
@@ -275,8 +278,10 @@ impl Client {
     /// Queues `message` for `recipient` and returns its id (named again if
     /// it fails later). Fails at once, with nothing queued, when it can't be
     /// sent: too large, no topology yet, unknown gateway.
-    pub fn send(&mut self, recipient: Recipient, message: Vec<u8>, now: Duration) -> Result<u64> {
-        self.last_now = self.last_now.max(now);
+    ///
+    /// Nothing is built here (so `_now` dates nothing): packets are built,
+    /// for the key epoch of the moment, when their turn comes.
+    pub fn send(&mut self, recipient: Recipient, message: Vec<u8>, _now: Duration) -> Result<u64> {
         self.check_sendable(&recipient, message.len())?;
         Ok(self.enqueue_forward(recipient, &Envelope::Plain(message).encode()))
     }
@@ -284,24 +289,22 @@ impl Client {
     /// Like [`Client::send`], but the recipient gets a sender tag instead of
     /// our address, and `reply_surbs` single-use blocks to answer with.
     pub fn send_anonymous(&mut self, recipient: Recipient, message: Vec<u8>, reply_surbs: usize, now: Duration) -> Result<u64> {
-        self.last_now = self.last_now.max(now);
         if reply_surbs > reply::MAX_SURBS_PER_MESSAGE {
             return Err(Error::MessageTooLarge { size: reply_surbs, limit: reply::MAX_SURBS_PER_MESSAGE });
         }
         self.check_sendable(&recipient, message.len() + reply_surbs * reply::SURB_LEN)?;
         let sender_tag = reply::sender_tag_for(self.keys.secret(), &recipient);
-        self.send_surbs(recipient, sender_tag, reply_surbs, Some(message))
+        self.send_surbs(recipient, sender_tag, reply_surbs, Some(message), now)
     }
 
     /// Answers an anonymous message through the SURBs its sender gave us.
     /// When they run short, the last one asks the sender for more, and the
     /// rest of the reply waits for them.
     pub fn reply(&mut self, sender_tag: SenderTag, message: Vec<u8>, now: Duration) -> Result<u64> {
-        self.last_now = self.last_now.max(now);
         if message.len() > self.config.max_message_size {
             return Err(Error::MessageTooLarge { size: message.len(), limit: self.config.max_message_size });
         }
-        let usable = self.surb_usability();
+        let usable = self.surb_usability(now);
         self.replies.check_can_reply(&sender_tag, usable)?;
         let capacity = payload::reply_body_capacity(self.config.packet_size) - fragment::HEADER_LEN;
         let message_id = self.new_message_id();
@@ -331,8 +334,7 @@ impl Client {
     /// early or late is harmless): sends the Poisson stream's packets that
     /// are due, cover, retransmissions; expires stale reassemblies.
     pub fn handle_timeout(&mut self, now: Duration) {
-        self.last_now = self.last_now.max(now);
-        self.check_key_epoch();
+        self.check_key_epoch(now);
         self.expire_incomplete(now);
         self.retransmit_unacknowledged(now);
         if !self.is_connected() {
@@ -340,12 +342,12 @@ impl Client {
         }
         for _ in 0..MAX_CATCH_UP {
             let Some(at) = self.schedule.packet_due(now) else { break };
-            self.send_next_real_or_cover();
+            self.send_next_real_or_cover(now);
             self.schedule.packet_sent(at, &mut self.rng);
         }
         self.schedule.resume_if_behind(now, &mut self.rng);
         if let Some(at) = self.schedule.cover_due(now) {
-            self.send_cover();
+            self.send_cover(now);
             self.schedule.cover_sent(at, now, &mut self.rng);
         }
     }
@@ -366,14 +368,13 @@ impl Client {
     /// unthrottled client builds its packets when asked, and their ack
     /// deadlines start then).
     pub fn poll_transmit(&mut self, now: Duration) -> Option<Vec<u8>> {
-        self.last_now = self.last_now.max(now);
         if let Some(ack) = self.next_ack_frame() {
             return Some(ack);
         }
         if self.transmits.is_empty() && self.config.average_packet_delay.is_zero() && self.is_connected() {
             // Unthrottled: build the next real packet only when asked, so a
             // large message never sits in memory as packets all at once.
-            self.send_next_real();
+            self.send_next_real(now);
         }
         self.transmits.pop_front()
     }
@@ -401,12 +402,12 @@ impl Client {
         if len > self.config.max_message_size {
             return Err(Error::MessageTooLarge { size: len, limit: self.config.max_message_size });
         }
-        let topology = self.topology.as_ref().ok_or_else(|| Error::NoRoute("no network topology yet".into()))?;
+        let topology = self.topology.as_ref().ok_or_else(|| nym_wire::Error::NoRoute("no network topology yet".into()))?;
         if topology.gateway(&recipient.gateway_key).is_none() {
-            return Err(Error::NoRoute(format!(
+            return Err(nym_wire::Error::NoRoute(format!(
                 "the recipient's gateway {} is not in the network topology",
                 crate::address::encode_key(&recipient.gateway_key)
-            )));
+            )).into());
         }
         Ok(())
     }

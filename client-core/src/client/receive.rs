@@ -19,8 +19,8 @@ use crate::ack;
 use crate::fragment::{Completed, Fragment, Insert, Receipt};
 use crate::payload::{self, PayloadKind};
 use crate::reply::Envelope;
-use crate::topology::decode_node_address;
-use crate::wire::gateway::{ClientRequest, GatewayResponse, MAX_ACK_IDS};
+use nym_wire::topology::decode_node_address;
+use nym_wire::gateway::{ClientRequest, GatewayResponse, MAX_ACK_IDS};
 use sphinx_packet::route::NodeAddressBytes;
 use std::time::Duration;
 
@@ -137,7 +137,7 @@ impl Client {
                     match self.reassembler.insert_received(f, Some(receipt), now) {
                         Insert::Complete(message) => {
                             let completed = self.reassembler.take_completed();
-                            self.handle_message(message, completed);
+                            self.handle_message(message, completed, now);
                         }
                         Insert::Duplicate => self.stats.duplicate_fragments += 1,
                         Insert::Inconsistent => self.stats.malformed_packets += 1,
@@ -154,7 +154,7 @@ impl Client {
 
     /// A reassembled message: an application's goes out as an event that
     /// carries its receipts; anything else is done with once handled.
-    fn handle_message(&mut self, message: Vec<u8>, completed: Completed) {
+    fn handle_message(&mut self, message: Vec<u8>, completed: Completed, now: Duration) {
         let Completed { sets, receipts } = completed;
         let for_application = match Envelope::decode(message) {
             Ok(Envelope::Plain(m)) => Some((m, None)),
@@ -167,7 +167,7 @@ impl Client {
                 None
             }
             Ok(Envelope::SurbRequest { sender_tag, count }) => {
-                self.answer_surb_request(sender_tag, count);
+                self.answer_surb_request(sender_tag, count, now);
                 None
             }
             Err(_) => {

@@ -22,10 +22,11 @@ use crate::error::{Error, Result};
 use crate::fragment;
 use crate::payload::{self, PayloadKind};
 use crate::reply::{self, Envelope, ReplyStore, SenderTag};
-use crate::wire::epoch::KeyEpoch;
+use nym_wire::epoch::KeyEpoch;
 use rand::Rng;
 use sphinx_packet::SurbReplyRecovery;
 use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
 
 /// SURBs asked for beyond what a waiting reply needs.
 const REPLY_SURB_TOP_UP: usize = 10;
@@ -195,12 +196,13 @@ impl Client {
         sender_tag: SenderTag,
         count: usize,
         message: Option<Vec<u8>>,
+        now: Duration,
     ) -> Result<u64> {
         let me = self.address();
-        let topology = self.topology.as_ref().ok_or_else(|| Error::NoRoute("no network topology yet".into()))?;
+        let topology = self.topology.as_ref().ok_or_else(|| nym_wire::Error::NoRoute("no network topology yet".into()))?;
         let mut surbs = Vec::with_capacity(count);
         let mut recoveries = Vec::with_capacity(count);
-        let epoch = self.key_epoch()?;
+        let epoch = self.key_epoch(now)?;
         for _ in 0..count {
             let (surb, recovery) = reply::create_surb(&mut self.rng, topology, &me, self.config.average_hop_delay, epoch)?;
             surbs.push(surb);
@@ -217,9 +219,9 @@ impl Client {
 
     /// At a new key epoch: conversations whose SURBs will retire ask for
     /// fresh ones (see `Replies::refresh_before_retirement`).
-    pub(super) fn refresh_reply_surbs(&mut self, current: KeyEpoch) {
+    pub(super) fn refresh_reply_surbs(&mut self, current: KeyEpoch, now: Duration) {
         let capacity = payload::reply_body_capacity(self.config.packet_size) - fragment::HEADER_LEN;
-        let usable = self.surb_usability();
+        let usable = self.surb_usability(now);
         let requests = self.replies.refresh_before_retirement(&mut self.rng, current, usable, capacity);
         if requests.is_empty() {
             return;
@@ -232,11 +234,11 @@ impl Client {
     }
 
     /// The sender of `sender_tag` asks for `count` more SURBs.
-    pub(super) fn answer_surb_request(&mut self, sender_tag: SenderTag, count: u16) {
+    pub(super) fn answer_surb_request(&mut self, sender_tag: SenderTag, count: u16, now: Duration) {
         match self.replies.store.recipient_of_tag(&sender_tag) {
             Some(recipient) => {
                 let count = usize::from(count).min(reply::MAX_SURBS_PER_MESSAGE);
-                if let Err(e) = self.send_surbs(recipient, sender_tag, count, None) {
+                if let Err(e) = self.send_surbs(recipient, sender_tag, count, None, now) {
                     self.push_event(ClientEvent::GatewayError(format!("could not send more reply SURBs: {e}")));
                 }
             }
@@ -256,12 +258,12 @@ impl Client {
     /// `identifier || payload` from a SURB we made: only we can read it.
     pub(super) fn open_reply(&mut self, bytes: &[u8]) -> Result<(PayloadKind, Vec<u8>)> {
         let (identifier, payload) = bytes.split_at(16);
-        let identifier: [u8; 16] = identifier.try_into().map_err(|_| Error::MalformedPacket("short reply".into()))?;
+        let identifier: [u8; 16] = identifier.try_into().map_err(|_| nym_wire::Error::MalformedPacket("short reply".into()))?;
         let recovery = self
             .replies
             .store
             .take_recovery(&identifier)
-            .ok_or_else(|| Error::MalformedPacket("reply through an unknown or used SURB".into()))?;
+            .ok_or_else(|| nym_wire::Error::MalformedPacket("reply through an unknown or used SURB".into()))?;
         self.push_event(ClientEvent::ReplyStoreChanged);
         let payload = sphinx_packet::payload::Payload::from_bytes(payload)?;
         payload::decode_content(&recovery.recover_plaintext(payload)?)

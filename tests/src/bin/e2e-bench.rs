@@ -12,9 +12,10 @@
 //! gate the sender), shorter timeouts; exits non-zero when any step fails.
 
 use anyhow::{anyhow, bail, Result};
-use nym_client_core::client::build_sphinx_packet;
-use nym_client_core::wire::mix_frame::PacketSize;
-use nym_client_core::Recipient;
+use nym_client_core::fuzzing::fragment::HEADER_LEN;
+use nym_client_core::fuzzing::packet::build_sphinx_packet;
+use nym_client_core::fuzzing::payload::body_capacity;
+use nym_client_core::{PacketSize, Recipient};
 use nym_integration_tests::*;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -191,7 +192,7 @@ async fn main() -> Result<()> {
 
     let (build, hop) = crypto_bound(plan.crypto_packets)?;
     let per_packet = build + hop * 4;
-    let capacity = nym_client_core::payload::body_capacity(PacketSize::Regular) - nym_client_core::fragment::HEADER_LEN;
+    let capacity = body_capacity(PacketSize::Regular) - HEADER_LEN;
     let packets = plan.bytes.div_ceil(capacity);
     eprintln!("crypto: build {build:?}, hop {hop:?}");
 

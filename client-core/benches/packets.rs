@@ -15,7 +15,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use nym_client_core::fuzzing::{FakeGateway, TestNetwork};
 use nym_client_core::{
     AppRequest, AppResponse, Client, ClientConfig, ClientKeys, Driver, DriverConfig, Output, PacketSize, Restored,
-    Topology, VerifiedTopology,
+    Topology,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -47,9 +47,9 @@ fn connected_client(rng: &mut StdRng, gateway: &mut FakeGateway<u64>, topology: 
     client
 }
 
-/// The same client inside the driver both shims run, connected through the
-/// driver's own outputs.
-fn connected_driver(rng: &mut StdRng, gateway: &mut FakeGateway<u64>, topology: Topology) -> Driver {
+/// The same client inside the driver both shims run, started and connected
+/// through the driver's own outputs (its first fetch answered with `document`).
+fn connected_driver(rng: &mut StdRng, gateway: &mut FakeGateway<u64>, document: &str) -> Driver {
     let config = DriverConfig {
         client: ClientConfig {
             average_packet_delay: Duration::ZERO,
@@ -59,18 +59,10 @@ fn connected_driver(rng: &mut StdRng, gateway: &mut FakeGateway<u64>, topology: 
         },
         ..DriverConfig::default()
     };
-    // Verification is not what this measures: the topology is taken as verified.
-    let topology = VerifiedTopology {
-        topology,
-        directory_key: [0; 32],
-        issued_at: 0,
-        expires_at: u64::MAX,
-        verified_at: 0,
-    };
     let (mut driver, _) = Driver::new(
         ClientKeys::generate(rng),
-        gateway.identity_key(),
-        topology,
+        None,
+        Some(gateway.identity_key()),
         config,
         [2; 32],
         Restored::default(),
@@ -90,6 +82,7 @@ fn connected_driver(rng: &mut StdRng, gateway: &mut FakeGateway<u64>, topology: 
                     driver.handle_frame(conn, &reply, Duration::ZERO);
                 }
             }
+            Some(Output::FetchTopology) => driver.handle_topology_fetched(Ok(document), Duration::ZERO, 0),
             Some(_) => {}
             None => panic!("the driver stopped asking before it was connected"),
         }
@@ -132,8 +125,9 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    let mut driver = connected_driver(&mut rng, &mut gateway, topology.clone());
-    let to = driver.address();
+    let document = network.signed_text(0, u64::MAX / 2);
+    let mut driver = connected_driver(&mut rng, &mut gateway, &document);
+    let to = driver.address().expect("the driver chose its gateway");
     group.bench_function("driver over the client engine, as the shims run it (per packet)", |b| {
         b.iter(|| {
             let sent_before = driver.client().stats().real_packets_sent;
@@ -141,7 +135,7 @@ fn bench(c: &mut Criterion) {
                 recipient: to,
                 message: message.clone(),
             };
-            assert_eq!(driver.handle_request(send, Duration::ZERO), AppResponse::Send);
+            assert!(matches!(driver.handle_request(send, Duration::ZERO), AppResponse::Send { .. }));
             let mut frames = 0u64;
             while let Some(output) = driver.poll_output(Duration::ZERO) {
                 frames += u64::from(matches!(output, Output::Transmit { .. }));

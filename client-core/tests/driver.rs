@@ -1043,7 +1043,7 @@ fn with_no_directory_key_pinned_the_first_one_is_trusted_kept_and_then_required(
     h.settle();
     assert!(h.driver.is_connected(), "{:?}", h.events);
     let key = directory_key().verifying_key().to_bytes();
-    assert_eq!(h.directory_key_store, nym_client_core::address::encode_key(&key).into_bytes());
+    assert_eq!(h.directory_key_store, nym_client_core::encode_key(&key).into_bytes());
     assert_eq!(h.driver.directory_key(), Some(key));
     // Kept before anything else happens.
     assert_eq!(&h.trace[..2], ["first fetch", "persist DirectoryKey"]);
@@ -1069,7 +1069,7 @@ fn with_no_gateway_named_one_is_chosen_from_the_first_topology_and_told() {
     h.settle();
     let gateway = h.gateway.identity.verifying_key().to_bytes();
     let chosen =
-        DriverEvent::GatewayChosen { gateway: nym_client_core::address::encode_key(&gateway), url: URL_A.into() };
+        DriverEvent::GatewayChosen { gateway: nym_client_core::encode_key(&gateway), url: URL_A.into() };
     assert_eq!(start_events(&h), vec![chosen]);
     assert_eq!(h.driver.gateway_identity(), Some(gateway));
     assert_eq!(h.driver.address().map(|a| a.gateway_key), Some(gateway));
@@ -1084,7 +1084,7 @@ fn a_named_gateway_missing_from_the_first_topology_fails_the_start_at_once() {
     let mut h = Harness::with(config(), Restored::default(), pinned, Some([5; 32]));
     h.driver.start(h.now);
     h.settle();
-    let expected = StartError::GatewayNotInTopology(nym_client_core::address::encode_key(&[5; 32]));
+    let expected = StartError::GatewayNotInTopology(nym_client_core::encode_key(&[5; 32]));
     assert_eq!(start_events(&h), vec![DriverEvent::StartFailed(expected)]);
     assert_eq!(h.first_fetches.len(), 1, "not a network problem: no retry");
     assert_eq!(h.driver.poll_timeout(), None);

@@ -24,7 +24,7 @@ use crate::received::StoreFile;
 use anyhow::{anyhow, bail, Context, Result};
 use futures_util::{SinkExt, StreamExt};
 use nym_client_core::{
-    AppId, AppRequest, AppResponse, Client, ClientEvent, ClientKeys, ConnectionId, DeliverTo, Driver, DriverEvent,
+    AppId, Client, ClientEvent, ClientKeys, ConnectionId, DeliverTo, Driver, DriverEvent,
     Output, ReceivedMessage, Recipient, Restored, StartError, StoreName, StoreWrite, Topology,
 };
 use std::collections::HashMap;

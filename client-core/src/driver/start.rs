@@ -9,7 +9,7 @@
 
 use super::{defaults, Driver, DriverEvent, Link, Output, StartError, StoreName, StoreWrite};
 use crate::address::encode_key;
-use crate::topology::{Gateway, Topology};
+use nym_wire::topology::{Gateway, Topology};
 use crate::VerifiedTopology;
 use rand::seq::IndexedRandom;
 use rand::Rng;

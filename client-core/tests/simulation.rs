@@ -673,7 +673,7 @@ fn a_client_that_crashes_before_its_acks_go_out_gets_each_message_once_after_res
     sim.run_until(Duration::from_secs(60), |s| s.received[1].len() >= 25);
     let handed_over = sim.received_sets[1].clone();
     let before = sim.received[1].len();
-    assert!(before >= 25 && before < 50);
+    assert!((25..50).contains(&before));
     assert!(sim.stored(1) > 0);
     sim.crash_client(1, bob_keys, config, &handed_over);
     sim.run_until(Duration::from_secs(120), |s| {

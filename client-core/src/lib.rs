@@ -49,9 +49,6 @@ mod reply;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 
-// The driver names the key type by this path.
-use nym_wire::keys;
-
 pub use address::{Recipient, ADDRESS_BYTES};
 pub use app_api::{
     delivery_frame, parse_binary_request, parse_text_request, received_json, AppRequest, AppResponse, DeliveryFrame,

@@ -2,27 +2,28 @@
 //! speaks the real handshake and can refuse, stall, restart or move, and a
 //! mixnet that unwraps real Sphinx packets at once. Covers the behaviours
 //! the native and browser shims used to disagree on (now the driver's alone).
+//!
+//! The network and the gateway are the shared harness's
+//! (`nym_client_core::fuzzing`: [`TestNetwork`], [`FakeGateway`]), as in
+//! `simulation.rs`; this file adds the driver's side: carrying out its
+//! outputs, the directory's answers and a fake clock.
 
 use ed25519_dalek::SigningKey;
+use nym_client_core::fuzzing::{FakeGateway, Hop, Mood, TestNetwork};
 use nym_client_core::{
     defaults, AppRequest, AppResponse, AttachError, ClientConfig, ClientKeys, ConnectionId, DeliverTo, Disconnect,
     Driver, DriverConfig, DriverEvent, Output, Restored, SenderTag, StartError, StoreName, StoreWrite,
 };
-use nym_wire::epoch::{epoch_at, KeyEpoch};
-use nym_wire::gateway::{ClientRequest, GatewayHandshake, GatewayResponse, Session};
-use nym_wire::mix_frame;
-use nym_wire::surb_ack::gateway_final_hop;
-use nym_wire::topology::{decode_node_address, EpochKeyJson, GatewayJson, MixNodeJson, TopologyJson};
+use nym_wire::epoch::epoch_at;
+use nym_wire::topology::TopologyJson;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use sphinx_packet::{ProcessedPacketData, SphinxPacket};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
+use std::collections::VecDeque;
 use std::time::Duration;
-use x25519_dalek::{PublicKey, StaticSecret};
 
-const URL_A: &str = "ws://127.0.0.1:3000";
-const URL_B: &str = "ws://127.0.0.1:3001";
+/// Where the gateway moves to in the "moved gateway" test: a URL no
+/// gateway of the test network listens on.
+const MOVED_URL: &str = "ws://127.0.0.1:3001";
 /// The simulated wall clock at `now = 0` (Unix milliseconds).
 const UNIX_START_MS: u64 = 1_800_000_000_000;
 /// How long the simulated directory's documents are valid.
@@ -30,29 +31,17 @@ const VALIDITY_MS: u64 = 300_000;
 /// The simulated network's key epochs: a minute.
 const EPOCH_SECS: u64 = 60;
 
-/// A simulated node's Sphinx key of `epoch`: a fresh key every epoch.
-fn epoch_secret(node: u8, epoch: KeyEpoch) -> StaticSecret {
-    let mut bytes = [node; 32];
-    bytes[..4].copy_from_slice(&epoch.to_be_bytes());
-    StaticSecret::from(bytes)
+/// The simulated network: two layer-1 nodes (one of them may leave), one in
+/// each other layer, and our gateway (index 0).
+fn network() -> TestNetwork {
+    TestNetwork::new([2, 1, 1], 1).with_epoch_length(EPOCH_SECS)
 }
 
-/// `sphinxKeys` of node `node` signing at `unix_ms`: this epoch's and the next.
-fn epoch_keys(node: u8, unix_ms: u64) -> Vec<EpochKeyJson> {
-    let epoch = epoch_at(unix_ms, EPOCH_SECS * 1000);
-    (epoch..=epoch + 1).map(|e| EpochKeyJson::new(e, &PublicKey::from(&epoch_secret(node, e)))).collect()
-}
-
+/// The key the simulated directory signs with.
 fn directory_key() -> SigningKey {
-    SigningKey::from_bytes(&[42; 32])
+    network().directory
 }
 
-/// Node identity keys of the simulated network, by a small index.
-fn node_key(i: u8) -> SigningKey {
-    SigningKey::from_bytes(&[i; 32])
-}
-
-/// How the gateway treats the next connections.
 /// How the simulated directory answers the start-up fetches.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum DirectoryMood {
@@ -64,47 +53,17 @@ enum DirectoryMood {
     Hang,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Mood {
-    Serve,
-    /// Accepts the socket, never answers.
-    Silent,
-    /// Refuses the authentication.
-    Refuse,
-    /// Nothing listens.
-    Down,
-}
-
-struct Gateway {
-    identity: SigningKey,
-    /// Its Sphinx keys are `epoch_secret(GATEWAY_NODE, epoch)`.
-    url: String,
-    mood: Mood,
-    pending: Option<GatewayHandshake>,
-    session: Option<Session>,
-    /// Stored until acknowledged (store id -> payload), as the real gateway.
-    inbox: BTreeMap<u64, Vec<u8>>,
-    next_store: u64,
-    /// Delivery id -> store id on the current session.
-    outstanding: HashMap<u64, u64>,
-    next_delivery: u64,
-    handshakes: usize,
-    /// First hops that left the network: the gateway refuses packets to them.
-    departed: HashSet<SocketAddr>,
-}
-
 struct Harness {
     driver: Driver,
     now: Duration,
-    gateway: Gateway,
-    /// Mixnode address -> the index its keys derive from.
-    mixnodes: HashMap<SocketAddr, u8>,
-    /// Packets that reached a node after it retired their epoch's key.
+    network: TestNetwork,
+    /// Our gateway (the network's gateway 0).
+    gateway: FakeGateway<ConnectionId>,
+    /// Packets that reached a node after it retired their epoch's key
+    /// ([`Hop::RetiredKey`]).
     retired_key_drops: usize,
     /// The mixnet loses every packet (a node crashed, rotated its key...).
     black_hole: bool,
-    json: TopologyJson,
-    rng: StdRng,
     /// The connection the gateway serves, if any.
     open: Option<ConnectionId>,
     connects: Vec<(Duration, String)>,
@@ -134,56 +93,6 @@ struct Harness {
     to_client: VecDeque<(ConnectionId, Vec<u8>)>,
 }
 
-fn addr(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-const GATEWAY_NODE: u8 = 200;
-
-/// Sets a descriptor's keys to those published at `unix_ms`.
-fn set_mixnode_keys(m: &mut MixNodeJson, node: u8, unix_ms: u64) {
-    m.sphinx_keys = epoch_keys(node, unix_ms);
-    m.pub_key = m.sphinx_keys[0].key.clone();
-}
-
-fn set_gateway_keys(g: &mut GatewayJson, unix_ms: u64) {
-    g.sphinx_keys = epoch_keys(GATEWAY_NODE, unix_ms);
-    g.sphinx_key = g.sphinx_keys[0].key.clone();
-}
-
-fn topology_json(gateway: &Gateway, mixnodes: &mut HashMap<SocketAddr, u8>) -> TopologyJson {
-    let mut json = TopologyJson { epoch_length_secs: EPOCH_SECS, ..TopologyJson::default() };
-    // Two layer-1 nodes (one of them may leave), one in each other layer.
-    for (layer, port) in [(1u8, 1001), (1, 1011), (2, 1002), (3, 1003)] {
-        let a = addr(port);
-        let mut node = MixNodeJson {
-            identity_key: String::new(),
-            host: a.to_string(),
-            layer,
-            version: nym_client_core::VERSION.into(),
-            location: "sim".into(),
-            ..MixNodeJson::default()
-        };
-        set_mixnode_keys(&mut node, port as u8, UNIX_START_MS);
-        node.sign(&node_key(port as u8), UNIX_START_MS);
-        json.mix_nodes.push(node);
-        mixnodes.insert(a, port as u8);
-    }
-    let mut node = GatewayJson {
-        client_listener: gateway.url.clone(),
-        mixnet_listener: addr(2000).to_string(),
-        identity_key: String::new(),
-        version: nym_client_core::VERSION.into(),
-        location: "sim".into(),
-        ..GatewayJson::default()
-    };
-    set_gateway_keys(&mut node, UNIX_START_MS);
-    node.sign(&gateway.identity, UNIX_START_MS);
-    json.gateway_nodes.push(node);
-    json.sign(&directory_key(), UNIX_START_MS, UNIX_START_MS + VALIDITY_MS);
-    json
-}
-
 fn config() -> DriverConfig {
     DriverConfig {
         client: ClientConfig {
@@ -201,8 +110,7 @@ impl Harness {
     /// registered client starts.
     fn new(config: DriverConfig, restored: Restored) -> Self {
         let pinned = directory_key().verifying_key().to_bytes();
-        let gateway = SigningKey::from_bytes(&[9; 32]).verifying_key().to_bytes();
-        Self::with(config, restored, Some(pinned), Some(gateway))
+        Self::with(config, restored, Some(pinned), Some(network().gateway_identity(0)))
     }
 
     fn with(
@@ -211,33 +119,17 @@ impl Harness {
         pinned: Option<[u8; 32]>,
         gateway_identity: Option<[u8; 32]>,
     ) -> Self {
-        let mut rng = StdRng::from_seed([7; 32]);
-        let gateway = Gateway {
-            identity: SigningKey::from_bytes(&[9; 32]),
-            url: URL_A.into(),
-            mood: Mood::Serve,
-            pending: None,
-            session: None,
-            inbox: BTreeMap::new(),
-            next_store: 0,
-            outstanding: HashMap::new(),
-            next_delivery: 0,
-            handshakes: 0,
-            departed: HashSet::new(),
-        };
-        let mut mixnodes = HashMap::new();
-        let json = topology_json(&gateway, &mut mixnodes);
-        let keys = ClientKeys::generate(&mut rng);
+        let network = network();
+        let gateway = network.fake_gateway::<ConnectionId>(0, [9; 32]);
+        let keys = ClientKeys::generate(&mut StdRng::from_seed([7; 32]));
         let (driver, _) = Driver::new(keys, pinned, gateway_identity, config, [3; 32], restored).unwrap();
         Harness {
             driver,
             now: Duration::ZERO,
+            network,
             gateway,
-            mixnodes,
             retired_key_drops: 0,
             black_hole: false,
-            json,
-            rng,
             open: None,
             connects: Vec::new(),
             closes: Vec::new(),
@@ -265,7 +157,8 @@ impl Harness {
             }
             if let Some(answer) = self.first_answers.pop_front() {
                 let at = self.unix_ms();
-                self.driver.handle_topology_fetched(answer.as_deref().map_err(Clone::clone), self.now, at);
+                self.driver
+                    .handle_topology_fetched(answer.as_deref().map_err(Clone::clone), self.now, at);
                 continue;
             }
             match self.to_client.pop_front() {
@@ -280,19 +173,20 @@ impl Harness {
             Output::Connect { conn, url } => {
                 self.trace.push("connect".into());
                 self.connects.push((self.now, url.clone()));
-                if self.gateway.mood == Mood::Down || url != self.gateway.url {
-                    self.driver.handle_closed(conn, "connection refused", self.now);
-                } else {
-                    self.open = Some(conn);
-                    self.gateway.pending = None;
-                    self.gateway.session = None;
-                    self.gateway.outstanding.clear();
+                if self.gateway.connect(conn, &url) {
+                    // The new connection replaces any older one.
+                    if let Some(old) = self.open.replace(conn) {
+                        self.gateway.disconnect(old);
+                    }
                     self.driver.handle_connected(conn, self.now);
+                } else {
+                    self.driver.handle_closed(conn, "connection refused", self.now);
                 }
             }
             Output::Close { conn } => {
                 self.trace.push("close".into());
                 self.closes.push(conn);
+                self.gateway.disconnect(conn);
                 if self.open == Some(conn) {
                     self.open = None;
                 }
@@ -348,105 +242,42 @@ impl Harness {
         }
     }
 
+    /// The gateway takes a frame from the client; what it sends back waits
+    /// for the next step, what it sends into the mixnet goes through at once.
     fn gateway_hears(&mut self, conn: ConnectionId, frame: &[u8]) {
-        let gw = &mut self.gateway;
-        if let Some(session) = &mut gw.session {
-            match ClientRequest::decode(&session.open(frame).unwrap()).unwrap() {
-                ClientRequest::Forward { next_hop, frame } => {
-                    let to =
-                        decode_node_address(&sphinx_packet::route::NodeAddressBytes::from_bytes(next_hop)).unwrap();
-                    if gw.departed.contains(&to) {
-                        let packet = mix_frame::packet_tag(mix_frame::decode(&frame).unwrap().2);
-                        let refused = session.seal(&GatewayResponse::Refused { next_hop, packet }.encode());
-                        self.to_client.push_back((conn, refused));
-                        return;
-                    }
-                    if !self.black_hole {
-                        self.mixnet(to, frame, conn);
-                    }
-                }
-                ClientRequest::Ack { ids } => {
-                    for id in ids {
-                        if let Some(store) = gw.outstanding.remove(&id) {
-                            gw.inbox.remove(&store);
-                        }
-                    }
-                }
-                ClientRequest::Authenticate => panic!("authenticated twice"),
-            }
-        } else if let Some(pending) = gw.pending.take() {
-            let (mut session, _) = pending.verify(frame).unwrap();
-            gw.handshakes += 1;
-            if gw.mood == Mood::Refuse {
-                let no = session.seal(&GatewayResponse::Error { message: "not registered".into() }.encode());
-                self.to_client.push_back((conn, no));
-                return;
-            }
-            let ok = session.seal(&GatewayResponse::Authenticated { stored: gw.inbox.len() as u32 }.encode());
-            self.to_client.push_back((conn, ok));
-            gw.session = Some(session);
-            let stored: Vec<u64> = gw.inbox.keys().copied().collect();
-            for store in stored {
-                self.push(conn, store);
-            }
-        } else if gw.mood != Mood::Silent {
-            let (pending, reply) = GatewayHandshake::respond(&mut self.rng, &gw.identity, frame).unwrap();
-            gw.pending = Some(pending);
-            self.to_client.push_back((conn, reply));
+        if let Err(e) = self.gateway.handle_client_frame(conn, frame) {
+            panic!("the gateway could not take the client's frame: {e}");
+        }
+        self.mixnet();
+        while let Some(to_client) = self.gateway.poll_to_client() {
+            self.to_client.push_back(to_client);
         }
     }
 
-    fn push(&mut self, conn: ConnectionId, store: u64) {
-        let gw = &mut self.gateway;
-        let (Some(session), Some(payload)) = (&mut gw.session, gw.inbox.get(&store)) else {
-            return;
-        };
-        gw.next_delivery += 1;
-        gw.outstanding.insert(gw.next_delivery, store);
-        let frame = session.seal(&GatewayResponse::Deliver { id: gw.next_delivery, payload: payload.clone() }.encode());
-        self.to_client.push_back((conn, frame));
-    }
-
-    /// Unwraps a packet hop by hop, at once; the final hop lands in the
-    /// inbox. Nodes hold the keys of the previous, current and next epochs:
-    /// a packet for any other is dropped (and counted).
-    fn mixnet(&mut self, mut at: SocketAddr, mut frame: Vec<u8>, conn: ConnectionId) {
-        loop {
-            let (_, epoch, packet) = mix_frame::decode(&frame).unwrap();
-            let packet = SphinxPacket::from_bytes(packet).unwrap();
-            let current = epoch_at(self.unix_ms(), EPOCH_SECS * 1000);
-            if epoch.abs_diff(current) > 1 {
-                self.retired_key_drops += 1;
-                return;
-            }
-            if let Some(&node) = self.mixnodes.get(&at) {
-                let ProcessedPacketData::ForwardHop { next_hop_packet, next_hop_address, .. } =
-                    packet.process(&epoch_secret(node, epoch)).unwrap().data
-                else {
-                    panic!("a mixnode got a final hop")
-                };
-                at = decode_node_address(&next_hop_address).unwrap();
-                frame = mix_frame::encode(&next_hop_packet.to_bytes(), epoch).unwrap();
+    /// Carries every packet the gateway sent into the mixnet hop by hop, at
+    /// once, and back into the gateway (final hops, SURB-ACKs). Nodes hold
+    /// the keys of the previous, current and next epochs: a packet for any
+    /// other is dropped (and counted).
+    fn mixnet(&mut self) {
+        while let Some((mut at, mut frame)) = self.gateway.poll_to_mixnet() {
+            if self.black_hole {
                 continue;
             }
-            let ProcessedPacketData::FinalHop { identifier, payload, .. } =
-                packet.process(&epoch_secret(GATEWAY_NODE, epoch)).unwrap().data
-            else {
-                panic!("the gateway got a forward hop")
-            };
-            let (content, ack) = gateway_final_hop(identifier, payload, epoch).unwrap();
-            self.gateway.next_store += 1;
-            let store = self.gateway.next_store;
-            self.gateway.inbox.insert(store, content);
-            if self.open == Some(conn) {
-                self.push(conn, store);
-            }
-            match ack {
-                Some((to, ack_frame)) => {
-                    at = decode_node_address(&to).unwrap();
-                    frame = ack_frame;
+            loop {
+                match self.network.hop(at, &frame, self.unix_ms()) {
+                    Ok(Hop::Forward { to, frame: next, .. }) => (at, frame) = (to, next),
+                    Ok(Hop::Gateway(_)) => {
+                        if let Err(e) = self.gateway.handle_packet(&frame) {
+                            panic!("the gateway could not take a packet: {e}");
+                        }
+                        break;
+                    }
+                    Ok(Hop::RetiredKey) => {
+                        self.retired_key_drops += 1;
+                        break;
+                    }
+                    Err(e) => panic!("the mixnet could not carry a packet: {e}"),
                 }
-                None => return,
             }
         }
     }
@@ -468,8 +299,7 @@ impl Harness {
     /// The gateway drops the connection (a restart, a network cut).
     fn cut(&mut self) {
         if let Some(conn) = self.open.take() {
-            self.gateway.session = None;
-            self.gateway.pending = None;
+            self.gateway.disconnect(conn);
             self.driver.handle_closed(conn, "connection reset", self.now);
             self.settle();
         }
@@ -486,12 +316,21 @@ impl Harness {
     }
 
     fn connected_count(&self) -> usize {
-        self.events.iter().filter(|(_, e)| matches!(e, DriverEvent::Connected { .. })).count()
+        self.events
+            .iter()
+            .filter(|(_, e)| matches!(e, DriverEvent::Connected { .. }))
+            .count()
     }
 
     fn send_to_self(&mut self, message: &[u8]) {
         let recipient = self.driver.address().expect("started");
-        let answer = self.driver.handle_request(AppRequest::Send { recipient, message: message.to_vec() }, self.now);
+        let answer = self.driver.handle_request(
+            AppRequest::Send {
+                recipient,
+                message: message.to_vec(),
+            },
+            self.now,
+        );
         assert!(matches!(answer, AppResponse::Send { .. }), "{answer:?}");
         self.settle();
     }
@@ -501,22 +340,18 @@ impl Harness {
         UNIX_START_MS + self.now.as_millis() as u64
     }
 
-    /// The directory's document as of now: the nodes re-sign their (maybe
-    /// changed) descriptors, the directory signs the whole.
-    fn topology_text(&mut self) -> String {
+    /// The directory's document as of now: the nodes sign their (maybe
+    /// changed) descriptors with the keys of the moment, the directory
+    /// signs the whole.
+    fn topology_text(&self) -> String {
+        self.network.signed_text(self.unix_ms(), VALIDITY_MS)
+    }
+
+    /// `json` signed by the directory as of now.
+    fn signed(&self, mut json: TopologyJson) -> String {
         let at = self.unix_ms();
-        for m in &mut self.json.mix_nodes {
-            let port = m.host.parse::<SocketAddr>().unwrap().port();
-            set_mixnode_keys(m, port as u8, at);
-            m.sign(&node_key(port as u8), at);
-        }
-        let gateway = self.gateway.identity.clone();
-        for g in &mut self.json.gateway_nodes {
-            set_gateway_keys(g, at);
-            g.sign(&gateway, at);
-        }
-        self.json.sign(&directory_key(), at, at + VALIDITY_MS);
-        serde_json::to_string(&self.json).unwrap()
+        json.sign(&self.network.directory, at, at + VALIDITY_MS);
+        serde_json::to_string(&json).unwrap()
     }
 
     fn fetched(&mut self, text: Result<&str, String>) {
@@ -556,7 +391,10 @@ fn a_failed_handshake_closes_the_connection_and_reconnects_after_the_backoff() {
     h.settle();
     let lost = h.disconnects();
     assert_eq!(lost.len(), 1);
-    assert!(matches!(&lost[0].1, Disconnect::HandshakeFailed(why) if why.contains("not registered")), "{lost:?}");
+    assert!(
+        matches!(&lost[0].1, Disconnect::HandshakeFailed(why) if why.contains("not registered")),
+        "{lost:?}"
+    );
     assert_eq!(h.closes.len(), 1, "the refused connection is closed by the client");
     assert_eq!(lost[0].2, DriverConfig::default().reconnect_initial);
 
@@ -595,22 +433,26 @@ fn every_connection_attempt_has_the_handshake_timeout_not_only_the_first() {
 #[test]
 fn a_moved_gateway_is_followed_from_the_next_connection_without_dropping_a_working_one() {
     let mut h = started();
-    assert_eq!(h.connects[0].1, URL_A);
+    let url_a = h.network.gateways[0].url.clone();
+    assert_eq!(h.connects[0].1, url_a);
     // The refresh comes due; the directory now lists our gateway at B.
     h.run_until(DriverConfig::default().topology_refresh);
     assert_eq!(h.fetches, 1);
-    h.gateway.url = URL_B.into();
-    h.json.gateway_nodes[0].client_listener = URL_B.into();
+    h.gateway.url = MOVED_URL.into();
+    h.network.gateways[0].url = MOVED_URL.into();
     let text = h.topology_text();
     h.fetched(Ok(&text));
     h.settle();
-    assert!(h.events.iter().any(|(_, e)| *e == DriverEvent::GatewayMoved { url: URL_B.into() }));
+    assert!(h
+        .events
+        .iter()
+        .any(|(_, e)| *e == DriverEvent::GatewayMoved { url: MOVED_URL.into() }));
     assert!(h.driver.is_connected(), "the working connection stays");
     assert!(h.closes.is_empty());
     // The old listener goes away; the next connection goes to B.
     h.cut();
     h.run_until(h.now + Duration::from_secs(1));
-    assert_eq!(h.connects.last().map(|(_, u)| u.as_str()), Some(URL_B));
+    assert_eq!(h.connects.last().map(|(_, u)| u.as_str()), Some(MOVED_URL));
     assert!(h.driver.is_connected());
 }
 
@@ -618,17 +460,20 @@ fn a_moved_gateway_is_followed_from_the_next_connection_without_dropping_a_worki
 fn a_topology_without_our_gateway_or_unreadable_is_refused_and_the_old_one_kept() {
     let mut h = started();
     h.run_until(DriverConfig::default().topology_refresh);
-    let all = h.json.clone();
-    h.json.gateway_nodes.clear();
-    let text = h.topology_text();
-    h.json = all;
+    let mut without_gateway = h.network.json(h.unix_ms());
+    without_gateway.gateway_nodes.clear();
+    let text = h.signed(without_gateway);
     h.fetched(Ok(&text));
     h.fetched(Ok("{ not json"));
     h.fetched(Err("directory unreachable".into()));
     h.settle();
-    let refused = h.events.iter().filter(|(_, e)| matches!(e, DriverEvent::TopologyRefused(_))).count();
+    let refused = h
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, DriverEvent::TopologyRefused(_)))
+        .count();
     assert_eq!(refused, 3);
-    assert_eq!(h.driver.gateway_url(), Some(URL_A));
+    assert_eq!(h.driver.gateway_url(), Some(h.network.gateways[0].url.as_str()));
     // Sending still works: the client kept a topology with routes.
     h.send_to_self(b"still routable");
     assert_eq!(h.delivered.len(), 0, "no application attached: kept");
@@ -652,7 +497,11 @@ fn the_backoff_doubles_and_resets_only_after_a_stable_connection() {
         assert!(h.driver.is_connected());
     }
     let waits: Vec<Duration> = h.disconnects().iter().map(|(_, _, r)| *r).collect();
-    assert_eq!(waits, vec![initial, initial * 2, initial * 4], "short-lived connections don't reset the backoff");
+    assert_eq!(
+        waits,
+        vec![initial, initial * 2, initial * 4],
+        "short-lived connections don't reset the backoff"
+    );
     // One that stays up past the stable time resets it.
     h.run_until(h.now + DriverConfig::default().stable_connection);
     h.cut();
@@ -680,7 +529,7 @@ fn after_a_gateway_restart_the_client_reconnects_and_what_was_sent_meanwhile_arr
     assert_eq!(h.delivered.len(), 2, "{:?}", h.delivered);
     assert_eq!(h.delivered[1].1, b"during the restart");
     assert_eq!(h.connected_count(), 2, "one handshake before the restart, one after");
-    assert!(h.gateway.inbox.is_empty(), "everything delivered was acknowledged");
+    assert_eq!(h.gateway.stored_total(), 0, "everything delivered was acknowledged");
     h.driver.detach_app(app, Vec::new());
 }
 
@@ -691,8 +540,12 @@ fn messages_without_an_application_are_stored_before_their_ack_and_go_to_the_fir
     h.send_to_self(b"for later");
     assert!(h.delivered.is_empty());
     // The kept message was written (synced) before the frame that acknowledges it.
-    let persist = h.trace.iter().position(|t| t == "persist ReceivedMessages").expect("stored");
-    assert!(h.gateway.inbox.is_empty(), "acknowledged once stored");
+    let persist = h
+        .trace
+        .iter()
+        .position(|t| t == "persist ReceivedMessages")
+        .expect("stored");
+    assert_eq!(h.gateway.stored_total(), 0, "acknowledged once stored");
     assert!(h.trace[persist + 1..].iter().any(|t| t == "transmit"), "{:?}", h.trace);
 
     // The first application to attach gets it, and only that one.
@@ -706,19 +559,32 @@ fn messages_without_an_application_are_stored_before_their_ack_and_go_to_the_fir
     h.driver.detach_app(app, Vec::new());
     h.driver.detach_app(
         second,
-        vec![nym_client_core::ReceivedMessage { message: b"x".to_vec(), sender_tag: None, sets: vec![77] }],
+        vec![nym_client_core::ReceivedMessage {
+            message: b"x".to_vec(),
+            sender_tag: None,
+            sets: vec![77],
+        }],
     );
     h.settle();
     assert_eq!(h.driver.kept_messages(), 1);
     let log = h.received_log.clone();
-    let restored = Restored { reply_store: None, received_messages: Some(log) };
+    let restored = Restored {
+        reply_store: None,
+        received_messages: Some(log),
+    };
     let h2 = Harness::new(config(), restored);
     assert_eq!(h2.driver.kept_messages(), 1, "the kept message survives a restart");
 }
 
 #[test]
 fn applications_past_the_limit_are_refused() {
-    let mut h = Harness::new(DriverConfig { max_applications: 2, ..config() }, Restored::default());
+    let mut h = Harness::new(
+        DriverConfig {
+            max_applications: 2,
+            ..config()
+        },
+        Restored::default(),
+    );
     let a = h.driver.attach_app().unwrap();
     h.driver.attach_app().unwrap();
     let refused = h.driver.attach_app().unwrap_err();
@@ -748,7 +614,13 @@ fn only_a_fresh_topology_signed_by_the_pinned_key_with_signed_descriptors_is_bel
     let good = h.topology_text();
     h.fetched(Ok(&good));
     h.settle();
-    assert!(h.events.iter().all(|(_, e)| !matches!(e, DriverEvent::TopologyRefused(_))), "{:?}", h.events);
+    assert!(
+        h.events
+            .iter()
+            .all(|(_, e)| !matches!(e, DriverEvent::TopologyRefused(_))),
+        "{:?}",
+        h.events
+    );
 
     let at = h.unix_ms();
     let parsed = |text: &str| serde_json::from_str::<TopologyJson>(text).unwrap();
@@ -771,10 +643,19 @@ fn only_a_fresh_topology_signed_by_the_pinned_key_with_signed_descriptors_is_bel
     let mut unsigned = parsed(&good);
     unsigned.signature.clear();
     let cases = [
-        (serde_json::to_string(&tampered).unwrap(), "the topology: the signature does not verify"),
-        (serde_json::to_string(&foreign).unwrap(), "not by the pinned directory key"),
+        (
+            serde_json::to_string(&tampered).unwrap(),
+            "the topology: the signature does not verify",
+        ),
+        (
+            serde_json::to_string(&foreign).unwrap(),
+            "not by the pinned directory key",
+        ),
         (serde_json::to_string(&expired).unwrap(), "expired"),
-        (serde_json::to_string(&forged).unwrap(), "gateway 127.0.0.1:6666: the signature does not verify"),
+        (
+            serde_json::to_string(&forged).unwrap(),
+            "gateway 127.0.0.1:6666: the signature does not verify",
+        ),
         (serde_json::to_string(&unsigned).unwrap(), "not signed"),
         // 6. an older genuine document replayed
         (first, "before the one in use"),
@@ -806,14 +687,20 @@ fn only_a_fresh_topology_signed_by_the_pinned_key_with_signed_descriptors_is_bel
     let before = refusals.len();
     h.fetched(Ok(&newer));
     h.settle();
-    assert_eq!(h.events.iter().filter(|(_, e)| matches!(e, DriverEvent::TopologyRefused(_))).count(), before);
+    assert_eq!(
+        h.events
+            .iter()
+            .filter(|(_, e)| matches!(e, DriverEvent::TopologyRefused(_)))
+            .count(),
+        before
+    );
 }
 
 #[test]
 fn a_first_hop_that_left_costs_no_retransmission_and_brings_the_topology_fetch_forward() {
     let mut h = started();
     // One of the two layer-1 nodes leaves; the gateway knows before we do.
-    h.gateway.departed.insert(addr(1001));
+    h.gateway.departed.insert(h.network.layer(1)[0]);
     for i in 0..30u8 {
         h.send_to_self(&[i; 100]);
     }
@@ -826,11 +713,25 @@ fn a_first_hop_that_left_costs_no_retransmission_and_brings_the_topology_fetch_f
     assert_eq!(stats.retransmissions, 0);
     // ... the node left our routes at the first refusal ...
     assert!(stats.rerouted_packets < 30, "{stats:?}");
-    assert!(h.driver.client().topology().unwrap().layer(1).iter().all(|m| m.address != addr(1001)));
+    assert!(h
+        .driver
+        .client()
+        .topology()
+        .unwrap()
+        .layer(1)
+        .iter()
+        .all(|m| m.address != h.network.layer(1)[0]));
     // ... nobody heard of an error, and the topology is fetched at once,
     // long before its period.
-    assert!(h.events.iter().all(|(_, e)| !e.concerns_applications()), "{:?}", h.events);
-    assert!(h.events.iter().any(|(_, e)| matches!(e, DriverEvent::RouteRefused { .. })));
+    assert!(
+        h.events.iter().all(|(_, e)| !e.concerns_applications()),
+        "{:?}",
+        h.events
+    );
+    assert!(h
+        .events
+        .iter()
+        .any(|(_, e)| matches!(e, DriverEvent::RouteRefused { .. })));
     assert_eq!(h.fetches, 1);
     assert!(h.now < DriverConfig::default().topology_refresh);
 }
@@ -839,14 +740,21 @@ fn a_first_hop_that_left_costs_no_retransmission_and_brings_the_topology_fetch_f
 fn the_last_node_of_a_layer_refused_counts_as_a_loss_and_cannot_loop() {
     let mut h = started();
     // Both layer-1 nodes leave: no route can avoid them.
-    h.gateway.departed.insert(addr(1001));
-    h.gateway.departed.insert(addr(1011));
+    h.gateway.departed.insert(h.network.layer(1)[0]);
+    h.gateway.departed.insert(h.network.layer(1)[1]);
     h.send_to_self(b"nowhere to go");
     h.run_until(h.now + Duration::from_secs(1));
     let stats = h.driver.client().stats().clone();
-    let failed = h.events.iter().filter(|(_, e)| matches!(e, DriverEvent::SendFailed { .. })).count();
+    let failed = h
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, DriverEvent::SendFailed { .. }))
+        .count();
     assert_eq!(failed, 1, "given up once, after counted tries: {stats:?}");
-    assert_eq!(stats.retransmissions, u64::from(ClientConfig::default().max_retransmissions));
+    assert_eq!(
+        stats.retransmissions,
+        u64::from(ClientConfig::default().max_retransmissions)
+    );
 }
 
 #[test]
@@ -871,10 +779,19 @@ fn a_transfer_across_key_rotations_loses_nothing_and_meets_no_retired_key() {
         .collect();
     got.sort();
     assert_eq!(got, (0..sent).collect::<Vec<_>>(), "every message, once");
-    assert_eq!(h.retired_key_drops, 0, "no packet was built for a key its nodes no longer hold");
+    assert_eq!(
+        h.retired_key_drops, 0,
+        "no packet was built for a key its nodes no longer hold"
+    );
     let stats = h.driver.client().stats().clone();
     assert_eq!(stats.retransmissions, 0, "{stats:?}");
-    assert!(h.events.iter().all(|(_, e)| !matches!(e, DriverEvent::SendFailed { .. })), "{:?}", h.events);
+    assert!(
+        h.events
+            .iter()
+            .all(|(_, e)| !matches!(e, DriverEvent::SendFailed { .. })),
+        "{:?}",
+        h.events
+    );
 }
 
 #[test]
@@ -885,7 +802,11 @@ fn surbs_that_will_retire_are_replaced_in_time_so_a_reply_two_rotations_later_ar
     // An anonymous message to ourselves: we are its sender and its replier.
     let me = h.driver.address().unwrap();
     let answer = h.driver.handle_request(
-        AppRequest::SendAnonymous { recipient: me, message: b"who am I talking to?".to_vec(), reply_surbs: 3 },
+        AppRequest::SendAnonymous {
+            recipient: me,
+            message: b"who am I talking to?".to_vec(),
+            reply_surbs: 3,
+        },
         h.now,
     );
     assert!(matches!(answer, AppResponse::Send { .. }), "{answer:?}");
@@ -897,15 +818,23 @@ fn surbs_that_will_retire_are_replaced_in_time_so_a_reply_two_rotations_later_ar
     // Two rotations: the SURBs' keys are retired by then.
     h.run_with_directory(epoch * 2 + Duration::from_secs(10), Duration::from_secs(1));
     assert!(epoch_at(h.unix_ms(), EPOCH_SECS * 1000) >= old_epoch + 2);
-    let answer =
-        h.driver.handle_request(AppRequest::Reply { sender_tag: tag, message: b"your future self".to_vec() }, h.now);
+    let answer = h.driver.handle_request(
+        AppRequest::Reply {
+            sender_tag: tag,
+            message: b"your future self".to_vec(),
+        },
+        h.now,
+    );
     assert!(
         matches!(answer, AppResponse::Send { .. }),
         "fresh SURBs were fetched before the old ones retired: {answer:?}"
     );
     h.run_with_directory(h.now + Duration::from_secs(2), Duration::from_secs(1));
-    let replies: Vec<_> =
-        h.delivered.iter().filter(|(to, m)| *to == DeliverTo::All && m == b"your future self").collect();
+    let replies: Vec<_> = h
+        .delivered
+        .iter()
+        .filter(|(to, m)| *to == DeliverTo::All && m == b"your future self")
+        .collect();
     assert_eq!(replies.len(), 1, "{:?}", h.events);
     assert_eq!(h.retired_key_drops, 0);
 }
@@ -916,9 +845,14 @@ fn a_reply_through_only_retired_surbs_is_refused_with_a_reason_not_lost() {
     let epoch = Duration::from_secs(EPOCH_SECS);
     let _app = h.driver.attach_app().unwrap();
     let me = h.driver.address().unwrap();
-    let answer = h
-        .driver
-        .handle_request(AppRequest::SendAnonymous { recipient: me, message: b"hello".to_vec(), reply_surbs: 2 }, h.now);
+    let answer = h.driver.handle_request(
+        AppRequest::SendAnonymous {
+            recipient: me,
+            message: b"hello".to_vec(),
+            reply_surbs: 2,
+        },
+        h.now,
+    );
     assert!(matches!(answer, AppResponse::Send { .. }), "{answer:?}");
     h.run_with_directory(h.now + Duration::from_secs(2), Duration::from_secs(1));
     let (tag, _) = h.anonymous.first().cloned().expect("the anonymous message arrived");
@@ -930,7 +864,13 @@ fn a_reply_through_only_retired_surbs_is_refused_with_a_reason_not_lost() {
     h.run_with_directory(h.now + Duration::from_secs(40), Duration::from_secs(1));
     assert!(h.driver.is_connected());
     // ... so the SURBs retired unused; the reply is refused, saying why.
-    match h.driver.handle_request(AppRequest::Reply { sender_tag: tag, message: b"late".to_vec() }, h.now) {
+    match h.driver.handle_request(
+        AppRequest::Reply {
+            sender_tag: tag,
+            message: b"late".to_vec(),
+        },
+        h.now,
+    ) {
         AppResponse::Error(e) => assert!(e.contains("retired"), "{e}"),
         other => panic!("{other:?}"),
     }
@@ -946,7 +886,11 @@ fn unacknowledged_packets_bring_the_topology_fetch_forward() {
     h.send_to_self(b"into the void");
     h.run_until(h.now + Duration::from_secs(5));
     assert!(h.driver.client().stats().retransmissions >= 1);
-    assert!(h.fetches >= 1, "fetched early, long before the {:?} refresh", DriverConfig::default().topology_refresh);
+    assert!(
+        h.fetches >= 1,
+        "fetched early, long before the {:?} refresh",
+        DriverConfig::default().topology_refresh
+    );
     assert!(h.now < DriverConfig::default().topology_refresh);
     // With the mixnet back, the retransmission arrives.
     h.black_hole = false;
@@ -976,7 +920,11 @@ fn the_first_fetch_is_retried_with_the_shared_backoff_then_the_start_fails_clear
     h.directory = DirectoryMood::Down;
     h.driver.start(h.now);
     h.settle();
-    assert_eq!(h.trace.first().map(String::as_str), Some("first fetch"), "the first output is the topology fetch");
+    assert_eq!(
+        h.trace.first().map(String::as_str),
+        Some("first fetch"),
+        "the first output is the topology fetch"
+    );
     h.run_until(Duration::from_secs(600));
 
     // Attempts at 0, then after each of the shared waits.
@@ -992,7 +940,12 @@ fn the_first_fetch_is_retried_with_the_shared_backoff_then_the_start_fails_clear
     for (i, event) in events[..4].iter().enumerate() {
         let attempt = i as u32 + 1;
         match event {
-            DriverEvent::FirstFetchFailed { attempt: a, attempts, retry_in, reason } => {
+            DriverEvent::FirstFetchFailed {
+                attempt: a,
+                attempts,
+                retry_in,
+                reason,
+            } => {
                 assert_eq!((*a, *attempts), (attempt, defaults::FIRST_FETCH_ATTEMPTS));
                 assert_eq!(Some(*retry_in), defaults::first_fetch_retry(attempt));
                 assert!(reason.contains("connection refused"), "{reason}");
@@ -1000,16 +953,38 @@ fn the_first_fetch_is_retried_with_the_shared_backoff_then_the_start_fails_clear
             other => panic!("{other:?}"),
         }
     }
-    let DriverEvent::StartFailed(error) = &events[4] else { panic!("{events:?}") };
-    assert_eq!(*error, StartError::Topology { attempts: 5, reason: "connection refused".into() });
-    assert!(error.to_string().contains("no usable topology from the directory after 5 attempts"), "{error}");
+    let DriverEvent::StartFailed(error) = &events[4] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        *error,
+        StartError::Topology {
+            attempts: 5,
+            reason: "connection refused".into()
+        }
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("no usable topology from the directory after 5 attempts"),
+        "{error}"
+    );
     // Given up: nothing more, no connection, no timer, no requests served.
     assert!(h.connects.is_empty());
     assert_eq!(h.driver.poll_timeout(), None);
-    assert!(!DriverEvent::StartFailed(error.clone()).concerns_applications(), "the shim reports it as its own failure");
+    assert!(
+        !DriverEvent::StartFailed(error.clone()).concerns_applications(),
+        "the shim reports it as its own failure"
+    );
     let me = nym_client_core::Recipient::new([1; 32], [2; 32]);
     assert!(matches!(
-        h.driver.handle_request(AppRequest::Send { recipient: me, message: b"x".to_vec() }, h.now),
+        h.driver.handle_request(
+            AppRequest::Send {
+                recipient: me,
+                message: b"x".to_vec()
+            },
+            h.now
+        ),
         AppResponse::Error(_)
     ));
 }
@@ -1025,7 +1000,10 @@ fn a_first_fetch_that_hangs_counts_as_failed_and_a_later_attempt_starts_the_driv
     assert_eq!(h.driver.poll_timeout(), Some(defaults::FIRST_FETCH_TIMEOUT + retry));
     h.directory = DirectoryMood::Serve;
     h.run_until(defaults::FIRST_FETCH_TIMEOUT + retry);
-    assert_eq!(h.first_fetches, vec![Duration::ZERO, defaults::FIRST_FETCH_TIMEOUT + retry]);
+    assert_eq!(
+        h.first_fetches,
+        vec![Duration::ZERO, defaults::FIRST_FETCH_TIMEOUT + retry]
+    );
     assert!(h.driver.is_connected(), "{:?}", h.events);
     match &start_events(&h)[..] {
         [DriverEvent::FirstFetchFailed { attempt: 1, reason, .. }, DriverEvent::GatewayChosen { .. }] => {
@@ -1037,7 +1015,7 @@ fn a_first_fetch_that_hangs_counts_as_failed_and_a_later_attempt_starts_the_driv
 
 #[test]
 fn with_no_directory_key_pinned_the_first_one_is_trusted_kept_and_then_required() {
-    let gateway = SigningKey::from_bytes(&[9; 32]).verifying_key().to_bytes();
+    let gateway = network().gateway_identity(0);
     let mut h = Harness::with(config(), Restored::default(), None, Some(gateway));
     h.driver.start(h.now);
     h.settle();
@@ -1054,7 +1032,13 @@ fn with_no_directory_key_pinned_the_first_one_is_trusted_kept_and_then_required(
     foreign.sign(&SigningKey::from_bytes(&[66; 32]), at, at + VALIDITY_MS);
     h.fetched(Ok(&serde_json::to_string(&foreign).unwrap()));
     h.settle();
-    assert!(h.events.iter().any(|(_, e)| matches!(e, DriverEvent::TopologyRefused(_))), "{:?}", h.events);
+    assert!(
+        h.events
+            .iter()
+            .any(|(_, e)| matches!(e, DriverEvent::TopologyRefused(_))),
+        "{:?}",
+        h.events
+    );
 
     // A pinned key is never written again.
     let h2 = started();
@@ -1063,13 +1047,20 @@ fn with_no_directory_key_pinned_the_first_one_is_trusted_kept_and_then_required(
 
 #[test]
 fn with_no_gateway_named_one_is_chosen_from_the_first_topology_and_told() {
-    let mut h = Harness::with(config(), Restored::default(), Some(directory_key().verifying_key().to_bytes()), None);
+    let mut h = Harness::with(
+        config(),
+        Restored::default(),
+        Some(directory_key().verifying_key().to_bytes()),
+        None,
+    );
     assert_eq!(h.driver.address(), None, "no address before a gateway");
     h.driver.start(h.now);
     h.settle();
-    let gateway = h.gateway.identity.verifying_key().to_bytes();
-    let chosen =
-        DriverEvent::GatewayChosen { gateway: nym_client_core::encode_key(&gateway), url: URL_A.into() };
+    let gateway = h.gateway.identity_key();
+    let chosen = DriverEvent::GatewayChosen {
+        gateway: nym_client_core::encode_key(&gateway),
+        url: h.network.gateways[0].url.clone(),
+    };
     assert_eq!(start_events(&h), vec![chosen]);
     assert_eq!(h.driver.gateway_identity(), Some(gateway));
     assert_eq!(h.driver.address().map(|a| a.gateway_key), Some(gateway));
@@ -1094,17 +1085,25 @@ fn a_named_gateway_missing_from_the_first_topology_fails_the_start_at_once() {
 fn applications_hear_exactly_what_the_core_decides_and_a_failed_message_names_its_id() {
     let mut h = started();
     // Both layer-1 nodes leave: the message fails after its retransmissions.
-    h.gateway.departed.insert(addr(1001));
-    h.gateway.departed.insert(addr(1011));
+    h.gateway.departed.insert(h.network.layer(1)[0]);
+    h.gateway.departed.insert(h.network.layer(1)[1]);
     let me = h.driver.address().unwrap();
-    let AppResponse::Send { id } =
-        h.driver.handle_request(AppRequest::Send { recipient: me, message: b"lost".to_vec() }, h.now)
-    else {
+    let AppResponse::Send { id } = h.driver.handle_request(
+        AppRequest::Send {
+            recipient: me,
+            message: b"lost".to_vec(),
+        },
+        h.now,
+    ) else {
         panic!("refused")
     };
-    let AppResponse::Send { id: second } =
-        h.driver.handle_request(AppRequest::Send { recipient: me, message: b"lost too".to_vec() }, h.now)
-    else {
+    let AppResponse::Send { id: second } = h.driver.handle_request(
+        AppRequest::Send {
+            recipient: me,
+            message: b"lost too".to_vec(),
+        },
+        h.now,
+    ) else {
         panic!("refused")
     };
     assert_ne!(id, second, "each message its own id");
@@ -1124,15 +1123,29 @@ fn applications_hear_exactly_what_the_core_decides_and_a_failed_message_names_it
         })
         .collect();
     failed.sort();
-    assert_eq!(failed, vec![id.min(second), id.max(second)], "each failure once, by the id its send was answered with");
+    assert_eq!(
+        failed,
+        vec![id.min(second), id.max(second)],
+        "each failure once, by the id its send was answered with"
+    );
     // The rest is for the log: route refusals, disconnections, start-up.
     for (_, event) in &h.events {
         let heard = event.for_applications().is_some();
         assert_eq!(heard, event.concerns_applications());
-        assert_eq!(heard, matches!(event, DriverEvent::SendFailed { .. } | DriverEvent::GatewayError(_)), "{event:?}");
+        assert_eq!(
+            heard,
+            matches!(event, DriverEvent::SendFailed { .. } | DriverEvent::GatewayError(_)),
+            "{event:?}"
+        );
     }
-    assert!(h.events.iter().any(|(_, e)| matches!(e, DriverEvent::Disconnected { .. })));
-    assert!(h.events.iter().any(|(_, e)| matches!(e, DriverEvent::GatewayChosen { .. })));
+    assert!(h
+        .events
+        .iter()
+        .any(|(_, e)| matches!(e, DriverEvent::Disconnected { .. })));
+    assert!(h
+        .events
+        .iter()
+        .any(|(_, e)| matches!(e, DriverEvent::GatewayChosen { .. })));
     assert_eq!(
         DriverEvent::GatewayError("full".into()).for_applications(),
         Some(AppResponse::Error("full".into())),

@@ -68,9 +68,9 @@ pub use start::{choose_gateway, verify_first_topology};
 
 use crate::app_api::{AppRequest, AppResponse};
 use crate::client::{Client, ClientEvent, ReceivedMessage};
-use crate::keys::ClientKeys;
 use crate::received_store::ReceivedStore;
 use crate::Recipient;
+use nym_wire::keys::ClientKeys;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use start::Stage;

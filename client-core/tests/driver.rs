@@ -530,6 +530,7 @@ fn after_a_gateway_restart_the_client_reconnects_and_what_was_sent_meanwhile_arr
     assert_eq!(h.delivered[1].1, b"during the restart");
     assert_eq!(h.connected_count(), 2, "one handshake before the restart, one after");
     assert_eq!(h.gateway.stored_total(), 0, "everything delivered was acknowledged");
+    assert_eq!(h.gateway.bad_acks, 0, "each ack on the connection its delivery came on");
     h.driver.detach_app(app, Vec::new());
 }
 

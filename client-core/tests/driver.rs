@@ -9,7 +9,7 @@
 //! outputs, the directory's answers and a fake clock.
 
 use ed25519_dalek::SigningKey;
-use nym_client_core::fuzzing::{FakeGateway, Hop, Mood, TestNetwork};
+use nym_client_core::fuzzing::{unthrottled, FakeGateway, Hop, Mood, TestNetwork};
 use nym_client_core::{
     defaults, AppRequest, AppResponse, AttachError, ClientConfig, ClientKeys, ConnectionId, DeliverTo, Disconnect,
     Driver, DriverConfig, DriverEvent, Output, Restored, SenderTag, StartError, StoreName, StoreWrite,
@@ -95,12 +95,7 @@ struct Harness {
 
 fn config() -> DriverConfig {
     DriverConfig {
-        client: ClientConfig {
-            average_hop_delay: Duration::ZERO,
-            average_packet_delay: Duration::ZERO,
-            loop_cover_delay: Duration::ZERO,
-            ..ClientConfig::default()
-        },
+        client: unthrottled(),
         ..DriverConfig::default()
     }
 }

@@ -4,7 +4,7 @@
 
 use nym_client_core::fuzzing::packet::build_sphinx_packet;
 use nym_client_core::fuzzing::payload::{self, PayloadKind};
-use nym_client_core::fuzzing::{FakeGateway, Hop, TestNetwork};
+use nym_client_core::fuzzing::{unthrottled, FakeGateway, Hop, TestNetwork};
 use nym_client_core::{Client, ClientConfig, ClientEvent, ClientKeys, PacketSize, Recipient, SenderTag};
 use nym_wire::topology::{decode_node_address, encode_node_address};
 use rand::rngs::StdRng;
@@ -320,14 +320,6 @@ fn alice_and_bob_exchange_messages_of_all_sizes_with_cover_traffic() {
     }
 }
 
-fn unthrottled() -> ClientConfig {
-    ClientConfig {
-        average_hop_delay: Duration::ZERO,
-        average_packet_delay: Duration::ZERO,
-        loop_cover_delay: Duration::ZERO,
-        ..ClientConfig::default()
-    }
-}
 
 fn connected(client_gateways: &[usize], gateways: u8, config: ClientConfig) -> Sim {
     let mut sim = Sim::new(client_gateways, gateways, config);

@@ -179,13 +179,7 @@ impl Engine {
         tokio::pin!(shutdown);
         let mut more = self.carry_out();
         loop {
-            let wake = self.driver.poll_timeout().map(|at| tokio::time::Instant::from_std(self.start + at));
-            let sleep = async move {
-                match wake {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let sleep = self.next_wake();
             tokio::select! {
                 // In this order: applications before the gateway's frames.
                 biased;
@@ -203,6 +197,17 @@ impl Engine {
         self.driver.stop(self.now());
         self.carry_out();
         self.opening.take().map(|(_, task)| task)
+    }
+
+    /// Sleeps until the driver's next timer (forever when it has none).
+    fn next_wake(&self) -> impl Future<Output = ()> {
+        let wake = self.driver.poll_timeout().map(|at| tokio::time::Instant::from_std(self.start + at));
+        async move {
+            match wake {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        }
     }
 
     /// Starts the driver and carries out its start-up (the first topology,
@@ -223,13 +228,7 @@ impl Engine {
                     other => self.execute(other),
                 }
             }
-            let wake = self.driver.poll_timeout().map(|at| tokio::time::Instant::from_std(self.start + at));
-            let sleep = async move {
-                match wake {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let sleep = self.next_wake();
             tokio::select! {
                 input = rx.recv() => match input {
                     Some(input) => self.handle(input),

@@ -331,20 +331,12 @@ impl<C: Copy + Eq + Hash> FakeGateway<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::{ClientConfig, ClientEvent};
-    use crate::fuzzing::{Hop, TestNetwork};
+    use crate::client::ClientEvent;
+    use crate::fuzzing::{unthrottled, Hop, TestNetwork};
     use nym_wire::keys::ClientKeys;
 
     const NOW: Duration = Duration::ZERO;
 
-    fn unthrottled() -> ClientConfig {
-        ClientConfig {
-            average_hop_delay: Duration::ZERO,
-            average_packet_delay: Duration::ZERO,
-            loop_cover_delay: Duration::ZERO,
-            ..ClientConfig::default()
-        }
-    }
 
     fn client(network: &TestNetwork, seed: u8) -> Client {
         let keys = ClientKeys::generate(&mut StdRng::from_seed([seed; 32]));

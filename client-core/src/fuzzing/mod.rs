@@ -34,3 +34,14 @@ mod network;
 
 pub use gateway::{FakeGateway, Mood};
 pub use network::{Hop, NodeKeys, TestGatewayNode, TestMixnode, TestNetwork, ONE_EPOCH_SECS};
+
+/// A client config with no Poisson delays and no loop cover: packets leave
+/// as fast as the test polls, and only the ones it asked for.
+pub fn unthrottled() -> crate::ClientConfig {
+    crate::ClientConfig {
+        average_hop_delay: std::time::Duration::ZERO,
+        average_packet_delay: std::time::Duration::ZERO,
+        loop_cover_delay: std::time::Duration::ZERO,
+        ..crate::ClientConfig::default()
+    }
+}

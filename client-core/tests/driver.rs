@@ -345,7 +345,7 @@ impl Harness {
     /// `json` signed by the directory as of now.
     fn signed(&self, mut json: TopologyJson) -> String {
         let at = self.unix_ms();
-        json.sign(&self.network.directory, at, at + VALIDITY_MS);
+        sign_as(&mut json, &self.network.directory, at, at + VALIDITY_MS);
         serde_json::to_string(&json).unwrap()
     }
 
@@ -627,25 +627,25 @@ fn only_a_fresh_topology_signed_by_the_pinned_key_with_signed_descriptors_is_bel
     // 2. signed by someone else's directory key
     let mut foreign = parsed(&good);
     foreign.mix_nodes[0].host = attacker.clone();
-    foreign.sign(&SigningKey::from_bytes(&[66; 32]), at, at + VALIDITY_MS);
+    sign_as(&mut foreign, &SigningKey::from_bytes(&[66; 32]), at, at + VALIDITY_MS);
     // 3. expired
     let mut expired = parsed(&good);
-    expired.sign(&directory_key(), at - 2 * VALIDITY_MS, at - VALIDITY_MS);
+    sign_as(&mut expired, &directory_key(), at - 2 * VALIDITY_MS, at - VALIDITY_MS);
     // 4. a descriptor its node never signed, in a document the directory did
     let mut forged = parsed(&good);
     forged.gateway_nodes[0].mixnet_listener = attacker.clone();
-    forged.sign(&directory_key(), at, at + VALIDITY_MS);
+    sign_as(&mut forged, &directory_key(), at, at + VALIDITY_MS);
     // 5. not signed at all
     let mut unsigned = parsed(&good);
-    unsigned.signature.clear();
+    unsigned.signatures.clear();
     let cases = [
         (
             serde_json::to_string(&tampered).unwrap(),
-            "the topology: the signature does not verify",
+            "not signed by the pinned directory key",
         ),
         (
             serde_json::to_string(&foreign).unwrap(),
-            "not by the pinned directory key",
+            "not signed by the pinned directory key",
         ),
         (serde_json::to_string(&expired).unwrap(), "expired"),
         (
@@ -1025,7 +1025,7 @@ fn with_no_directory_key_pinned_the_first_one_is_trusted_kept_and_then_required(
     h.run_until(DriverConfig::default().topology_refresh);
     let mut foreign: TopologyJson = serde_json::from_str(&h.topology_text()).unwrap();
     let at = h.unix_ms();
-    foreign.sign(&SigningKey::from_bytes(&[66; 32]), at, at + VALIDITY_MS);
+    sign_as(&mut foreign, &SigningKey::from_bytes(&[66; 32]), at, at + VALIDITY_MS);
     h.fetched(Ok(&serde_json::to_string(&foreign).unwrap()));
     h.settle();
     assert!(
@@ -1147,4 +1147,12 @@ fn applications_hear_exactly_what_the_core_decides_and_a_failed_message_names_it
         Some(AppResponse::Error("full".into())),
         "a gateway's complaint, in its own words"
     );
+}
+
+/// `json` as the one authority `key` signs it for `[at, until)`.
+fn sign_as(json: &mut TopologyJson, key: &SigningKey, at: u64, until: u64) {
+    (json.round, json.issued_at, json.expires_at) = (at / 1000, at, until);
+    json.signatures.clear();
+    json.served_by = nym_client_core::encode_key(key.verifying_key().as_bytes());
+    json.sign(key);
 }

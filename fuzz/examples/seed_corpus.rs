@@ -224,15 +224,25 @@ fn signed_topology() {
         ..Default::default()
     };
     gw.sign(&gateway_identity(), now - 1000);
-    let mut topo = TopologyJson { mix_nodes: (1..=3).map(mix).collect(), gateway_nodes: vec![gw.clone()], epoch_length_secs: 86_400, ..Default::default() };
-    topo.sign(&nym_fuzz::directory_identity(), now - 500, now + 86_400_000);
+    let mut topo = TopologyJson {
+        mix_nodes: (1..=3).map(mix).collect(),
+        gateway_nodes: vec![gw.clone()],
+        epoch_length_secs: 86_400,
+        round: (now - 500) / 1000,
+        issued_at: now - 500,
+        expires_at: now + 86_400_000,
+        served_by: nym_wire::address::encode_key(nym_fuzz::directory_identity().verifying_key().as_bytes()),
+        ..Default::default()
+    };
+    topo.sign(&nym_fuzz::directory_identity());
     let text = serde_json::to_string(&topo).unwrap();
     let pinned = nym_fuzz::directory_identity().verifying_key().to_bytes();
-    nym_client_core::verify_topology(&text, Some(&pinned), now, nym_client_core::VERSION).expect("seed topology verifies");
+    let authorities = nym_wire::authority::Authorities::single(pinned, "http://127.0.0.1:1");
+    nym_client_core::verify_topology(&text, Some(&authorities), now, nym_client_core::VERSION).expect("seed topology verifies");
     write("signed_topology", "signed", text.as_bytes());
     write("signed_topology", "mixnode", serde_json::to_string(&mix(2)).unwrap().as_bytes());
     write("signed_topology", "gateway", serde_json::to_string(&gw).unwrap().as_bytes());
-    topo.signature.clear();
+    topo.signatures.clear();
     write("signed_topology", "unsigned", serde_json::to_string(&topo).unwrap().as_bytes());
 }
 

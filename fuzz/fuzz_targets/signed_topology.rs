@@ -8,6 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use nym_wire::authority::Authorities;
 use nym_wire::topology::{GatewayJson, MixNodeJson, TopologyJson};
 use nym_client_core::verify_topology;
 use nym_fuzz::{directory_identity, SIGNED_TOPOLOGY_NOW_MS};
@@ -27,11 +28,12 @@ fuzz_target!(|data: &[u8]| {
     }
     let text = String::from_utf8_lossy(data);
     let pinned = directory_identity().verifying_key().to_bytes();
+    let authorities = Authorities::single(pinned, "http://127.0.0.1:1");
     let now = SIGNED_TOPOLOGY_NOW_MS;
-    match verify_topology(&text, Some(&pinned), now, nym_client_core::VERSION) {
+    match verify_topology(&text, Some(&authorities), now, nym_client_core::VERSION) {
         Ok(v) => {
-            assert_eq!(v.directory_key, pinned);
-            assert!(v.expires_at > now);
+            assert_eq!(v.document.signers.keys, vec![pinned]);
+            assert!(v.expires_at() > now);
             let doc: TopologyJson = serde_json::from_str(&text).expect("accepted text parses");
             for m in &doc.mix_nodes {
                 m.verify_signature().expect("an accepted document's descriptors verify");
@@ -40,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
                 g.verify_signature().expect("an accepted document's descriptors verify");
             }
             let again = serde_json::to_string(&doc).expect("serialises");
-            assert_eq!(verify_topology(&again, Some(&pinned), now, nym_client_core::VERSION).as_ref(), Ok(&v));
+            assert_eq!(verify_topology(&again, Some(&authorities), now, nym_client_core::VERSION).as_ref(), Ok(&v));
             let mut rng = StdRng::from_seed([0; 32]);
             for g in v.topology.gateways() {
                 let epoch = g.epoch_keys.iter().next().map(|(e, _)| *e).unwrap_or_default();
@@ -52,9 +54,12 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(e) => assert!(!e.to_string().is_empty()),
     }
-    // Trust on first use accepts exactly what verifies under the key the
-    // document names.
+    // Trust on first use accepts exactly what verifies under the key of
+    // the authority that served it.
     if let Ok(v) = verify_topology(&text, None, now, nym_client_core::VERSION) {
-        assert_eq!(verify_topology(&text, Some(&v.directory_key), now, nym_client_core::VERSION).as_ref(), Ok(&v));
+        let learned = v.document.signers.learned.expect("first use learns a key");
+        let pinned = Authorities::single(learned, "http://127.0.0.1:1");
+        let again = verify_topology(&text, Some(&pinned), now, nym_client_core::VERSION).expect("verifies pinned");
+        assert_eq!((again.topology, again.document.signers.keys), (v.topology, vec![learned]));
     }
 });

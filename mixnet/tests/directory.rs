@@ -3,6 +3,7 @@
 
 mod common;
 
+use nym_wire::authority::Authorities;
 use common::*;
 use nym_mixnet::http::DirectoryClient;
 use nym_mixnet::{DirectoryConfig, DirectoryHandle};
@@ -77,19 +78,22 @@ async fn the_document_is_signed_by_the_directory_key_and_that_key_is_kept() {
     client.post_json("/api/presence/gateways", &signed_gateway(&identity(20), "127.0.0.1:1790", "127.0.0.1:9000", seq)).await.unwrap();
 
     let t = client.topology().await.unwrap();
-    assert_eq!(t.directory_key, nym_wire::address::encode_key(&key));
+    assert_eq!(t.served_by, nym_wire::address::encode_key(&key));
+    assert_eq!(t.signatures.len(), 1);
+    assert_eq!(t.signatures[0].key, t.served_by);
     assert_eq!(t.expires_at - t.issued_at, 120_000);
     assert!(t.issued_at.abs_diff(now_ms()) < 10_000);
-    let v = nym_wire::signed::verify_topology_json(&t, Some(&key), now_ms(), nym_wire::VERSION).unwrap();
+    let v = nym_wire::signed::verify_topology_json(&t, Some(&Authorities::single(key, dir.url())), now_ms(), nym_wire::VERSION).unwrap();
     assert_eq!(v.topology.mixnodes().count(), 3);
     assert_eq!(v.topology.gateways().len(), 1);
     // every descriptor keeps its node's signature
     assert!(t.mix_nodes.iter().all(|m| m.verify_signature().is_ok()));
     // another pinned key refuses it
-    let e = nym_wire::signed::verify_topology_json(&t, Some(&identity(99).verifying_key().to_bytes()), now_ms(), nym_wire::VERSION)
+    let other = Authorities::single(identity(99).verifying_key().to_bytes(), dir.url());
+    let e = nym_wire::signed::verify_topology_json(&t, Some(&other), now_ms(), nym_wire::VERSION)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("not by the pinned directory key"), "{e}");
+    assert!(e.contains("not signed by the pinned directory key"), "{e}");
     dir.shutdown().await;
 
     // the key is on disk, private, and the same after a restart

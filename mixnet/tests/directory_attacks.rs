@@ -81,7 +81,8 @@ fn refused(r: Result<(), Refusal>, status: u16, words: &[&str]) {
 /// The directory's document, checked with its pinned key.
 async fn document(dir: &Dir) -> TopologyJson {
     let t = dir.client.topology().await.unwrap();
-    t.verify_signature(Some(&dir.key)).expect("signed by the directory key");
+    t.verify_signatures(Some(&nym_wire::authority::Authorities::single(dir.key, "http://127.0.0.1:1")))
+        .expect("signed by the directory key");
     for m in &t.mix_nodes {
         m.verify_signature().unwrap();
     }
@@ -200,7 +201,12 @@ async fn forged_spoofed_conflicting_and_replayed_descriptors_are_refused_and_cha
     want[0] = MixNodeJson { last_seen: 0, ..newer.clone() };
     assert_eq!(strip_mix(&after), want);
     assert_eq!(strip_gw(&after), strip_gw(&before));
-    let v = nym_wire::signed::verify_topology_json(&after, Some(&dir.key), now_ms(), nym_wire::VERSION).unwrap();
+    let v = nym_wire::signed::verify_topology_json(
+        &after,
+        Some(&nym_wire::authority::Authorities::single(dir.key, "http://127.0.0.1:1")),
+        now_ms(),
+        nym_wire::VERSION,
+    ).unwrap();
     assert_eq!(v.topology.gateways()[0].mix_address.to_string(), "127.0.0.1:4009");
     // and the attacker got nothing in
     let ids: HashSet<String> = after.mix_nodes.iter().map(|m| m.identity_key.clone()).collect();

@@ -4,6 +4,7 @@
 
 use nym_mixnet::directory::{start_directory, DirectoryConfig};
 use nym_mixnet::http::{DirectoryClient, MAX_TOPOLOGY_BYTES};
+use nym_wire::authority::Authorities;
 use nym_wire::topology::{paths, TopologyJson};
 use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -49,7 +50,7 @@ async fn topology_text_is_the_document_as_sent() {
     let client = DirectoryClient::new(&format!("{}/", directory.url())).unwrap();
     let text = client.topology_text().await.unwrap();
     let doc: TopologyJson = serde_json::from_str(&text).unwrap();
-    doc.verify_signature(Some(&directory.directory_key())).unwrap();
+    doc.verify_signatures(Some(&Authorities::single(directory.directory_key(), directory.url()))).unwrap();
     assert_eq!(doc, client.topology().await.unwrap(), "the same (cached) document either way");
     directory.shutdown().await;
 }

@@ -216,7 +216,8 @@ async fn the_localnet_directory_admits_exactly_its_nodes_and_every_node_pins_its
     let net = start(dir.path()).await;
     let key = net.directory_key();
     let t = net.topology();
-    nym_wire::signed::verify_topology_json(&t, Some(&key), now_ms(), nym_wire::VERSION).unwrap();
+    let pinned = nym_wire::authority::Authorities::single(key, "http://127.0.0.1:1");
+    nym_wire::signed::verify_topology_json(&t, Some(&pinned), now_ms(), nym_wire::VERSION).unwrap();
     let listed: std::collections::HashSet<String> =
         t.mix_nodes.iter().map(|m| m.identity_key.clone()).chain(t.gateway_nodes.iter().map(|g| g.identity_key.clone())).collect();
     let ours: std::collections::HashSet<String> =

@@ -100,7 +100,7 @@ async fn separate_processes_carry_traffic() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let (json, topo) = topo;
-    assert_eq!(json.directory_key, key);
+    assert_eq!(json.served_by, key);
     // every node trusted the directory's key on first use and kept it
     for node in ["mix1", "mix2", "mix3", "gw"] {
         let path = data.path().join(node).join("directory_key.txt");

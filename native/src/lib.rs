@@ -97,7 +97,9 @@ pub async fn init(opts: &InitOptions) -> Result<Initialised> {
     // The same decisions as the driver's start-up: the first fetch's retries,
     // its check (trust on first use without --directory-key), the gateway choice.
     let verified = directory::fetch_first_topology(&directory, pinned.as_ref()).await?;
-    let directory_key = nym_client_core::encode_key(&verified.directory_key);
+    // the pinned key, or the one trusted on first use
+    let key = pinned.or(verified.document.signers.learned).ok_or_else(|| anyhow!("no directory key"))?;
+    let directory_key = nym_client_core::encode_key(&key);
     let topology = verified.topology;
     let mut rng = rand::rngs::StdRng::from_seed(runner::random_seed()?);
     let gateway = choose_gateway(&topology, preferred.as_ref(), &mut rng)

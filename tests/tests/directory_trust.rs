@@ -40,7 +40,9 @@ fn tamper(doc: &mut TopologyJson, attack: usize, first: &TopologyJson) {
         1 => {
             doc.mix_nodes[0].host = attacker;
             let key = attacker_key();
-            doc.sign(&key, doc.issued_at, doc.expires_at);
+            doc.signatures.clear();
+            doc.served_by = nym_wire::address::encode_key(key.verifying_key().as_bytes());
+            doc.sign(&key);
         }
         2 => {
             // the attacker's own key signs a descriptor that keeps the real
@@ -50,7 +52,7 @@ fn tamper(doc: &mut TopologyJson, attack: usize, first: &TopologyJson) {
             doc.gateway_nodes[0].sign(&attacker_key(), doc.issued_at);
             doc.gateway_nodes[0].identity_key = real_identity;
         }
-        3 => doc.signature.clear(),
+        3 => doc.signatures.clear(),
         _ => *doc = first.clone(),
     }
 }
@@ -113,10 +115,10 @@ async fn start_middle(directory: String) -> Result<Middle> {
 async fn directory_key(directory: &str) -> Result<String> {
     let text = nym_client::directory::fetch_topology_text(directory).await?;
     let doc: TopologyJson = serde_json::from_str(&text).context("topology JSON")?;
-    if doc.directory_key.is_empty() {
+    if doc.served_by.is_empty() || doc.signatures.is_empty() {
         bail!("the directory signs no topology");
     }
-    Ok(doc.directory_key)
+    Ok(doc.served_by)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,6 +25,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod address;
+pub mod authority;
 pub mod epoch;
 pub mod error;
 pub mod gateway;

@@ -13,8 +13,9 @@
 //! docs/topology-document.md.
 
 use crate::address::{decode_key, encode_key, KEY_LENGTH};
+use crate::authority::{Authorities, MAX_AUTHORITIES};
 use crate::error::{Error, Result};
-use crate::topology::{EpochKeyJson, GatewayJson, MixNodeJson, Topology, TopologyJson};
+use crate::topology::{DocumentSignature, EpochKeyJson, GatewayJson, MixNodeJson, Topology, TopologyJson};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 /// How far in the future a document's `issuedAt` may be before a client
@@ -23,7 +24,7 @@ pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
 
 const MIXNODE_TAG: &[u8] = b"nym-mixnode-descriptor/2";
 const GATEWAY_TAG: &[u8] = b"nym-gateway-descriptor/2";
-const TOPOLOGY_TAG: &[u8] = b"nym-topology/2";
+const TOPOLOGY_TAG: &[u8] = b"nym-topology/3";
 
 /// Canonical encoding: each field length-prefixed, so no two different
 /// field lists encode alike.
@@ -138,11 +139,12 @@ impl GatewayJson {
 }
 
 impl TopologyJson {
-    /// The bytes the directory signs: its key, the times, and every node
-    /// descriptor in order with its signature and `lastSeen`.
+    /// The bytes every authority signs: the round, the times, the network
+    /// parameters, and every node descriptor in order with its signature and
+    /// `lastSeen`. Not `signatures` nor `servedBy`.
     pub fn signed_bytes(&self) -> Vec<u8> {
         let mut c = Canonical::new(TOPOLOGY_TAG);
-        c.str(&self.directory_key).u64(self.issued_at).u64(self.expires_at).u64(self.epoch_length_secs);
+        c.u64(self.round).u64(self.issued_at).u64(self.expires_at).u64(self.epoch_length_secs);
         c.u64(self.mix_nodes.len() as u64);
         for m in &self.mix_nodes {
             c.bytes(&m.signed_bytes()).str(&m.signature).u64(m.last_seen);
@@ -154,33 +156,133 @@ impl TopologyJson {
         c.0
     }
 
-    /// Sets the directory key and the times, and signs the document.
-    pub fn sign(&mut self, directory: &SigningKey, issued_at_ms: u64, expires_at_ms: u64) {
-        self.directory_key = encode_key(directory.verifying_key().as_bytes());
-        self.issued_at = issued_at_ms;
-        self.expires_at = expires_at_ms;
-        self.signature = sign(directory, &self.signed_bytes());
+    /// `authority`'s signature over the document as it is now.
+    pub fn signature_by(&self, authority: &SigningKey) -> DocumentSignature {
+        DocumentSignature {
+            key: encode_key(authority.verifying_key().as_bytes()),
+            signature: sign(authority, &self.signed_bytes()),
+        }
     }
 
-    /// Checks the directory's signature, by `pinned` when given, else by the
-    /// key the document names (trust on first use); returns the key.
-    pub fn verify_signature(&self, pinned: Option<&[u8; KEY_LENGTH]>) -> Result<[u8; KEY_LENGTH]> {
-        if self.signature.is_empty() || self.directory_key.is_empty() {
-            return Err(Error::Topology("the topology is not signed".into()));
-        }
-        let named = parse_identity(&self.directory_key, "the topology's directory key")?;
-        if let Some(pinned) = pinned {
-            if named.as_bytes() != pinned {
-                return Err(Error::Topology(format!(
-                    "the topology is signed by {}, not by the pinned directory key {}",
-                    self.directory_key,
-                    encode_key(pinned)
-                )));
+    /// Adds `authority`'s signature (replacing an earlier one by the same key).
+    pub fn sign(&mut self, authority: &SigningKey) {
+        self.add_signature(self.signature_by(authority));
+    }
+
+    /// Adds a signature, replacing one by the same key; keeps them in key order.
+    pub fn add_signature(&mut self, signature: DocumentSignature) {
+        self.signatures.retain(|s| s.key != signature.key);
+        self.signatures.push(signature);
+        self.signatures.sort_by(|a, b| a.key.cmp(&b.key));
+    }
+
+    /// Whether `signature` is a valid signature over this document by the key it names.
+    pub fn signature_is_valid(&self, signature: &DocumentSignature) -> bool {
+        self.check_signatures_over(&self.signed_bytes(), std::slice::from_ref(signature)).len() == 1
+    }
+
+    /// The distinct keys among `signatures` whose signature over `bytes` verifies.
+    fn check_signatures_over(&self, bytes: &[u8], signatures: &[DocumentSignature]) -> Vec<[u8; KEY_LENGTH]> {
+        let mut good: Vec<[u8; KEY_LENGTH]> = Vec::new();
+        for s in signatures {
+            let Ok(key) = parse_identity(&s.key, "authority key") else { continue };
+            if !good.contains(key.as_bytes()) && verify(&key, bytes, &s.signature, "the topology").is_ok() {
+                good.push(key.to_bytes());
             }
         }
-        verify(&named, &self.signed_bytes(), &self.signature, "the topology")?;
-        Ok(named.to_bytes())
+        good
     }
+
+    /// Checks the authorities' signatures: at least `authorities.threshold()`
+    /// distinct listed keys must have signed (a signature by an unlisted key
+    /// or one that does not verify counts for nothing; a key that appears
+    /// twice refuses the document). With `None` (a client that trusts on
+    /// first use) the key in `servedBy` must have signed, and is returned
+    /// for the caller to pin. Returns the listed keys that signed.
+    pub fn verify_signatures(&self, authorities: Option<&Authorities>) -> Result<Signers> {
+        if self.signatures.is_empty() {
+            return Err(Error::Topology("the topology is not signed".into()));
+        }
+        if self.signatures.len() > MAX_AUTHORITIES {
+            return Err(Error::Topology(format!(
+                "the topology carries {} signatures; at most {MAX_AUTHORITIES} are read",
+                self.signatures.len()
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for s in &self.signatures {
+            if !seen.insert(s.key.as_str()) {
+                return Err(Error::Topology(format!("the topology carries two signatures by {}", s.key)));
+            }
+        }
+        let bytes = self.signed_bytes();
+        let Some(authorities) = authorities else {
+            let served_by = parse_identity(&self.served_by, "the topology's servedBy key")?;
+            let by = encode_key(served_by.as_bytes());
+            let theirs: Vec<DocumentSignature> = self.signatures.iter().filter(|s| s.key == by).cloned().collect();
+            if theirs.is_empty() {
+                return Err(Error::Topology(format!("the topology is not signed by {by}, the authority that served it")));
+            }
+            if self.check_signatures_over(&bytes, &theirs).is_empty() {
+                return Err(Error::Topology(format!(
+                    "the topology: the signature by {by} (the authority that served it) does not verify"
+                )));
+            }
+            return Ok(Signers { keys: vec![served_by.to_bytes()], learned: Some(served_by.to_bytes()) });
+        };
+        let listed: Vec<DocumentSignature> = self
+            .signatures
+            .iter()
+            .filter(|s| decode_key(&s.key, "key").is_ok_and(|k| authorities.contains(&k)))
+            .cloned()
+            .collect();
+        let keys = self.check_signatures_over(&bytes, &listed);
+        let (n, k) = (authorities.list().len(), authorities.threshold());
+        if keys.len() < k {
+            let what = if n == 1 {
+                format!("the topology is not signed by the pinned directory key {}", authorities.list()[0].key_b58())
+            } else {
+                format!(
+                    "the topology carries {} valid signature{} by the {n} pinned authorities; {k} needed",
+                    keys.len(),
+                    if keys.len() == 1 { "" } else { "s" }
+                )
+            };
+            let others = self.signatures.len() - keys.len();
+            let note = if others > 0 { format!(" ({others} other signature(s) unlisted or invalid)") } else { String::new() };
+            return Err(Error::Topology(format!("{what}{note}")));
+        }
+        Ok(Signers { keys, learned: None })
+    }
+}
+
+/// Who signed a document that passed [`TopologyJson::verify_signatures`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signers {
+    /// The listed authority keys whose signatures verified (for trust on
+    /// first use: the one key learned).
+    pub keys: Vec<[u8; KEY_LENGTH]>,
+    /// With no authorities pinned: the key trusted on first use, to keep.
+    pub learned: Option<[u8; KEY_LENGTH]>,
+}
+
+/// A topology document whose signatures and times passed
+/// [`verify_document`]: enough to learn the network's parameters even when
+/// the network is not yet usable (no layer filled).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedDocument {
+    /// Who signed it.
+    pub signers: Signers,
+    /// The consensus round.
+    pub round: u64,
+    /// Unix milliseconds.
+    pub issued_at: u64,
+    /// Unix milliseconds.
+    pub expires_at: u64,
+    /// The network's key epoch length.
+    pub epoch_length_secs: u64,
+    /// The Unix milliseconds it was checked at (the caller's wall clock).
+    pub verified_at: u64,
 }
 
 /// A topology that passed every check of [`verify_topology`].
@@ -188,66 +290,101 @@ impl TopologyJson {
 pub struct VerifiedTopology {
     /// The network it describes.
     pub topology: Topology,
-    /// The key that signed it (the pinned one, or the one learned on first use).
-    pub directory_key: [u8; KEY_LENGTH],
+    /// Signatures, times and parameters.
+    pub document: VerifiedDocument,
+}
+
+impl VerifiedTopology {
     /// Unix milliseconds.
-    pub issued_at: u64,
+    pub fn issued_at(&self) -> u64 {
+        self.document.issued_at
+    }
+
     /// Unix milliseconds.
-    pub expires_at: u64,
-    /// The Unix milliseconds it was checked at (the caller's wall clock).
-    pub verified_at: u64,
+    pub fn expires_at(&self) -> u64 {
+        self.document.expires_at
+    }
+}
+
+fn hms(ms: u64) -> String {
+    let s = ms / 1000;
+    if s >= 3600 {
+        format!("{} h {} min", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{} min {} s", s / 60, s % 60)
+    } else {
+        format!("{s} s")
+    }
+}
+
+/// The signatures ([`TopologyJson::verify_signatures`]) and the times: not
+/// expired at `now_unix_ms`, nor issued implausibly far in the future. A
+/// time error says which clock to suspect.
+pub fn verify_document(
+    json: &TopologyJson,
+    authorities: Option<&Authorities>,
+    now_unix_ms: u64,
+) -> Result<VerifiedDocument> {
+    let signers = json.verify_signatures(authorities)?;
+    if json.expires_at <= now_unix_ms {
+        let ago = now_unix_ms - json.expires_at;
+        // A document that expired long ago on a network that refreshes every
+        // few minutes usually means this machine's clock runs ahead.
+        let hint = if ago > 3_600_000 {
+            " (if the authorities are up, this machine's clock is probably wrong: check it)"
+        } else {
+            " (no authority has issued a newer one we could fetch)"
+        };
+        return Err(Error::Topology(format!("the newest topology expired {} ago{hint}", hms(ago))));
+    }
+    if json.issued_at > now_unix_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
+        return Err(Error::Topology(format!(
+            "the topology was issued {} in the future: this machine's clock is probably behind (check it)",
+            hms(json.issued_at - now_unix_ms)
+        )));
+    }
+    Ok(VerifiedDocument {
+        signers,
+        round: json.round,
+        issued_at: json.issued_at,
+        expires_at: json.expires_at,
+        epoch_length_secs: json.epoch_length_secs,
+        verified_at: now_unix_ms,
+    })
 }
 
 /// Everything anyone who uses a topology checks, in this order: the JSON
-/// parses; the document is signed by `pinned` (or, with `None`, by the key it
-/// names: trust on first use, and the caller keeps the key); it is not
-/// expired at `now_unix_ms` nor issued implausibly far in the future; every
-/// node descriptor carries a valid signature by its own identity; and then
-/// what [`Topology::from_json`] checks for `our_version`.
+/// parses; [`verify_document`] (signatures by `authorities`, or with `None`
+/// by the authority that served it: trust on first use, and the caller keeps
+/// `signers.learned`; times); every node descriptor carries a valid
+/// signature by its own identity; and then what [`Topology::from_json`]
+/// checks for `our_version`.
 pub fn verify_topology(
     text: &str,
-    pinned: Option<&[u8; KEY_LENGTH]>,
+    authorities: Option<&Authorities>,
     now_unix_ms: u64,
     our_version: &str,
 ) -> Result<VerifiedTopology> {
     let json: TopologyJson =
         serde_json::from_str(text).map_err(|e| Error::Topology(format!("not topology JSON: {e}")))?;
-    verify_topology_json(&json, pinned, now_unix_ms, our_version)
+    verify_topology_json(&json, authorities, now_unix_ms, our_version)
 }
 
 /// [`verify_topology`] of an already parsed document.
 pub fn verify_topology_json(
     json: &TopologyJson,
-    pinned: Option<&[u8; KEY_LENGTH]>,
+    authorities: Option<&Authorities>,
     now_unix_ms: u64,
     our_version: &str,
 ) -> Result<VerifiedTopology> {
-    let directory_key = json.verify_signature(pinned)?;
-    if json.expires_at <= now_unix_ms {
-        return Err(Error::Topology(format!(
-            "the topology expired {} s ago",
-            (now_unix_ms - json.expires_at) / 1000
-        )));
-    }
-    if json.issued_at > now_unix_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
-        return Err(Error::Topology(format!(
-            "the topology was issued {} s in the future (check the clocks)",
-            (json.issued_at - now_unix_ms) / 1000
-        )));
-    }
+    let document = verify_document(json, authorities, now_unix_ms)?;
     for m in &json.mix_nodes {
         m.verify_signature()?;
     }
     for g in &json.gateway_nodes {
         g.verify_signature()?;
     }
-    Ok(VerifiedTopology {
-        topology: Topology::from_json(json, our_version)?,
-        directory_key,
-        issued_at: json.issued_at,
-        expires_at: json.expires_at,
-        verified_at: now_unix_ms,
-    })
+    Ok(VerifiedTopology { topology: Topology::from_json(json, our_version)?, document })
 }
 
 #[cfg(test)]
@@ -301,60 +438,143 @@ mod tests {
             mix_nodes: vec![mix(1, 1), mix(2, 2), mix(3, 3)],
             gateway_nodes: vec![gateway()],
             epoch_length_secs: 3600,
+            round: 7,
+            issued_at: NOW,
+            expires_at: NOW + 60_000,
             ..TopologyJson::default()
         };
-        t.sign(&key(100), NOW, NOW + 60_000);
+        for k in [100, 101, 102] {
+            t.sign(&key(k));
+        }
+        t.served_by = encode_key(key(100).verifying_key().as_bytes());
         t
     }
 
-    fn directory_key() -> [u8; 32] {
-        key(100).verifying_key().to_bytes()
+    /// The three authorities 100, 101, 102, threshold 2.
+    fn authorities() -> Authorities {
+        let list = [100u8, 101, 102]
+            .iter()
+            .map(|k| crate::authority::Authority {
+                key: key(*k).verifying_key().to_bytes(),
+                url: format!("http://127.0.0.1:{k}"),
+            })
+            .collect();
+        Authorities::new(list, None).unwrap()
     }
 
     fn check(t: &TopologyJson) -> Result<VerifiedTopology> {
-        verify_topology(&serde_json::to_string(t).unwrap(), Some(&directory_key()), NOW, crate::VERSION)
+        verify_topology(&serde_json::to_string(t).unwrap(), Some(&authorities()), NOW, crate::VERSION)
+    }
+
+    fn signer(k: u8) -> [u8; 32] {
+        key(k).verifying_key().to_bytes()
     }
 
     #[test]
-    fn a_signed_topology_verifies_and_names_its_key() {
+    fn a_document_signed_by_a_threshold_verifies_and_names_its_signers() {
         let v = check(&document()).unwrap();
-        assert_eq!(v.directory_key, directory_key());
-        assert_eq!((v.issued_at, v.expires_at), (NOW, NOW + 60_000));
+        let mut want = vec![signer(100), signer(101), signer(102)];
+        want.sort_by_key(|k| encode_key(k));
+        assert_eq!(v.document.signers.keys, want);
+        assert_eq!(v.document.signers.learned, None);
+        assert_eq!((v.issued_at(), v.expires_at(), v.document.round), (NOW, NOW + 60_000, 7));
         assert_eq!(v.topology.gateways().len(), 1);
-        // trust on first use: the key the document names
+        // two of three suffice
+        let mut t = document();
+        t.signatures.remove(1);
+        assert_eq!(check(&t).unwrap().document.signers.keys.len(), 2);
+        // trust on first use: the authority that served it
         let text = serde_json::to_string(&document()).unwrap();
-        assert_eq!(verify_topology(&text, None, NOW, crate::VERSION).unwrap().directory_key, directory_key());
+        let v = verify_topology(&text, None, NOW, crate::VERSION).unwrap();
+        assert_eq!(v.document.signers.learned, Some(signer(100)));
+        // a single pinned authority believes a multi-authority document it signed
+        let one = Authorities::single(signer(101), "http://127.0.0.1:101");
+        assert!(verify_topology(&text, Some(&one), NOW, crate::VERSION).is_ok());
         // the JSON still reads as the old shape, plus the signature fields
-        for field in ["mixNodes", "gatewayNodes", "identityKey", "seq", "signature", "issuedAt", "expiresAt", "directoryKey"] {
+        for field in ["mixNodes", "gatewayNodes", "identityKey", "seq", "signatures", "issuedAt", "expiresAt", "round"] {
             assert!(text.contains(field), "{field} missing");
         }
     }
 
     #[test]
-    fn unsigned_foreign_expired_and_future_documents_are_refused() {
+    fn too_few_unlisted_repeated_and_forged_signatures_are_refused() {
         let mut t = document();
-        t.signature.clear();
+        t.signatures.clear();
         assert!(check(&t).unwrap_err().to_string().contains("not signed"));
 
+        // one valid signature of three, threshold two
         let mut t = document();
-        t.sign(&key(101), NOW, NOW + 60_000);
+        t.signatures.retain(|s| s.key == encode_key(&signer(100)));
         let e = check(&t).unwrap_err().to_string();
-        assert!(e.contains("not by the pinned directory key"), "{e}");
+        assert!(e.contains("1 valid signature by the 3 pinned authorities; 2 needed"), "{e}");
 
-        let mut t = document();
-        t.sign(&key(100), NOW - 120_000, NOW - 60_000);
-        assert!(check(&t).unwrap_err().to_string().contains("expired 60 s ago"));
+        // a second signature by a key nobody pinned counts for nothing
+        t.sign(&key(103));
+        let e = check(&t).unwrap_err().to_string();
+        assert!(e.contains("1 valid signature") && e.contains("1 other"), "{e}");
 
+        // the same authority twice is refused, not counted twice
         let mut t = document();
-        t.sign(&key(100), NOW + MAX_CLOCK_SKEW_MS + 60_000, NOW + MAX_CLOCK_SKEW_MS + 120_000);
-        assert!(check(&t).unwrap_err().to_string().contains("in the future"));
+        t.signatures.retain(|s| s.key == encode_key(&signer(100)));
+        let again = t.signatures[0].clone();
+        t.signatures.push(again);
+        assert!(check(&t).unwrap_err().to_string().contains("two signatures by"));
+
+        // a pinned key's signature over other bytes counts for nothing
+        let mut t = document();
+        let other = {
+            let mut o = document();
+            o.round += 1;
+            o.signature_by(&key(101))
+        };
+        t.add_signature(other);
+        t.signatures.retain(|s| s.key != encode_key(&signer(102)));
+        let e = check(&t).unwrap_err().to_string();
+        assert!(e.contains("1 valid signature"), "{e}");
+
+        // one pinned authority: its key must have signed
+        let one = Authorities::single(signer(104), "http://127.0.0.1:104");
+        let text = serde_json::to_string(&document()).unwrap();
+        let e = verify_topology(&text, Some(&one), NOW, crate::VERSION).unwrap_err().to_string();
+        assert!(e.contains("not signed by the pinned directory key"), "{e}");
+
+        // trust on first use: the serving authority must have signed
+        let mut t = document();
+        t.served_by = encode_key(&signer(104));
+        let e = verify_topology(&serde_json::to_string(&t).unwrap(), None, NOW, crate::VERSION).unwrap_err();
+        assert!(e.to_string().contains("the authority that served it"), "{e}");
 
         assert!(check(&TopologyJson::default()).is_err());
     }
 
     #[test]
-    fn a_change_anywhere_breaks_the_directory_signature() {
-        let tamper: [fn(&mut TopologyJson); 9] = [
+    fn expired_and_future_documents_are_refused_naming_the_clock() {
+        let resign = |t: &mut TopologyJson| {
+            t.signatures.clear();
+            for k in [100, 101] {
+                t.sign(&key(k));
+            }
+        };
+        let mut t = document();
+        (t.issued_at, t.expires_at) = (NOW - 120_000, NOW - 60_000);
+        resign(&mut t);
+        let e = check(&t).unwrap_err().to_string();
+        assert!(e.contains("expired 1 min 0 s ago") && e.contains("no authority"), "{e}");
+
+        (t.issued_at, t.expires_at) = (NOW - 5 * 3_600_000, NOW - 4 * 3_600_000);
+        resign(&mut t);
+        let e = check(&t).unwrap_err().to_string();
+        assert!(e.contains("expired 4 h 0 min ago") && e.contains("clock"), "{e}");
+
+        (t.issued_at, t.expires_at) = (NOW + MAX_CLOCK_SKEW_MS + 60_000, NOW + MAX_CLOCK_SKEW_MS + 120_000);
+        resign(&mut t);
+        let e = check(&t).unwrap_err().to_string();
+        assert!(e.contains("in the future") && e.contains("clock"), "{e}");
+    }
+
+    #[test]
+    fn a_change_anywhere_breaks_every_authority_signature() {
+        let tamper: [fn(&mut TopologyJson); 10] = [
             |t| t.epoch_length_secs += 1,
             |t| t.mix_nodes[0].host = "127.0.0.2:1".into(),
             |t| t.mix_nodes[1].last_seen += 1,
@@ -362,6 +582,7 @@ mod tests {
             |t| t.gateway_nodes[0].client_listener = "ws://127.0.0.2:9000".into(),
             |t| t.expires_at += 1,
             |t| t.issued_at -= 1,
+            |t| t.round += 1,
             |t| t.mix_nodes.swap(0, 1),
             |t| {
                 t.mix_nodes.pop();
@@ -371,8 +592,12 @@ mod tests {
             let mut t = document();
             f(&mut t);
             let e = check(&t).unwrap_err().to_string();
-            assert!(e.contains("the topology: the signature does not verify"), "case {i}: {e}");
+            assert!(e.contains("0 valid signatures"), "case {i}: {e}");
         }
+        // the unsigned hint changes nothing for a client with pinned keys
+        let mut t = document();
+        t.served_by = "whatever".into();
+        assert!(check(&t).is_ok());
     }
 
     #[test]
@@ -385,13 +610,17 @@ mod tests {
         g.sphinx_keys = epoch_keys(66);
         g.sign(&key(66), NOW);
         g.identity_key = real_identity;
-        t.sign(&key(100), NOW, NOW + 60_000);
+        t.signatures.clear();
+        t.sign(&key(100));
+        t.sign(&key(101));
         let e = check(&t).unwrap_err().to_string();
         assert!(e.contains("gateway 127.0.0.1:1789: the signature does not verify"), "{e}");
 
         let mut t = document();
         t.mix_nodes[0].version = "9.9.9".into();
-        t.sign(&key(100), NOW, NOW + 60_000);
+        t.signatures.clear();
+        t.sign(&key(100));
+        t.sign(&key(101));
         assert!(check(&t).unwrap_err().to_string().contains("mixnode 127.0.0.1:1: the signature does not verify"));
     }
 

@@ -125,7 +125,11 @@ pub struct TopologyJson {
     /// Every gateway listed.
     #[serde(default)]
     pub gateway_nodes: Vec<GatewayJson>,
-    /// Unix time in milliseconds when the directory signed the document.
+    /// The consensus round the document is of (`issuedAt / round length`).
+    #[serde(default)]
+    pub round: u64,
+    /// Unix time in milliseconds when the round began (the same for every
+    /// authority: times come from the round, not from a clock).
     #[serde(default)]
     pub issued_at: u64,
     /// Unix time in milliseconds after which no client may use it.
@@ -134,11 +138,23 @@ pub struct TopologyJson {
     /// The network's key epoch length ([`crate::epoch`]).
     #[serde(default)]
     pub epoch_length_secs: u64,
-    /// base58 ed25519 key of the directory that signed it.
+    /// The authorities' signatures over the document's canonical bytes
+    /// (`crate::signed`); not themselves signed.
     #[serde(default)]
-    pub directory_key: String,
-    /// base58 ed25519 signature by `directory_key` over the whole document.
-    #[serde(default)]
+    pub signatures: Vec<DocumentSignature>,
+    /// base58 key of the authority that served this copy: not signed, a
+    /// hint only (a client that trusts on first use pins it, and believes
+    /// the document only if that key's signature is in it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub served_by: String,
+}
+
+/// One authority's signature on a topology document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentSignature {
+    /// base58 ed25519 key of the authority.
+    pub key: String,
+    /// base58 of the 64-byte ed25519 signature.
     pub signature: String,
 }
 

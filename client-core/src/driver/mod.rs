@@ -337,16 +337,16 @@ impl Driver {
         self.client.handle_clock(now, unix_time_ms);
         let Some(pinned) = self.directory_key else { return };
         let verified = fetched.and_then(|text| {
-            crate::verify_topology(text, Some(&pinned), unix_time_ms, crate::VERSION).map_err(|e| e.to_string())
+            verify_first_topology(text, Some(&pinned), unix_time_ms).map_err(|e| e.to_string())
         });
         let verified = match verified {
             Ok(v) => v,
             Err(e) => return self.refuse_topology(e),
         };
-        if verified.issued_at < self.topology_issued_at {
+        if verified.issued_at() < self.topology_issued_at {
             return self.refuse_topology(format!(
                 "it was issued {} ms before the one in use (a replayed document?)",
-                self.topology_issued_at - verified.issued_at
+                self.topology_issued_at - verified.issued_at()
             ));
         }
         let Some(gateway) = self.gateway_identity.and_then(|id| verified.topology.gateway(&id)) else {
@@ -356,7 +356,7 @@ impl Driver {
             self.gateway_url = gateway.client_listener.clone();
             self.outputs.push_back(Output::Event(DriverEvent::GatewayMoved { url: self.gateway_url.clone() }));
         }
-        self.topology_issued_at = verified.issued_at;
+        self.topology_issued_at = verified.issued_at();
         self.client.handle_topology(verified.topology);
     }
 

@@ -46,7 +46,8 @@ pub fn verify_first_topology(
     pinned: Option<&[u8; 32]>,
     unix_time_ms: u64,
 ) -> Result<VerifiedTopology, nym_wire::Error> {
-    crate::verify_topology(text, pinned, unix_time_ms, crate::VERSION)
+    let authorities = pinned.map(|k| nym_wire::authority::Authorities::single(*k, ""));
+    crate::verify_topology(text, authorities.as_ref(), unix_time_ms, crate::VERSION)
 }
 
 /// The gateway a client uses: `preferred` (the one it registered with, or
@@ -140,12 +141,12 @@ impl Driver {
             Ok(g) => g.clone(),
             Err(e) => return self.fail_start(e),
         };
-        if self.directory_key.is_none() {
+        if let Some(learned) = verified.document.signers.learned {
             // Trust on first use: from now on only this key's documents.
-            let key = encode_key(&verified.directory_key).into_bytes();
+            let key = encode_key(&learned).into_bytes();
             self.outputs.push_back(Output::Persist { store: StoreName::DirectoryKey, write: StoreWrite::Replace(key) });
+            self.directory_key = Some(learned);
         }
-        self.directory_key = Some(verified.directory_key);
         self.gateway_identity = Some(gateway.identity_key);
         self.gateway_url = gateway.client_listener.clone();
         self.client.set_gateway(gateway.identity_key);
@@ -153,7 +154,7 @@ impl Driver {
             gateway: encode_key(&gateway.identity_key),
             url: gateway.client_listener,
         }));
-        self.topology_issued_at = verified.issued_at;
+        self.topology_issued_at = verified.issued_at();
         self.client.handle_clock(now, unix_time_ms);
         self.client.handle_topology(verified.topology);
         self.stage = Stage::Running;

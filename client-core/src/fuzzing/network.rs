@@ -224,7 +224,9 @@ impl TestNetwork {
     /// for `validity_ms`: what a topology fetch returns.
     pub fn signed_text(&self, unix_ms: u64, validity_ms: u64) -> String {
         let mut json = self.json(unix_ms);
-        json.sign(&self.directory, unix_ms, unix_ms + validity_ms);
+        (json.round, json.issued_at, json.expires_at) = (unix_ms / 1000, unix_ms, unix_ms + validity_ms);
+        json.served_by = crate::encode_key(self.directory.verifying_key().as_bytes());
+        json.sign(&self.directory);
         serde_json::to_string(&json).unwrap_or_default()
     }
 

@@ -199,9 +199,13 @@ impl DirectoryState {
             mix_nodes,
             gateway_nodes,
             epoch_length_secs: self.config.epoch_secs,
+            round: now_ms / 1000,
+            issued_at: now_ms,
+            expires_at: now_ms.saturating_add(validity_ms),
+            served_by: encode_key(self.key.verifying_key().as_bytes()),
             ..TopologyJson::default()
         };
-        doc.sign(&self.key, now_ms, now_ms.saturating_add(validity_ms));
+        doc.sign(&self.key);
         // serde_json can't fail on these plain structs; an empty body would
         // be refused by every reader anyway.
         let text = Arc::new(serde_json::to_string(&doc).unwrap_or_default());

@@ -7,6 +7,7 @@ use crate::http::DirectoryClient;
 use crate::keyfiles::{read_learned_directory_key, write_learned_directory_key, LEARNED_DIRECTORY_KEY_FILE};
 use anyhow::{anyhow, Result};
 use nym_wire::address::encode_key;
+use nym_wire::authority::Authorities;
 use nym_wire::signed::{verify_topology_json, VerifiedTopology};
 use nym_wire::topology::TopologyJson;
 use std::collections::HashSet;
@@ -51,27 +52,29 @@ impl TopologyTrust {
     pub(crate) fn verify(&self, json: &TopologyJson) -> Result<VerifiedTopology> {
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let key = self.directory_key();
-        let verified = verify_topology_json(json, key.as_ref(), now_ms, nym_wire::VERSION).map_err(|e| anyhow!("{e}"))?;
+        let authorities = key.map(|k| Authorities::single(k, self.client.base()));
+        let verified =
+            verify_topology_json(json, authorities.as_ref(), now_ms, nym_wire::VERSION).map_err(|e| anyhow!("{e}"))?;
         {
             let mut newest = self.newest.lock().unwrap_or_else(|p| p.into_inner());
-            if verified.issued_at < *newest {
+            if verified.issued_at() < *newest {
                 return Err(anyhow!(
                     "the topology was issued {} ms before the newest one already accepted (a replayed document?)",
-                    *newest - verified.issued_at
+                    *newest - verified.issued_at()
                 ));
             }
-            *newest = verified.issued_at;
+            *newest = verified.issued_at();
         }
         if key.is_none() {
             let mut slot = self.key.lock().unwrap_or_else(|p| p.into_inner());
-            if slot.is_none() {
-                *slot = Some(verified.directory_key);
+            if let (None, Some(learned)) = (*slot, verified.document.signers.learned) {
+                *slot = Some(learned);
                 tracing::info!(
                     "trusting directory key {} on first use (saved in {}; pin it with --directory-key)",
-                    encode_key(&verified.directory_key),
+                    encode_key(&learned),
                     self.data_dir.join(LEARNED_DIRECTORY_KEY_FILE).display()
                 );
-                if let Err(e) = write_learned_directory_key(&self.data_dir, &verified.directory_key) {
+                if let Err(e) = write_learned_directory_key(&self.data_dir, &learned) {
                     tracing::warn!("cannot save the directory key: {e:#}");
                 }
             }
@@ -89,7 +92,9 @@ impl TopologyTrust {
         let result = match self.client.topology().await {
             Ok(json) => self.verify(&json).map_err(|e| {
                 starting = *self.newest.lock().unwrap_or_else(|p| p.into_inner()) == 0
-                    && json.verify_signature(self.directory_key().as_ref()).is_ok();
+                    && json
+                        .verify_signatures(self.directory_key().map(|k| Authorities::single(k, self.client.base())).as_ref())
+                        .is_ok();
                 anyhow!("refused the directory's topology (keeping the last good one): {e:#}")
             }),
             Err(e) => Err(anyhow!("cannot fetch the topology (keeping the last good one): {e:#}")),
@@ -227,8 +232,17 @@ mod tests {
             ..GatewayJson::default()
         };
         g.sign(&SigningKey::from_bytes(&[8; 32]), issued_at);
-        let mut t = TopologyJson { mix_nodes, gateway_nodes: vec![g], epoch_length_secs: 3600, ..TopologyJson::default() };
-        t.sign(directory, issued_at, issued_at + 60_000);
+        let mut t = TopologyJson {
+            mix_nodes,
+            gateway_nodes: vec![g],
+            epoch_length_secs: 3600,
+            round: issued_at / 1000,
+            issued_at,
+            expires_at: issued_at + 60_000,
+            served_by: encode_key(directory.verifying_key().as_bytes()),
+            ..TopologyJson::default()
+        };
+        t.sign(directory);
         t
     }
 
@@ -255,7 +269,7 @@ mod tests {
         assert!(e.contains("before the newest one"), "{e}");
         // another key, even newer, is not believed
         let e = trust.verify(&document(&other, t0 + 2000)).unwrap_err().to_string();
-        assert!(e.contains("not by the pinned directory key"), "{e}");
+        assert!(e.contains("not signed by the pinned directory key"), "{e}");
         // a restarted node keeps the key it learned; a pinned key wins
         let again = TopologyTrust::new(client.clone(), None, data.path().to_path_buf()).unwrap();
         assert_eq!(again.directory_key(), Some(directory.verifying_key().to_bytes()));

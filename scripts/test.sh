@@ -21,7 +21,7 @@ echo "== benchmarks, once, in quick test mode (a benchmark that breaks fails her
 # `cargo bench -p` would resolve them for one package and rebuild much of the
 # workspace. Same programs as the commands in docs/benchmarks.md.
 cargo build --release --all-targets
-cargo bench --bench packets --bench mixnode_throughput --bench replay_filter -- --test
+cargo bench --bench packets --bench topology --bench mixnode_throughput --bench replay_filter -- --test
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 "$target_dir/release/e2e-bench" --quick
 "$target_dir/release/saturation-bench" --quick

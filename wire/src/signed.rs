@@ -17,6 +17,8 @@ use crate::authority::{Authorities, MAX_AUTHORITIES};
 use crate::error::{Error, Result};
 use crate::topology::{DocumentSignature, EpochKeyJson, GatewayJson, MixNodeJson, Topology, TopologyJson};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
 
 /// How far in the future a document's `issuedAt` may be before a client
 /// refuses it: clocks differ, but not by more than this.
@@ -377,14 +379,69 @@ pub fn verify_topology_json(
     now_unix_ms: u64,
     our_version: &str,
 ) -> Result<VerifiedTopology> {
+    verify_topology_cached(json, authorities, now_unix_ms, our_version, &mut DescriptorCache::default())
+}
+
+/// The descriptors of the last document that passed
+/// [`verify_topology_cached`]: a refresh that lists the same descriptors
+/// (the same bytes and signature) checks only the new ones. At the node cap
+/// (1,000 descriptors) that is most of a verification's cost. Bounded: it
+/// holds the last document's descriptors only.
+#[derive(Debug, Default, Clone)]
+pub struct DescriptorCache {
+    verified: HashSet<[u8; 32]>,
+}
+
+impl DescriptorCache {
+    /// Descriptors remembered (those of the last document accepted).
+    pub fn len(&self) -> usize {
+        self.verified.len()
+    }
+
+    /// Whether it remembers none.
+    pub fn is_empty(&self) -> bool {
+        self.verified.is_empty()
+    }
+}
+
+/// What a descriptor's check depends on: its signed bytes and its signature.
+fn descriptor_digest(signed: &[u8], signature: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update((signed.len() as u64).to_be_bytes());
+    h.update(signed);
+    h.update(signature.as_bytes());
+    h.finalize().into()
+}
+
+/// [`verify_topology_json`], skipping the signature check of descriptors
+/// that passed it in the last accepted document (`cache`, updated when this
+/// one is accepted; untouched when it is refused).
+pub fn verify_topology_cached(
+    json: &TopologyJson,
+    authorities: Option<&Authorities>,
+    now_unix_ms: u64,
+    our_version: &str,
+    cache: &mut DescriptorCache,
+) -> Result<VerifiedTopology> {
     let document = verify_document(json, authorities, now_unix_ms)?;
+    let mut verified = HashSet::with_capacity(json.mix_nodes.len() + json.gateway_nodes.len());
+    let mut check = |identity: &str, signed: Vec<u8>, signature: &str, what: String| -> Result<()> {
+        let digest = descriptor_digest(&signed, signature);
+        if !cache.verified.contains(&digest) {
+            verify_descriptor(identity, &signed, signature, &what)?;
+        }
+        verified.insert(digest);
+        Ok(())
+    };
     for m in &json.mix_nodes {
-        m.verify_signature()?;
+        check(&m.identity_key, m.signed_bytes(), &m.signature, format!("mixnode {}", m.host))?;
     }
     for g in &json.gateway_nodes {
-        g.verify_signature()?;
+        check(&g.identity_key, g.signed_bytes(), &g.signature, format!("gateway {}", g.mixnet_listener))?;
     }
-    Ok(VerifiedTopology { topology: Topology::from_json(json, our_version)?, document })
+    let topology = Topology::from_json(json, our_version)?;
+    cache.verified = verified;
+    Ok(VerifiedTopology { topology, document })
 }
 
 #[cfg(test)]
@@ -622,6 +679,41 @@ mod tests {
         t.sign(&key(100));
         t.sign(&key(101));
         assert!(check(&t).unwrap_err().to_string().contains("mixnode 127.0.0.1:1: the signature does not verify"));
+    }
+
+    #[test]
+    fn the_cache_skips_only_descriptors_already_verified_with_the_same_bytes_and_signature() {
+        let mut cache = DescriptorCache::default();
+        let doc = document();
+        verify_topology_cached(&doc, Some(&authorities()), NOW, crate::VERSION, &mut cache).unwrap();
+        assert_eq!(cache.len(), 4);
+        // a descriptor changed under its old signature is checked, and refused
+        let mut t = document();
+        t.mix_nodes[0].location = "elsewhere".into();
+        t.signatures.clear();
+        t.sign(&key(100));
+        t.sign(&key(101));
+        let e = verify_topology_cached(&t, Some(&authorities()), NOW, crate::VERSION, &mut cache).unwrap_err();
+        assert!(e.to_string().contains("mixnode 127.0.0.1:1: the signature does not verify"), "{e}");
+        assert_eq!(cache.len(), 4, "a refused document leaves the cache as it was");
+        // a signature moved onto another descriptor's bytes is checked, and refused
+        let mut t = document();
+        t.mix_nodes[1].signature = t.mix_nodes[0].signature.clone();
+        t.signatures.clear();
+        t.sign(&key(100));
+        t.sign(&key(101));
+        assert!(verify_topology_cached(&t, Some(&authorities()), NOW, crate::VERSION, &mut cache).is_err());
+        // a document with one node fewer: the cache holds what it lists
+        let mut t = document();
+        t.gateway_nodes.push(gateway());
+        t.gateway_nodes[1].mixnet_listener = "127.0.0.1:1790".into();
+        t.gateway_nodes[1].client_listener = "ws://127.0.0.1:9001".into();
+        t.gateway_nodes[1].sign(&key(10), NOW - 1000);
+        t.signatures.clear();
+        t.sign(&key(100));
+        t.sign(&key(101));
+        verify_topology_cached(&t, Some(&authorities()), NOW, crate::VERSION, &mut cache).unwrap();
+        assert_eq!(cache.len(), 5);
     }
 
     #[test]

@@ -29,9 +29,11 @@ pub mod packet {
     pub use crate::packet::build_sphinx_packet;
 }
 
+mod documents;
 mod gateway;
 mod network;
 
+pub use documents::{sample_document, SampleDocument};
 pub use gateway::{FakeGateway, Mood};
 pub use network::{Hop, NodeKeys, TestGatewayNode, TestMixnode, TestNetwork, ONE_EPOCH_SECS};
 

@@ -46,11 +46,13 @@
 //!   topology), for nodes and clients; the paths are `nym_wire::topology::paths`.
 //! - [`epochs`], [`replay`]: Sphinx keys by epoch and their replay filters;
 //!   [`pool`] (connections to next hops), [`stats`] (counters),
-//!   [`keyfiles`], [`ratelimit`], [`cli`] (what every binary shares), the one
+//!   [`keyfiles`], [`ratelimit`], [`cli`] (what every binary shares),
+//!   [`config_file`] (`init` and `config.toml`, over every binary's flags), the one
 //!   accept loop (`listener`),
 //!   [`localnet`] (all of it in one process).
 
 pub mod cli;
+pub mod config_file;
 pub mod directory;
 pub mod epochs;
 pub mod gateway;

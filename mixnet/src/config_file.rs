@@ -311,16 +311,19 @@ fn file_args(cmd: &Command, path: &Path, given: &ArgMatches) -> Result<Vec<OsStr
             continue;
         }
         let kind = Kind::of(arg);
-        let wrong = || err(format!("must be {}, got {}", kind.describe(), value.type_str()));
+        let wrong = |v: &toml::Value| err(format!("must be {}, got {}", kind.describe(), v.type_str()));
         match kind {
             Kind::Switch => {
-                let on = value.as_bool().ok_or_else(wrong)?;
+                let on = value.as_bool().ok_or_else(|| wrong(value))?;
                 if on == matches!(arg.get_action(), ArgAction::SetTrue) {
                     out.push(OsString::from(format!("--{long}")));
                 }
             }
             Kind::Count => {
-                let n = value.as_integer().filter(|n| (0..=255).contains(n)).ok_or_else(wrong)?;
+                let n = value
+                    .as_integer()
+                    .filter(|n| (0..=255).contains(n))
+                    .ok_or_else(|| wrong(value))?;
                 out.extend((0..n).map(|_| OsString::from(format!("--{long}"))));
             }
             _ => {
@@ -330,7 +333,7 @@ fn file_args(cmd: &Command, path: &Path, given: &ArgMatches) -> Result<Vec<OsStr
                     v => vec![v],
                 };
                 for item in items {
-                    let text = kind.text(item, &base).ok_or_else(wrong)?;
+                    let text = kind.text(item, &base).ok_or_else(|| wrong(item))?;
                     check_value(arg, &text).map_err(err)?;
                     out.push(OsString::from(format!("--{long}={text}")));
                 }
@@ -479,4 +482,126 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
     f.write_all(text.as_bytes())
         .and_then(|_| f.sync_all())
         .with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    /// Flags of every kind the binaries have, or may get: a flag added to a
+    /// binary is in its config file with no code of its own.
+    #[derive(clap::Parser, Debug, PartialEq)]
+    struct Toy {
+        /// Required, as `nym-mixnode --layer`.
+        #[arg(long)]
+        layer: u8,
+        #[arg(long, default_value = "127.0.0.1:1")]
+        listen: SocketAddr,
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// A switch, as `nym-directory --open`.
+        #[arg(long)]
+        open: bool,
+        #[arg(long, value_name = "FILE")]
+        authorities: Option<PathBuf>,
+        #[arg(long, conflicts_with = "authorities")]
+        directory: Option<String>,
+        #[arg(long)]
+        peer: Vec<String>,
+        #[arg(long, default_value_t = 0.5)]
+        rate: f64,
+        #[arg(short, long, action = ArgAction::Count)]
+        verbose: u8,
+    }
+
+    const TOY: Binary = Binary {
+        name: "toy",
+        key: NodeKey::Identity,
+        default_data_dir: None,
+    };
+
+    fn toy(args: &[&str]) -> Result<Option<Toy>> {
+        parse_from::<Toy, _, _>(&TOY, std::iter::once("toy").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn what_init_writes_reads_back_as_the_flags_that_made_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("toy");
+        let d_s = d.to_str().unwrap();
+        let auth = tmp.path().join("auth.txt");
+        let flags = [
+            "--data-dir",
+            d_s,
+            "--layer",
+            "2",
+            "--open",
+            "--peer",
+            "a",
+            "--peer",
+            "b b",
+            "-vv",
+        ];
+        let with_auth = [&flags[..], &["--authorities", auth.to_str().unwrap(), "--rate", "0.25"]].concat();
+        assert!(toy(&[&["init"], &with_auth[..]].concat()).unwrap().is_none());
+        let text = fs::read_to_string(d.join(CONFIG_FILE)).unwrap();
+        assert!(
+            text.contains("# Required, as `nym-mixnode --layer`\nlayer = 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nopen = true\n"), "{text}");
+        assert!(text.contains("\npeer = [\"a\", \"b b\"]\n"), "{text}");
+        assert!(text.contains("\n# directory = \"DIRECTORY\"\n"), "{text}");
+        assert!(text.contains("# (default: 0.5)\nrate = 0.25\n"), "{text}");
+        let from_flags = toy(&with_auth).unwrap().unwrap();
+        let from_file = toy(&["--data-dir", d_s]).unwrap().unwrap();
+        assert_eq!(from_file, from_flags);
+        assert_eq!(from_file.verbose, 2);
+    }
+
+    #[test]
+    fn the_command_line_wins_also_over_a_conflicting_file_value() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let d_s = d.to_str().unwrap();
+        fs::write(
+            d.join(CONFIG_FILE),
+            "layer = 1\ndirectory = \"http://x\"\nopen = false\nrate = 2\n",
+        )
+        .unwrap();
+        let t = toy(&["--data-dir", d_s, "--layer", "3", "--authorities", "/etc/a.txt"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (t.layer, t.directory, t.authorities),
+            (3, None, Some(PathBuf::from("/etc/a.txt")))
+        );
+        assert_eq!((t.open, t.rate), (false, 2.0), "an integer is a number");
+        let t = toy(&["--data-dir", d_s]).unwrap().unwrap();
+        assert_eq!((t.layer, t.directory.as_deref()), (1, Some("http://x")));
+        // a relative path in the file is relative to the file
+        fs::write(d.join(CONFIG_FILE), "layer = 1\nauthorities = \"auth.txt\"\n").unwrap();
+        assert_eq!(
+            toy(&["--data-dir", d_s]).unwrap().unwrap().authorities,
+            Some(d.join("auth.txt"))
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_errors_naming_the_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d_s = tmp.path().to_str().unwrap();
+        for (text, want) in [
+            ("open = \"yes\"", "key `open`: must be true or false, got string"),
+            ("peer = [1]", "key `peer`: must be a string, got integer"),
+            ("verbose = -1", "key `verbose`: must be an integer"),
+            ("rate = \"fast\"", "key `rate`: must be a number, got string"),
+            ("rate = 1e400", "not valid TOML"),
+        ] {
+            fs::write(tmp.path().join(CONFIG_FILE), format!("layer = 1\n{text}\n")).unwrap();
+            let e = format!("{:#}", toy(&["--data-dir", d_s]).unwrap_err());
+            assert!(e.contains(want) && e.contains(CONFIG_FILE), "{text}: {e}");
+        }
+    }
 }

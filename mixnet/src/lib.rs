@@ -14,7 +14,8 @@
 //! addresses), `directory_key.txt` (a node's directory key trusted on first
 //! use, base58, when none is pinned), `gateway.sqlite` (gateway inbox and
 //! registered clients, WAL); the directory's `directory_private.pem` (0600)
-//! and `directory_public.pem`. Data dirs are 0700. The directory's rules and
+//! and `directory_public.pem`; `config.toml` (0600; written by `init`, read at
+//! start: [`config_file`]). Data dirs are 0700. The directory's rules and
 //! the signed topology document: docs/topology-document.md.
 //!
 //! Every node keeps [`NodeStats`] counters, logged periodically and readable

@@ -104,7 +104,11 @@ where
     }
     let path = match first.get_one::<PathBuf>(CONFIG_ID) {
         Some(path) => Some(path.clone()),
-        None => Some(data_dir(bin, &first)?.join(CONFIG_FILE)).filter(|p| p.exists()),
+        // no data dir known: argv is wrong, and the real parse below says how
+        None => data_dir(bin, &first)
+            .ok()
+            .map(|d| d.join(CONFIG_FILE))
+            .filter(|p| p.exists()),
     };
     let mut full = argv.clone();
     if let Some(path) = &path {
@@ -158,11 +162,12 @@ fn command<A: CommandFactory>(bin: &Binary) -> Command {
         .disable_help_subcommand(true)
 }
 
-/// `cmd` with every flag optional and no help/version flags: a parse that
-/// only learns what the command line gave.
+/// `cmd` parsing whatever it can, with no check of required flags, `requires`
+/// or conflicts (the file may complete them) and no help/version flags: a
+/// parse that only learns what the command line gave.
 fn relaxed(cmd: &Command) -> Command {
     cmd.clone()
-        .mut_args(|a| a.required(false))
+        .ignore_errors(true)
         .disable_help_flag(true)
         .disable_version_flag(true)
 }
@@ -507,6 +512,9 @@ mod tests {
         authorities: Option<PathBuf>,
         #[arg(long, conflicts_with = "authorities")]
         directory: Option<String>,
+        /// Needs --directory, as `--directory-key` might.
+        #[arg(long, requires = "directory")]
+        directory_key: Option<String>,
         #[arg(long)]
         peer: Vec<String>,
         #[arg(long, default_value_t = 0.5)]
@@ -580,6 +588,12 @@ mod tests {
         assert_eq!((t.open, t.rate), (false, 2.0), "an integer is a number");
         let t = toy(&["--data-dir", d_s]).unwrap().unwrap();
         assert_eq!((t.layer, t.directory.as_deref()), (1, Some("http://x")));
+        // a flag that requires one the file gives
+        let t = toy(&["--data-dir", d_s, "--directory-key", "K"]).unwrap().unwrap();
+        assert_eq!(
+            (t.directory.as_deref(), t.directory_key.as_deref()),
+            (Some("http://x"), Some("K"))
+        );
         // a relative path in the file is relative to the file
         fs::write(d.join(CONFIG_FILE), "layer = 1\nauthorities = \"auth.txt\"\n").unwrap();
         assert_eq!(

@@ -18,8 +18,9 @@
 //! the file is relative to the file's directory. A bad file (not TOML, an
 //! unknown key, a wrong type or value) is an error naming the file and key.
 //!
-//! How: argv is parsed once with every flag optional, to learn which flags the
-//! command line gave ([`ArgMatches::value_source`]) and where the data dir is;
+//! How: argv is parsed once ignoring errors (a required flag, or one another
+//! flag requires, may come from the file), to learn which flags the command line
+//! gave ([`ArgMatches::value_source`]) and where the data dir is;
 //! then parsed again, for real, with `--key=value` appended for each key of
 //! the file the command line did not give.
 

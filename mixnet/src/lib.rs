@@ -14,7 +14,8 @@
 //! addresses), `directory_key.txt` (a node's directory key trusted on first
 //! use, base58, when none is pinned), `gateway.sqlite` (gateway inbox and
 //! registered clients, WAL); the directory's `directory_private.pem` (0600)
-//! and `directory_public.pem`. Data dirs are 0700. The directory's rules and
+//! and `directory_public.pem`; `config.toml` (0600; written by `init`, read at
+//! start: [`config_file`]). Data dirs are 0700. The directory's rules and
 //! the signed topology document: docs/topology-document.md.
 //!
 //! Every node keeps [`NodeStats`] counters, logged periodically and readable
@@ -46,11 +47,13 @@
 //!   topology), for nodes and clients; the paths are `nym_wire::topology::paths`.
 //! - [`epochs`], [`replay`]: Sphinx keys by epoch and their replay filters;
 //!   [`pool`] (connections to next hops), [`stats`] (counters),
-//!   [`keyfiles`], [`ratelimit`], [`cli`] (what every binary shares), the one
+//!   [`keyfiles`], [`ratelimit`], [`cli`] (what every binary shares),
+//!   [`config_file`] (`init` and `config.toml`, over every binary's flags), the one
 //!   accept loop (`listener`),
 //!   [`localnet`] (all of it in one process).
 
 pub mod cli;
+pub mod config_file;
 pub mod directory;
 pub mod epochs;
 pub mod gateway;

@@ -66,7 +66,10 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     nym_mixnet::init_logging();
-    let args = Args::parse();
+    // flags, else config.toml, else defaults; `init` writes config.toml and exits
+    let Some(args) = nym_mixnet::config_file::parse::<Args>(&nym_mixnet::config_file::DIRECTORY)? else {
+        return Ok(());
+    };
     let mut c = DirectoryConfig::new(args.data_dir.unwrap_or_else(DirectoryConfig::default_data_dir));
     c.listen = args.listen;
     c.expiry = nym_mixnet::secs_flag(args.expiry_secs, "--expiry-secs")?;

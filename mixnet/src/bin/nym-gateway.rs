@@ -65,7 +65,10 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     nym_mixnet::init_logging();
-    let args = Args::parse();
+    // flags, else config.toml, else defaults; `init` writes config.toml and exits
+    let Some(args) = nym_mixnet::config_file::parse::<Args>(&nym_mixnet::config_file::GATEWAY)? else {
+        return Ok(());
+    };
     let mut c = GatewayConfig::new(args.data_dir);
     c.mix_listen = args.mix_listen;
     c.clients_listen = args.clients_listen;

@@ -30,7 +30,10 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     nym_mixnet::init_logging();
-    let args = Args::parse();
+    // flags, else config.toml, else defaults; `init` writes config.toml and exits
+    let Some(args) = nym_mixnet::config_file::parse::<Args>(&nym_mixnet::config_file::MIXNODE)? else {
+        return Ok(());
+    };
     let mut c = MixnodeConfig::new(args.layer, args.data_dir);
     c.listen = args.listen;
     c.announce = args.announce;

@@ -15,6 +15,7 @@
 //! file starts and stops it.
 
 pub mod config;
+pub mod consensus;
 pub mod http;
 pub mod metrics;
 pub mod refusals;

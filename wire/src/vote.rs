@@ -20,6 +20,10 @@ const VOTE_TAG: &[u8] = b"nym-vote/1";
 /// directory's default node cap, so no honest vote comes near it.
 pub const MAX_VOTE_DESCRIPTORS: usize = 10_000;
 
+/// The largest vote body an authority reads, in bytes (a descriptor is under
+/// 1 KiB; a vote at [`MAX_VOTE_DESCRIPTORS`] fits).
+pub const MAX_VOTE_BYTES: usize = 16 * 1024 * 1024;
+
 /// Authority-to-authority HTTP paths (served by every authority of a
 /// multi-authority network).
 pub mod paths {

@@ -92,6 +92,14 @@ pub async fn start_directory(config: DirectoryConfig) -> Result<DirectoryHandle>
 /// [`start_directory`] without the startup log line (`nym-directory` prints
 /// its URL and key on stdout first, then logs it with [`DirectoryHandle::log_start`]).
 pub async fn start_directory_unlogged(config: DirectoryConfig) -> Result<DirectoryHandle> {
+    let listener = TcpListener::bind(config.listen).await?;
+    start_directory_on(config, listener).await
+}
+
+/// [`start_directory_unlogged`] on a listener already bound (`config.listen`
+/// is not used): so the authorities file can name every authority's
+/// address before any starts, without binding a port twice.
+pub async fn start_directory_on(config: DirectoryConfig, listener: TcpListener) -> Result<DirectoryHandle> {
     let key = load_or_create_directory_key(&config.data_dir)?;
     if let Some(authorities) = &config.authorities {
         if !authorities.contains(key.verifying_key().as_bytes()) {
@@ -104,7 +112,6 @@ pub async fn start_directory_unlogged(config: DirectoryConfig) -> Result<Directo
             );
         }
     }
-    let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let metrics = config.metrics;
     let open = config.admit.is_none() && config.open;

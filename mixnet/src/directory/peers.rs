@@ -117,26 +117,26 @@ async fn run_round(
     if !sleep_until(rounds.vote_deadline_ms(round), cancel).await {
         return;
     }
+    // Each peer's list is taken as it comes: a silent peer holds up no other.
     let path = paths::VOTES_OF_ROUND.replace("{round}", &round.to_string());
+    let until_compute = Duration::from_millis(rounds.compute_at_ms(round).saturating_sub(now_ms()));
     let fetches = peers.iter().map(|p| {
         let path = path.clone();
         async move {
-            (
-                p.url.clone(),
-                p.client.get_bounded(&path, 4 * MAX_VOTE_BYTES, timeout).await,
-            )
-        }
-    });
-    let until_compute = Duration::from_millis(rounds.compute_at_ms(round).saturating_sub(now_ms()));
-    if let Ok(lists) = tokio::time::timeout(until_compute, join_all(fetches)).await {
-        for (url, list) in lists {
-            match list.map(|b| serde_json::from_slice::<Vec<VoteJson>>(&b)) {
-                Ok(Ok(votes)) => take_exchanged(rounds, votes, round),
-                Ok(Err(e)) => tracing::warn!("authority {url} sent bad votes for round {round}: {e}"),
-                Err(e) => tracing::debug!("no votes of round {round} from {url}: {e:#}"),
+            match p
+                .client
+                .get_bounded(&path, 4 * MAX_VOTE_BYTES, until_compute.min(timeout))
+                .await
+            {
+                Ok(body) => match serde_json::from_slice::<Vec<VoteJson>>(&body) {
+                    Ok(votes) => take_exchanged(rounds, votes, round),
+                    Err(e) => tracing::warn!("authority {} sent bad votes for round {round}: {e}", p.url),
+                },
+                Err(e) => tracing::debug!("no votes of round {round} from {}: {e:#}", p.url),
             }
         }
-    }
+    });
+    let _ = tokio::time::timeout(until_compute, join_all(fetches)).await;
     // (c) compute and sign; (d) send our signature
     if !sleep_until(rounds.compute_at_ms(round), cancel).await {
         return;

@@ -196,7 +196,8 @@ fn directory_json() {
     write("directory_json", "bad-topology", serde_json::to_string(&topo).unwrap().as_bytes());
 }
 
-fn signed_topology() {
+/// Writes the corpus; the (unsigned) seed document, for the authorities'.
+fn signed_topology() -> nym_wire::topology::TopologyJson {
     use nym_client_core::encode_key;
     use nym_wire::topology::{GatewayJson, MixNodeJson, TopologyJson};
     let now = nym_fuzz::SIGNED_TOPOLOGY_NOW_MS;
@@ -244,11 +245,51 @@ fn signed_topology() {
     write("signed_topology", "gateway", serde_json::to_string(&gw).unwrap().as_bytes());
     topo.signatures.clear();
     write("signed_topology", "unsigned", serde_json::to_string(&topo).unwrap().as_bytes());
+    topo
+}
+
+/// A document signed by 3, 2 and 1 of the three fuzz authorities, one with
+/// a signature repeated, and a vote and a round signature of each.
+fn authority_consensus(mut topo: nym_wire::topology::TopologyJson) {
+    use nym_fuzz::{authority_identity, fuzz_authorities};
+    let now = nym_fuzz::SIGNED_TOPOLOGY_NOW_MS;
+    topo.served_by = nym_wire::address::encode_key(authority_identity(0).verifying_key().as_bytes());
+    for i in 0..3 {
+        topo.sign(&authority_identity(i));
+    }
+    let text = serde_json::to_string(&topo).unwrap();
+    let v = nym_wire::signed::verify_topology(&text, Some(&fuzz_authorities()), now, nym_client_core::VERSION)
+        .expect("seed document verifies");
+    assert_eq!(v.document.signers.keys.len(), 3);
+    write("authority_consensus", "three-signatures", text.as_bytes());
+    let mut two = topo.clone();
+    two.signatures.truncate(2);
+    write("authority_consensus", "two-signatures", serde_json::to_string(&two).unwrap().as_bytes());
+    let mut one = topo.clone();
+    one.signatures.truncate(1);
+    write("authority_consensus", "one-signature", serde_json::to_string(&one).unwrap().as_bytes());
+    let mut repeated = two.clone();
+    repeated.signatures.push(repeated.signatures[0].clone());
+    write("authority_consensus", "repeated-signature", serde_json::to_string(&repeated).unwrap().as_bytes());
+    let mut vote = nym_wire::vote::VoteJson {
+        round: topo.round,
+        epoch_length_secs: topo.epoch_length_secs,
+        mix_nodes: topo.mix_nodes.clone(),
+        gateway_nodes: topo.gateway_nodes.clone(),
+        ..Default::default()
+    };
+    vote.sign(&authority_identity(1));
+    nym_wire::vote::parse_vote(&serde_json::to_vec(&vote).unwrap()).expect("seed vote verifies");
+    write("authority_consensus", "vote", &serde_json::to_vec(&vote).unwrap());
+    let s = topo.signature_by(&authority_identity(2));
+    let sig = nym_wire::vote::RoundSignature { round: topo.round, key: s.key, signature: s.signature };
+    write("authority_consensus", "round-signature", &serde_json::to_vec(&sig).unwrap());
 }
 
 fn main() {
     directory_json();
-    signed_topology();
+    let topo = signed_topology();
+    authority_consensus(topo);
     sphinx_frame();
     fragment_reassembly();
     websocket_request();

@@ -82,3 +82,19 @@ impl Chunker {
         }
     }
 }
+
+/// The three authorities' keys in `authority_consensus`.
+pub fn authority_identity(i: u8) -> SigningKey {
+    SigningKey::from_bytes(&[40 + i; 32])
+}
+
+/// The three authorities `authority_consensus` pins (threshold 2).
+pub fn fuzz_authorities() -> nym_wire::authority::Authorities {
+    let list = (0..3)
+        .map(|i| nym_wire::authority::Authority {
+            key: authority_identity(i).verifying_key().to_bytes(),
+            url: format!("http://127.0.0.1:{}", 8080 + u16::from(i)),
+        })
+        .collect();
+    nym_wire::authority::Authorities::new(list, None).expect("three distinct authorities")
+}

@@ -46,8 +46,12 @@ impl DirectoryClient {
         if !base.starts_with("http://") {
             bail!("directory URL '{base}' must start with http://");
         }
-        base.parse::<hyper::Uri>().map_err(|e| anyhow!("bad directory URL '{base}': {e}"))?;
-        Ok(DirectoryClient { base, client: Client::builder(TokioExecutor::new()).build_http() })
+        base.parse::<hyper::Uri>()
+            .map_err(|e| anyhow!("bad directory URL '{base}': {e}"))?;
+        Ok(DirectoryClient {
+            base,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        })
     }
 
     pub fn base(&self) -> &str {
@@ -70,10 +74,17 @@ impl DirectoryClient {
         let fut = async {
             let resp = self.client.request(req).await.context("directory unreachable")?;
             let status = resp.status();
-            let bytes = resp.into_body().collect().await.context("reading directory response")?.to_bytes();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .context("reading directory response")?
+                .to_bytes();
             Ok((status, bytes.to_vec()))
         };
-        tokio::time::timeout(TIMEOUT, fut).await.map_err(|_| anyhow!("directory request timed out"))?
+        tokio::time::timeout(TIMEOUT, fut)
+            .await
+            .map_err(|_| anyhow!("directory request timed out"))?
     }
 
     async fn request(&self, method: hyper::Method, path: &str, body: Option<Vec<u8>>) -> Result<Vec<u8>> {
@@ -88,7 +99,9 @@ impl DirectoryClient {
     /// error status (`refusal` holds the status and its `error` text), `Err`
     /// when it could not be asked at all.
     pub async fn announce<T: Serialize>(&self, path: &str, body: &T) -> Result<std::result::Result<(), Refusal>> {
-        let (status, bytes) = self.exchange(hyper::Method::POST, path, Some(serde_json::to_vec(body)?)).await?;
+        let (status, bytes) = self
+            .exchange(hyper::Method::POST, path, Some(serde_json::to_vec(body)?))
+            .await?;
         if status.is_success() {
             return Ok(Ok(()));
         }
@@ -96,11 +109,16 @@ impl DirectoryClient {
             .ok()
             .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
             .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-        Ok(Err(Refusal { status: status.as_u16(), reason }))
+        Ok(Err(Refusal {
+            status: status.as_u16(),
+            reason,
+        }))
     }
 
     pub async fn post_json<T: Serialize>(&self, path: &str, body: &T) -> Result<()> {
-        self.request(hyper::Method::POST, path, Some(serde_json::to_vec(body)?)).await.map(|_| ())
+        self.request(hyper::Method::POST, path, Some(serde_json::to_vec(body)?))
+            .await
+            .map(|_| ())
     }
 
     pub async fn topology(&self) -> Result<TopologyJson> {
@@ -114,13 +132,21 @@ impl DirectoryClient {
     pub async fn topology_text(&self) -> Result<String> {
         let url = format!("{}{}", self.base, paths::TOPOLOGY);
         let uri: hyper::Uri = url.parse().with_context(|| format!("bad directory URL '{url}'"))?;
-        let req = hyper::Request::builder().method(hyper::Method::GET).uri(uri).body(Full::new(Bytes::new()))?;
+        let req = hyper::Request::builder()
+            .method(hyper::Method::GET)
+            .uri(uri)
+            .body(Full::new(Bytes::new()))?;
         let fetch = async {
-            let resp =
-                self.client.request(req).await.with_context(|| format!("cannot reach the directory at {url}"))?;
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .with_context(|| format!("cannot reach the directory at {url}"))?;
             let status = resp.status();
             // Bounded while it is read, not after: a huge answer is cut off.
-            let body = http_body_util::Limited::new(resp.into_body(), MAX_TOPOLOGY_BYTES).collect().await;
+            let body = http_body_util::Limited::new(resp.into_body(), MAX_TOPOLOGY_BYTES)
+                .collect()
+                .await;
             let body = match body {
                 Ok(b) => b.to_bytes(),
                 Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
@@ -136,5 +162,40 @@ impl DirectoryClient {
         tokio::time::timeout(TOPOLOGY_TIMEOUT, fetch)
             .await
             .map_err(|_| anyhow!("the directory at {url} did not answer within {TOPOLOGY_TIMEOUT:?}"))?
+    }
+
+    /// `GET {base}{path}`: the body of a success, read up to `max` bytes
+    /// (a longer one is an error), within `timeout`. For what authorities
+    /// fetch from each other (`/api/authority/...`).
+    pub async fn get_bounded(&self, path: &str, max: usize, timeout: Duration) -> Result<Vec<u8>> {
+        let url = format!("{}{}", self.base, path);
+        let uri: hyper::Uri = url.parse().with_context(|| format!("bad URL '{url}'"))?;
+        let req = hyper::Request::builder()
+            .method(hyper::Method::GET)
+            .uri(uri)
+            .body(Full::new(Bytes::new()))?;
+        let fetch = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .with_context(|| format!("cannot reach {url}"))?;
+            let status = resp.status();
+            let body = http_body_util::Limited::new(resp.into_body(), max)
+                .collect()
+                .await
+                .map_err(|e| anyhow!("reading {url}: {e}"))?
+                .to_bytes();
+            if !status.is_success() {
+                bail!(
+                    "{url} answered {status}: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(200)])
+                );
+            }
+            Ok(body.to_vec())
+        };
+        tokio::time::timeout(timeout, fetch)
+            .await
+            .map_err(|_| anyhow!("{url} did not answer within {timeout:?}"))?
     }
 }

@@ -15,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 async fn start(data: &Path, tweak: impl FnOnce(&mut DirectoryConfig)) -> DirectoryHandle {
     let mut c = DirectoryConfig::new(data.join("directory"));
     c.listen = "127.0.0.1:0".parse().unwrap();
+    c.open = true;
     tweak(&mut c);
     nym_mixnet::start_directory(c).await.unwrap()
 }
@@ -156,7 +157,7 @@ async fn bad_input_gets_a_clear_4xx_and_cors_is_open() {
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert!(resp.to_ascii_lowercase().contains("access-control-allow-origin: *"), "{resp}");
     assert!(resp.to_ascii_lowercase().contains("content-type: application/json"), "{resp}");
-    for field in ["\"mixNodes\"", "\"gatewayNodes\"", "\"issuedAt\"", "\"expiresAt\"", "\"directoryKey\"", "\"signature\""] {
+    for field in ["\"mixNodes\"", "\"gatewayNodes\"", "\"issuedAt\"", "\"expiresAt\"", "\"round\"", "\"signatures\"", "\"servedBy\""] {
         assert!(resp.contains(field), "{field} missing: {resp}");
     }
     dir.shutdown().await;

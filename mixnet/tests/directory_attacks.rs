@@ -105,7 +105,7 @@ fn strip_gw(t: &TopologyJson) -> Vec<GatewayJson> {
 async fn forged_spoofed_conflicting_and_replayed_descriptors_are_refused_and_change_nothing() {
     let data = tempfile::tempdir().unwrap();
     let mut procs = Procs(Vec::new());
-    let dir = start_directory(&mut procs, data.path(), &[]);
+    let dir = start_directory(&mut procs, data.path(), &[s("--open")]);
     // the real network: three mixnodes and a gateway
     let seq0 = now_ms() - 1000;
     let real_mix: Vec<MixNodeJson> =
@@ -364,7 +364,7 @@ async fn a_forged_gateway_and_a_flood_of_identities_leave_a_real_network_working
     const MAX_NODES: usize = 30;
     let data = tempfile::tempdir().unwrap();
     let mut procs = Procs(Vec::new());
-    let dir = start_directory(&mut procs, data.path(), &[s("--max-nodes"), s(MAX_NODES)]);
+    let dir = start_directory(&mut procs, data.path(), &[s("--open"), s("--max-nodes"), s(MAX_NODES)]);
     let pinned = encode_key(&dir.key);
     // the real nodes, with their identities known before they start
     let mut real_ids = HashSet::new();

@@ -290,6 +290,7 @@ async fn directory_with_metrics(data: &std::path::Path) -> nym_mixnet::Directory
     let mut c = DirectoryConfig::new(data.join("directory"));
     c.listen = loopback0();
     c.metrics = Some(loopback0());
+    c.open = true;
     start_directory(c).await.unwrap()
 }
 
@@ -626,6 +627,7 @@ async fn the_node_binaries_take_metrics_and_print_where() {
         &[
             s("--listen"),
             s("127.0.0.1:0"),
+            s("--open"),
             s("--data-dir"),
             dir_data,
             s("--metrics"),

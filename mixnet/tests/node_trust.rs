@@ -21,6 +21,7 @@ const T: Duration = Duration::from_secs(10);
 async fn directory(data: &Path) -> DirectoryHandle {
     let mut c = DirectoryConfig::new(data);
     c.listen = "127.0.0.1:0".parse().unwrap();
+    c.open = true;
     nym_mixnet::start_directory(c).await.unwrap()
 }
 

@@ -24,7 +24,7 @@ fn s(v: impl ToString) -> String {
 fn start_network(data: &Path, procs: &mut Procs) -> (String, String) {
     // every server binds port 0 and announces the port it got; the directory prints its URL
     let mut directory = Command::new(env!("CARGO_BIN_EXE_nym-directory"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["--listen", "127.0.0.1:0", "--open", "--data-dir"])
         .arg(data.join("directory"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())

@@ -15,6 +15,8 @@
 //!   addresses inside Sphinx headers, and route selection.
 //! - [`signed`]: node descriptors signed by their identity, the directory's
 //!   signed topology document, and the one check of both ([`signed::verify_topology`]).
+//! - [`vote`]: what directory authorities exchange each round (votes,
+//!   signatures over the round's document).
 //! - [`address`]: base58 public keys, as in addresses and topology JSON.
 //! - [`keys`]: key material and its PEM files.
 //!
@@ -34,6 +36,7 @@ pub mod mix_frame;
 pub mod signed;
 pub mod surb_ack;
 pub mod topology;
+pub mod vote;
 
 pub use error::{Error, Result};
 

@@ -3,8 +3,8 @@ use nym_mixnet::directory::{self, DirectoryConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// The Nym directory: nodes announce signed descriptors, clients fetch the
-/// signed topology document. Prints `directory: <url>` and then
+/// The Nym directory authority: nodes announce signed descriptors, clients
+/// fetch the topology document, signed by a threshold of the authorities. Prints `directory: <url>` and then
 /// `directory key: <base58>` on stdout (and `metrics: <url>` with --metrics).
 #[derive(Parser)]
 #[command(version)]
@@ -16,9 +16,31 @@ struct Args {
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Only the node identities listed in FILE may announce (one base58
-    /// ed25519 key per line, `#` comments); without it the directory is open.
+    /// ed25519 key per line, `#` comments). Without it (and without --open)
+    /// the directory admits no one.
     #[arg(long, value_name = "FILE")]
     admit: Option<PathBuf>,
+    /// Admit ANY identity that announces (without --admit). Sybil risk:
+    /// anyone can then list as many nodes as they make keys (up to
+    /// --max-nodes) and so carry most of the traffic; for test networks only.
+    /// Logged loudly at start and shown as nym_directory_open 1.
+    #[arg(long, conflicts_with = "admit")]
+    open: bool,
+    /// The network's authorities: one `<base58 ed25519 key> <http://host:port>`
+    /// per line (`#` comments), the same file everywhere. This authority
+    /// finds itself by its key. Without it: a network of this one authority.
+    #[arg(long, value_name = "FILE")]
+    authorities: Option<PathBuf>,
+    /// Signatures a document needs (default: a majority of the authorities).
+    #[arg(long, value_name = "K", requires = "authorities")]
+    threshold: Option<usize>,
+    /// Length of a consensus round in seconds (several authorities).
+    #[arg(long, default_value_t = directory::DEFAULT_ROUND.as_secs_f64())]
+    round_secs: f64,
+    /// Print this authority's base58 key (made in --data-dir on first use)
+    /// and exit: for writing the authorities file before the first start.
+    #[arg(long)]
+    print_key: bool,
     /// Seconds an entry lives without being re-announced.
     #[arg(long, default_value_t = directory::DEFAULT_EXPIRY.as_secs_f64())]
     expiry_secs: f64,
@@ -70,7 +92,25 @@ async fn main() -> anyhow::Result<()> {
     let Some(args) = nym_mixnet::config_file::parse::<Args>(&nym_mixnet::config_file::DIRECTORY)? else {
         return Ok(());
     };
-    let mut c = DirectoryConfig::new(args.data_dir.unwrap_or_else(DirectoryConfig::default_data_dir));
+    let data_dir = args.data_dir.unwrap_or_else(DirectoryConfig::default_data_dir);
+    if args.print_key {
+        let key = nym_mixnet::keyfiles::load_or_create_directory_key(&data_dir)?;
+        println!("{}", nym_wire::address::encode_key(key.verifying_key().as_bytes()));
+        return Ok(());
+    }
+    let mut c = DirectoryConfig::new(data_dir);
+    c.open = args.open;
+    c.round = nym_mixnet::secs_flag(args.round_secs, "--round-secs")?;
+    if c.round < std::time::Duration::from_millis(500) {
+        anyhow::bail!("--round-secs must be at least 0.5");
+    }
+    if let Some(path) = &args.authorities {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read the authorities file {}: {e}", path.display()))?;
+        let authorities = nym_wire::authority::Authorities::parse(&text, args.threshold)
+            .map_err(|e| anyhow::anyhow!("bad authorities file {}: {e}", path.display()))?;
+        c.authorities = Some(authorities);
+    }
     c.listen = args.listen;
     c.expiry = nym_mixnet::secs_flag(args.expiry_secs, "--expiry-secs")?;
     c.topology_validity = nym_mixnet::secs_flag(args.topology_validity_secs, "--topology-validity-secs")?;
@@ -79,7 +119,11 @@ async fn main() -> anyhow::Result<()> {
     if c.topology_validity.is_zero() {
         anyhow::bail!("--topology-validity-secs must be more than 0");
     }
-    if !(args.source_rate.is_finite() && args.source_rate >= 0.0 && args.identity_rate.is_finite() && args.identity_rate >= 0.0) {
+    if !(args.source_rate.is_finite()
+        && args.source_rate >= 0.0
+        && args.identity_rate.is_finite()
+        && args.identity_rate >= 0.0)
+    {
         anyhow::bail!("--source-rate and --identity-rate must be numbers >= 0");
     }
     c.max_nodes = args.max_nodes;
@@ -103,7 +147,12 @@ async fn main() -> anyhow::Result<()> {
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        let _ = write!(out, "directory: {}\ndirectory key: {}\n", dir.url(), dir.directory_key_b58());
+        let _ = write!(
+            out,
+            "directory: {}\ndirectory key: {}\n",
+            dir.url(),
+            dir.directory_key_b58()
+        );
         if let Some(a) = dir.metrics_addr() {
             let _ = writeln!(out, "metrics: {}", nym_mixnet::metrics::url(a));
         }

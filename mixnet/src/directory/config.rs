@@ -27,6 +27,8 @@ pub const DEFAULT_IDENTITY_BURST: u32 = 20;
 pub const DEFAULT_MAX_SOURCES: usize = 10_000;
 /// Largest announcement body in bytes (`--max-body`); a real descriptor is under 1 KiB.
 pub const DEFAULT_MAX_BODY: usize = 4096;
+/// Length of a consensus round (`--round-secs`).
+pub const DEFAULT_ROUND: Duration = Duration::from_secs(60);
 
 /// Everything the directory is told at start.
 #[derive(Debug, Clone)]
@@ -39,8 +41,18 @@ pub struct DirectoryConfig {
     pub expiry: Duration,
     pub topology_validity: Duration,
     /// `Some`: only these identities may announce (403 for everyone else).
-    /// `None`: open, within the limits below.
+    /// `None`: nobody may, unless `open`.
     pub admit: Option<HashSet<[u8; 32]>>,
+    /// `--open`: with no `admit` list, any identity may announce (within
+    /// the limits below): anyone can list as many nodes as they have keys
+    /// (a Sybil attack), so it is logged loudly and shown in the metrics.
+    pub open: bool,
+    /// `--authorities FILE`: every authority of the network (this one
+    /// among them, found by its key) and the threshold of signatures a
+    /// document needs. `None`: a network of this one authority.
+    pub authorities: Option<nym_wire::authority::Authorities>,
+    /// `--round-secs`: the length of a consensus round.
+    pub round: Duration,
     pub max_nodes: usize,
     pub max_descriptor_age: Duration,
     pub max_clock_skew: Duration,
@@ -60,7 +72,8 @@ pub struct DirectoryConfig {
 }
 
 impl DirectoryConfig {
-    /// Defaults: 127.0.0.1:8080, open, the limits above.
+    /// Defaults: 127.0.0.1:8080, closed (no identity admitted: set `admit`
+    /// or `open`), a network of this one authority, the limits above.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         DirectoryConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -68,6 +81,9 @@ impl DirectoryConfig {
             expiry: DEFAULT_EXPIRY,
             topology_validity: DEFAULT_TOPOLOGY_VALIDITY,
             admit: None,
+            open: false,
+            authorities: None,
+            round: DEFAULT_ROUND,
             max_nodes: DEFAULT_MAX_NODES,
             max_descriptor_age: DEFAULT_MAX_DESCRIPTOR_AGE,
             max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
@@ -84,7 +100,11 @@ impl DirectoryConfig {
 
     /// `$HOME/.nym/directory` (or `./.nym/directory` without HOME).
     pub fn default_data_dir() -> PathBuf {
-        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".nym").join("directory")
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join(".nym")
+            .join("directory")
     }
 
     /// Identities remembered (with the highest seq accepted from each) at
@@ -100,7 +120,7 @@ impl DirectoryConfig {
              (--max-nodes); descriptors at most {:?} old (--max-descriptor-age-secs) and {:?} ahead \
              (--max-clock-skew-secs); {}/s burst {} announcements per source IP (--source-rate, --source-burst), \
              {} sources tracked (--max-sources); {}/s burst {} per identity (--identity-rate, --identity-burst); \
-             bodies up to {} bytes (--max-body); key epochs of {} s (--epoch-secs)",
+             bodies up to {} bytes (--max-body); key epochs of {} s (--epoch-secs); rounds of {:?} (--round-secs)",
             self.expiry,
             self.topology_validity,
             self.max_nodes,
@@ -112,7 +132,8 @@ impl DirectoryConfig {
             self.identity_rate,
             self.identity_burst,
             self.max_body,
-            self.epoch_secs
+            self.epoch_secs,
+            self.round
         )
     }
 }
@@ -156,7 +177,10 @@ mod tests {
         assert!(keys.contains(&SigningKey::from_bytes(&[1; 32]).verifying_key().to_bytes()));
         assert!(parse_admit_file("").unwrap().is_empty());
 
-        let e = format!("{:#}", parse_admit_file(&format!("{}\n# ok\nnot-a-key\n", b58(1))).unwrap_err());
+        let e = format!(
+            "{:#}",
+            parse_admit_file(&format!("{}\n# ok\nnot-a-key\n", b58(1))).unwrap_err()
+        );
         assert!(e.contains("line 3") && e.contains("base58"), "{e}");
         let short = encode_key(&[7u8; 31]);
         let e = format!("{:#}", parse_admit_file(&format!("\n{short}\n")).unwrap_err());

@@ -8,6 +8,11 @@
 //! live descriptor in a document the directory signs with its own key. The
 //! rules, refusals and limits are in docs/topology-document.md.
 //!
+//! With several authorities (`--authorities FILE`) the document is the
+//! round's consensus: [`consensus`] (the pure rule), [`rounds`] (what one
+//! authority holds of each round, and what peers may send it), [`peers`]
+//! (the round task and the peer exchange).
+//!
 //! Rooms: [`config`] (what it is told at start, the `--admit` file),
 //! [`state`] (the live entries, every check, the signed document),
 //! [`refusals`] (why an announcement is refused), [`http`] (routes and the
@@ -15,9 +20,12 @@
 //! file starts and stops it.
 
 pub mod config;
+pub mod consensus;
 pub mod http;
 pub mod metrics;
+pub mod peers;
 pub mod refusals;
+pub mod rounds;
 pub mod state;
 
 pub use config::*;
@@ -84,17 +92,40 @@ pub async fn start_directory(config: DirectoryConfig) -> Result<DirectoryHandle>
 /// [`start_directory`] without the startup log line (`nym-directory` prints
 /// its URL and key on stdout first, then logs it with [`DirectoryHandle::log_start`]).
 pub async fn start_directory_unlogged(config: DirectoryConfig) -> Result<DirectoryHandle> {
-    let key = load_or_create_directory_key(&config.data_dir)?;
     let listener = TcpListener::bind(config.listen).await?;
+    start_directory_on(config, listener).await
+}
+
+/// [`start_directory_unlogged`] on a listener already bound (`config.listen`
+/// is not used): so the authorities file can name every authority's
+/// address before any starts, without binding a port twice.
+pub async fn start_directory_on(config: DirectoryConfig, listener: TcpListener) -> Result<DirectoryHandle> {
+    let key = load_or_create_directory_key(&config.data_dir)?;
+    if let Some(authorities) = &config.authorities {
+        if !authorities.contains(key.verifying_key().as_bytes()) {
+            anyhow::bail!(
+                "this authority's key {} (in {}) is not in the authorities file: add the line `{} <its http://host:port>` \
+                 to the file on every authority, node and client (or start it with the data dir of a listed key)",
+                encode_key(key.verifying_key().as_bytes()),
+                config.data_dir.display(),
+                encode_key(key.verifying_key().as_bytes())
+            );
+        }
+    }
     let addr = listener.local_addr()?;
     let metrics = config.metrics;
+    let open = config.admit.is_none() && config.open;
     let state = DirectoryState::new(config, key);
     let cancel = CancellationToken::new();
-    let render = metrics::render(state.announcement_counters(), {
+    let render = metrics::render(state.announcement_counters(), state.rounds().cloned(), open, {
         let state = state.clone();
         move || state.listed()
     });
     let metrics_addr = crate::metrics::start(metrics, "directory", render, &cancel).await?;
+    if let Some(rounds) = state.rounds() {
+        peers::spawn(state.clone(), rounds.clone(), cancel.clone());
+    }
+    metrics::spawn_flood_log(state.announcement_counters(), cancel.clone());
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let c = cancel.clone();
     let task = tokio::spawn(async move {
@@ -103,7 +134,13 @@ pub async fn start_directory_unlogged(config: DirectoryConfig) -> Result<Directo
             tracing::error!("directory server failed: {e}");
         }
     });
-    Ok(DirectoryHandle { addr, state, metrics_addr, cancel, task })
+    Ok(DirectoryHandle {
+        addr,
+        state,
+        metrics_addr,
+        cancel,
+        task,
+    })
 }
 
 impl DirectoryHandle {
@@ -112,14 +149,32 @@ impl DirectoryHandle {
         let config = self.state.config();
         let admission = match &config.admit {
             Some(ids) => format!("admitting only the {} identities listed (--admit)", ids.len()),
-            None => "OPEN: any node may announce (no --admit), within the limits".to_string(),
+            None if config.open => {
+                tracing::warn!(
+                    "this directory is OPEN (--open): it admits ANY identity that announces, so anyone can list as \
+                     many nodes as they make keys (a Sybil attack); use --admit FILE on a real network"
+                );
+                "OPEN: any node may announce (--open), within the limits".to_string()
+            }
+            None => "CLOSED: no --admit file and not --open, so every announcement is refused".to_string(),
+        };
+        let network = match self.state.rounds() {
+            Some(r) => format!(
+                "one of {} authorities (threshold {}), rounds of {:?}; ",
+                r.authorities().list().len(),
+                r.authorities().threshold(),
+                config.round
+            ),
+            None => "the network's only authority; ".to_string(),
         };
         tracing::info!(
-            "directory listening on {}, directory key {}; {admission}; {}{}",
+            "directory listening on {}, directory key {}; {network}{admission}; {}{}",
             self.url(),
             self.directory_key_b58(),
             config.describe_limits(),
-            self.metrics_addr.map(|a| format!("; metrics {}", crate::metrics::url(a))).unwrap_or_default()
+            self.metrics_addr
+                .map(|a| format!("; metrics {}", crate::metrics::url(a)))
+                .unwrap_or_default()
         );
     }
 }

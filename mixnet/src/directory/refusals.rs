@@ -24,6 +24,8 @@ pub enum AnnounceRefusal {
     BadSignature,
     /// 403: the identity is not on the `--admit` list.
     NotAdmitted,
+    /// 403: no `--admit` list and not `--open`: closed to every identity.
+    Closed,
     /// 400: a key, address or layer in the descriptor is invalid.
     BadDescriptor,
     /// 400: a version this directory does not serve.
@@ -50,13 +52,14 @@ pub enum AnnounceRefusal {
 }
 
 impl AnnounceRefusal {
-    pub const ALL: [AnnounceRefusal; 17] = [
+    pub const ALL: [AnnounceRefusal; 18] = [
         AnnounceRefusal::SourceRate,
         AnnounceRefusal::TooManySources,
         AnnounceRefusal::BodyTooLarge,
         AnnounceRefusal::BadJson,
         AnnounceRefusal::BadSignature,
         AnnounceRefusal::NotAdmitted,
+        AnnounceRefusal::Closed,
         AnnounceRefusal::BadDescriptor,
         AnnounceRefusal::Version,
         AnnounceRefusal::ClockSkew,
@@ -79,6 +82,7 @@ impl AnnounceRefusal {
             AnnounceRefusal::BadJson => "bad_json",
             AnnounceRefusal::BadSignature => "bad_signature",
             AnnounceRefusal::NotAdmitted => "not_admitted",
+            AnnounceRefusal::Closed => "closed",
             AnnounceRefusal::BadDescriptor => "bad_descriptor",
             AnnounceRefusal::Version => "version",
             AnnounceRefusal::ClockSkew => "clock_skew",
@@ -104,7 +108,11 @@ pub struct Refused {
 }
 
 pub(super) fn refuse<T>(why: AnnounceRefusal, status: StatusCode, reason: impl Into<String>) -> Result<T, Refused> {
-    Err(Refused { status, reason: reason.into(), why })
+    Err(Refused {
+        status,
+        reason: reason.into(),
+        why,
+    })
 }
 
 impl IntoResponse for Refused {
@@ -135,7 +143,10 @@ mod tests {
         let labels: HashSet<&str> = AnnounceRefusal::ALL.iter().map(|r| r.label()).collect();
         assert_eq!(labels.len(), AnnounceRefusal::ALL.len());
         for (i, r) in AnnounceRefusal::ALL.iter().enumerate() {
-            assert_eq!(*r as usize, i, "ALL is in declaration order (the counters are indexed by it)");
+            assert_eq!(
+                *r as usize, i,
+                "ALL is in declaration order (the counters are indexed by it)"
+            );
         }
     }
 }

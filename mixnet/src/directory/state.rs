@@ -76,6 +76,9 @@ pub struct DirectoryState {
     config: Arc<DirectoryConfig>,
     key: Arc<SigningKey>,
     announcements: Arc<AnnouncementCounters>,
+    /// A network of several authorities: the rounds (None: this one alone,
+    /// whose document is its live view, signed on request).
+    rounds: Option<Arc<super::rounds::Rounds>>,
 }
 
 fn unix_now() -> Duration {
@@ -104,7 +107,8 @@ impl Inner {
         // A seq older than the descriptor age is refused by age anyway.
         let cutoff = now_ms.saturating_sub(max_age_ms);
         let (m, g) = (&self.mixnodes, &self.gateways);
-        self.last_seq.retain(|id, seq| *seq >= cutoff || m.contains_key(id) || g.contains_key(id));
+        self.last_seq
+            .retain(|id, seq| *seq >= cutoff || m.contains_key(id) || g.contains_key(id));
     }
 
     fn listed(&self, id: &[u8; 32]) -> bool {
@@ -113,14 +117,24 @@ impl Inner {
 
     /// The live identity other than `id` that holds this mix address.
     fn mix_address_holder(&self, id: &[u8; 32], addr: &str) -> Option<[u8; 32]> {
-        let m = self.mixnodes.iter().find(|(k, e)| *k != id && same_socket(&e.json.host, addr)).map(|(k, _)| *k);
+        let m = self
+            .mixnodes
+            .iter()
+            .find(|(k, e)| *k != id && same_socket(&e.json.host, addr))
+            .map(|(k, _)| *k);
         m.or_else(|| {
-            self.gateways.iter().find(|(k, e)| *k != id && same_socket(&e.json.mixnet_listener, addr)).map(|(k, _)| *k)
+            self.gateways
+                .iter()
+                .find(|(k, e)| *k != id && same_socket(&e.json.mixnet_listener, addr))
+                .map(|(k, _)| *k)
         })
     }
 
     fn client_listener_holder(&self, id: &[u8; 32], url: &str) -> Option<[u8; 32]> {
-        self.gateways.iter().find(|(k, e)| *k != id && same_url(&e.json.client_listener, url)).map(|(k, _)| *k)
+        self.gateways
+            .iter()
+            .find(|(k, e)| *k != id && same_url(&e.json.client_listener, url))
+            .map(|(k, _)| *k)
     }
 }
 
@@ -135,12 +149,31 @@ impl DirectoryState {
             generation: 0,
             cache: None,
         };
+        let rounds = config
+            .authorities
+            .as_ref()
+            .filter(|a| a.list().len() > 1 && a.contains(key.verifying_key().as_bytes()))
+            .map(|a| {
+                Arc::new(super::rounds::Rounds::new(
+                    a.clone(),
+                    key.clone(),
+                    config.round.as_millis().max(1) as u64,
+                    config.topology_validity.as_millis() as u64,
+                    config.epoch_secs,
+                ))
+            });
         DirectoryState {
             inner: Arc::new(Mutex::new(inner)),
             config: Arc::new(config),
             key: Arc::new(key),
             announcements: Arc::default(),
+            rounds,
         }
+    }
+
+    /// The rounds of a network of several authorities.
+    pub fn rounds(&self) -> Option<&Arc<super::rounds::Rounds>> {
+        self.rounds.as_ref()
     }
 
     /// Announcements accepted and refused over HTTP so far.
@@ -184,7 +217,11 @@ impl DirectoryState {
         let now = unix_now();
         let now_ms = now.as_millis() as u64;
         let mut inner = self.lock();
-        inner.prune(self.config.expiry, self.config.max_descriptor_age.as_millis() as u64, now_ms);
+        inner.prune(
+            self.config.expiry,
+            self.config.max_descriptor_age.as_millis() as u64,
+            now_ms,
+        );
         let validity_ms = self.config.topology_validity.as_millis() as u64;
         if let Some(c) = &inner.cache {
             if c.generation == inner.generation && now_ms.saturating_sub(c.issued_at) < validity_ms / 10 {
@@ -210,14 +247,38 @@ impl DirectoryState {
         // be refused by every reader anyway.
         let text = Arc::new(serde_json::to_string(&doc).unwrap_or_default());
         let json = Arc::new(doc);
-        inner.cache =
-            Some(Cached { generation: inner.generation, issued_at: now_ms, json: json.clone(), text: text.clone() });
+        inner.cache = Some(Cached {
+            generation: inner.generation,
+            issued_at: now_ms,
+            json: json.clone(),
+            text: text.clone(),
+        });
         (json, text)
     }
 
-    /// The live topology, signed.
+    /// The descriptors of every live (admitted, unexpired) node, as their
+    /// nodes signed them: this authority's vote.
+    pub fn live_descriptors(&self) -> (Vec<MixNodeJson>, Vec<GatewayJson>) {
+        let mut inner = self.lock();
+        inner.prune(
+            self.config.expiry,
+            self.config.max_descriptor_age.as_millis() as u64,
+            unix_now().as_millis() as u64,
+        );
+        let mut mix: Vec<MixNodeJson> = inner.mixnodes.values().map(|e| e.json.clone()).collect();
+        mix.sort_by(|a, b| a.identity_key.cmp(&b.identity_key));
+        let mut gateways: Vec<GatewayJson> = inner.gateways.values().map(|e| e.json.clone()).collect();
+        gateways.sort_by(|a, b| a.identity_key.cmp(&b.identity_key));
+        (mix, gateways)
+    }
+
+    /// The live topology, signed (one authority), or the consensus
+    /// document served now (several; an empty default before the first).
     pub fn topology(&self) -> TopologyJson {
-        (*self.document().0).clone()
+        match &self.rounds {
+            Some(r) => r.document().map(|d| (*d.json).clone()).unwrap_or_default(),
+            None => (*self.document().0).clone(),
+        }
     }
 
     /// First check of an announcement, before its body is read: the
@@ -248,8 +309,9 @@ impl DirectoryState {
     pub fn announce_mixnode(&self, body: &[u8]) -> Result<(), Refused> {
         let node: MixNodeJson = serde_json::from_slice(body)
             .or_else(|e| refuse(Why::BadJson, StatusCode::BAD_REQUEST, format!("bad mixnode JSON: {e}")))?;
-        let id =
-            node.verify_signature().or_else(|e| refuse(Why::BadSignature, StatusCode::BAD_REQUEST, e.to_string()))?;
+        let id = node
+            .verify_signature()
+            .or_else(|e| refuse(Why::BadSignature, StatusCode::BAD_REQUEST, e.to_string()))?;
         self.announce(id, Descriptor::Mix(node))
     }
 
@@ -257,21 +319,33 @@ impl DirectoryState {
     pub fn announce_gateway(&self, body: &[u8]) -> Result<(), Refused> {
         let node: GatewayJson = serde_json::from_slice(body)
             .or_else(|e| refuse(Why::BadJson, StatusCode::BAD_REQUEST, format!("bad gateway JSON: {e}")))?;
-        let id =
-            node.verify_signature().or_else(|e| refuse(Why::BadSignature, StatusCode::BAD_REQUEST, e.to_string()))?;
+        let id = node
+            .verify_signature()
+            .or_else(|e| refuse(Why::BadSignature, StatusCode::BAD_REQUEST, e.to_string()))?;
         self.announce(id, Descriptor::Gateway(node))
     }
 
     fn announce(&self, id: [u8; 32], node: Descriptor) -> Result<(), Refused> {
         let who = encode_key(&id);
-        if let Some(admit) = &self.config.admit {
-            if !admit.contains(&id) {
+        match &self.config.admit {
+            Some(admit) if !admit.contains(&id) => {
                 return refuse(
                     Why::NotAdmitted,
                     StatusCode::FORBIDDEN,
                     format!("identity {who} is not admitted by this directory (--admit)"),
                 );
             }
+            None if !self.config.open => {
+                return refuse(
+                    Why::Closed,
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "identity {who} is not admitted: this directory admits only the identities in its --admit \
+                         file, and it has none (--open would admit anyone)"
+                    ),
+                );
+            }
+            _ => {}
         }
         let seq = node.seq();
         match &node {
@@ -393,7 +467,11 @@ impl DirectoryState {
                 }
             }
         }
-        if !listed && inner.mixnodes.len() + inner.gateways.len() >= self.config.max_nodes {
+        // A node listed before and still remembered (its last seq is kept
+        // for the descriptor age) is admitted over the cap: a flood of new
+        // identities never locks out a node that restarts.
+        let remembered = inner.last_seq.contains_key(&id);
+        if !listed && !remembered && inner.mixnodes.len() + inner.gateways.len() >= self.config.max_nodes {
             return refuse(
                 Why::Full,
                 StatusCode::TOO_MANY_REQUESTS,

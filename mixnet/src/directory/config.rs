@@ -57,6 +57,12 @@ pub struct DirectoryConfig {
     /// `--metrics`: serve Prometheus metrics on `GET /metrics` here (port 0
     /// picks a free port); None: no metrics listener.
     pub metrics: Option<SocketAddr>,
+    /// The network's authorities (None: a network of this one authority).
+    pub authorities: Option<nym_wire::authority::Authorities>,
+    /// The consensus round length (`--round-secs`).
+    pub round: Duration,
+    /// `--open`: admit any identity.
+    pub open: bool,
 }
 
 impl DirectoryConfig {
@@ -79,6 +85,9 @@ impl DirectoryConfig {
             max_body: DEFAULT_MAX_BODY,
             epoch_secs: nym_wire::epoch::DEFAULT_EPOCH_SECS,
             metrics: None,
+            authorities: None,
+            round: Duration::from_secs(60),
+            open: false,
         }
     }
 

@@ -39,9 +39,21 @@ fn keep_announcing(dir: &DirectoryHandle, layer1: &str, layer2: std::net::Socket
     tokio::spawn(async move {
         while !cancel.is_cancelled() {
             let seq = now_ms();
-            let _ = client.post_json("/api/presence/mixnodes", &signed_mix(&identity(41), 1, &layer1, seq)).await;
-            let _ = client.post_json("/api/presence/mixnodes", &signed_mix(&identity(42), 2, &layer2.to_string(), seq)).await;
-            let _ = client.post_json("/api/presence/mixnodes", &signed_mix(&identity(43), 3, "127.0.0.43:1", seq)).await;
+            let _ = client
+                .post_json("/api/presence/mixnodes", &signed_mix(&identity(41), 1, &layer1, seq))
+                .await;
+            let _ = client
+                .post_json(
+                    "/api/presence/mixnodes",
+                    &signed_mix(&identity(42), 2, &layer2.to_string(), seq),
+                )
+                .await;
+            let _ = client
+                .post_json(
+                    "/api/presence/mixnodes",
+                    &signed_mix(&identity(43), 3, "127.0.0.43:1", seq),
+                )
+                .await;
             let g = signed_gateway(&identity(44), "127.0.0.44:1", "127.0.0.44:2", seq);
             let _ = client.post_json("/api/presence/gateways", &g).await;
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -53,9 +65,18 @@ fn packet_via(first: &Mixnode, next: std::net::SocketAddr) -> Vec<u8> {
     let route = [
         node(first.announce_addr(), first.public_key()),
         node(next, PublicKey::from(&StaticSecret::from([42; 32]))),
-        node("127.0.0.43:1".parse().unwrap(), PublicKey::from(&StaticSecret::from([43; 32]))),
+        node(
+            "127.0.0.43:1".parse().unwrap(),
+            PublicKey::from(&StaticSecret::from([43; 32])),
+        ),
     ];
-    build_frame(b"hello", &route, &PublicKey::from(&random_secret()), &[0, 0, 0], first.sphinx_keys().current_epoch())
+    build_frame(
+        b"hello",
+        &route,
+        &PublicKey::from(&random_secret()),
+        &[0, 0, 0],
+        first.sphinx_keys().current_epoch(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,7 +96,10 @@ async fn a_mixnode_forwards_only_to_listed_next_hops_and_keeps_the_key_it_truste
     c.topology_refresh = Duration::from_millis(200);
     c.workers = 1;
     let mix = Mixnode::start(c.clone()).await.unwrap();
-    assert!(wait_until(T, || mix.directory_key().is_some()).await, "never verified a topology");
+    assert!(
+        wait_until(T, || mix.directory_key().is_some()).await,
+        "never verified a topology"
+    );
     assert_eq!(mix.directory_key(), Some(dir.directory_key()));
     let saved = std::fs::read_to_string(node_dir.join("directory_key.txt")).unwrap();
     assert_eq!(saved.trim(), encode_key(&dir.directory_key()));
@@ -83,24 +107,28 @@ async fn a_mixnode_forwards_only_to_listed_next_hops_and_keeps_the_key_it_truste
     send_tcp(mix.listen_addr(), &packet_via(&mix, rogue.addr)).await;
     send_tcp(mix.listen_addr(), &packet_via(&mix, listed.addr)).await;
     let stats = mix.stats();
-    assert!(wait_until(T, || listed.count() == 1 && stats.snapshot().dropped_unlisted_hop == 1).await, "{}", stats.snapshot());
+    assert!(
+        wait_until(T, || listed.count() == 1 && stats.snapshot().dropped_unlisted_hop == 1).await,
+        "{}",
+        stats.snapshot()
+    );
     assert_eq!(rogue.count(), 0);
     mix.shutdown().await;
 
     // another directory (another key) lists the rogue sink: the restarted
-    // node, which kept the first key, believes none of it
+    // node, which kept the first key, believes none of it, and so never
+    // learns a key epoch length from it: it does not start
     let impostor = directory(&data.path().join("impostor")).await;
     keep_announcing(&impostor, "127.0.0.41:1", rogue.addr, cancel.clone());
     c.directory = Some(impostor.url());
-    let mix = Mixnode::start(c).await.unwrap();
-    assert_eq!(mix.directory_key(), Some(dir.directory_key()));
-    send_tcp(mix.listen_addr(), &packet_via(&mix, rogue.addr)).await;
-    let stats = mix.stats();
-    assert!(wait_until(T, || stats.snapshot().dropped_unlisted_hop == 1).await, "{}", stats.snapshot());
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), Mixnode::start(c))
+            .await
+            .is_err(),
+        "started on an impostor's document"
+    );
     assert_eq!(rogue.count(), 0);
-    assert_eq!(mix.directory_key(), Some(dir.directory_key()));
     cancel.cancel();
-    mix.shutdown().await;
     dir.shutdown().await;
     impostor.shutdown().await;
 }
@@ -117,7 +145,10 @@ async fn a_gateway_with_a_pinned_key_refuses_an_impostors_first_hops() {
     keep_announcing(&impostor, &sink.addr.to_string(), unused, cancel.clone());
     keep_announcing(&real, &sink.addr.to_string(), unused, cancel.clone());
 
-    for (name, url, allowed) in [("pinned-real", real.url(), true), ("pinned-elsewhere", impostor.url(), false)] {
+    for (name, url, allowed) in [
+        ("pinned-real", real.url(), true),
+        ("pinned-elsewhere", impostor.url(), false),
+    ] {
         let mut c = GatewayConfig::new(data.path().join(name));
         c.mix_listen = "127.0.0.1:0".parse().unwrap();
         c.clients_listen = "127.0.0.1:0".parse().unwrap();
@@ -126,16 +157,40 @@ async fn a_gateway_with_a_pinned_key_refuses_an_impostors_first_hops() {
         c.announce_interval = Duration::from_millis(200);
         c.topology_refresh = Duration::from_millis(200);
         c.workers = 1;
+        if !allowed {
+            // it never verifies the impostor's document, so never learns the key epoch length: it does not start
+            assert!(
+                tokio::time::timeout(Duration::from_secs(2), Gateway::start(c))
+                    .await
+                    .is_err(),
+                "{name} started"
+            );
+            assert_eq!(sink.count(), 0);
+            continue;
+        }
         let gw = Gateway::start(c).await.unwrap();
-        let mut client = TestClient::connect(&gw.client_listener_url(), &random_secret(), gw.identity_key()).await.unwrap();
+        let mut client = TestClient::connect(&gw.client_listener_url(), &random_secret(), gw.identity_key())
+            .await
+            .unwrap();
         let before = sink.count();
-        let frame = build_frame(b"x", &[node(sink.addr, PublicKey::from(&random_secret()))], &PublicKey::from(&random_secret()), &[0], 0);
+        let frame = build_frame(
+            b"x",
+            &[node(sink.addr, PublicKey::from(&random_secret()))],
+            &PublicKey::from(&random_secret()),
+            &[0],
+            0,
+        );
         client.forward(*encode_node_address(sink.addr).as_bytes(), frame).await;
         if allowed {
-            assert!(wait_until(T, || sink.count() == before + 1).await, "{name}: a listed first hop got nothing");
+            assert!(
+                wait_until(T, || sink.count() == before + 1).await,
+                "{name}: a listed first hop got nothing"
+            );
         } else {
             match client.recv(T).await {
-                Some(GatewayResponse::Refused { next_hop, .. }) => assert_eq!(next_hop, *encode_node_address(sink.addr).as_bytes()),
+                Some(GatewayResponse::Refused { next_hop, .. }) => {
+                    assert_eq!(next_hop, *encode_node_address(sink.addr).as_bytes())
+                }
                 other => panic!("{name}: an impostor's first hop was not refused: {other:?}"),
             }
             assert_eq!(sink.count(), before);
@@ -216,7 +271,12 @@ impl FakeAuthority {
                 });
             }
         });
-        FakeAuthority { url, mode, topology_requests, cancel }
+        FakeAuthority {
+            url,
+            mode,
+            topology_requests,
+            cancel,
+        }
     }
 
     fn serve(&self, doc: &TopologyJson) {
@@ -247,7 +307,10 @@ fn authorities(keys: &[&SigningKey], urls: &[&str]) -> Authorities {
     let list = keys
         .iter()
         .zip(urls)
-        .map(|(k, u)| Authority { key: k.verifying_key().to_bytes(), url: u.to_string() })
+        .map(|(k, u)| Authority {
+            key: k.verifying_key().to_bytes(),
+            url: u.to_string(),
+        })
         .collect();
     Authorities::new(list, None).unwrap()
 }
@@ -258,7 +321,9 @@ fn authorities(keys: &[&SigningKey], urls: &[&str]) -> Authorities {
 fn document(issued_at: u64, validity_ms: u64, epoch_secs: u64, nodes: bool) -> TopologyJson {
     let (mix_nodes, gateway_nodes) = if nodes {
         (
-            (1..=3u8).map(|l| signed_mix(&identity(40 + l), l, &format!("127.0.0.{}:1", 40 + l), issued_at)).collect(),
+            (1..=3u8)
+                .map(|l| signed_mix(&identity(40 + l), l, &format!("127.0.0.{}:1", 40 + l), issued_at))
+                .collect(),
             vec![signed_gateway(&identity(44), "127.0.0.44:1", "127.0.0.44:2", issued_at)],
         )
     } else {
@@ -312,11 +377,19 @@ async fn a_node_with_two_authorities_one_down_fails_over_and_is_listed() {
     keep_announcing(&dir, "127.0.0.41:1", "127.0.0.42:1".parse().unwrap(), cancel.clone());
     // the first authority listed is down (nothing listens on port 1); one signature suffices
     let list = vec![
-        Authority { key: authority_key(90).verifying_key().to_bytes(), url: "http://127.0.0.1:1".into() },
-        Authority { key: dir.directory_key(), url: dir.url() },
+        Authority {
+            key: authority_key(90).verifying_key().to_bytes(),
+            url: "http://127.0.0.1:1".into(),
+        },
+        Authority {
+            key: dir.directory_key(),
+            url: dir.url(),
+        },
     ];
     let authorities = Authorities::new(list, Some(1)).unwrap();
-    let mix = Mixnode::start(mixnode_config(&data.path().join("mix"), authorities.clone())).await.unwrap();
+    let mix = Mixnode::start(mixnode_config(&data.path().join("mix"), authorities.clone()))
+        .await
+        .unwrap();
     assert_eq!(mix.authorities(), Some(authorities));
     assert!(
         wait_until(T, || matches!(mix.topology_state(), Some(TopologyState::Current { ref authority, .. }) if *authority == dir.url()))
@@ -330,7 +403,10 @@ async fn a_node_with_two_authorities_one_down_fails_over_and_is_listed() {
     assert!(wait_until(T, listed).await, "the node was never listed");
     let samples = scrape(mix.metrics_addr().unwrap()).await;
     assert_eq!(val(&samples, "nym_topology_authority", &[("url", &dir.url())]), 1);
-    assert_eq!(val(&samples, "nym_topology_authority", &[("url", "http://127.0.0.1:1")]), 0);
+    assert_eq!(
+        val(&samples, "nym_topology_authority", &[("url", "http://127.0.0.1:1")]),
+        0
+    );
     assert_eq!(val(&samples, "nym_topology_current", &[]), 1);
     // a fetch that started at the authority that is down moved on to the next
     assert!(wait_until(T, || mix.topology_state().is_some()).await);
@@ -343,15 +419,26 @@ async fn a_node_with_two_authorities_one_down_fails_over_and_is_listed() {
 async fn refused_documents_keep_the_last_good_one_and_the_node_fails_over() {
     let data = tempfile::tempdir().unwrap();
     let (a, b) = (FakeAuthority::start().await, FakeAuthority::start().await);
-    let (k1, k2, k3, stranger) = (authority_key(91), authority_key(92), authority_key(93), authority_key(99));
+    let (k1, k2, k3, stranger) = (
+        authority_key(91),
+        authority_key(92),
+        authority_key(93),
+        authority_key(99),
+    );
     // three authorities, two of them needed; the third is down
     let auth = authorities(&[&k1, &k2, &k3], &[&a.url, &b.url, "http://127.0.0.1:1"]);
     let t0 = now_ms() - 5_000;
     let good = signed(document(t0, 120_000, DAY, true), &[&k1, &k2]);
     a.serve(&good);
     b.serve(&good);
-    let mix = Mixnode::start(mixnode_config(&data.path().join("mix"), auth)).await.unwrap();
-    assert!(wait_until(T, || issued(mix.topology_state()) == Some(t0)).await, "{:?}", mix.topology_state());
+    let mix = Mixnode::start(mixnode_config(&data.path().join("mix"), auth))
+        .await
+        .unwrap();
+    assert!(
+        wait_until(T, || issued(mix.topology_state()) == Some(t0)).await,
+        "{:?}",
+        mix.topology_state()
+    );
     let metrics = mix.metrics_addr().unwrap();
 
     let one = signed(document(t0 + 1000, 120_000, DAY, true), &[&k1]);
@@ -367,8 +454,10 @@ async fn refused_documents_keep_the_last_good_one_and_the_node_fails_over() {
         ("an older document replayed", &replayed, "replayed"),
     ] {
         let before = scrape(metrics).await;
-        let (refused, failovers) =
-            (val(&before, "nym_topology_refused_total", &[("reason", reason)]), val(&before, "nym_topology_failovers_total", &[]));
+        let (refused, failovers) = (
+            val(&before, "nym_topology_refused_total", &[("reason", reason)]),
+            val(&before, "nym_topology_failovers_total", &[]),
+        );
         a.serve(bad);
         b.serve(bad);
         // both authorities that answer are asked and refused: the node moved on from the first
@@ -377,8 +466,15 @@ async fn refused_documents_keep_the_last_good_one_and_the_node_fails_over() {
                 && get(s, "nym_topology_failovers_total", &[]).is_some_and(|n| n >= failovers + 2)
         })
         .await;
-        assert!(val(&after, "nym_topology_refused_total", &[("reason", reason)]) >= refused + 2, "{name}");
-        assert_eq!(issued(mix.topology_state()), Some(t0), "{name}: the last good document is kept");
+        assert!(
+            val(&after, "nym_topology_refused_total", &[("reason", reason)]) >= refused + 2,
+            "{name}"
+        );
+        assert_eq!(
+            issued(mix.topology_state()),
+            Some(t0),
+            "{name}: the last good document is kept"
+        );
         assert_eq!(val(&after, "nym_topology_current", &[]), 1, "{name}");
     }
 
@@ -386,7 +482,11 @@ async fn refused_documents_keep_the_last_good_one_and_the_node_fails_over() {
     let newer = signed(document(t0 + 4000, 120_000, DAY, true), &[&k2, &k1]);
     a.serve(&one);
     b.serve(&newer);
-    assert!(wait_until(T, || issued(mix.topology_state()) == Some(t0 + 4000)).await, "{:?}", mix.topology_state());
+    assert!(
+        wait_until(T, || issued(mix.topology_state()) == Some(t0 + 4000)).await,
+        "{:?}",
+        mix.topology_state()
+    );
     match mix.topology_state() {
         Some(TopologyState::Current { authority, .. }) => assert_eq!(authority, b.url),
         other => panic!("{other:?}"),
@@ -408,8 +508,14 @@ async fn with_every_authority_down_the_last_document_lasts_until_it_expires_then
     let short = signed(document(t0, 4000, DAY, true), &[&k1, &k2]);
     a.serve(&short);
     b.serve(&short);
-    let mix = Mixnode::start(mixnode_config(&data.path().join("mix"), auth)).await.unwrap();
-    assert!(wait_until(T, || issued(mix.topology_state()) == Some(t0)).await, "{:?}", mix.topology_state());
+    let mix = Mixnode::start(mixnode_config(&data.path().join("mix"), auth))
+        .await
+        .unwrap();
+    assert!(
+        wait_until(T, || issued(mix.topology_state()) == Some(t0)).await,
+        "{:?}",
+        mix.topology_state()
+    );
     a.down();
     b.down();
     let (ra, rb) = (a.requests(), b.requests());
@@ -419,7 +525,9 @@ async fn with_every_authority_down_the_last_document_lasts_until_it_expires_then
     assert_eq!(issued(mix.topology_state()), Some(t0));
     // then it expires: no current topology
     assert!(
-        wait_until(T, || mix.topology_state() == Some(TopologyState::Expired { expired_at: t0 + 4000 })).await,
+        wait_until(T, || mix.topology_state()
+            == Some(TopologyState::Expired { expired_at: t0 + 4000 }))
+        .await,
         "{:?}",
         mix.topology_state()
     );
@@ -429,13 +537,21 @@ async fn with_every_authority_down_the_last_document_lasts_until_it_expires_then
     let stats = mix.stats();
     let sink = Sink::start(false).await;
     send_tcp(mix.listen_addr(), &packet_via(&mix, "127.0.0.42:1".parse().unwrap())).await;
-    assert!(wait_until(T, || stats.snapshot().dropped_unlisted_hop == 1).await, "{}", stats.snapshot());
+    assert!(
+        wait_until(T, || stats.snapshot().dropped_unlisted_hop == 1).await,
+        "{}",
+        stats.snapshot()
+    );
     assert_eq!(sink.count(), 0);
 
     // one authority returns: service resumes, no restart
     let t1 = now_ms();
     b.serve(&signed(document(t1, 60_000, DAY, true), &[&k1, &k2]));
-    assert!(wait_until(T, || issued(mix.topology_state()) == Some(t1)).await, "{:?}", mix.topology_state());
+    assert!(
+        wait_until(T, || issued(mix.topology_state()) == Some(t1)).await,
+        "{:?}",
+        mix.topology_state()
+    );
     let samples = scrape(mix.metrics_addr().unwrap()).await;
     assert_eq!(val(&samples, "nym_topology_current", &[]), 1);
     mix.shutdown().await;
@@ -454,9 +570,16 @@ async fn a_node_takes_the_key_epoch_length_from_the_document_and_waits_for_one()
     // a network with no nodes yet, with two-hour key epochs
     let doc = signed(document(now_ms() - 1000, 60_000, 7200, false), &[&k]);
     a.serve(&doc);
-    let mix = tokio::time::timeout(T, start).await.expect("started once a document came").unwrap().unwrap();
+    let mix = tokio::time::timeout(T, start)
+        .await
+        .expect("started once a document came")
+        .unwrap()
+        .unwrap();
     assert_eq!(mix.sphinx_keys().settings().epoch_secs, 7200);
-    assert_eq!(mix.sphinx_keys().current_epoch(), nym_wire::epoch::epoch_at(now_ms(), 7_200_000));
+    assert_eq!(
+        mix.sphinx_keys().current_epoch(),
+        nym_wire::epoch::epoch_at(now_ms(), 7_200_000)
+    );
     mix.shutdown().await;
 
     // an operator who expects another length is told, and the node does not start

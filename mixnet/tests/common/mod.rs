@@ -30,7 +30,10 @@ pub struct Procs(pub Vec<std::process::Child>);
 impl Drop for Procs {
     fn drop(&mut self) {
         for c in &mut self.0 {
-            let _ = std::process::Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
         }
         let deadline = Instant::now() + Duration::from_secs(3);
         for c in &mut self.0 {
@@ -76,8 +79,14 @@ pub fn build_frame(msg: &[u8], route: &[Node], dest: &PublicKey, delays_ms: &[u6
 pub fn epoch_keys(seed: u8, seq: u64) -> Vec<EpochKeyJson> {
     let epoch = epoch_at(seq, DEFAULT_EPOCH_SECS * 1000);
     vec![
-        EpochKeyJson { epoch, key: b58_x25519(seed) },
-        EpochKeyJson { epoch: epoch + 1, key: b58_x25519(seed.wrapping_add(128)) },
+        EpochKeyJson {
+            epoch,
+            key: b58_x25519(seed),
+        },
+        EpochKeyJson {
+            epoch: epoch + 1,
+            key: b58_x25519(seed.wrapping_add(128)),
+        },
     ]
 }
 
@@ -163,15 +172,24 @@ impl TestClient {
             let mut rng = rand::rng();
             ClientHandshake::start(&mut rng, key, gateway_identity)
         };
-        ws.send(Message::Binary(hello.into())).await.map_err(|e| e.to_string())?;
-        let reply = next_binary(&mut ws, Duration::from_secs(5)).await.ok_or("no handshake reply")?;
+        ws.send(Message::Binary(hello.into()))
+            .await
+            .map_err(|e| e.to_string())?;
+        let reply = next_binary(&mut ws, Duration::from_secs(5))
+            .await
+            .ok_or("no handshake reply")?;
         let (mut session, auth) = hs.finish(&reply).map_err(|e| e.to_string())?;
         ws.send(Message::Binary(auth.into())).await.map_err(|e| e.to_string())?;
-        let frame = next_binary(&mut ws, Duration::from_secs(5)).await.ok_or("no Authenticated")?;
+        let frame = next_binary(&mut ws, Duration::from_secs(5))
+            .await
+            .ok_or("no Authenticated")?;
         match GatewayResponse::decode(&session.open(&frame).map_err(|e| e.to_string())?) {
-            Ok(GatewayResponse::Authenticated { stored }) => {
-                Ok(TestClient { ws, session, stored, unacked: Vec::new() })
-            }
+            Ok(GatewayResponse::Authenticated { stored }) => Ok(TestClient {
+                ws,
+                session,
+                stored,
+                unacked: Vec::new(),
+            }),
             other => Err(format!("unexpected {other:?}")),
         }
     }
@@ -256,7 +274,10 @@ pub fn gateway_identity(topo: &TopologyJson, i: usize) -> [u8; 32] {
 
 /// Unix time in milliseconds (what nodes use as a descriptor's seq).
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
 }
 
 pub fn identity(seed: u8) -> ed25519_dalek::SigningKey {
@@ -322,7 +343,10 @@ pub async fn http(addr: SocketAddr, request: &[u8]) -> (u16, String, String) {
     let mut answer = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
-        match tokio::time::timeout(METRICS_WAIT, s.read(&mut buf)).await.expect("answered in time") {
+        match tokio::time::timeout(METRICS_WAIT, s.read(&mut buf))
+            .await
+            .expect("answered in time")
+        {
             Ok(0) | Err(_) => break,
             Ok(n) => answer.extend_from_slice(&buf[..n]),
         }
@@ -337,7 +361,11 @@ pub async fn http(addr: SocketAddr, request: &[u8]) -> (u16, String, String) {
 pub async fn scrape(addr: SocketAddr) -> Vec<Sample> {
     let (status, head, body) = http(addr, b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n").await;
     assert_eq!(status, 200, "{head}\n{body}");
-    assert!(head.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
     exposition::parse(&body).unwrap_or_else(|e| panic!("{e}\n{body}"))
 }
 

@@ -165,7 +165,6 @@ async fn a_gateway_with_a_pinned_key_refuses_an_impostors_first_hops() {
                     .is_err(),
                 "{name} started"
             );
-            assert_eq!(sink.count(), 0);
             continue;
         }
         let gw = Gateway::start(c).await.unwrap();

@@ -50,7 +50,8 @@ pub const DEFAULT_REPLAY_SAVE_INTERVAL: Duration = Duration::from_secs(60);
 /// How a node's keys rotate and its replay filters are sized and saved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EpochSettings {
-    /// The network's epoch length (`--epoch-secs`): must be the directory's.
+    /// The key epoch length. A node with a directory replaces it with the
+    /// authorities' document's `epochLengthSecs` before making its keys.
     pub epoch_secs: u64,
     /// `--rated-packets-per-sec`: a filter holds `rate x epoch` tags at
     /// `replay_fp_rate`; past that its false-positive rate grows.
@@ -87,7 +88,10 @@ impl EpochSettings {
 
     pub fn validate(&self) -> Result<()> {
         if self.epoch_secs < MIN_EPOCH_SECS {
-            bail!("--epoch-secs must be at least {MIN_EPOCH_SECS}, got {}", self.epoch_secs);
+            bail!(
+                "--epoch-secs must be at least {MIN_EPOCH_SECS}, got {}",
+                self.epoch_secs
+            );
         }
         if self.rated_packets_per_sec == 0 {
             bail!("--rated-packets-per-sec must be positive");
@@ -95,17 +99,22 @@ impl EpochSettings {
         if self.replay_save_interval.is_zero() {
             bail!("--replay-save-secs must be positive");
         }
-        self.filter_params().validate().map_err(|e| anyhow::anyhow!("replay filter: {e}"))
+        self.filter_params()
+            .validate()
+            .map_err(|e| anyhow::anyhow!("replay filter: {e}"))
     }
 }
 
 /// The flags of [`EpochSettings`], shared by `nym-mixnode` and `nym-gateway`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct EpochFlags {
-    /// Key epoch length in seconds: Sphinx keys rotate this often. Must be
-    /// the directory's (`nym-directory --epoch-secs`).
-    #[arg(long, default_value_t = DEFAULT_EPOCH_SECS)]
-    pub epoch_secs: u64,
+    /// Key epoch length in seconds (Sphinx keys rotate this often). Not
+    /// needed: a node with authorities takes it from their signed document.
+    /// If given and the document states another, the node refuses to start
+    /// (the operator expected a different network). Without a directory,
+    /// the length used (default 86400).
+    #[arg(long)]
+    pub epoch_secs: Option<u64>,
     /// Packets a second this node is sized for: each key's replay filter
     /// holds an epoch of them at --replay-fp-rate (past that, the rate grows).
     #[arg(long, default_value_t = DEFAULT_RATED_PACKETS_PER_SEC)]
@@ -121,7 +130,7 @@ pub struct EpochFlags {
 impl EpochFlags {
     pub fn settings(&self) -> Result<EpochSettings> {
         let settings = EpochSettings {
-            epoch_secs: self.epoch_secs,
+            epoch_secs: self.epoch_secs.unwrap_or(DEFAULT_EPOCH_SECS),
             rated_packets_per_sec: self.rated_packets_per_sec,
             replay_fp_rate: self.replay_fp_rate,
             replay_save_interval: crate::cli::secs_flag(self.replay_save_secs, "--replay-save-secs")?,
@@ -178,7 +187,12 @@ impl SphinxKeys {
     /// Loads the keys kept in `data_dir` for the epochs around `now_unix_ms`
     /// (rotating early those whose filter can't be trusted), makes the
     /// missing ones, deletes the retired. Returns what it had to report.
-    pub fn open(data_dir: &Path, settings: EpochSettings, now_unix_ms: u64, stats: Arc<NodeStats>) -> Result<(Arc<Self>, Vec<String>)> {
+    pub fn open(
+        data_dir: &Path,
+        settings: EpochSettings,
+        now_unix_ms: u64,
+        stats: Arc<NodeStats>,
+    ) -> Result<(Arc<Self>, Vec<String>)> {
         settings.validate()?;
         let dir = data_dir.join(KEYS_DIR);
         ensure_dir(&dir)?;
@@ -199,7 +213,11 @@ impl SphinxKeys {
                 Err(why) => {
                     report.push(format!(
                         "sphinx key of epoch {epoch}: {why}; {}",
-                        if epoch < current { "dropped" } else { "replaced by a fresh key (rotated early)" }
+                        if epoch < current {
+                            "dropped"
+                        } else {
+                            "replaced by a fresh key (rotated early)"
+                        }
                     ));
                     remove_key_files(&dir, epoch);
                 }
@@ -211,7 +229,12 @@ impl SphinxKeys {
             fs::remove_file(&marker).with_context(|| format!("cannot remove {}", marker.display()))?;
             sync_dir(&dir);
         }
-        let store = SphinxKeys { dir, settings, keys: RwLock::new(keys), stats };
+        let store = SphinxKeys {
+            dir,
+            settings,
+            keys: RwLock::new(keys),
+            stats,
+        };
         for epoch in [current, current.saturating_add(1)] {
             store.ensure_key(epoch)?;
         }
@@ -224,7 +247,12 @@ impl SphinxKeys {
     }
 
     fn held(&self) -> Vec<Arc<EpochKey>> {
-        self.keys.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        self.keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// The key for packets of `epoch`, if the node holds it.
@@ -234,7 +262,12 @@ impl SphinxKeys {
 
     /// The epochs held, oldest first.
     pub fn epochs(&self) -> Vec<KeyEpoch> {
-        self.keys.read().unwrap_or_else(|p| p.into_inner()).keys().copied().collect()
+        self.keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect()
     }
 
     /// The current epoch (the node's clock at the last rotation check).
@@ -245,7 +278,9 @@ impl SphinxKeys {
     /// The public key of the current epoch. The node always holds it:
     /// `open` and every rotation make it before the epoch becomes current.
     pub fn current_public(&self) -> PublicKey {
-        self.get(self.current_epoch()).map(|k| k.public).unwrap_or(PublicKey::from([0; 32]))
+        self.get(self.current_epoch())
+            .map(|k| k.public)
+            .unwrap_or(PublicKey::from([0; 32]))
     }
 
     /// The keys to publish in a descriptor signed at `unix_ms`: that
@@ -279,11 +314,21 @@ impl SphinxKeys {
         rand::fill(&mut bytes);
         let secret = StaticSecret::from(bytes);
         let public = PublicKey::from(&secret);
-        let filter = ReplayFilter::new(self.settings.filter_params()).map_err(|e| anyhow::anyhow!("replay filter: {e}"))?;
+        let filter =
+            ReplayFilter::new(self.settings.filter_params()).map_err(|e| anyhow::anyhow!("replay filter: {e}"))?;
         // Its filter is written with the first save that finds it used (or
         // at the stop): a key file without a filter after a crash is rotated.
-        let key = Arc::new(EpochKey { epoch, secret, public, filter: Mutex::new(filter), dirty: AtomicBool::new(false) });
-        write_private(&key_path(&self.dir, epoch), &encode_pem(X25519_PRIVATE_TAG, key.secret.as_bytes()))?;
+        let key = Arc::new(EpochKey {
+            epoch,
+            secret,
+            public,
+            filter: Mutex::new(filter),
+            dirty: AtomicBool::new(false),
+        });
+        write_private(
+            &key_path(&self.dir, epoch),
+            &encode_pem(X25519_PRIVATE_TAG, key.secret.as_bytes()),
+        )?;
         keys.insert(epoch, key.clone());
         Ok(key)
     }
@@ -296,7 +341,11 @@ impl SphinxKeys {
         let before = self.current_epoch();
         self.ensure_key(current)?;
         self.ensure_key(current.saturating_add(1))?;
-        let retired: Vec<KeyEpoch> = self.epochs().into_iter().filter(|e| e.saturating_add(1) < current).collect();
+        let retired: Vec<KeyEpoch> = self
+            .epochs()
+            .into_iter()
+            .filter(|e| e.saturating_add(1) < current)
+            .collect();
         if !retired.is_empty() {
             let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
             for epoch in &retired {
@@ -357,7 +406,12 @@ pub fn unix_time_ms() -> u64 {
 
 /// A node's keys at start: opened (what had to be rotated early is
 /// logged), then rotated and saved in the background until `cancel`.
-pub(crate) fn start_keys(data_dir: &Path, settings: EpochSettings, stats: Arc<NodeStats>, cancel: CancellationToken) -> Result<Arc<SphinxKeys>> {
+pub(crate) fn start_keys(
+    data_dir: &Path,
+    settings: EpochSettings,
+    stats: Arc<NodeStats>,
+    cancel: CancellationToken,
+) -> Result<Arc<SphinxKeys>> {
     let (keys, report) = SphinxKeys::open(data_dir, settings, unix_time_ms(), stats)?;
     for line in report {
         tracing::warn!("{line}");
@@ -438,14 +492,21 @@ fn load_key(dir: &Path, epoch: KeyEpoch, path: &Path, clean_stop: bool) -> std::
     let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let secret = StaticSecret::from(decode_pem32(&text, X25519_PRIVATE_TAG).map_err(|e| format!("bad key file: {e}"))?);
     let public = PublicKey::from(&secret);
-    let loaded = ReplayFilter::load(&filter_path(dir, epoch), &filter_binding(epoch, &public)).map_err(|e| match e {
-        FilterLoadError::Missing => "its replay filter is missing".to_string(),
-        other => format!("its replay filter can't be used ({other})"),
-    })?;
+    let loaded =
+        ReplayFilter::load(&filter_path(dir, epoch), &filter_binding(epoch, &public)).map_err(|e| match e {
+            FilterLoadError::Missing => "its replay filter is missing".to_string(),
+            other => format!("its replay filter can't be used ({other})"),
+        })?;
     if !loaded.clean {
         return Err("its replay filter was not saved at the last stop: replays since its last save would pass".into());
     }
-    Ok(EpochKey { epoch, secret, public, filter: Mutex::new(loaded.filter), dirty: AtomicBool::new(false) })
+    Ok(EpochKey {
+        epoch,
+        secret,
+        public,
+        filter: Mutex::new(loaded.filter),
+        dirty: AtomicBool::new(false),
+    })
 }
 
 fn sync_dir(dir: &Path) {
@@ -463,7 +524,9 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     f.write_all(contents.as_bytes())?;
     f.sync_all()?;
     Ok(())
@@ -476,7 +539,11 @@ mod tests {
     const EPOCH_MS: u64 = 10_000;
 
     fn settings() -> EpochSettings {
-        EpochSettings { epoch_secs: EPOCH_MS / 1000, rated_packets_per_sec: 100, ..EpochSettings::default() }
+        EpochSettings {
+            epoch_secs: EPOCH_MS / 1000,
+            rated_packets_per_sec: 100,
+            ..EpochSettings::default()
+        }
     }
 
     fn open(dir: &Path, now: u64) -> (Arc<SphinxKeys>, Vec<String>) {
@@ -489,7 +556,10 @@ mod tests {
         let (keys, report) = open(dir.path(), 50_000);
         assert!(report.is_empty(), "{report:?}");
         assert_eq!(keys.epochs(), vec![5, 6]);
-        assert_eq!(keys.published(50_000).iter().map(|k| k.epoch).collect::<Vec<_>>(), vec![5, 6]);
+        assert_eq!(
+            keys.published(50_000).iter().map(|k| k.epoch).collect::<Vec<_>>(),
+            vec![5, 6]
+        );
         let next = keys.get(6).unwrap().public;
         // signed just past the boundary, before the rotation task ran: both
         // keys still, the next one made on the spot
@@ -499,11 +569,21 @@ mod tests {
         assert!(!keys.rotate(55_000).unwrap());
         assert!(keys.rotate(61_000).unwrap());
         assert_eq!(keys.epochs(), vec![5, 6, 7]);
-        assert_eq!(keys.get(6).unwrap().public, next, "the published next key is the one used");
+        assert_eq!(
+            keys.get(6).unwrap().public,
+            next,
+            "the published next key is the one used"
+        );
         assert!(keys.rotate(71_000).unwrap());
         assert_eq!(keys.epochs(), vec![6, 7, 8]);
-        assert!(!dir.path().join(KEYS_DIR).join("epoch-5.pem").exists(), "a retired key is deleted");
-        assert!(!dir.path().join(KEYS_DIR).join("epoch-5.replay").exists(), "with its filter");
+        assert!(
+            !dir.path().join(KEYS_DIR).join("epoch-5.pem").exists(),
+            "a retired key is deleted"
+        );
+        assert!(
+            !dir.path().join(KEYS_DIR).join("epoch-5.replay").exists(),
+            "with its filter"
+        );
         assert_eq!(keys.current_epoch(), 7);
     }
 
@@ -535,9 +615,16 @@ mod tests {
         drop(keys);
         let (after_crash, report) = open(dir.path(), 51_000);
         assert_eq!(report.len(), 2, "{report:?}");
-        assert!(report[0].contains("epoch 5") && report[0].contains("did not stop cleanly") && report[0].contains("rotated early"));
+        assert!(
+            report[0].contains("epoch 5")
+                && report[0].contains("did not stop cleanly")
+                && report[0].contains("rotated early")
+        );
         let fresh = after_crash.get(5).unwrap();
-        assert_ne!(fresh.public, before, "a new key: the old one's packets can't be replayed");
+        assert_ne!(
+            fresh.public, before,
+            "a new key: the old one's packets can't be replayed"
+        );
         assert!(fresh.check_tag([1; 32]));
 
         // a clean save, then one flipped byte in a filter
@@ -550,7 +637,10 @@ mod tests {
         fs::write(&path, bytes).unwrap();
         let (_, report) = open(dir.path(), 52_000);
         assert_eq!(report.len(), 1, "{report:?}");
-        assert!(report[0].contains("epoch 6") && report[0].contains("can't be used"), "{report:?}");
+        assert!(
+            report[0].contains("epoch 6") && report[0].contains("can't be used"),
+            "{report:?}"
+        );
 
         // a missing filter
         let (keys, _) = open(dir.path(), 52_000);
@@ -558,7 +648,10 @@ mod tests {
         drop(keys);
         fs::remove_file(dir.path().join(KEYS_DIR).join("epoch-5.replay")).unwrap();
         let (_, report) = open(dir.path(), 52_000);
-        assert!(report.iter().any(|r| r.contains("epoch 5") && r.contains("missing")), "{report:?}");
+        assert!(
+            report.iter().any(|r| r.contains("epoch 5") && r.contains("missing")),
+            "{report:?}"
+        );
     }
 
     #[test]
@@ -576,7 +669,12 @@ mod tests {
         keys.get(9).unwrap().check_tag([3; 32]);
         drop(keys);
         let (_, report) = open(dir.path(), 90_500);
-        assert!(report.iter().any(|r| r.contains("epoch 9") && r.contains("rotated early")), "{report:?}");
+        assert!(
+            report
+                .iter()
+                .any(|r| r.contains("epoch 9") && r.contains("rotated early")),
+            "{report:?}"
+        );
     }
 
     #[cfg(unix)]
@@ -589,7 +687,11 @@ mod tests {
         let d = dir.path().join(KEYS_DIR);
         assert_eq!(fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700);
         for name in ["epoch-5.pem", "epoch-5.replay"] {
-            assert_eq!(fs::metadata(d.join(name)).unwrap().permissions().mode() & 0o777, 0o600, "{name}");
+            assert_eq!(
+                fs::metadata(d.join(name)).unwrap().permissions().mode() & 0o777,
+                0o600,
+                "{name}"
+            );
         }
     }
 }

@@ -1,5 +1,10 @@
-//! A whole small mixnet in one process: a directory, `mixnodes_per_layer` x 3
+//! A whole small mixnet in one process: `authorities` directory authorities
+//! (3 by default, reaching consensus every `round`), `mixnodes_per_layer` x 3
 //! mixnodes and `gateways` gateways, on loopback, free ports by default.
+//! The authorities file is written in the data dir ([`AUTHORITIES_FILE`]);
+//! every node trusts it (a majority must sign). The first authority keeps
+//! the data dir `directory/` a one-directory localnet had, so its key (what
+//! `nym-client run --localnet` pinned) stays the same.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -12,14 +17,15 @@
 
 use crate::directory::{start_directory, DirectoryConfig, DirectoryHandle};
 use crate::epochs::EpochSettings;
-use crate::keyfiles::load_or_create_identity_key;
-use nym_wire::address::encode_key;
-use std::collections::HashSet;
 use crate::gateway::{Gateway, GatewayConfig};
+use crate::keyfiles::{load_or_create_directory_key, load_or_create_identity_key};
 use crate::mixnode::{Mixnode, MixnodeConfig};
 use crate::stats::NodeStats;
 use anyhow::{anyhow, bail, Result};
+use nym_wire::address::encode_key;
+use nym_wire::authority::{Authorities, Authority};
 use nym_wire::topology::{TopologyJson, LAYERS};
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,12 +35,22 @@ use std::time::{Duration, Instant};
 /// share one source address, and tests start many at once.
 const LOOPBACK_HANDSHAKES_PER_SEC: f64 = 200.0;
 
+/// Authorities a localnet runs by default (`nym-localnet --authorities N`).
+pub const DEFAULT_AUTHORITIES: usize = 3;
+/// The authorities file a localnet writes in its data dir.
+pub const AUTHORITIES_FILE: &str = "authorities.txt";
+
 #[derive(Debug, Clone)]
 pub struct LocalnetConfig {
     /// IP every node binds and announces (default 127.0.0.1).
     pub host: IpAddr,
-    /// Directory port; 0 picks a free one.
+    /// The first authority's port (the others take the next ones); 0
+    /// picks free ones.
     pub directory_port: u16,
+    /// How many directory authorities (1 = a single directory).
+    pub authorities: usize,
+    /// The authorities' consensus round.
+    pub round: Duration,
     /// Node keys (and gateway inboxes) live in per-node subdirectories here.
     pub data_dir: PathBuf,
     pub mixnodes_per_layer: usize,
@@ -61,7 +77,11 @@ pub struct LocalnetConfig {
 /// A localnet's key epochs: an hour (keys do rotate while one runs), filters
 /// sized for 100 packets/s, so eight nodes' filters stay a few MB.
 pub fn localnet_epochs() -> EpochSettings {
-    EpochSettings { epoch_secs: 3600, rated_packets_per_sec: 100, ..EpochSettings::default() }
+    EpochSettings {
+        epoch_secs: 3600,
+        rated_packets_per_sec: 100,
+        ..EpochSettings::default()
+    }
 }
 
 impl LocalnetConfig {
@@ -69,6 +89,8 @@ impl LocalnetConfig {
         LocalnetConfig {
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             directory_port: 0,
+            authorities: DEFAULT_AUTHORITIES,
+            round: Duration::from_secs(1),
             data_dir: data_dir.into(),
             mixnodes_per_layer: 2,
             gateways: 2,
@@ -96,7 +118,11 @@ impl LocalnetConfig {
 
     /// `$HOME/.nym/localnet` (or `./.nym/localnet` without HOME).
     pub fn default_data_dir() -> PathBuf {
-        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".nym").join("localnet")
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join(".nym")
+            .join("localnet")
     }
 }
 
@@ -148,9 +174,15 @@ struct GatewaySlot {
     node: Option<Gateway>,
 }
 
+struct AuthoritySlot {
+    config: DirectoryConfig,
+    handle: Option<DirectoryHandle>,
+}
+
 pub struct Localnet {
     config: LocalnetConfig,
-    directory: DirectoryHandle,
+    authorities: Authorities,
+    directories: Vec<AuthoritySlot>,
     mixnodes: Vec<MixSlot>,
     gateways: Vec<GatewaySlot>,
 }
@@ -191,53 +223,63 @@ impl Localnet {
             .flat_map(|layer| (0..config.mixnodes_per_layer).map(move |n| (layer, format!("mixnode-l{layer}-{n}"))))
             .map(|(layer, name)| (layer, config.data_dir.join(name)))
             .collect();
-        let gateway_dirs: Vec<PathBuf> = (0..config.gateways).map(|n| config.data_dir.join(format!("gateway-{n}"))).collect();
+        let gateway_dirs: Vec<PathBuf> = (0..config.gateways)
+            .map(|n| config.data_dir.join(format!("gateway-{n}")))
+            .collect();
         let mut admit = HashSet::new();
         for dir in mix_dirs.iter().map(|(_, d)| d).chain(&gateway_dirs) {
             admit.insert(load_or_create_identity_key(dir)?.verifying_key().to_bytes());
         }
         admit.extend(config.also_admit.iter().copied());
-        let mut dc = DirectoryConfig::new(config.data_dir.join("directory"));
-        dc.listen = SocketAddr::new(config.host, config.directory_port);
-        dc.expiry = config.expiry;
-        dc.admit = Some(admit);
-        dc.epoch_secs = config.epochs.epoch_secs;
         // Metrics on loopback only, whatever `host` is.
-        let metrics = config.metrics.then_some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0));
-        dc.metrics = metrics;
-        let directory = start_directory(dc).await?;
-        let url = directory.url();
-        let directory_key = directory.directory_key();
-        let mut net = Localnet { config: config.clone(), directory, mixnodes: Vec::new(), gateways: Vec::new() };
+        let metrics = config
+            .metrics
+            .then_some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0));
+        let (authorities, directories) = start_authorities(&config, &admit, metrics).await?;
+        std::fs::write(
+            config.data_dir.join(AUTHORITIES_FILE),
+            authorities_file_text(&authorities),
+        )?;
+        let mut net = Localnet {
+            config: config.clone(),
+            authorities: authorities.clone(),
+            directories,
+            mixnodes: Vec::new(),
+            gateways: Vec::new(),
+        };
         let started = async {
             for (layer, dir) in &mix_dirs {
                 let mut c = MixnodeConfig::new(*layer, dir);
                 c.listen = SocketAddr::new(config.host, 0);
-                c.directory = Some(url.clone());
-                c.directory_key = Some(directory_key);
+                c.authorities = Some(authorities.clone());
                 c.announce_interval = config.announce_interval;
                 c.topology_refresh = config.topology_refresh;
                 c.stats_interval = config.stats_interval;
                 c.workers = config.workers_per_node;
                 c.epochs = config.epochs.clone();
+                c.expected_epoch_secs = Some(config.epochs.epoch_secs);
                 c.metrics = metrics;
                 let node = Mixnode::start(c.clone()).await?;
                 // a restart must come back on the same address
                 c.listen = node.listen_addr();
                 c.metrics = node.metrics_addr();
-                net.mixnodes.push(MixSlot { config: c, info: mix_info(&node, dir.clone()), node: Some(node) });
+                net.mixnodes.push(MixSlot {
+                    config: c,
+                    info: mix_info(&node, dir.clone()),
+                    node: Some(node),
+                });
             }
             for dir in &gateway_dirs {
                 let mut c = GatewayConfig::new(dir);
                 c.mix_listen = SocketAddr::new(config.host, 0);
                 c.clients_listen = SocketAddr::new(config.host, 0);
-                c.directory = Some(url.clone());
-                c.directory_key = Some(directory_key);
+                c.authorities = Some(authorities.clone());
                 c.announce_interval = config.announce_interval;
                 c.topology_refresh = config.topology_refresh;
                 c.stats_interval = config.stats_interval;
                 c.workers = config.workers_per_node;
                 c.epochs = config.epochs.clone();
+                c.expected_epoch_secs = Some(config.epochs.epoch_secs);
                 // Every client of a local net comes from the same loopback
                 // address: the per-source handshake rate is the whole net's.
                 c.admission.handshakes_per_source = c.admission.handshakes_per_source.max(LOOPBACK_HANDSHAKES_PER_SEC);
@@ -247,7 +289,11 @@ impl Localnet {
                 c.mix_listen = gw.mix_addr();
                 c.clients_listen = gw.clients_addr();
                 c.metrics = gw.metrics_addr();
-                net.gateways.push(GatewaySlot { config: c, info: gateway_info(&gw, dir.clone()), node: Some(gw) });
+                net.gateways.push(GatewaySlot {
+                    config: c,
+                    info: gateway_info(&gw, dir.clone()),
+                    node: Some(gw),
+                });
             }
             net.wait_for_topology(config.start_timeout).await
         };
@@ -264,47 +310,103 @@ impl Localnet {
         &self.config
     }
 
-    /// `http://host:port` of the directory.
+    /// `http://host:port` of the first authority (what `nym-client init
+    /// --directory` takes: a client trusting it alone accepts the documents
+    /// it signed with the others).
     pub fn directory_url(&self) -> String {
-        self.directory.url()
+        self.authorities.list()[0].url.clone()
     }
 
-    /// Where the directory serves `GET /metrics` (`LocalnetConfig::metrics`).
+    /// Where the first authority serves `GET /metrics` (`LocalnetConfig::metrics`).
     pub fn directory_metrics_addr(&self) -> Option<SocketAddr> {
-        self.directory.metrics_addr()
+        self.directories[0].config.metrics
     }
 
-    /// The key the directory signs topologies with; every node of the
-    /// localnet has it pinned.
+    /// The first authority's key.
     pub fn directory_key(&self) -> [u8; 32] {
-        self.directory.directory_key()
+        self.authorities.list()[0].key
     }
 
-    /// The directory's current (unexpired) view, as the signed document it serves.
+    /// Every authority (keys, URLs, threshold); every node trusts these.
+    pub fn authorities(&self) -> &Authorities {
+        &self.authorities
+    }
+
+    /// The authorities file in the data dir (`nym-client init --authorities`).
+    pub fn authorities_file(&self) -> PathBuf {
+        self.config.data_dir.join(AUTHORITIES_FILE)
+    }
+
+    /// Where authority `i` serves `GET /metrics`.
+    pub fn authority_metrics_addr(&self, i: usize) -> Option<SocketAddr> {
+        self.directories.get(i).and_then(|d| d.config.metrics)
+    }
+
+    /// Stops authority `i` (its port closes).
+    pub async fn kill_authority(&mut self, i: usize) -> Result<()> {
+        let slot = self.directories.get_mut(i).ok_or_else(|| anyhow!("no authority {i}"))?;
+        if let Some(d) = slot.handle.take() {
+            d.shutdown().await;
+        }
+        Ok(())
+    }
+
+    /// (Re)starts authority `i` with the same key and address.
+    pub async fn restart_authority(&mut self, i: usize) -> Result<()> {
+        self.kill_authority(i).await?;
+        let slot = self.directories.get_mut(i).ok_or_else(|| anyhow!("no authority {i}"))?;
+        slot.handle = Some(start_retrying(|| start_directory(slot.config.clone())).await?);
+        Ok(())
+    }
+
+    /// The first running authority's current (unexpired) view, as its state
+    /// signs it (without the other authorities' signatures). Empty when
+    /// every authority is stopped.
     pub fn topology(&self) -> TopologyJson {
-        self.directory.state.topology()
+        self.directories
+            .iter()
+            .find_map(|d| d.handle.as_ref())
+            .map(|d| d.state.topology())
+            .unwrap_or_default()
     }
 
-    /// Waits until every running node is in the directory's topology.
+    /// The document the first running authority serves (`GET
+    /// /api/presence/topology`): what nodes and clients fetch.
+    pub async fn served_topology(&self) -> Result<TopologyJson> {
+        let i = self
+            .directories
+            .iter()
+            .position(|d| d.handle.is_some())
+            .ok_or_else(|| anyhow!("every authority is stopped"))?;
+        crate::http::DirectoryClient::new(&self.authorities.list()[i].url)?
+            .topology()
+            .await
+    }
+
+    /// Waits until every running node is in the document the first running authority serves.
     pub async fn wait_for_topology(&self, timeout: Duration) -> Result<TopologyJson> {
         let deadline = Instant::now() + timeout;
         loop {
-            let topo = self.topology();
-            let mix_ok = self
-                .mixnodes
-                .iter()
-                .filter(|s| s.node.is_some())
-                .all(|s| topo.mix_nodes.iter().any(|m| m.host == s.info.address.to_string() && m.pub_key == s.info.public_key));
-            let gw_ok = self
-                .gateways
-                .iter()
-                .filter(|s| s.node.is_some())
-                .all(|s| topo.gateway_nodes.iter().any(|g| g.identity_key == s.info.identity_key && g.mixnet_listener == s.info.mix_address.to_string()));
+            let topo = self.served_topology().await.unwrap_or_default();
+            let mix_ok = self.mixnodes.iter().filter(|s| s.node.is_some()).all(|s| {
+                topo.mix_nodes
+                    .iter()
+                    .any(|m| m.host == s.info.address.to_string() && m.pub_key == s.info.public_key)
+            });
+            let gw_ok = self.gateways.iter().filter(|s| s.node.is_some()).all(|s| {
+                topo.gateway_nodes.iter().any(|g| {
+                    g.identity_key == s.info.identity_key && g.mixnet_listener == s.info.mix_address.to_string()
+                })
+            });
             if mix_ok && gw_ok {
                 return Ok(topo);
             }
             if Instant::now() >= deadline {
-                bail!("topology incomplete after {timeout:?}: {} mixnodes, {} gateways listed", topo.mix_nodes.len(), topo.gateway_nodes.len());
+                bail!(
+                    "topology incomplete after {timeout:?}: {} mixnodes, {} gateways listed",
+                    topo.mix_nodes.len(),
+                    topo.gateway_nodes.len()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -312,11 +414,23 @@ impl Localnet {
 
     /// Mixnodes in layer order (index i is layer i / mixnodes_per_layer + 1).
     pub fn mixnodes(&self) -> Vec<MixnodeInfo> {
-        self.mixnodes.iter().map(|s| MixnodeInfo { running: s.node.is_some(), ..s.info.clone() }).collect()
+        self.mixnodes
+            .iter()
+            .map(|s| MixnodeInfo {
+                running: s.node.is_some(),
+                ..s.info.clone()
+            })
+            .collect()
     }
 
     pub fn gateways(&self) -> Vec<GatewayInfo> {
-        self.gateways.iter().map(|s| GatewayInfo { running: s.node.is_some(), ..s.info.clone() }).collect()
+        self.gateways
+            .iter()
+            .map(|s| GatewayInfo {
+                running: s.node.is_some(),
+                ..s.info.clone()
+            })
+            .collect()
     }
 
     /// The running mixnode `i` (None when killed or out of range).
@@ -373,7 +487,7 @@ impl Localnet {
         self.wait_for_topology(self.config.start_timeout).await.map(|_| ())
     }
 
-    /// Stops every node, then the directory.
+    /// Stops every node, then the authorities.
     pub async fn shutdown(self) {
         for slot in self.mixnodes {
             if let Some(n) = slot.node {
@@ -385,14 +499,29 @@ impl Localnet {
                 g.shutdown().await;
             }
         }
-        self.directory.shutdown().await;
+        for slot in self.directories {
+            if let Some(d) = slot.handle {
+                d.shutdown().await;
+            }
+        }
     }
 
     /// A human-readable listing (what `nym-localnet` prints).
     pub fn describe(&self) -> String {
-        let mut out = format!("directory: {}\ndirectory key: {}\n", self.directory_url(), encode_key(&self.directory_key()));
+        let mut out = format!(
+            "directory: {}\ndirectory key: {}\nauthorities: {}\n",
+            self.directory_url(),
+            encode_key(&self.directory_key()),
+            self.authorities_file().display()
+        );
+        for (i, a) in self.authorities.list().iter().enumerate() {
+            out.push_str(&format!("authority {i}  {}  key {}\n", a.url, a.key_b58()));
+        }
         for m in self.mixnodes() {
-            out.push_str(&format!("mixnode  layer {}  {}  key {}  identity {}\n", m.layer, m.address, m.public_key, m.identity_key));
+            out.push_str(&format!(
+                "mixnode  layer {}  {}  key {}  identity {}\n",
+                m.layer, m.address, m.public_key, m.identity_key
+            ));
         }
         for g in self.gateways() {
             out.push_str(&format!(
@@ -402,12 +531,24 @@ impl Localnet {
         }
         // Metrics URLs last: scripts read the lines above by position.
         let url = crate::metrics::url;
-        if let Some(a) = self.directory_metrics_addr() {
-            out.push_str(&format!("metrics  directory  {}\n", url(a)));
+        for i in 0..self.directories.len() {
+            if let Some(a) = self.authority_metrics_addr(i) {
+                let what = if i == 0 {
+                    "directory".to_string()
+                } else {
+                    format!("authority {i}")
+                };
+                out.push_str(&format!("metrics  {what}  {}\n", url(a)));
+            }
         }
         for m in self.mixnodes() {
             if let Some(a) = m.metrics {
-                out.push_str(&format!("metrics  mixnode layer {} {}  {}\n", m.layer, m.address, url(a)));
+                out.push_str(&format!(
+                    "metrics  mixnode layer {} {}  {}\n",
+                    m.layer,
+                    m.address,
+                    url(a)
+                ));
             }
         }
         for g in self.gateways() {
@@ -434,4 +575,116 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Err(last.unwrap_or_else(|| anyhow!("node did not start")))
+}
+
+/// The authorities file of `authorities`, with a comment saying what it is.
+fn authorities_file_text(authorities: &Authorities) -> String {
+    format!(
+        "# the localnet's directory authorities: <base58 ed25519 key> <url>; {} of {} must sign\n{}",
+        authorities.threshold(),
+        authorities.list().len(),
+        authorities.to_file_text()
+    )
+}
+
+/// Authority `i`'s data dir: the first keeps the one-directory localnet's.
+fn authority_dir(config: &LocalnetConfig, i: usize) -> PathBuf {
+    config.data_dir.join(if i == 0 {
+        "directory".to_string()
+    } else {
+        format!("authority-{i}")
+    })
+}
+
+/// Starts the localnet's authorities, each knowing the others' keys and
+/// URLs. Their ports: `directory_port` and the next ones, or free ones
+/// found by binding port 0 (every authority must know every other's URL
+/// before any starts, so these are released and bound again: if another
+/// process takes one meanwhile, all are started again on new ports).
+async fn start_authorities(
+    config: &LocalnetConfig,
+    admit: &HashSet<[u8; 32]>,
+    metrics: Option<SocketAddr>,
+) -> Result<(Authorities, Vec<AuthoritySlot>)> {
+    let n = config.authorities;
+    if n == 0 || n > nym_wire::authority::MAX_AUTHORITIES {
+        bail!(
+            "a localnet needs 1 to {} authorities, got {n}",
+            nym_wire::authority::MAX_AUTHORITIES
+        );
+    }
+    let keys = (0..n)
+        .map(|i| load_or_create_directory_key(&authority_dir(config, i)).map(|k| k.verifying_key().to_bytes()))
+        .collect::<Result<Vec<_>>>()?;
+    let mut last_error = None;
+    for _attempt in 0..5 {
+        let ports: Vec<u16> = if config.directory_port != 0 {
+            (0..n)
+                .map(|i| {
+                    config
+                        .directory_port
+                        .checked_add(i as u16)
+                        .ok_or_else(|| anyhow!("--directory-port too high for {n} authorities"))
+                })
+                .collect::<Result<_>>()?
+        } else {
+            let held = (0..n)
+                .map(|_| std::net::TcpListener::bind(SocketAddr::new(config.host, 0)))
+                .collect::<std::io::Result<Vec<_>>>()?;
+            held.iter()
+                .map(|l| l.local_addr().map(|a| a.port()))
+                .collect::<std::io::Result<_>>()?
+        };
+        let list = keys
+            .iter()
+            .zip(&ports)
+            .map(|(key, port)| Authority {
+                key: *key,
+                url: format!("http://{}", SocketAddr::new(config.host, *port)),
+            })
+            .collect();
+        let authorities = Authorities::new(list, None).map_err(|e| anyhow!("{e}"))?;
+        let mut slots = Vec::new();
+        let mut failed = None;
+        for (i, port) in ports.iter().enumerate() {
+            let mut dc = DirectoryConfig::new(authority_dir(config, i));
+            dc.listen = SocketAddr::new(config.host, *port);
+            dc.expiry = config.expiry;
+            dc.admit = Some(admit.clone());
+            dc.epoch_secs = config.epochs.epoch_secs;
+            dc.metrics = metrics;
+            dc.authorities = (n > 1).then(|| authorities.clone());
+            dc.round = config.round;
+            dc.open = false;
+            match start_directory(dc.clone()).await {
+                Ok(handle) => {
+                    // a restart comes back on the same metrics port
+                    dc.metrics = handle.metrics_addr();
+                    slots.push(AuthoritySlot {
+                        config: dc,
+                        handle: Some(handle),
+                    });
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        match failed {
+            None => return Ok((authorities, slots)),
+            Some(e) => {
+                for slot in slots {
+                    if let Some(h) = slot.handle {
+                        h.shutdown().await;
+                    }
+                }
+                if config.directory_port != 0 {
+                    return Err(e);
+                }
+                last_error = Some(e);
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| anyhow!("the authorities did not start")))
 }

@@ -13,6 +13,7 @@ use crate::processor::{
 use crate::stats::{inc, NodeStats};
 use anyhow::{bail, Result};
 use nym_wire::address::encode_key;
+use nym_wire::authority::Authorities;
 use nym_wire::topology::{MixNodeJson, Topology};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -32,8 +33,12 @@ pub struct MixnodeConfig {
     /// Address announced to the directory (and put in Sphinx headers by
     /// clients); defaults to the bound listen address.
     pub announce: Option<SocketAddr>,
-    /// Directory base URL (`http://host:port`); None: do not announce, and
-    /// forward to any next hop.
+    /// The network's authorities (`--authorities`): announced to, fetched
+    /// from with failover, and a topology needs their threshold of
+    /// signatures. Exclusive with `directory`.
+    pub authorities: Option<Authorities>,
+    /// Directory base URL (`http://host:port`): one authority. None (and no
+    /// `authorities`): do not announce, and forward to any next hop.
     pub directory: Option<String>,
     /// The directory's key (`--directory-key`); None: trust the first
     /// verified document's key and remember it (`directory_key.txt`).
@@ -48,8 +53,12 @@ pub struct MixnodeConfig {
     /// Packets queued per next hop before dropping.
     pub peer_queue: usize,
     pub location: String,
-    /// Key epochs and replay filters.
+    /// Key epochs and replay filters. With a directory, the epoch length is
+    /// the authorities' document's, whatever `epochs.epoch_secs` says.
     pub epochs: EpochSettings,
+    /// `--epoch-secs` when given: the node refuses to start if the
+    /// authorities' document states another key epoch length.
+    pub expected_epoch_secs: Option<u64>,
     /// `--metrics`: serve Prometheus metrics on `GET /metrics` here (port 0
     /// picks a free port); None: no metrics listener.
     pub metrics: Option<SocketAddr>,
@@ -61,6 +70,7 @@ impl MixnodeConfig {
             layer,
             listen: SocketAddr::from(([127, 0, 0, 1], 1789)),
             announce: None,
+            authorities: None,
             directory: None,
             directory_key: None,
             topology_refresh: Duration::from_secs(5),
@@ -71,6 +81,7 @@ impl MixnodeConfig {
             peer_queue: DEFAULT_PEER_QUEUE,
             location: "localhost".into(),
             epochs: EpochSettings::default(),
+            expected_epoch_secs: None,
             metrics: None,
         }
     }
@@ -96,9 +107,11 @@ impl Mixnode {
             ChassisConfig {
                 role: Role::Mixnode,
                 data_dir: &config.data_dir,
+                authorities: config.authorities.as_ref(),
                 directory: config.directory.as_deref(),
                 directory_key: config.directory_key,
                 epochs: &config.epochs,
+                expected_epoch_secs: config.expected_epoch_secs,
                 metrics: config.metrics,
             },
             move |t: &Topology| next_hops(t, layer),
@@ -135,22 +148,37 @@ impl Mixnode {
         if let Some(h) = &chassis.hops {
             spawn_rechecker(h.clone(), recheck_rx, pool, delays, stats.clone(), cancel.clone());
         }
-        let workers = if config.workers == 0 { default_workers() } else { config.workers };
+        let workers = if config.workers == 0 {
+            default_workers()
+        } else {
+            config.workers
+        };
         let (jobs, threads) = start_workers(workers, keys, stats.clone(), handler, cancel.clone());
         let accept_task = tokio::spawn(serve_mix_listener(listener, jobs, stats, cancel));
 
-        chassis.spawn_stats_logger(format!("mixnode L{} {announce_addr}", config.layer), config.stats_interval);
-        let node = Mixnode { chassis, layer: config.layer, listen_addr, announce_addr, accept_task, threads };
-        node.chassis.spawn_announcer(node.unsigned_json(&config.location), config.announce_interval);
+        chassis.spawn_stats_logger(
+            format!("mixnode L{} {announce_addr}", config.layer),
+            config.stats_interval,
+        );
+        let node = Mixnode {
+            chassis,
+            layer: config.layer,
+            listen_addr,
+            announce_addr,
+            accept_task,
+            threads,
+        };
+        node.chassis
+            .spawn_announcer(node.unsigned_json(&config.location), config.announce_interval);
         tracing::info!(
             "mixnode layer {} listening on {listen_addr} (announced as {announce_addr}), identity {}, sphinx key {} \
-             (key epoch {} of {} s, --epoch-secs; replay filters for {} packets/s at a false-positive rate of {}, \
+             (key epoch {} of {} s; replay filters for {} packets/s at a false-positive rate of {}, \
              saved every {} s){}",
             node.layer,
             node.identity_key_b58(),
             node.public_key_b58(),
             node.chassis.keys.current_epoch(),
-            config.epochs.epoch_secs,
+            node.chassis.keys.settings().epoch_secs,
             config.epochs.rated_packets_per_sec,
             config.epochs.replay_fp_rate,
             config.epochs.replay_save_interval.as_secs(),
@@ -204,9 +232,24 @@ impl Mixnode {
     }
 
     /// The directory key this node verifies topologies with (pinned, or
-    /// learned on first use; None before the first verified document).
+    /// learned on first use; None before the first verified document). With
+    /// several authorities: None (see `authorities`).
     pub fn directory_key(&self) -> Option<[u8; 32]> {
         self.chassis.directory_key()
+    }
+
+    /// The authorities this node verifies topologies with (with one
+    /// directory: its pinned key, or the key learned on first use; None
+    /// before that, and without a directory).
+    pub fn authorities(&self) -> Option<nym_wire::authority::Authorities> {
+        self.chassis.authorities()
+    }
+
+    /// Where the node stands with its topology: waiting for the first,
+    /// current (and from which authority), or expired with no newer one
+    /// acceptable. None without a directory.
+    pub fn topology_state(&self) -> Option<crate::node::TopologyState> {
+        self.chassis.topology_state()
     }
 
     fn unsigned_json(&self, location: &str) -> MixNodeJson {

@@ -57,8 +57,12 @@ async fn packet_through_directory_three_mixnodes_and_gateway_arrives_byte_for_by
 
     let alice = random_secret();
     let bob = random_secret();
-    let mut a = TestClient::connect(&gw_url(&net, 0), &alice, gw_identity(&net, 0)).await.unwrap();
-    let mut b = TestClient::connect(&gw_url(&net, 1), &bob, gw_identity(&net, 1)).await.unwrap();
+    let mut a = TestClient::connect(&gw_url(&net, 0), &alice, gw_identity(&net, 0))
+        .await
+        .unwrap();
+    let mut b = TestClient::connect(&gw_url(&net, 1), &bob, gw_identity(&net, 1))
+        .await
+        .unwrap();
     assert_eq!(b.stored, 0);
 
     let messages: Vec<Vec<u8>> = (0..5u8).map(|i| (0..1500).map(|j| (j as u8) ^ i).collect()).collect();
@@ -74,16 +78,30 @@ async fn packet_through_directory_three_mixnodes_and_gateway_arrives_byte_for_by
     // delivered = acknowledged by the client (then deleted)
     assert_eq!(gw.snapshot().delivered, 0);
     b.ack_all().await;
-    assert!(wait_until(T, || gw.snapshot().delivered == 5).await, "{}", gw.snapshot());
+    assert!(
+        wait_until(T, || gw.snapshot().delivered == 5).await,
+        "{}",
+        gw.snapshot()
+    );
     assert_eq!(gw.snapshot().dropped_malformed, 0);
-    let forwarded = || (0..6).map(|i| net.mixnode_stats(i).unwrap().snapshot().forwarded).sum::<u64>();
-    assert!(wait_until(T, || forwarded() == 15).await, "3 mix hops x 5 packets, got {}", forwarded());
+    let forwarded = || {
+        (0..6)
+            .map(|i| net.mixnode_stats(i).unwrap().snapshot().forwarded)
+            .sum::<u64>()
+    };
+    assert!(
+        wait_until(T, || forwarded() == 15).await,
+        "3 mix hops x 5 packets, got {}",
+        forwarded()
+    );
 
     // a Forward to something that is not a layer-1 mixnode is refused by
     // name: the first hop and the packet's tag, so the client can send it again
     let topo = topology(&net);
     let epoch = topo.epoch_at(now_ms());
-    let route = topo.random_route(&mut rand::rng(), &gw_identity(&net, 1), epoch).unwrap();
+    let route = topo
+        .random_route(&mut rand::rng(), &gw_identity(&net, 1), epoch)
+        .unwrap();
     let frame = build_frame(b"x", &route, &PublicKey::from(&bob), &[0, 0, 0, 0], epoch);
     let not_layer1 = *encode_node_address(topo.layer(2)[0].address).as_bytes();
     a.forward(not_layer1, frame.clone()).await;
@@ -112,16 +130,26 @@ async fn gateway_restart_keeps_stored_messages_and_deletes_them_after_delivery()
     let bob = random_secret();
     let bob_pub = PublicKey::from(&bob);
     // register bob, then go offline
-    TestClient::connect(&gw_url(&net, 0), &bob, gw_identity(&net, 0)).await.unwrap().close().await;
+    TestClient::connect(&gw_url(&net, 0), &bob, gw_identity(&net, 0))
+        .await
+        .unwrap()
+        .close()
+        .await;
     assert!(net.gateway(0).unwrap().is_registered(bob_pub.as_bytes()));
 
-    let mut sender = TestClient::connect(&gw_url(&net, 1), &random_secret(), gw_identity(&net, 1)).await.unwrap();
+    let mut sender = TestClient::connect(&gw_url(&net, 1), &random_secret(), gw_identity(&net, 1))
+        .await
+        .unwrap();
     let messages: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 100 + i as usize]).collect();
     for m in &messages {
         send_via(&mut sender, &net, 0, &bob_pub, m, &[0, 0, 0, 0]).await;
     }
     let stats = net.gateway_stats(0).unwrap();
-    assert!(wait_until(T, || stats.snapshot().stored == 3).await, "{}", stats.snapshot());
+    assert!(
+        wait_until(T, || stats.snapshot().stored == 3).await,
+        "{}",
+        stats.snapshot()
+    );
 
     // restart the gateway on the same data dir: keys and inbox survive
     let before = net.gateways()[0].clone();
@@ -130,7 +158,9 @@ async fn gateway_restart_keeps_stored_messages_and_deletes_them_after_delivery()
     assert_eq!(before.identity_key, after.identity_key);
     assert_eq!(net.gateway(0).unwrap().stored_count(bob_pub.as_bytes()), 3);
 
-    let mut b = TestClient::connect(&gw_url(&net, 0), &bob, gw_identity(&net, 0)).await.unwrap();
+    let mut b = TestClient::connect(&gw_url(&net, 0), &bob, gw_identity(&net, 0))
+        .await
+        .unwrap();
     assert_eq!(b.stored, 3);
     // (packets took different routes, so the order they were stored in is not fixed)
     let mut got = b.recv_deliveries(3, T).await;
@@ -140,7 +170,9 @@ async fn gateway_restart_keeps_stored_messages_and_deletes_them_after_delivery()
     b.ack_all().await;
     assert!(wait_until(T, || gw.stored_count(bob_pub.as_bytes()) == 0).await);
     b.close().await;
-    let b = TestClient::connect(&gw_url(&net, 0), &bob, gw_identity(&net, 0)).await.unwrap();
+    let b = TestClient::connect(&gw_url(&net, 0), &bob, gw_identity(&net, 0))
+        .await
+        .unwrap();
     assert_eq!(b.stored, 0, "delivered messages were deleted");
     b.close().await;
 
@@ -148,7 +180,11 @@ async fn gateway_restart_keeps_stored_messages_and_deletes_them_after_delivery()
     let stranger = PublicKey::from(&random_secret());
     send_via(&mut sender, &net, 0, &stranger, b"nobody", &[0, 0, 0, 0]).await;
     let stats = net.gateway_stats(0).unwrap();
-    assert!(wait_until(T, || stats.snapshot().dropped_unknown_client == 1).await, "{}", stats.snapshot());
+    assert!(
+        wait_until(T, || stats.snapshot().dropped_unknown_client == 1).await,
+        "{}",
+        stats.snapshot()
+    );
     assert_eq!(net.gateway(0).unwrap().stored_count(stranger.as_bytes()), 0);
     sender.close().await;
     net.shutdown().await;
@@ -160,8 +196,14 @@ async fn client_claiming_another_clients_address_gets_nothing() {
     let net = start(dir.path()).await;
     let victim = random_secret();
     let victim_pub = PublicKey::from(&victim);
-    TestClient::connect(&gw_url(&net, 0), &victim, gw_identity(&net, 0)).await.unwrap().close().await;
-    let mut sender = TestClient::connect(&gw_url(&net, 1), &random_secret(), gw_identity(&net, 1)).await.unwrap();
+    TestClient::connect(&gw_url(&net, 0), &victim, gw_identity(&net, 0))
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let mut sender = TestClient::connect(&gw_url(&net, 1), &random_secret(), gw_identity(&net, 1))
+        .await
+        .unwrap();
     send_via(&mut sender, &net, 0, &victim_pub, b"for the victim only", &[0, 0, 0, 0]).await;
     let gw = net.gateway(0).unwrap();
     assert!(wait_until(T, || gw.stored_count(victim_pub.as_bytes()) == 1).await);
@@ -181,9 +223,15 @@ async fn client_claiming_another_clients_address_gets_nothing() {
     drop(forged);
     // the gateway closes without sending anything
     assert_eq!(next_binary(&mut ws, Duration::from_secs(3)).await, None);
-    assert_eq!(gw.stored_count(victim_pub.as_bytes()), 1, "the victim's message is untouched");
+    assert_eq!(
+        gw.stored_count(victim_pub.as_bytes()),
+        1,
+        "the victim's message is untouched"
+    );
 
-    let mut v = TestClient::connect(&gw_url(&net, 0), &victim, gw_identity(&net, 0)).await.unwrap();
+    let mut v = TestClient::connect(&gw_url(&net, 0), &victim, gw_identity(&net, 0))
+        .await
+        .unwrap();
     assert_eq!(v.stored, 1);
     assert_eq!(v.recv_deliveries(1, T).await, vec![b"for the victim only".to_vec()]);
     v.close().await;
@@ -198,7 +246,10 @@ async fn killed_mixnode_restarts_with_same_key_and_address() {
     let before = net.mixnodes()[2].clone();
     net.kill_mixnode(2).await.unwrap();
     assert!(!net.mixnodes()[2].running);
-    assert!(tokio::net::TcpStream::connect(before.address).await.is_err(), "port closed");
+    assert!(
+        tokio::net::TcpStream::connect(before.address).await.is_err(),
+        "port closed"
+    );
     net.restart_mixnode(2).await.unwrap();
     let after = net.mixnodes()[2].clone();
     assert!(after.running);
@@ -218,12 +269,23 @@ async fn the_localnet_directory_admits_exactly_its_nodes_and_every_node_pins_its
     let t = net.topology();
     let pinned = nym_wire::authority::Authorities::single(key, "http://127.0.0.1:1");
     nym_wire::signed::verify_topology_json(&t, Some(&pinned), now_ms(), nym_wire::VERSION).unwrap();
-    let listed: std::collections::HashSet<String> =
-        t.mix_nodes.iter().map(|m| m.identity_key.clone()).chain(t.gateway_nodes.iter().map(|g| g.identity_key.clone())).collect();
-    let ours: std::collections::HashSet<String> =
-        net.mixnodes().into_iter().map(|m| m.identity_key).chain(net.gateways().into_iter().map(|g| g.identity_key)).collect();
+    let listed: std::collections::HashSet<String> = t
+        .mix_nodes
+        .iter()
+        .map(|m| m.identity_key.clone())
+        .chain(t.gateway_nodes.iter().map(|g| g.identity_key.clone()))
+        .collect();
+    let ours: std::collections::HashSet<String> = net
+        .mixnodes()
+        .into_iter()
+        .map(|m| m.identity_key)
+        .chain(net.gateways().into_iter().map(|g| g.identity_key))
+        .collect();
     assert_eq!(listed, ours);
-    assert_eq!(net.describe().lines().nth(1), Some(format!("directory key: {}", nym_wire::address::encode_key(&key)).as_str()));
+    assert_eq!(
+        net.describe().lines().nth(1),
+        Some(format!("directory key: {}", nym_wire::address::encode_key(&key)).as_str())
+    );
     for i in 0..6 {
         assert_eq!(net.mixnode(i).unwrap().directory_key(), Some(key), "mixnode {i}");
     }
@@ -232,15 +294,68 @@ async fn the_localnet_directory_admits_exactly_its_nodes_and_every_node_pins_its
     }
     // a stranger is not admitted
     let http = nym_mixnet::http::DirectoryClient::new(&net.directory_url()).unwrap();
-    let refused = http.announce("/api/presence/mixnodes", &signed_mix(&identity(77), 1, "127.0.0.77:1", now_ms())).await.unwrap();
+    let refused = http
+        .announce(
+            "/api/presence/mixnodes",
+            &signed_mix(&identity(77), 1, "127.0.0.77:1", now_ms()),
+        )
+        .await
+        .unwrap();
     assert_eq!(refused.unwrap_err().status, 403);
     net.shutdown().await;
 
     // the same data dir: the same directory key and node identities
     let again = start(dir.path()).await;
     assert_eq!(again.directory_key(), key);
-    let ids: std::collections::HashSet<String> =
-        again.mixnodes().into_iter().map(|m| m.identity_key).chain(again.gateways().into_iter().map(|g| g.identity_key)).collect();
+    let ids: std::collections::HashSet<String> = again
+        .mixnodes()
+        .into_iter()
+        .map(|m| m.identity_key)
+        .chain(again.gateways().into_iter().map(|g| g.identity_key))
+        .collect();
     assert_eq!(ids, ours);
     again.shutdown().await;
+}
+
+/// Needs helper B's consensus (three authorities co-signing): the localnet
+/// runs 3 authorities by default, writes their file, and every node trusts
+/// all three with a majority needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_localnet_runs_three_authorities_and_every_node_needs_two_signatures() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = start(dir.path()).await;
+    let authorities = net.authorities().clone();
+    assert_eq!((authorities.list().len(), authorities.threshold()), (3, 2));
+    let file = std::fs::read_to_string(net.authorities_file()).unwrap();
+    assert_eq!(
+        nym_wire::authority::Authorities::parse(&file, None).unwrap(),
+        authorities
+    );
+    let describe = net.describe();
+    assert!(
+        describe.starts_with(&format!("directory: {}\n", authorities.list()[0].url)),
+        "{describe}"
+    );
+    assert!(
+        describe.contains(&format!("authorities: {}\n", net.authorities_file().display())),
+        "{describe}"
+    );
+    for i in 0..6 {
+        assert_eq!(
+            net.mixnode(i).unwrap().authorities().as_ref(),
+            Some(&authorities),
+            "mixnode {i}"
+        );
+    }
+    for i in 0..2 {
+        assert_eq!(
+            net.gateway(i).unwrap().authorities().as_ref(),
+            Some(&authorities),
+            "gateway {i}"
+        );
+    }
+    let served = net.served_topology().await.unwrap();
+    let signers = served.verify_signatures(Some(&authorities)).unwrap();
+    assert!(signers.keys.len() >= 2, "{signers:?}");
+    net.shutdown().await;
 }

@@ -74,7 +74,8 @@ async fn main() -> anyhow::Result<()> {
     c.clients_listen = args.clients_listen;
     c.announce_host = args.announce_host;
     let n = args.node.settings()?;
-    (c.directory, c.directory_key, c.epochs) = (n.directory, n.directory_key, n.epochs);
+    (c.authorities, c.directory, c.directory_key) = (n.authorities, n.directory, n.directory_key);
+    (c.epochs, c.expected_epoch_secs) = (n.epochs, n.expected_epoch_secs);
     (c.topology_refresh, c.announce_interval, c.stats_interval) =
         (n.topology_refresh, n.announce_interval, n.stats_interval);
     c.metrics = n.metrics;
@@ -107,7 +108,10 @@ async fn main() -> anyhow::Result<()> {
     }
     c.max_client_message = args.max_client_message;
     let gw = Gateway::start(c).await?;
-    let metrics = gw.metrics_addr().map(|a| format!(" metrics {}", nym_mixnet::metrics::url(a))).unwrap_or_default();
+    let metrics = gw
+        .metrics_addr()
+        .map(|a| format!(" metrics {}", nym_mixnet::metrics::url(a)))
+        .unwrap_or_default();
     println!(
         "gateway identity {} sphinx {} mixnet {} clients {}{metrics}",
         gw.identity_key_b58(),

@@ -38,13 +38,17 @@ async fn main() -> anyhow::Result<()> {
     c.listen = args.listen;
     c.announce = args.announce;
     let n = args.node.settings()?;
-    (c.directory, c.directory_key, c.epochs) = (n.directory, n.directory_key, n.epochs);
+    (c.authorities, c.directory, c.directory_key) = (n.authorities, n.directory, n.directory_key);
+    (c.epochs, c.expected_epoch_secs) = (n.epochs, n.expected_epoch_secs);
     (c.topology_refresh, c.announce_interval, c.stats_interval) =
         (n.topology_refresh, n.announce_interval, n.stats_interval);
     c.metrics = n.metrics;
     c.workers = args.workers;
     let node = Mixnode::start(c).await?;
-    let metrics = node.metrics_addr().map(|a| format!(" metrics {}", nym_mixnet::metrics::url(a))).unwrap_or_default();
+    let metrics = node
+        .metrics_addr()
+        .map(|a| format!(" metrics {}", nym_mixnet::metrics::url(a)))
+        .unwrap_or_default();
     println!(
         "mixnode layer {} {} key {} identity {}{metrics}",
         node.layer(),

@@ -5,6 +5,7 @@ use super::admission::{AdmissionLimits, DEFAULT_ADMISSION};
 use super::inbox::{InboxLimits, DEFAULT_INBOX_LIMITS};
 use crate::epochs::EpochSettings;
 use crate::pool::DEFAULT_PEER_QUEUE;
+use nym_wire::authority::Authorities;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,7 +29,12 @@ pub struct GatewayConfig {
     pub clients_listen: SocketAddr,
     /// Host announced to the directory; defaults to the listeners' IPs.
     pub announce_host: Option<String>,
-    /// Directory URL; None: no announcements, and any first hop is allowed.
+    /// The network's authorities (`--authorities`): announced to, fetched
+    /// from with failover, and a topology needs their threshold of
+    /// signatures. Exclusive with `directory`.
+    pub authorities: Option<Authorities>,
+    /// Directory URL: one authority. None (and no `authorities`): no
+    /// announcements, and any first hop is allowed.
     pub directory: Option<String>,
     /// The directory's key (`--directory-key`); None: trust the first
     /// verified document's key and remember it (`directory_key.txt`).
@@ -47,8 +53,12 @@ pub struct GatewayConfig {
     /// [`MIN_MAX_CLIENT_MESSAGE`]); more closes the connection.
     pub max_client_message: usize,
     pub location: String,
-    /// Key epochs and replay filters.
+    /// Key epochs and replay filters. With a directory, the epoch length is
+    /// the authorities' document's, whatever `epochs.epoch_secs` says.
     pub epochs: EpochSettings,
+    /// `--epoch-secs` when given: the node refuses to start if the
+    /// authorities' document states another key epoch length.
+    pub expected_epoch_secs: Option<u64>,
     /// `--metrics`: serve Prometheus metrics on `GET /metrics` here (port 0
     /// picks a free port); None: no metrics listener.
     pub metrics: Option<SocketAddr>,
@@ -60,6 +70,7 @@ impl GatewayConfig {
             mix_listen: SocketAddr::from(([127, 0, 0, 1], 1790)),
             clients_listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
             announce_host: None,
+            authorities: None,
             directory: None,
             directory_key: None,
             data_dir: data_dir.into(),
@@ -73,6 +84,7 @@ impl GatewayConfig {
             max_client_message: DEFAULT_MAX_CLIENT_MESSAGE,
             location: "localhost".into(),
             epochs: EpochSettings::default(),
+            expected_epoch_secs: None,
             metrics: None,
         }
     }

@@ -43,16 +43,20 @@ impl Gateway {
         let inbox = {
             let dir = config.data_dir.clone();
             let limits = config.inbox;
-            tokio::task::spawn_blocking(move || Inbox::open(&dir, limits)).await.map_err(|e| anyhow!("{e}"))??
+            tokio::task::spawn_blocking(move || Inbox::open(&dir, limits))
+                .await
+                .map_err(|e| anyhow!("{e}"))??
         };
         let gauges = inbox.gauges();
         let chassis = Chassis::start(
             ChassisConfig {
                 role: Role::Gateway,
                 data_dir: &config.data_dir,
+                authorities: config.authorities.as_ref(),
                 directory: config.directory.as_deref(),
                 directory_key: config.directory_key,
                 epochs: &config.epochs,
+                expected_epoch_secs: config.expected_epoch_secs,
                 metrics: config.metrics,
             },
             // SURB-ACKs and clients' packets go to layer 1 only
@@ -64,7 +68,11 @@ impl Gateway {
         let clients_listener = TcpListener::bind(config.clients_listen).await?;
         let mix_addr = mix_listener.local_addr()?;
         let clients_addr = clients_listener.local_addr()?;
-        let announce_host = match config.announce_host.clone().unwrap_or_else(|| mix_addr.ip().to_string()) {
+        let announce_host = match config
+            .announce_host
+            .clone()
+            .unwrap_or_else(|| mix_addr.ip().to_string())
+        {
             h if h.parse::<std::net::Ipv6Addr>().is_ok() => format!("[{h}]"),
             h => h,
         };
@@ -73,7 +81,10 @@ impl Gateway {
         let (store_queue, store_rx) = std::sync::mpsc::sync_channel(STORE_QUEUE);
         let shared = Arc::new(Shared {
             store_queue,
-            inner: parking_lot::Mutex::new(Inner { inbox, clients: HashMap::new() }),
+            inner: parking_lot::Mutex::new(Inner {
+                inbox,
+                clients: HashMap::new(),
+            }),
             stats: stats.clone(),
             pool,
             identity: chassis.identity.clone(),
@@ -87,25 +98,58 @@ impl Gateway {
         let handler: Handler = {
             let shared = shared.clone();
             Arc::new(move |out| match out {
-                Processed::Final { destination, deliver, ack } => {
-                    shared.deliver(Inbound { destination, payload: deliver, ack })
-                }
+                Processed::Final {
+                    destination,
+                    deliver,
+                    ack,
+                } => shared.deliver(Inbound {
+                    destination,
+                    payload: deliver,
+                    ack,
+                }),
                 // a gateway is always the last hop
                 Processed::Forward { .. } => inc(&shared.stats.dropped_no_route),
             })
         };
-        let workers = if config.workers == 0 { default_workers() } else { config.workers };
+        let workers = if config.workers == 0 {
+            default_workers()
+        } else {
+            config.workers
+        };
         let (jobs, mut threads) = start_workers(workers, keys.clone(), stats.clone(), handler, cancel.clone());
         threads.push(start_inbox_writer(shared.clone(), store_rx, cancel.clone())?);
-        let mut tasks = vec![tokio::spawn(serve_mix_listener(mix_listener, jobs, stats.clone(), cancel.clone()))];
-        tasks.push(tokio::spawn(serve_clients(clients_listener, shared.clone(), cancel.clone())));
-        tasks.push(tokio::spawn(expire_periodically(shared.clone(), config.inbox.expiry, cancel.clone())));
+        let mut tasks = vec![tokio::spawn(serve_mix_listener(
+            mix_listener,
+            jobs,
+            stats.clone(),
+            cancel.clone(),
+        ))];
+        tasks.push(tokio::spawn(serve_clients(
+            clients_listener,
+            shared.clone(),
+            cancel.clone(),
+        )));
+        tasks.push(tokio::spawn(expire_periodically(
+            shared.clone(),
+            config.inbox.expiry,
+            cancel.clone(),
+        )));
 
         chassis.spawn_topology_refresher(config.topology_refresh);
 
-        let gw = Gateway { chassis, mix_addr, clients_addr, announce_host, tasks, threads, shared };
-        gw.chassis.spawn_stats_logger(format!("gateway {}", gw.mix_announce()), config.stats_interval);
-        gw.chassis.spawn_announcer(gw.unsigned_json(&config.location), config.announce_interval);
+        let gw = Gateway {
+            chassis,
+            mix_addr,
+            clients_addr,
+            announce_host,
+            tasks,
+            threads,
+            shared,
+        };
+        gw.chassis
+            .spawn_stats_logger(format!("gateway {}", gw.mix_announce()), config.stats_interval);
+        gw.chassis
+            .spawn_announcer(gw.unsigned_json(&config.location), config.announce_interval);
         let (i, a) = (config.inbox, config.admission);
         tracing::info!(
             "gateway {} listening: mixnet {mix_addr}, clients ws://{clients_addr}; limits: inbox {} messages \
@@ -113,7 +157,7 @@ impl Gateway {
              kept {} s (--inbox-expiry-secs), {} clients (--max-clients), {} new clients/s \
              (--registrations-per-sec); {} connections in their handshake (--max-unauthenticated), {} handshakes/s \
              per address (--handshakes-per-source), {} bytes per handshake (--max-handshake-bytes), {} bytes per \
-             client websocket message (--max-client-message); key epoch {} of {} s (--epoch-secs), replay \
+             client websocket message (--max-client-message); key epoch {} of {} s, replay \
              filters for {} packets/s (--rated-packets-per-sec) at a false-positive rate of {} (--replay-fp-rate), \
              saved every {} s (--replay-save-secs){}",
             gw.identity_key_b58(),
@@ -128,7 +172,7 @@ impl Gateway {
             a.max_handshake_bytes,
             config.max_client_message.max(MIN_MAX_CLIENT_MESSAGE),
             gw.chassis.keys.current_epoch(),
-            config.epochs.epoch_secs,
+            gw.chassis.keys.settings().epoch_secs,
             config.epochs.rated_packets_per_sec,
             config.epochs.replay_fp_rate,
             config.epochs.replay_save_interval.as_secs(),
@@ -222,9 +266,24 @@ impl Gateway {
     }
 
     /// The directory key this gateway verifies topologies with (pinned, or
-    /// learned on first use; None before the first verified document).
+    /// learned on first use; None before the first verified document). With
+    /// several authorities: None (see `authorities`).
     pub fn directory_key(&self) -> Option<[u8; 32]> {
         self.chassis.directory_key()
+    }
+
+    /// The authorities this node verifies topologies with (with one
+    /// directory: its pinned key, or the key learned on first use; None
+    /// before that, and without a directory).
+    pub fn authorities(&self) -> Option<nym_wire::authority::Authorities> {
+        self.chassis.authorities()
+    }
+
+    /// Where the node stands with its topology: waiting for the first,
+    /// current (and from which authority), or expired with no newer one
+    /// acceptable. None without a directory.
+    pub fn topology_state(&self) -> Option<crate::node::TopologyState> {
+        self.chassis.topology_state()
     }
 
     fn unsigned_json(&self, location: &str) -> GatewayJson {

@@ -7,7 +7,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
 pub(crate) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Descriptor sequence numbers: Unix time in milliseconds, strictly
@@ -27,8 +30,13 @@ impl SeqClock {
 /// Announces `sign(seq)` to `path` every `interval` until cancelled. A
 /// refusal is logged with the directory's reason once per change of reason,
 /// not every tick.
-pub(crate) fn spawn_announcer<T, F>(client: DirectoryClient, path: &'static str, sign: F, interval: Duration, cancel: CancellationToken)
-where
+pub(crate) fn spawn_announcer<T, F>(
+    client: DirectoryClient,
+    path: &'static str,
+    sign: F,
+    interval: Duration,
+    cancel: CancellationToken,
+) where
     T: Serialize + Send + Sync + 'static,
     F: Fn(u64) -> T + Send + 'static,
 {
@@ -46,7 +54,10 @@ where
             let body = sign(seq.next(now_ms()));
             let now = match client.announce(path, &body).await {
                 Ok(Ok(())) => None,
-                Ok(Err(refusal)) => Some(format!("the directory {} refused our announcement ({refusal})", client.base())),
+                Ok(Err(refusal)) => Some(format!(
+                    "the directory {} refused our announcement ({refusal})",
+                    client.base()
+                )),
                 Err(e) => Some(format!("cannot announce to {}: {e:#}", client.base())),
             };
             if now != problem {

@@ -40,14 +40,26 @@ pub(crate) fn packets(out: &mut Exposition, stats: &NodeStats, conns: &[Conn]) -
     let s = stats.snapshot();
     out.counter("nym_packets_received_total", "Whole Sphinx packets read from the mixnet listener (a gateway's clients' forwards are not counted: they go straight to layer 1).", s.received);
     out.counter("nym_packets_forwarded_total", "Packets written to a next hop's connection (mixnode: the next layer or a gateway; gateway: SURB-ACKs and clients' forwards to layer 1).", s.forwarded);
-    out.labelled("nym_packets_dropped_total", Kind::Counter, "Packets dropped, by reason.", "reason", &drops(&s));
+    out.labelled(
+        "nym_packets_dropped_total",
+        Kind::Counter,
+        "Packets dropped, by reason.",
+        "reason",
+        &drops(&s),
+    );
     out.counter(
         "nym_bad_connections_total",
         "Mixnet connections closed because their framing was corrupt.",
         s.bad_connections,
     );
     let open: Vec<(&str, u64)> = conns.iter().map(|c| (c.label(), stats.open_connections(*c))).collect();
-    out.labelled("nym_open_connections", Kind::Gauge, "Connections open now, by kind.", "kind", &open);
+    out.labelled(
+        "nym_open_connections",
+        Kind::Gauge,
+        "Connections open now, by kind.",
+        "kind",
+        &open,
+    );
     out.gauge(
         "nym_sphinx_key_epoch",
         "The id of the node's current Sphinx key epoch (0 until key epochs are in use).",
@@ -125,7 +137,11 @@ pub(crate) mod tests {
         assert_eq!(value(&text, &info), Some(1));
         assert_eq!(value(&text, "nym_mixnode_layer"), Some(2));
         assert_eq!(value(&text, "nym_packets_stored_total"), None, "gateway-only");
-        assert_eq!(value(&text, r#"nym_open_connections{kind="client"}"#), None, "gateway-only");
+        assert_eq!(
+            value(&text, r#"nym_open_connections{kind="client"}"#),
+            None,
+            "gateway-only"
+        );
         // the guard gives its connection back
         drop(peer);
         assert_eq!(stats.open_connections(Conn::PeerOut), 0);

@@ -19,13 +19,12 @@ pub(crate) mod trust;
 pub use metrics::DROP_REASONS;
 
 use crate::epochs::{start_keys, EpochSettings, SphinxKeys};
-use crate::http::DirectoryClient;
 use crate::keyfiles::load_or_create_identity_key;
 use crate::metrics::Render;
 use crate::stats::{spawn_stats_logger, NodeStats};
-use anyhow::Result;
+use anyhow::{anyhow, bail, Result};
 use ed25519_dalek::SigningKey;
-use nym_wire::address::encode_key;
+use nym_wire::authority::Authorities;
 use nym_wire::topology::{paths, EpochKeyJson, GatewayJson, MixNodeJson, Topology};
 use serde::Serialize;
 use std::collections::HashSet;
@@ -34,7 +33,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::{CancellationToken, DropGuard};
-use trust::{HopFilter, TopologyTrust};
+use trust::{HopFilter, TopologyTrust, TrustRoot};
+pub use trust::{TopologyState, REFUSAL_REASONS};
 
 /// What a node is: its name in logs and in `nym_node_info{role}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,11 +57,18 @@ impl Role {
 pub(crate) struct ChassisConfig<'a> {
     pub(crate) role: Role,
     pub(crate) data_dir: &'a Path,
-    /// Directory URL; None: no announcements, no topology, any next hop.
+    /// The network's authorities (exclusive with `directory`).
+    pub(crate) authorities: Option<&'a Authorities>,
+    /// Directory URL; None (and no authorities): no announcements, no
+    /// topology, any next hop.
     pub(crate) directory: Option<&'a str>,
     /// `--directory-key`; None: trusted on first use.
     pub(crate) directory_key: Option<[u8; 32]>,
+    /// Without a directory, the key epochs; with one, everything but the
+    /// length, which comes from the authorities' document.
     pub(crate) epochs: &'a EpochSettings,
+    /// `--epoch-secs` when given: a document stating another length stops the start.
+    pub(crate) expected_epoch_secs: Option<u64>,
     /// `--metrics`.
     pub(crate) metrics: Option<SocketAddr>,
 }
@@ -75,8 +82,6 @@ pub(crate) struct Chassis {
     pub(crate) stats: Arc<NodeStats>,
     /// The next hops the last verified topology allows (with a directory).
     pub(crate) hops: Option<Arc<HopFilter>>,
-    directory: Option<DirectoryClient>,
-    pinned_directory_key: Option<[u8; 32]>,
     metrics_addr: Option<SocketAddr>,
     pub(crate) cancel: CancellationToken,
     /// Dropping the node without `shutdown` still stops it.
@@ -95,19 +100,40 @@ impl Chassis {
         render: impl FnOnce(Arc<NodeStats>) -> Render,
     ) -> Result<Chassis> {
         let identity = load_or_create_identity_key(config.data_dir)?;
-        let directory = config.directory.map(DirectoryClient::new).transpose()?;
-        let hops = match &directory {
-            Some(client) => {
-                let trust = TopologyTrust::new(client.clone(), config.directory_key, config.data_dir.to_path_buf())?;
-                Some(Arc::new(HopFilter::new(trust, next_hops)))
-            }
-            None => None,
+        let root = match (config.authorities, config.directory) {
+            (Some(_), Some(_)) => bail!("a node takes either authorities or one directory, not both"),
+            (Some(a), None) => Some(TrustRoot::Authorities(a.clone())),
+            (None, Some(url)) => Some(match config.directory_key {
+                Some(key) => TrustRoot::Authorities(Authorities::single(key, url)),
+                None => TrustRoot::FirstUse { url: url.to_string() },
+            }),
+            (None, None) => None,
         };
+        let trust = root
+            .map(|r| TopologyTrust::new(r, config.data_dir.to_path_buf()))
+            .transpose()?;
+        let mut epochs = config.epochs.clone();
+        if let Some(trust) = &trust {
+            epochs.epoch_secs = epoch_secs_from_document(trust, config.expected_epoch_secs).await?;
+            epochs
+                .validate()
+                .map_err(|e| anyhow!("the authorities' document: {e:#}"))?;
+            trust.set_epoch_secs(epochs.epoch_secs);
+        }
+        let trust_metrics = trust.as_ref().map(|t| t.metrics.clone());
+        let hops = trust.map(|trust| Arc::new(HopFilter::new(trust, next_hops)));
         let stats = NodeStats::new();
         let cancel = CancellationToken::new();
         let _stop_on_drop = cancel.clone().drop_guard();
-        let keys = start_keys(config.data_dir, config.epochs.clone(), stats.clone(), cancel.clone())?;
+        let keys = start_keys(config.data_dir, epochs, stats.clone(), cancel.clone())?;
         let render = render(stats.clone());
+        let render: Render = match trust_metrics {
+            Some(topology) => Arc::new(move |out| {
+                render(out);
+                topology.render(out);
+            }),
+            None => render,
+        };
         let metrics_addr = crate::metrics::start(config.metrics, config.role.name(), render, &cancel).await?;
         Ok(Chassis {
             role: config.role,
@@ -115,8 +141,6 @@ impl Chassis {
             keys,
             stats,
             hops,
-            directory,
-            pinned_directory_key: config.directory_key,
             metrics_addr,
             cancel,
             _stop_on_drop,
@@ -132,10 +156,23 @@ impl Chassis {
         self.metrics_addr
     }
 
-    /// The directory key topologies are verified with (pinned, or learned
-    /// on first use; None before the first verified document).
+    /// The authorities topologies are verified with (with one directory:
+    /// its pinned key, or the one learned on first use; None before that,
+    /// and without a directory).
+    pub(crate) fn authorities(&self) -> Option<Authorities> {
+        self.hops.as_ref().and_then(|h| h.trust.authorities())
+    }
+
+    /// With one authority, its key (pinned, or learned on first use).
     pub(crate) fn directory_key(&self) -> Option<[u8; 32]> {
-        self.hops.as_ref().and_then(|h| h.directory_key())
+        self.authorities()
+            .filter(|a| a.list().len() == 1)
+            .map(|a| a.list()[0].key)
+    }
+
+    /// Where the node stands with its topology (None without a directory).
+    pub(crate) fn topology_state(&self) -> Option<TopologyState> {
+        self.hops.as_ref().map(|h| h.trust.state())
     }
 
     /// Starts fetching the topology every `every` (with a directory).
@@ -156,24 +193,37 @@ impl Chassis {
         sign_descriptor(unsigned, &self.keys, &self.identity, seq)
     }
 
-    /// With a directory: announces `unsigned`, signed afresh, every `interval`.
+    /// With a directory: announces `unsigned`, signed afresh, every
+    /// `interval`, to every authority (each its own announcer).
     pub(crate) fn spawn_announcer<D: Descriptor>(&self, unsigned: D, interval: Duration) {
-        let Some(client) = self.directory.clone() else { return };
-        let (identity, keys) = (self.identity.clone(), self.keys.clone());
-        let sign = move |seq| sign_descriptor(&unsigned, &keys, &identity, seq);
-        announce::spawn_announcer(client, D::PATH, sign, interval, self.cancel.clone());
+        let Some(hops) = &self.hops else { return };
+        for client in hops.trust.clients() {
+            let (identity, keys, unsigned) = (self.identity.clone(), self.keys.clone(), unsigned.clone());
+            let sign = move |seq| sign_descriptor(&unsigned, &keys, &identity, seq);
+            announce::spawn_announcer(client.clone(), D::PATH, sign, interval, self.cancel.clone());
+        }
     }
 
     /// The start line's word on the directory key and the metrics URL, each
     /// after `sep` (empty when there is nothing to say).
     pub(crate) fn describe(&self, sep: &str) -> String {
-        let directory = match (&self.directory, self.pinned_directory_key) {
+        let directory = match (&self.hops, self.authorities()) {
             (None, _) => String::new(),
-            (Some(_), Some(k)) => format!("{sep} directory key {} (pinned)", encode_key(&k)),
+            (Some(_), Some(a)) if a.list().len() == 1 => {
+                format!("{sep} directory key {} (pinned)", a.list()[0].key_b58())
+            }
+            (Some(_), Some(a)) => format!(
+                "{sep} {} authorities ({}), {} signatures needed",
+                a.list().len(),
+                a.list().iter().map(|x| x.url.as_str()).collect::<Vec<_>>().join(", "),
+                a.threshold()
+            ),
             (Some(_), None) => format!("{sep} directory key: trusted on first use"),
         };
-        let metrics =
-            self.metrics_addr.map(|a| format!("{sep} metrics {}", crate::metrics::url(a))).unwrap_or_default();
+        let metrics = self
+            .metrics_addr
+            .map(|a| format!("{sep} metrics {}", crate::metrics::url(a)))
+            .unwrap_or_default();
         format!("{directory}{metrics}")
     }
 
@@ -217,6 +267,32 @@ impl Stopped {
             Err(e) => tracing::error!("{role} {name} stopped; saving replay filters failed: {e}"),
         }
     }
+}
+
+/// The key epoch length the authorities' document states, fetched (and
+/// retried, logging why) until one verifies; `expected` (`--epoch-secs`)
+/// must match it.
+async fn epoch_secs_from_document(trust: &TopologyTrust, expected: Option<u64>) -> Result<u64> {
+    let urls: Vec<&str> = trust.clients().iter().map(|c| c.base()).collect();
+    tracing::info!(
+        "fetching the topology document from {} for the network's key epoch length",
+        urls.join(", ")
+    );
+    let never = CancellationToken::new();
+    let document = trust
+        .wait_for_document(&never)
+        .await
+        .ok_or_else(|| anyhow!("stopped"))?;
+    let secs = document.epoch_length_secs;
+    if let Some(want) = expected {
+        if want != secs {
+            bail!(
+                "--epoch-secs {want} but the authorities' document states key epochs of {secs} s: drop --epoch-secs \
+                 (the node takes the length from the document) or check that this is the network you meant"
+            );
+        }
+    }
+    Ok(secs)
 }
 
 /// A node's descriptor, as it is announced.

@@ -1,124 +1,469 @@
-//! How a node (gateway or mixnode) decides which topology to believe: the
-//! document must pass `nym_wire::signed::verify_topology_json` with the
-//! pinned directory key (`--directory-key`), or else with the key it trusted
-//! on first use, remembered in its data dir (`directory_key.txt`).
+//! How a node (gateway or mixnode) decides which topology to believe, and
+//! where it gets it.
+//!
+//! A document must pass `nym_wire::signed::verify_topology_json` with the
+//! node's authorities: the authorities file (`--authorities`, threshold
+//! `--threshold`, default a majority), or one directory with its pinned key
+//! (`--directory-key`), or one directory whose key was trusted on first use
+//! and remembered in the data dir (`directory_key.txt`). A document issued
+//! before the one in use is refused (a replay).
+//!
+//! Fetching fails over: the node asks one authority (a random one first,
+//! then the one that last answered), and when it is unreachable, slow (the
+//! HTTP client's timeout) or its document is refused, the next one, until
+//! one gives an acceptable document. With none, the last good document is
+//! used until it expires; then the node has no current topology
+//! ([`TopologyState::Expired`]), forwards nowhere, and says so once, with
+//! every authority's last error. The next acceptable document restores it.
 
 use crate::http::DirectoryClient;
 use crate::keyfiles::{read_learned_directory_key, write_learned_directory_key, LEARNED_DIRECTORY_KEY_FILE};
+use crate::metrics::{Exposition, Kind};
 use anyhow::{anyhow, Result};
 use nym_wire::address::encode_key;
 use nym_wire::authority::Authorities;
-use nym_wire::signed::{verify_topology_json, VerifiedTopology};
-use nym_wire::topology::TopologyJson;
+use nym_wire::signed::{verify_document, verify_topology_json, VerifiedDocument, MAX_CLOCK_SKEW_MS};
+use nym_wire::topology::{Topology, TopologyJson};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Whom a node believes: a list of authorities with a threshold, or one
+/// directory whose key it will trust on first use.
+#[derive(Debug, Clone)]
+pub(crate) enum TrustRoot {
+    Authorities(Authorities),
+    FirstUse { url: String },
+}
+
+/// Where a node stands with its topology (`Mixnode::topology_state`,
+/// `Gateway::topology_state`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopologyState {
+    /// No document verified yet.
+    Waiting,
+    /// An unexpired document, last fetched from `authority` (its URL).
+    Current {
+        authority: String,
+        issued_at: u64,
+        expires_at: u64,
+    },
+    /// The last good document expired at `expired_at` (Unix ms) and no
+    /// authority has given a newer acceptable one since: the node forwards
+    /// nowhere until one does.
+    Expired { expired_at: u64 },
+}
+
+/// Why a document was refused: the `reason` label of `nym_topology_refused_total`.
+pub const REFUSAL_REASONS: [&str; 4] = ["signatures", "time", "replayed", "invalid"];
+
+/// What a node's `/metrics` says about its topology.
+pub(crate) struct TrustMetrics {
+    urls: Vec<String>,
+    /// Index of the authority the last acceptable document came from (usize::MAX: none yet).
+    last_from: AtomicUsize,
+    failovers: AtomicU64,
+    refused: [AtomicU64; REFUSAL_REASONS.len()],
+    /// `expiresAt` of the document in use (0: none).
+    expires_at: AtomicU64,
+}
+
+impl TrustMetrics {
+    pub(crate) fn render(&self, out: &mut Exposition) {
+        let from = self.last_from.load(Ordering::Relaxed);
+        let series: Vec<(&str, u64)> = self
+            .urls
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.as_str(), u64::from(i == from)))
+            .collect();
+        out.labelled(
+            "nym_topology_authority",
+            Kind::Gauge,
+            "1 for the authority the node last fetched an acceptable topology from, 0 for the others.",
+            "url",
+            &series,
+        );
+        out.counter(
+            "nym_topology_failovers_total",
+            "Times a topology fetch moved on to the next authority because the one asked failed or was refused.",
+            self.failovers.load(Ordering::Relaxed),
+        );
+        let refused: Vec<(&str, u64)> = REFUSAL_REASONS
+            .iter()
+            .zip(&self.refused)
+            .map(|(r, c)| (*r, c.load(Ordering::Relaxed)))
+            .collect();
+        out.labelled(
+            "nym_topology_refused_total",
+            Kind::Counter,
+            "Topology documents fetched and refused, by reason.",
+            "reason",
+            &refused,
+        );
+        let expires = self.expires_at.load(Ordering::Relaxed);
+        out.gauge(
+            "nym_topology_current",
+            "1 while the node holds an unexpired verified topology, else 0.",
+            u64::from(expires > now_ms()),
+        );
+        out.gauge(
+            "nym_topology_expires_at_seconds",
+            "Unix time the topology in use expires (0: none).",
+            expires / 1000,
+        );
+    }
+}
+
+/// What the fetch loop remembers between fetches.
+struct FetchState {
+    /// The authority asked first next time.
+    next: usize,
+    /// `issuedAt` of the newest document accepted: an older one is a replay.
+    newest: u64,
+    /// Each authority's last error (None: its last answer was accepted).
+    errors: Vec<Option<String>>,
+    /// The last problem logged (logged again only when it changes).
+    last_problem: Option<String>,
+    /// "No current topology" was said for the document that expired at this time.
+    expiry_logged: u64,
+    /// A document's other key epoch length was warned about (0: none).
+    epoch_warned: u64,
+}
+
+/// What a fetch got: the verified document and, unless only the document
+/// was asked for, the topology it describes.
+pub(crate) struct Fetched {
+    pub(crate) document: VerifiedDocument,
+    pub(crate) topology: Option<Topology>,
+}
+
 pub(crate) struct TopologyTrust {
-    client: DirectoryClient,
-    /// The key documents must be signed with (pinned, or learned).
-    key: Mutex<Option<[u8; 32]>>,
+    clients: Vec<DirectoryClient>,
+    /// Whom documents must be signed by (None: first use, nothing learned yet).
+    authorities: RwLock<Option<Authorities>>,
     pinned: bool,
     data_dir: PathBuf,
-    /// The last refusal logged (logged again only when it changes).
-    last_problem: Mutex<Option<String>>,
-    /// `issuedAt` of the newest document accepted: an older one (a replay
-    /// of a document still within its validity) is refused.
-    newest: Mutex<u64>,
+    state: Mutex<FetchState>,
+    pub(crate) metrics: Arc<TrustMetrics>,
+    /// The key epoch length the node's keys use (0: not known yet): a document
+    /// with another is warned about.
+    epoch_secs: AtomicU64,
 }
 
 impl TopologyTrust {
-    /// `pinned` wins over a key learned earlier; without either, the first
-    /// verified document's key is trusted and saved.
-    pub(crate) fn new(client: DirectoryClient, pinned: Option<[u8; 32]>, data_dir: PathBuf) -> Result<Self> {
-        let key = match pinned {
-            Some(k) => Some(k),
-            None => read_learned_directory_key(&data_dir)?,
+    /// With authorities, their keys; on first use a key learned earlier
+    /// (`directory_key.txt`), or else the first verified document's key,
+    /// which is then saved.
+    pub(crate) fn new(root: TrustRoot, data_dir: PathBuf) -> Result<Self> {
+        let (urls, authorities, pinned) = match root {
+            TrustRoot::Authorities(a) => (
+                a.list().iter().map(|x| x.url.clone()).collect::<Vec<_>>(),
+                Some(a),
+                true,
+            ),
+            TrustRoot::FirstUse { url } => {
+                let learned = read_learned_directory_key(&data_dir)?;
+                if let Some(k) = learned {
+                    tracing::info!(
+                        "trusting directory key {} (learned earlier, {})",
+                        encode_key(&k),
+                        LEARNED_DIRECTORY_KEY_FILE
+                    );
+                }
+                let client = DirectoryClient::new(&url)?;
+                let authorities = learned.map(|k| Authorities::single(k, client.base()));
+                (vec![client.base().to_string()], authorities, false)
+            }
         };
-        if let (None, Some(k)) = (pinned, key) {
-            tracing::info!("trusting directory key {} (learned earlier, {})", encode_key(&k), LEARNED_DIRECTORY_KEY_FILE);
+        let clients = urls
+            .iter()
+            .map(|u| DirectoryClient::new(u))
+            .collect::<Result<Vec<_>>>()?;
+        let n = clients.len();
+        let metrics = Arc::new(TrustMetrics {
+            urls: clients.iter().map(|c| c.base().to_string()).collect(),
+            last_from: AtomicUsize::new(usize::MAX),
+            failovers: AtomicU64::new(0),
+            refused: Default::default(),
+            expires_at: AtomicU64::new(0),
+        });
+        let state = FetchState {
+            next: if n > 1 { rand::random_range(0..n) } else { 0 },
+            newest: 0,
+            errors: vec![None; n],
+            last_problem: None,
+            expiry_logged: 0,
+            epoch_warned: 0,
+        };
+        Ok(TopologyTrust {
+            clients,
+            authorities: RwLock::new(authorities),
+            pinned,
+            data_dir,
+            state: Mutex::new(state),
+            metrics,
+            epoch_secs: AtomicU64::new(0),
+        })
+    }
+
+    /// One HTTP client per authority, in file order (where to announce).
+    pub(crate) fn clients(&self) -> &[DirectoryClient] {
+        &self.clients
+    }
+
+    /// The authorities documents are verified with (None before a
+    /// first-use key is learned).
+    pub(crate) fn authorities(&self) -> Option<Authorities> {
+        self.authorities.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The key epoch length the node's keys use: a document with another is warned about.
+    pub(crate) fn set_epoch_secs(&self, secs: u64) {
+        self.epoch_secs.store(secs, Ordering::Relaxed);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FetchState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where the node stands now.
+    pub(crate) fn state(&self) -> TopologyState {
+        let expires_at = self.metrics.expires_at.load(Ordering::Relaxed);
+        let from = self.metrics.last_from.load(Ordering::Relaxed);
+        if expires_at == 0 {
+            return TopologyState::Waiting;
         }
-        Ok(TopologyTrust { client, key: Mutex::new(key), pinned: pinned.is_some(), data_dir, last_problem: Mutex::new(None), newest: Mutex::new(0) })
+        if expires_at <= now_ms() {
+            return TopologyState::Expired { expired_at: expires_at };
+        }
+        let authority = self.clients.get(from).map(|c| c.base().to_string()).unwrap_or_default();
+        TopologyState::Current {
+            authority,
+            issued_at: self.lock().newest,
+            expires_at,
+        }
     }
 
-    pub(crate) fn directory_key(&self) -> Option<[u8; 32]> {
-        *self.key.lock().unwrap_or_else(|p| p.into_inner())
+    /// Whether the document in use has not expired.
+    pub(crate) fn is_current(&self) -> bool {
+        self.metrics.expires_at.load(Ordering::Relaxed) > now_ms()
     }
 
-    /// Checks a fetched document; on first use, remembers the key.
-    pub(crate) fn verify(&self, json: &TopologyJson) -> Result<VerifiedTopology> {
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-        let key = self.directory_key();
-        let authorities = key.map(|k| Authorities::single(k, self.client.base()));
-        let verified =
-            verify_topology_json(json, authorities.as_ref(), now_ms, nym_wire::VERSION).map_err(|e| anyhow!("{e}"))?;
+    /// Checks a fetched document (only its signatures and times when
+    /// `topology` is false); a document older than the newest accepted is
+    /// refused; on first use, the key is remembered.
+    pub(crate) fn verify(&self, json: &TopologyJson, topology: bool) -> Result<Fetched> {
+        let now = now_ms();
+        let authorities = self.authorities();
+        let checked = if topology {
+            verify_topology_json(json, authorities.as_ref(), now, nym_wire::VERSION).map(|v| Fetched {
+                document: v.document,
+                topology: Some(v.topology),
+            })
+        } else {
+            verify_document(json, authorities.as_ref(), now).map(|document| Fetched {
+                document,
+                topology: None,
+            })
+        };
+        let fetched = checked.map_err(|e| {
+            let reason = if json.verify_signatures(authorities.as_ref()).is_err() {
+                0
+            } else if json.expires_at <= now || json.issued_at > now.saturating_add(MAX_CLOCK_SKEW_MS) {
+                1
+            } else {
+                3
+            };
+            self.metrics.refused[reason].fetch_add(1, Ordering::Relaxed);
+            anyhow!("{e}")
+        })?;
         {
-            let mut newest = self.newest.lock().unwrap_or_else(|p| p.into_inner());
-            if verified.issued_at() < *newest {
+            let mut state = self.lock();
+            if fetched.document.issued_at < state.newest {
+                self.metrics.refused[2].fetch_add(1, Ordering::Relaxed);
                 return Err(anyhow!(
                     "the topology was issued {} ms before the newest one already accepted (a replayed document?)",
-                    *newest - verified.issued_at()
+                    state.newest - fetched.document.issued_at
                 ));
             }
-            *newest = verified.issued_at();
+            state.newest = fetched.document.issued_at;
         }
-        if key.is_none() {
-            let mut slot = self.key.lock().unwrap_or_else(|p| p.into_inner());
-            if let (None, Some(learned)) = (*slot, verified.document.signers.learned) {
-                *slot = Some(learned);
-                tracing::info!(
-                    "trusting directory key {} on first use (saved in {}; pin it with --directory-key)",
-                    encode_key(&learned),
-                    self.data_dir.join(LEARNED_DIRECTORY_KEY_FILE).display()
-                );
-                if let Err(e) = write_learned_directory_key(&self.data_dir, &learned) {
-                    tracing::warn!("cannot save the directory key: {e:#}");
+        if authorities.is_none() {
+            self.learn(&fetched.document);
+        }
+        Ok(fetched)
+    }
+
+    /// Trust on first use: pins the key that signed the first verified document.
+    fn learn(&self, document: &VerifiedDocument) {
+        let Some(learned) = document.signers.learned else {
+            return;
+        };
+        let mut slot = self.authorities.write().unwrap_or_else(|p| p.into_inner());
+        if slot.is_some() {
+            return;
+        }
+        *slot = Some(Authorities::single(learned, self.clients[0].base()));
+        tracing::info!(
+            "trusting directory key {} on first use (saved in {}; pin it with --directory-key)",
+            encode_key(&learned),
+            self.data_dir.join(LEARNED_DIRECTORY_KEY_FILE).display()
+        );
+        if let Err(e) = write_learned_directory_key(&self.data_dir, &learned) {
+            tracing::warn!("cannot save the directory key: {e:#}");
+        }
+    }
+
+    async fn fetch_from(&self, i: usize, topology: bool) -> Result<Fetched> {
+        let client = &self.clients[i];
+        let json = client
+            .topology()
+            .await
+            .map_err(|e| anyhow!("cannot fetch the topology: {e:#}"))?;
+        self.verify(&json, topology)
+            .map_err(|e| anyhow!("refused its topology: {e:#}"))
+    }
+
+    /// Fetches and verifies the current document from the first authority
+    /// that gives an acceptable one (see the module doc). A failure is
+    /// logged (once per change of reason) and returned; the caller keeps
+    /// what it had.
+    pub(crate) async fn fetch(&self, topology: bool) -> Result<Fetched> {
+        let n = self.clients.len();
+        let start = self.lock().next;
+        let mut failures = Vec::new();
+        for step in 0..n {
+            let i = (start + step) % n;
+            if step > 0 {
+                self.metrics.failovers.fetch_add(1, Ordering::Relaxed);
+            }
+            match self.fetch_from(i, topology).await {
+                Ok(fetched) => {
+                    self.accepted(i, &fetched, topology, &failures);
+                    return Ok(fetched);
+                }
+                Err(e) => {
+                    let e = format!("{e:#}");
+                    self.lock().errors[i] = Some(e.clone());
+                    failures.push(format!("{}: {e}", self.clients[i].base()));
                 }
             }
         }
-        Ok(verified)
+        let why = failures.join("; ");
+        let problem = if n == 1 {
+            format!("no acceptable topology (keeping the last good one): {why}")
+        } else {
+            format!("no authority gave an acceptable topology (keeping the last good one): {why}")
+        };
+        let mut state = self.lock();
+        if state.last_problem.as_deref() != Some(problem.as_str()) {
+            // before the first good document, a network still starting (no
+            // layer filled yet) is expected: said at info
+            if state.newest == 0 && !problem.contains("signature") && !problem.contains("signed") {
+                tracing::info!("{problem}");
+            } else {
+                tracing::warn!("{problem}");
+            }
+            state.last_problem = Some(problem);
+        }
+        let expired_at = self.metrics.expires_at.load(Ordering::Relaxed);
+        if topology && expired_at != 0 && expired_at <= now_ms() && state.expiry_logged != expired_at {
+            state.expiry_logged = expired_at;
+            let each: Vec<String> = self
+                .clients
+                .iter()
+                .zip(&state.errors)
+                .map(|(c, e)| format!("{}: {}", c.base(), e.as_deref().unwrap_or("no error")))
+                .collect();
+            tracing::warn!(
+                "no current topology exists: the last good one expired {} s ago and no authority gave a newer \
+                 acceptable one; forwarding nowhere until one does. Each authority's last error: {}",
+                (now_ms() - expired_at) / 1000,
+                each.join("; ")
+            );
+        }
+        Err(anyhow!("{}", state.last_problem.clone().unwrap_or_default()))
     }
 
-    /// Fetches and verifies the current document. A failure is logged (once
-    /// per change of reason) and returned; the caller keeps what it had.
-    pub(crate) async fn fetch(&self) -> Result<VerifiedTopology> {
-        // a document signed by the right key but not usable yet (a network
-        // still starting: a layer or the gateways missing) before we ever had
-        // a good one is expected: logged at info, not as a warning
-        let mut starting = false;
-        let result = match self.client.topology().await {
-            Ok(json) => self.verify(&json).map_err(|e| {
-                starting = *self.newest.lock().unwrap_or_else(|p| p.into_inner()) == 0
-                    && json
-                        .verify_signatures(self.directory_key().map(|k| Authorities::single(k, self.client.base())).as_ref())
-                        .is_ok();
-                anyhow!("refused the directory's topology (keeping the last good one): {e:#}")
-            }),
-            Err(e) => Err(anyhow!("cannot fetch the topology (keeping the last good one): {e:#}")),
-        };
-        let problem = result.as_ref().err().map(|e| format!("{e:#}"));
-        let mut last = self.last_problem.lock().unwrap_or_else(|p| p.into_inner());
-        if *last != problem {
-            match &problem {
-                Some(p) if starting => tracing::info!("no usable topology yet: {p}"),
-                Some(p) => tracing::warn!("{p}"),
-                None => tracing::info!("topology from {} verified{}", self.client.base(), if self.pinned { " (pinned key)" } else { "" }),
-            }
-            *last = problem;
+    fn accepted(&self, i: usize, fetched: &Fetched, topology: bool, failures: &[String]) {
+        let mut state = self.lock();
+        state.errors[i] = None;
+        state.next = i;
+        let recovered = state.last_problem.is_some();
+        state.last_problem = None;
+        let url = self.clients[i].base();
+        if !topology {
+            tracing::info!(
+                "topology document from {url} verified (key epochs of {} s)",
+                fetched.document.epoch_length_secs
+            );
+            return;
         }
-        result
+        let was = self
+            .metrics
+            .expires_at
+            .swap(fetched.document.expires_at, Ordering::Relaxed);
+        let previous = self.metrics.last_from.swap(i, Ordering::Relaxed);
+        if was != 0 && was <= now_ms() {
+            tracing::info!("a current topology again, from {url}");
+        } else if recovered || previous != i {
+            let skipped = if failures.is_empty() {
+                String::new()
+            } else {
+                format!(" (after {})", failures.join("; "))
+            };
+            tracing::info!(
+                "topology from {url} verified{}{skipped}",
+                if self.pinned { "" } else { " (first-use key)" }
+            );
+        }
+        let ours = self.epoch_secs.load(Ordering::Relaxed);
+        let theirs = fetched.document.epoch_length_secs;
+        if ours != 0 && theirs != ours && state.epoch_warned != theirs {
+            state.epoch_warned = theirs;
+            tracing::error!(
+                "the authorities now state key epochs of {theirs} s but this node's keys use {ours} s: its descriptors \
+                 will be refused; RESTART THE NODE to take the new epoch length"
+            );
+        }
+    }
+
+    /// At start: a verified document (signatures and times only: a network
+    /// with no nodes yet has one), retried with backoff until one comes,
+    /// logging why not. None when cancelled.
+    pub(crate) async fn wait_for_document(&self, cancel: &CancellationToken) -> Option<VerifiedDocument> {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            if let Ok(fetched) = self.fetch(false).await {
+                return Some(fetched.document);
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return None,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
     }
 }
 
 /// Which of a topology's addresses a node may send to.
-type SelectHops = Box<dyn Fn(&nym_wire::topology::Topology) -> HashSet<SocketAddr> + Send + Sync>;
+type SelectHops = Box<dyn Fn(&Topology) -> HashSet<SocketAddr> + Send + Sync>;
 
-/// The next hops a node may send to, from its last verified topology.
+/// The next hops a node may send to, from its last verified topology while it has not expired.
 pub(crate) struct HopFilter {
-    trust: TopologyTrust,
+    pub(crate) trust: TopologyTrust,
     select: SelectHops,
     allowed: RwLock<HashSet<SocketAddr>>,
     /// When the last fetch started; refreshes are serialised through it.
@@ -131,23 +476,29 @@ const MIN_REFRESH_GAP: Duration = Duration::from_millis(250);
 impl HopFilter {
     pub(crate) fn new(
         trust: TopologyTrust,
-        select: impl Fn(&nym_wire::topology::Topology) -> HashSet<SocketAddr> + Send + Sync + 'static,
+        select: impl Fn(&Topology) -> HashSet<SocketAddr> + Send + Sync + 'static,
     ) -> Self {
-        HopFilter { trust, select: Box::new(select), allowed: RwLock::default(), last_attempt: tokio::sync::Mutex::new(None) }
+        HopFilter {
+            trust,
+            select: Box::new(select),
+            allowed: RwLock::default(),
+            last_attempt: tokio::sync::Mutex::new(None),
+        }
     }
 
+    /// Whether `addr` is a next hop of the current (unexpired) topology.
     pub(crate) fn allowed(&self, addr: &SocketAddr) -> bool {
-        self.allowed.read().unwrap_or_else(|p| p.into_inner()).contains(addr)
-    }
-
-    pub(crate) fn directory_key(&self) -> Option<[u8; 32]> {
-        self.trust.directory_key()
+        self.trust.is_current() && self.allowed.read().unwrap_or_else(|p| p.into_inner()).contains(addr)
     }
 
     async fn fetch_locked(&self, last: &mut Option<Instant>) {
         *last = Some(Instant::now());
-        if let Ok(verified) = self.trust.fetch().await {
-            let hops = (self.select)(&verified.topology);
+        if let Ok(Fetched {
+            topology: Some(topology),
+            ..
+        }) = self.trust.fetch(true).await
+        {
+            let hops = (self.select)(&topology);
             *self.allowed.write().unwrap_or_else(|p| p.into_inner()) = hops;
         }
     }
@@ -203,8 +554,14 @@ mod tests {
     fn keys(seed: u8, at: u64) -> Vec<nym_wire::topology::EpochKeyJson> {
         let epoch = nym_wire::epoch::epoch_at(at, 3_600_000);
         vec![
-            nym_wire::topology::EpochKeyJson { epoch, key: x25519(seed) },
-            nym_wire::topology::EpochKeyJson { epoch: epoch + 1, key: x25519(seed.wrapping_add(50)) },
+            nym_wire::topology::EpochKeyJson {
+                epoch,
+                key: x25519(seed),
+            },
+            nym_wire::topology::EpochKeyJson {
+                epoch: epoch + 1,
+                key: x25519(seed.wrapping_add(50)),
+            },
         ]
     }
 
@@ -246,35 +603,55 @@ mod tests {
         t
     }
 
-    fn now() -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    fn first_use(data: &std::path::Path) -> TopologyTrust {
+        TopologyTrust::new(
+            TrustRoot::FirstUse {
+                url: "http://127.0.0.1:1".into(),
+            },
+            data.to_path_buf(),
+        )
+        .unwrap()
+    }
+
+    fn key_of(t: &TopologyTrust) -> Option<[u8; 32]> {
+        t.authorities().map(|a| a.list()[0].key)
     }
 
     #[test]
     fn first_use_keeps_the_key_and_older_or_foreign_documents_are_refused() {
         let data = tempfile::tempdir().unwrap();
-        let client = DirectoryClient::new("http://127.0.0.1:1").unwrap();
-        let trust = TopologyTrust::new(client.clone(), None, data.path().to_path_buf()).unwrap();
+        let trust = first_use(data.path());
         let (directory, other) = (SigningKey::from_bytes(&[100; 32]), SigningKey::from_bytes(&[101; 32]));
-        let t0 = now() - 10_000;
-        trust.verify(&document(&directory, t0)).unwrap();
-        assert_eq!(trust.directory_key(), Some(directory.verifying_key().to_bytes()));
+        let t0 = now_ms() - 10_000;
+        trust.verify(&document(&directory, t0), true).unwrap();
+        assert_eq!(key_of(&trust), Some(directory.verifying_key().to_bytes()));
         let saved = std::fs::read_to_string(data.path().join(LEARNED_DIRECTORY_KEY_FILE)).unwrap();
         assert_eq!(saved.trim(), encode_key(directory.verifying_key().as_bytes()));
         // the same document again, and a newer one, pass
-        trust.verify(&document(&directory, t0)).unwrap();
-        trust.verify(&document(&directory, t0 + 1000)).unwrap();
+        trust.verify(&document(&directory, t0), true).unwrap();
+        trust.verify(&document(&directory, t0 + 1000), true).unwrap();
         // an older one (still valid) is a replay
-        let e = trust.verify(&document(&directory, t0 + 500)).unwrap_err().to_string();
+        let e = trust
+            .verify(&document(&directory, t0 + 500), true)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("before the newest one"), "{e}");
         // another key, even newer, is not believed
-        let e = trust.verify(&document(&other, t0 + 2000)).unwrap_err().to_string();
+        let e = trust
+            .verify(&document(&other, t0 + 2000), true)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("not signed by the pinned directory key"), "{e}");
+        assert_eq!(trust.metrics.refused[2].load(Ordering::Relaxed), 1, "one replay");
+        assert_eq!(trust.metrics.refused[0].load(Ordering::Relaxed), 1, "one bad signature");
         // a restarted node keeps the key it learned; a pinned key wins
-        let again = TopologyTrust::new(client.clone(), None, data.path().to_path_buf()).unwrap();
-        assert_eq!(again.directory_key(), Some(directory.verifying_key().to_bytes()));
-        assert!(again.verify(&document(&other, t0)).is_err());
-        let pinned = TopologyTrust::new(client, Some(other.verifying_key().to_bytes()), data.path().to_path_buf()).unwrap();
-        pinned.verify(&document(&other, t0)).unwrap();
+        let again = first_use(data.path());
+        assert_eq!(key_of(&again), Some(directory.verifying_key().to_bytes()));
+        assert!(again.verify(&document(&other, t0), true).is_err());
+        let pinned = Authorities::single(other.verifying_key().to_bytes(), "http://127.0.0.1:1");
+        let pinned = TopologyTrust::new(TrustRoot::Authorities(pinned), data.path().to_path_buf()).unwrap();
+        pinned.verify(&document(&other, t0), true).unwrap();
     }
 }

@@ -24,8 +24,8 @@ use crate::received::StoreFile;
 use anyhow::{anyhow, bail, Context, Result};
 use futures_util::{SinkExt, StreamExt};
 use nym_client_core::{
-    AppId, Client, ClientEvent, ClientKeys, ConnectionId, DeliverTo, Driver, DriverEvent,
-    Output, ReceivedMessage, Recipient, Restored, StartError, StoreName, StoreWrite, Topology,
+    AppId, Client, ClientEvent, ClientKeys, ConnectionId, DeliverTo, Driver, DriverEvent, Output, ReceivedMessage,
+    Recipient, Restored, StartError, StoreName, StoreWrite, Topology,
 };
 use std::collections::HashMap;
 use std::future::Future;
@@ -56,19 +56,29 @@ pub async fn run(
     ready: Option<oneshot::Sender<Ready>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
+    let trust = config.directory_trust(directory.as_deref())?;
     let directory = directory.unwrap_or_else(|| config.client.directory_server.clone());
     let keys = config.load_keys()?;
     let gateway_identity = config.gateway_identity()?;
     let driver_config = config.driver_config()?;
     let max_message_size = driver_config.client.max_message_size;
-    let pinned = config.directory_key()?;
     let restored = Restored {
         reply_store: StoreFile::read(&config.reply_store_file())?,
         received_messages: StoreFile::read(&config.received_messages_file())?,
     };
-    let (driver, report) = Driver::new(keys, pinned, Some(gateway_identity), driver_config, random_seed()?, restored)
-        .map_err(|e| {
-        anyhow!("{e} ({} can be removed, losing the reply blocks it held)", config.reply_store_file().display())
+    let (driver, report) = Driver::new(
+        keys,
+        trust,
+        Some(gateway_identity),
+        driver_config,
+        random_seed()?,
+        restored,
+    )
+    .map_err(|e| {
+        anyhow!(
+            "{e} ({} can be removed, losing the reply blocks it held)",
+            config.reply_store_file().display()
+        )
     })?;
     if report.torn_bytes > 0 || report.damaged_records > 0 {
         tracing::warn!(
@@ -79,7 +89,10 @@ pub async fn run(
         );
     }
     if report.kept_messages > 0 {
-        tracing::info!("{} received messages are kept for the next application", report.kept_messages);
+        tracing::info!(
+            "{} received messages are kept for the next application",
+            report.kept_messages
+        );
     }
 
     let (tx, mut rx) = mpsc::channel::<Input>(4096);
@@ -97,7 +110,10 @@ pub async fn run(
     };
     engine.start_up(&mut rx).await?;
     let config = engine.config.clone();
-    let address = engine.driver.address().ok_or_else(|| anyhow!("the client started without a gateway"))?;
+    let address = engine
+        .driver
+        .address()
+        .ok_or_else(|| anyhow!("the client started without a gateway"))?;
 
     let listen_addr = SocketAddr::from(([127, 0, 0, 1], config.socket.listening_port));
     let listener = TcpListener::bind(listen_addr)
@@ -201,7 +217,10 @@ impl Engine {
 
     /// Sleeps until the driver's next timer (forever when it has none).
     fn next_wake(&self) -> impl Future<Output = ()> {
-        let wake = self.driver.poll_timeout().map(|at| tokio::time::Instant::from_std(self.start + at));
+        let wake = self
+            .driver
+            .poll_timeout()
+            .map(|at| tokio::time::Instant::from_std(self.start + at));
         async move {
             match wake {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -224,7 +243,10 @@ impl Engine {
                         // The rest (the first connection) is the running engine's.
                         return Ok(());
                     }
-                    Output::Persist { store: StoreName::DirectoryKey, write } => self.pin_directory_key(write)?,
+                    Output::Persist {
+                        store: StoreName::DirectoryKey,
+                        write,
+                    } => self.pin_directory_key(write)?,
                     other => self.execute(other),
                 }
             }
@@ -243,6 +265,9 @@ impl Engine {
     fn start_failure(&self, e: StartError) -> anyhow::Error {
         let directory = &self.directory;
         match e {
+            StartError::Topology { .. } if !self.config.client.authorities.is_empty() => anyhow!(
+                "{e} (the topology must be signed by at least the threshold of the [[client.authorities]] in config.toml)"
+            ),
             StartError::Topology { .. } if self.config.client.directory_key.is_some() => anyhow!(
                 "{e} (from {directory}; the topology must be signed by the directory key in [client] directory_key of config.toml)"
             ),
@@ -257,7 +282,9 @@ impl Engine {
     /// Trust on first use: the driver learned the directory key (a config
     /// from before directory keys); pinned in the config from now on.
     fn pin_directory_key(&mut self, write: StoreWrite) -> Result<()> {
-        let StoreWrite::Replace(bytes) = write else { bail!("the directory key is only ever replaced") };
+        let StoreWrite::Replace(bytes) = write else {
+            bail!("the directory key is only ever replaced")
+        };
         let key = String::from_utf8(bytes).context("the learned directory key is not text")?;
         self.config.client.directory_key = Some(key.clone());
         self.config.save()?;
@@ -360,10 +387,10 @@ impl Engine {
                     }
                 }
             }
-            Output::FetchTopology => {
-                let (directory, inputs) = (self.directory.clone(), self.inputs.clone());
+            Output::FetchTopology { url } => {
+                let inputs = self.inputs.clone();
                 tokio::spawn(async move {
-                    let fetched = directory::fetch_topology_text(&directory).await.map_err(|e| format!("{e:#}"));
+                    let fetched = directory::fetch_topology_text(&url).await.map_err(|e| format!("{e:#}"));
                     let _ = inputs.send(Input::TopologyFetched(fetched)).await;
                 });
             }
@@ -387,7 +414,10 @@ impl Engine {
             DeliverTo::One(app) => vec![app],
         };
         for app in targets {
-            let sent = self.apps.get(&app).is_some_and(|tx| tx.send(AppDelivery::Message(message.clone())).is_ok());
+            let sent = self
+                .apps
+                .get(&app)
+                .is_some_and(|tx| tx.send(AppDelivery::Message(message.clone())).is_ok());
             if !sent {
                 // Gone before its detach arrived: with no one left, the message is kept.
                 self.apps.remove(&app);
@@ -399,7 +429,10 @@ impl Engine {
     fn report(&self, event: DriverEvent) {
         match &event {
             DriverEvent::Connected { .. } => tracing::info!("{event}; sending traffic"),
-            DriverEvent::GatewayChosen { .. } | DriverEvent::GatewayMoved { .. } | DriverEvent::RouteRefused { .. } => {
+            DriverEvent::GatewayChosen { .. }
+            | DriverEvent::GatewayMoved { .. }
+            | DriverEvent::RouteRefused { .. }
+            | DriverEvent::TopologyRestored { .. } => {
                 tracing::info!("{event}")
             }
             _ => tracing::warn!("{event}"),
@@ -414,11 +447,18 @@ impl Engine {
 
 /// One websocket to the gateway, from open to close; frames both ways.
 async fn gateway_connection(conn: ConnectionId, url: String, tx: mpsc::Sender<Input>) {
-    let config = WebSocketConfig::default().max_message_size(Some(64 << 20)).max_frame_size(Some(64 << 20));
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(64 << 20))
+        .max_frame_size(Some(64 << 20));
     let ws = match tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true).await {
         Ok((ws, _)) => ws,
         Err(e) => {
-            let _ = tx.send(Input::GatewayClosed { conn, why: format!("cannot connect: {e}") }).await;
+            let _ = tx
+                .send(Input::GatewayClosed {
+                    conn,
+                    why: format!("cannot connect: {e}"),
+                })
+                .await;
             return;
         }
     };
@@ -489,7 +529,9 @@ pub async fn register(
         client.handle_gateway_connected(start.elapsed());
         loop {
             while let Some(frame) = client.poll_transmit(start.elapsed()) {
-                sink.send(Message::binary(frame)).await.context("writing to the gateway")?;
+                sink.send(Message::binary(frame))
+                    .await
+                    .context("writing to the gateway")?;
             }
             while let Some(event) = client.poll_event() {
                 match event {

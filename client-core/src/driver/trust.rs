@@ -109,7 +109,7 @@ impl Directories {
             self.failovers += 1;
         }
         self.failures_in_a_row += 1;
-        self.failures_in_a_row % self.urls.len().max(1) == 0
+        self.failures_in_a_row.is_multiple_of(self.urls.len().max(1))
     }
 
     /// The current authority served nothing newer than the document in

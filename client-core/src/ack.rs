@@ -13,13 +13,13 @@
 //! sender's side: the ack key, building SURB-ACKs.
 
 use crate::address::Recipient;
-use crate::error::Result;
 use crate::packet::build_sphinx_packet;
+use crate::error::Result;
+use nym_wire::topology::Topology;
+use nym_wire::mix_frame::PacketSize;
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hkdf::Hkdf;
-use nym_wire::mix_frame::PacketSize;
-use nym_wire::topology::Topology;
 use rand::CryptoRng;
 use sha2::Sha256;
 use std::time::Duration;
@@ -51,10 +51,7 @@ impl AckKey {
     pub(crate) fn seal<R: CryptoRng + ?Sized>(&self, rng: &mut R, id: u64) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut nonce);
-        let sealed = self
-            .0
-            .encrypt(Nonce::from_slice(&nonce), id.to_be_bytes().as_slice())
-            .unwrap_or_default();
+        let sealed = self.0.encrypt(Nonce::from_slice(&nonce), id.to_be_bytes().as_slice()).unwrap_or_default();
         [nonce.as_slice(), &sealed].concat()
     }
 

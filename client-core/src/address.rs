@@ -32,10 +32,7 @@ pub struct Recipient {
 impl Recipient {
     /// The address of `client_key` behind gateway `gateway_key`.
     pub fn new(client_key: [u8; KEY_LENGTH], gateway_key: [u8; KEY_LENGTH]) -> Self {
-        Recipient {
-            client_key,
-            gateway_key,
-        }
+        Recipient { client_key, gateway_key }
     }
 
     /// The 64-byte binary form (client key, then gateway key) that starts a
@@ -53,17 +50,13 @@ impl Recipient {
             return Err(nym_wire::Error::Address(format!(
                 "binary address must be {ADDRESS_BYTES} bytes, got {}",
                 bytes.len()
-            ))
-            .into());
+            )).into());
         }
         let mut client_key = [0u8; KEY_LENGTH];
         let mut gateway_key = [0u8; KEY_LENGTH];
         client_key.copy_from_slice(&bytes[..KEY_LENGTH]);
         gateway_key.copy_from_slice(&bytes[KEY_LENGTH..]);
-        Ok(Recipient {
-            client_key,
-            gateway_key,
-        })
+        Ok(Recipient { client_key, gateway_key })
     }
 }
 
@@ -71,9 +64,9 @@ impl FromStr for Recipient {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        let (client, gateway) = s
-            .split_once('@')
-            .ok_or_else(|| nym_wire::Error::Address("missing '@' between client key and gateway key".into()))?;
+        let (client, gateway) = s.split_once('@').ok_or_else(|| {
+            nym_wire::Error::Address("missing '@' between client key and gateway key".into())
+        })?;
         if gateway.contains('@') {
             return Err(nym_wire::Error::Address("more than one '@'".into()).into());
         }
@@ -131,9 +124,6 @@ mod tests {
         assert!(err(&format!("{k}@{short}")).contains("gateway key must decode to 32 bytes, got 31"));
         assert!(err(&format!("@{k}")).contains("client key is empty"));
         assert!(err(&format!("{k}@{k}@{k}")).contains("more than one '@'"));
-        assert!(Recipient::from_bytes(&[0u8; 63])
-            .unwrap_err()
-            .to_string()
-            .contains("64 bytes, got 63"));
+        assert!(Recipient::from_bytes(&[0u8; 63]).unwrap_err().to_string().contains("64 bytes, got 63"));
     }
 }

@@ -201,11 +201,7 @@ fn parse_send_anonymous(obj: &Map<String, Value>) -> Result<AppRequest, String> 
         },
         Some(other) => return Err(format!("field 'replySurbs' must be a number, got {}", json_kind(other))),
     };
-    Ok(AppRequest::SendAnonymous {
-        recipient,
-        message,
-        reply_surbs,
-    })
+    Ok(AppRequest::SendAnonymous { recipient, message, reply_surbs })
 }
 
 fn parse_reply(obj: &Map<String, Value>) -> Result<AppRequest, String> {
@@ -221,10 +217,7 @@ fn parse_reply(obj: &Map<String, Value>) -> Result<AppRequest, String> {
         Some(other) => return Err(format!("field 'senderTag' must be a string, got {}", json_kind(other))),
     };
     let sender_tag = crate::reply::decode_sender_tag(tag).map_err(|e| e.to_string())?;
-    Ok(AppRequest::Reply {
-        sender_tag,
-        message: message_field(obj, "reply")?,
-    })
+    Ok(AppRequest::Reply { sender_tag, message: message_field(obj, "reply")? })
 }
 
 fn message_field(obj: &Map<String, Value>, kind: &str) -> Result<Vec<u8>, String> {
@@ -237,11 +230,7 @@ fn message_field(obj: &Map<String, Value>, kind: &str) -> Result<Vec<u8>, String
 
 fn recipient_and_message(obj: &Map<String, Value>, kind: &str) -> Result<(Recipient, Vec<u8>), String> {
     let recipient_text = match (obj.get("recipient"), obj.get("recipient_address")) {
-        (None, None) => {
-            return Err(format!(
-                "missing field 'recipient' (or 'recipient_address') in '{kind}' request"
-            ))
-        }
+        (None, None) => return Err(format!("missing field 'recipient' (or 'recipient_address') in '{kind}' request")),
         (Some(a), Some(b)) if a != b => {
             return Err("'recipient' and 'recipient_address' are both given and differ".into())
         }
@@ -272,10 +261,7 @@ pub fn parse_binary_request(bytes: &[u8]) -> Result<AppRequest, String> {
         ));
     }
     let recipient = Recipient::from_bytes(&bytes[..ADDRESS_BYTES]).map_err(|e| e.to_string())?;
-    Ok(AppRequest::Send {
-        recipient,
-        message: bytes[ADDRESS_BYTES..].to_vec(),
-    })
+    Ok(AppRequest::Send { recipient, message: bytes[ADDRESS_BYTES..].to_vec() })
 }
 
 #[cfg(test)]
@@ -298,10 +284,7 @@ mod tests {
             let req = json!({"type": "send", "message": "hello", field: a.to_string()}).to_string();
             assert_eq!(
                 parse_text_request(&req).unwrap(),
-                AppRequest::Send {
-                    recipient: a,
-                    message: b"hello".to_vec()
-                }
+                AppRequest::Send { recipient: a, message: b"hello".to_vec() }
             );
         }
     }
@@ -312,18 +295,11 @@ mod tests {
         let req = format!(
             r#"{{ "type": "send", "message": {{ "sender": "x", "chatMessage": "hi julia!" }}, "recipient_address": "{a}" }}"#
         );
-        let AppRequest::Send { message, .. } = parse_text_request(&req).unwrap() else {
-            panic!()
-        };
+        let AppRequest::Send { message, .. } = parse_text_request(&req).unwrap() else { panic!() };
         // Compact serde_json text (object keys in serde_json's order).
-        assert_eq!(
-            String::from_utf8(message).unwrap(),
-            r#"{"chatMessage":"hi julia!","sender":"x"}"#
-        );
+        assert_eq!(String::from_utf8(message).unwrap(), r#"{"chatMessage":"hi julia!","sender":"x"}"#);
         let req = json!({"type": "send", "message": 42, "recipient": a.to_string()}).to_string();
-        let AppRequest::Send { message, .. } = parse_text_request(&req).unwrap() else {
-            panic!()
-        };
+        let AppRequest::Send { message, .. } = parse_text_request(&req).unwrap() else { panic!() };
         assert_eq!(message, b"42");
     }
 
@@ -334,27 +310,15 @@ mod tests {
             .to_string();
         assert_eq!(
             parse_text_request(&req).unwrap(),
-            AppRequest::SendAnonymous {
-                recipient: a,
-                message: b"psst".to_vec(),
-                reply_surbs: 3
-            }
+            AppRequest::SendAnonymous { recipient: a, message: b"psst".to_vec(), reply_surbs: 3 }
         );
         let req = json!({"type": "sendAnonymous", "message": "psst", "recipient": a.to_string()}).to_string();
-        let AppRequest::SendAnonymous { reply_surbs, .. } = parse_text_request(&req).unwrap() else {
-            panic!()
-        };
+        let AppRequest::SendAnonymous { reply_surbs, .. } = parse_text_request(&req).unwrap() else { panic!() };
         assert_eq!(reply_surbs, DEFAULT_REPLY_SURBS);
         let tag = [7u8; 16];
         let req =
             json!({"type": "reply", "senderTag": crate::reply::encode_sender_tag(&tag), "message": "back"}).to_string();
-        assert_eq!(
-            parse_text_request(&req).unwrap(),
-            AppRequest::Reply {
-                sender_tag: tag,
-                message: b"back".to_vec()
-            }
-        );
+        assert_eq!(parse_text_request(&req).unwrap(), AppRequest::Reply { sender_tag: tag, message: b"back".to_vec() });
         let v: Value = serde_json::from_str(&received_json(b"hi", &tag)).unwrap();
         assert_eq!(v["type"], "received");
         assert_eq!(v["message"], "hi");
@@ -365,23 +329,15 @@ mod tests {
 
     #[test]
     fn self_address() {
-        assert_eq!(
-            parse_text_request(r#"{"type":"selfAddress"}"#).unwrap(),
-            AppRequest::SelfAddress
-        );
+        assert_eq!(parse_text_request(r#"{"type":"selfAddress"}"#).unwrap(), AppRequest::SelfAddress);
     }
 
     #[test]
     fn bad_text_requests_say_what_is_wrong() {
         let a = addr().to_string();
         // Nym 0.8 programs are told what to send instead
-        let e = err(&format!(
-            r#"{{"type":"send","recipient":"{a}","message":"hi","withReplySurb":true}}"#
-        ));
-        assert!(
-            e.contains("Nym 0.8") && e.contains("sendAnonymous") && e.contains("senderTag"),
-            "{e}"
-        );
+        let e = err(&format!(r#"{{"type":"send","recipient":"{a}","message":"hi","withReplySurb":true}}"#));
+        assert!(e.contains("Nym 0.8") && e.contains("sendAnonymous") && e.contains("senderTag"), "{e}");
         let e = err(r#"{"type":"reply","replySurb":"abc","message":"hi"}"#);
         assert!(e.contains("Nym 0.8") && e.contains("senderTag"), "{e}");
         let e = parse_binary_request(&[0x02]).unwrap_err();
@@ -397,49 +353,28 @@ mod tests {
         assert!(err(r#"{"type":"reply","senderTag":7}"#).contains("'senderTag' must be a string"));
         assert!(err(r#"{"type":"sendAnonymous"}"#)
             .contains("missing field 'recipient' (or 'recipient_address') in 'sendAnonymous' request"));
-        assert!(err(&format!(
-            r#"{{"type":"sendAnonymous","recipient":"{a}","message":"m","replySurbs":-1}}"#
-        ))
-        .contains("'replySurbs' must be a whole number"));
-        assert!(err(&format!(
-            r#"{{"type":"sendAnonymous","recipient":"{a}","message":"m","replySurbs":"3"}}"#
-        ))
-        .contains("'replySurbs' must be a number"));
+        assert!(err(&format!(r#"{{"type":"sendAnonymous","recipient":"{a}","message":"m","replySurbs":-1}}"#))
+            .contains("'replySurbs' must be a whole number"));
+        assert!(err(&format!(r#"{{"type":"sendAnonymous","recipient":"{a}","message":"m","replySurbs":"3"}}"#))
+            .contains("'replySurbs' must be a number"));
         assert!(err(r#"{"type":"send","message":"x"}"#).contains("missing field 'recipient'"));
         assert!(err(&format!(r#"{{"type":"send","recipient":"{a}"}}"#)).contains("missing field 'message'"));
         assert!(err(r#"{"type":"send","message":"x","recipient":5}"#).contains("'recipient' must be a string"));
         assert!(err(r#"{"type":"send","message":"x","recipient":"nope"}"#).contains("invalid address: missing '@'"));
         let other = Recipient::new([5u8; 32], [4u8; 32]).to_string();
-        assert!(err(&format!(
-            r#"{{"type":"send","message":"x","recipient":"{a}","recipient_address":"{other}"}}"#
-        ))
-        .contains("differ"));
+        assert!(err(&format!(r#"{{"type":"send","message":"x","recipient":"{a}","recipient_address":"{other}"}}"#))
+            .contains("differ"));
     }
 
     #[test]
     fn binary_requests() {
         let a = addr();
         let mut frame = a.to_bytes().to_vec();
-        assert_eq!(
-            parse_binary_request(&frame).unwrap(),
-            AppRequest::Send {
-                recipient: a,
-                message: vec![]
-            }
-        );
+        assert_eq!(parse_binary_request(&frame).unwrap(), AppRequest::Send { recipient: a, message: vec![] });
         frame.extend_from_slice(b"data");
-        assert_eq!(
-            parse_binary_request(&frame).unwrap(),
-            AppRequest::Send {
-                recipient: a,
-                message: b"data".to_vec()
-            }
-        );
+        assert_eq!(parse_binary_request(&frame).unwrap(), AppRequest::Send { recipient: a, message: b"data".to_vec() });
         let e = parse_binary_request(&frame[..10]).unwrap_err();
-        assert!(
-            e.contains("too short: 10 bytes") && e.contains("64-byte recipient"),
-            "{e}"
-        );
+        assert!(e.contains("too short: 10 bytes") && e.contains("64-byte recipient"), "{e}");
         assert!(parse_binary_request(&[]).unwrap_err().contains("too short: 0 bytes"));
     }
 
@@ -447,14 +382,8 @@ mod tests {
     fn responses_format() {
         let v: Value = serde_json::from_str(&AppResponse::Send { id: 7 }.to_json()).unwrap();
         assert_eq!(v, json!({"type": "send", "id": 7}));
-        let v: Value = serde_json::from_str(
-            &AppResponse::SendFailed {
-                id: 7,
-                message: "lost".into(),
-            }
-            .to_json(),
-        )
-        .unwrap();
+        let v: Value =
+            serde_json::from_str(&AppResponse::SendFailed { id: 7, message: "lost".into() }.to_json()).unwrap();
         assert_eq!(v, json!({"type": "error", "message": "lost", "id": 7}));
         let v: Value = serde_json::from_str(&AppResponse::SelfAddress("a@b".into()).to_json()).unwrap();
         assert_eq!(v, json!({"type": "selfAddress", "address": "a@b"}));
@@ -465,14 +394,8 @@ mod tests {
     #[test]
     fn delivery_frames() {
         assert_eq!(delivery_frame(b"hi".to_vec(), true), DeliveryFrame::Text("hi".into()));
-        assert_eq!(
-            delivery_frame(b"hi".to_vec(), false),
-            DeliveryFrame::Binary(b"hi".to_vec())
-        );
-        assert_eq!(
-            delivery_frame(vec![0xff, 0xfe], true),
-            DeliveryFrame::Binary(vec![0xff, 0xfe])
-        );
+        assert_eq!(delivery_frame(b"hi".to_vec(), false), DeliveryFrame::Binary(b"hi".to_vec()));
+        assert_eq!(delivery_frame(vec![0xff, 0xfe], true), DeliveryFrame::Binary(vec![0xff, 0xfe]));
     }
 
     proptest! {

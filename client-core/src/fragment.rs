@@ -102,13 +102,7 @@ impl Fragment {
             (2, id) if id != 0 && position == total && usize::from(total) == MAX_SET_LEN => Link::Next(id),
             _ => return bad("invalid link"),
         };
-        Ok(Fragment {
-            set_id,
-            total,
-            position,
-            link,
-            data: bytes[HEADER_LEN..].to_vec(),
-        })
+        Ok(Fragment { set_id, total, position, link, data: bytes[HEADER_LEN..].to_vec() })
     }
 }
 
@@ -141,13 +135,7 @@ pub fn split<R: Rng + ?Sized>(rng: &mut R, message: &[u8], max_data: usize) -> V
             } else {
                 Link::None
             };
-            fragments.push(Fragment {
-                set_id: set_ids[set_index],
-                total,
-                position,
-                link,
-                data: data.to_vec(),
-            });
+            fragments.push(Fragment { set_id: set_ids[set_index], total, position, link, data: data.to_vec() });
         }
     }
     fragments
@@ -324,10 +312,7 @@ impl Reassembler {
         }
         set.bytes += fragment.data.len();
         self.buffered_bytes += fragment.data.len();
-        *slot = Some(Slot {
-            data: fragment.data,
-            receipt,
-        });
+        *slot = Some(Slot { data: fragment.data, receipt });
         set.received += 1;
         set.last_activity = now;
         let complete = set.is_complete();
@@ -423,8 +408,7 @@ impl Reassembler {
     fn drop_set(&mut self, id: u32) {
         if let Some(set) = self.sets.remove(&id) {
             self.buffered_bytes -= set.bytes;
-            self.released
-                .extend(set.fragments.into_iter().flatten().filter_map(|slot| slot.receipt));
+            self.released.extend(set.fragments.into_iter().flatten().filter_map(|slot| slot.receipt));
         }
     }
 
@@ -444,10 +428,7 @@ impl Reassembler {
 
     /// When the next incomplete set expires, if any is pending.
     pub fn next_expiry(&self) -> Option<Duration> {
-        self.sets
-            .values()
-            .map(|s| s.last_activity.saturating_add(self.timeout))
-            .min()
+        self.sets.values().map(|s| s.last_activity.saturating_add(self.timeout)).min()
     }
 }
 
@@ -538,45 +519,19 @@ mod tests {
     fn empty_fragments_cannot_open_sets_for_free() {
         let mut r = Reassembler::new(Duration::from_secs(60), 64 * 1024);
         for id in 1..=10_000u32 {
-            let f = Fragment {
-                set_id: id,
-                total: 255,
-                position: 1,
-                link: Link::None,
-                data: vec![],
-            };
+            let f = Fragment { set_id: id, total: 255, position: 1, link: Link::None, data: vec![] };
             r.insert(f, Duration::from_millis(u64::from(id)));
         }
-        assert!(
-            r.pending_sets() * (SET_OVERHEAD + 255 * SLOT_OVERHEAD) <= 64 * 1024 + SET_OVERHEAD + 255 * SLOT_OVERHEAD
-        );
+        assert!(r.pending_sets() * (SET_OVERHEAD + 255 * SLOT_OVERHEAD) <= 64 * 1024 + SET_OVERHEAD + 255 * SLOT_OVERHEAD);
         let mut unbounded = Reassembler::new(Duration::from_secs(60), usize::MAX);
         for id in 1..=(MAX_PENDING_SETS as u32 + 100) {
-            let f = Fragment {
-                set_id: id,
-                total: 2,
-                position: 1,
-                link: Link::None,
-                data: vec![],
-            };
+            let f = Fragment { set_id: id, total: 2, position: 1, link: Link::None, data: vec![] };
             unbounded.insert(f, Duration::ZERO);
         }
         assert_eq!(unbounded.pending_sets(), MAX_PENDING_SETS);
-        let bad = Fragment {
-            set_id: 1,
-            total: 3,
-            position: 4,
-            link: Link::None,
-            data: vec![],
-        };
+        let bad = Fragment { set_id: 1, total: 3, position: 4, link: Link::None, data: vec![] };
         assert_eq!(r.insert(bad, Duration::ZERO), Insert::Inconsistent);
-        let bad = Fragment {
-            set_id: 1,
-            total: 3,
-            position: 0,
-            link: Link::None,
-            data: vec![],
-        };
+        let bad = Fragment { set_id: 1, total: 3, position: 0, link: Link::None, data: vec![] };
         assert_eq!(r.insert(bad, Duration::ZERO), Insert::Inconsistent);
         // near the end of time nothing overflows, and everything stale goes
         let pending = r.pending_sets();
@@ -588,18 +543,8 @@ mod tests {
     #[test]
     fn receipts_are_held_with_their_fragments_and_released_when_not_needed() {
         let mut rng = rand::rngs::StdRng::from_seed([8; 32]);
-        let r0 = |d| {
-            Some(Receipt {
-                connection: 0,
-                delivery: d,
-            })
-        };
-        let r1 = |d| {
-            Some(Receipt {
-                connection: 1,
-                delivery: d,
-            })
-        };
+        let r0 = |d| Some(Receipt { connection: 0, delivery: d });
+        let r1 = |d| Some(Receipt { connection: 1, delivery: d });
         let message = vec![5u8; 30];
         let f = split(&mut rng, &message, 10);
         assert_eq!(f.len(), 3);
@@ -608,62 +553,29 @@ mod tests {
         assert_eq!(r.insert_received(f[1].clone(), r0(2), Duration::ZERO), Insert::Buffered);
         assert!(r.take_released().is_empty(), "buffered fragments keep their receipts");
         // a retransmission on the same connection is not needed: released
-        assert_eq!(
-            r.insert_received(f[0].clone(), r0(3), Duration::ZERO),
-            Insert::Duplicate
-        );
-        assert_eq!(
-            r.take_released(),
-            vec![Receipt {
-                connection: 0,
-                delivery: 3
-            }]
-        );
+        assert_eq!(r.insert_received(f[0].clone(), r0(3), Duration::ZERO), Insert::Duplicate);
+        assert_eq!(r.take_released(), vec![Receipt { connection: 0, delivery: 3 }]);
         // redelivered on a new connection: the new receipt replaces the old
-        assert_eq!(
-            r.insert_received(f[1].clone(), r1(7), Duration::ZERO),
-            Insert::Duplicate
-        );
+        assert_eq!(r.insert_received(f[1].clone(), r1(7), Duration::ZERO), Insert::Duplicate);
         assert!(r.take_released().is_empty());
-        assert_eq!(
-            r.insert_received(f[2].clone(), r1(8), Duration::ZERO),
-            Insert::Complete(message)
-        );
+        assert_eq!(r.insert_received(f[2].clone(), r1(8), Duration::ZERO), Insert::Complete(message));
         let done = r.take_completed();
         assert_eq!(done.sets, vec![f[0].set_id]);
         let mut got: Vec<_> = done.receipts.iter().map(|x| (x.connection, x.delivery)).collect();
         got.sort();
         assert_eq!(got, vec![(0, 1), (1, 7), (1, 8)]);
         // late copies of a delivered set are released at once
-        assert_eq!(
-            r.insert_received(f[2].clone(), r1(9), Duration::ZERO),
-            Insert::Duplicate
-        );
-        assert_eq!(
-            r.take_released(),
-            vec![Receipt {
-                connection: 1,
-                delivery: 9
-            }]
-        );
+        assert_eq!(r.insert_received(f[2].clone(), r1(9), Duration::ZERO), Insert::Duplicate);
+        assert_eq!(r.take_released(), vec![Receipt { connection: 1, delivery: 9 }]);
 
         // a set that expires releases what it held; a remembered set is a duplicate
         let g = split(&mut rng, &[1u8; 20], 10);
         r.insert_received(g[0].clone(), r1(10), Duration::ZERO);
         assert_eq!(r.expire(Duration::from_secs(60)), 1);
-        assert_eq!(
-            r.take_released(),
-            vec![Receipt {
-                connection: 1,
-                delivery: 10
-            }]
-        );
+        assert_eq!(r.take_released(), vec![Receipt { connection: 1, delivery: 10 }]);
         let h = split(&mut rng, &[2u8; 5], 10);
         r.remember_delivered(&[h[0].set_id]);
-        assert_eq!(
-            r.insert_received(h[0].clone(), r1(11), Duration::ZERO),
-            Insert::Duplicate
-        );
+        assert_eq!(r.insert_received(h[0].clone(), r1(11), Duration::ZERO), Insert::Duplicate);
         assert_eq!(r.take_released().len(), 1);
     }
 

@@ -50,3 +50,4 @@ pub(crate) fn sample_exp<R: Rng + ?Sized>(rng: &mut R, mean: Duration) -> Durati
         Err(_) => mean,
     }
 }
+

@@ -9,10 +9,10 @@
 //! full one.
 
 use crate::error::{Error, Result};
+use nym_wire::mix_frame::PacketSize;
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hkdf::Hkdf;
-use nym_wire::mix_frame::PacketSize;
 use rand::CryptoRng;
 use sha2::Sha256;
 use x25519_dalek::{PublicKey, StaticSecret};
@@ -71,10 +71,7 @@ pub fn seal<R: CryptoRng + ?Sized>(
 ) -> Result<Vec<u8>> {
     let capacity = body_capacity(size);
     if body.len() > capacity {
-        return Err(Error::MessageTooLarge {
-            size: body.len(),
-            limit: capacity,
-        });
+        return Err(Error::MessageTooLarge { size: body.len(), limit: capacity });
     }
     let ephemeral = StaticSecret::random_from_rng(rng);
     let ephemeral_pub = PublicKey::from(&ephemeral);
@@ -94,9 +91,7 @@ pub fn seal<R: CryptoRng + ?Sized>(
 /// Opens a payload addressed to `secret`'s public key.
 pub fn open(secret: &StaticSecret, payload: &[u8]) -> Result<(PayloadKind, Vec<u8>)> {
     if payload.len() < EPHEMERAL_LEN + TAG_LEN + CONTENT_HEADER_LEN {
-        return Err(
-            nym_wire::Error::MalformedPacket(format!("payload of {} bytes is too short", payload.len())).into(),
-        );
+        return Err(nym_wire::Error::MalformedPacket(format!("payload of {} bytes is too short", payload.len())).into());
     }
     let mut ephemeral = [0u8; 32];
     ephemeral.copy_from_slice(&payload[..EPHEMERAL_LEN]);
@@ -123,8 +118,7 @@ pub(crate) fn decode_content(content: &[u8]) -> Result<(PayloadKind, Vec<u8>)> {
     let [kind, a, b, ..] = *content else {
         return Err(nym_wire::Error::MalformedPacket("payload content too short".into()).into());
     };
-    let kind = PayloadKind::from_byte(kind)
-        .ok_or_else(|| nym_wire::Error::MalformedPacket(format!("unknown payload kind {kind}")))?;
+    let kind = PayloadKind::from_byte(kind).ok_or_else(|| nym_wire::Error::MalformedPacket(format!("unknown payload kind {kind}")))?;
     let len = usize::from(u16::from_be_bytes([a, b]));
     let body = content
         .get(CONTENT_HEADER_LEN..CONTENT_HEADER_LEN + len)
@@ -166,24 +160,10 @@ mod tests {
         let mut rng = rand::rngs::StdRng::from_seed([2; 32]);
         let alice = StaticSecret::random_from_rng(&mut rng);
         let eve = StaticSecret::random_from_rng(&mut rng);
-        let sealed = seal(
-            &mut rng,
-            &PublicKey::from(&alice),
-            PayloadKind::LoopCover,
-            b"",
-            PacketSize::Regular,
-        )
-        .unwrap();
+        let sealed = seal(&mut rng, &PublicKey::from(&alice), PayloadKind::LoopCover, b"", PacketSize::Regular).unwrap();
         assert!(open(&eve, &sealed).is_err());
         assert_eq!(open(&alice, &sealed).unwrap().0, PayloadKind::LoopCover);
         let too_big = vec![0u8; body_capacity(PacketSize::Regular) + 1];
-        assert!(seal(
-            &mut rng,
-            &PublicKey::from(&alice),
-            PayloadKind::Fragment,
-            &too_big,
-            PacketSize::Regular
-        )
-        .is_err());
+        assert!(seal(&mut rng, &PublicKey::from(&alice), PayloadKind::Fragment, &too_big, PacketSize::Regular).is_err());
     }
 }

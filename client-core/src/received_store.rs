@@ -61,10 +61,7 @@ fn decode_sets(body: &[u8]) -> Option<(Vec<u32>, &[u8])> {
     let (count, rest) = body.split_at_checked(2)?;
     let count = usize::from(u16::from_be_bytes([count[0], count[1]]));
     let (ids, rest) = rest.split_at_checked(count * 4)?;
-    let ids = ids
-        .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+    let ids = ids.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect();
     Some((ids, rest))
 }
 
@@ -94,11 +91,7 @@ fn decode_kept(body: &[u8]) -> Option<ReceivedMessage> {
         }
         _ => return None,
     };
-    Some(ReceivedMessage {
-        message: message.to_vec(),
-        sender_tag,
-        sets,
-    })
+    Some(ReceivedMessage { message: message.to_vec(), sender_tag, sets })
 }
 
 /// What loading a log found besides its messages.
@@ -119,10 +112,7 @@ impl ReceivedStore {
     /// Reads a log written by earlier calls. Never fails: what can't be
     /// read is skipped and reported.
     pub fn load(log: &[u8]) -> (Self, LoadReport) {
-        let mut store = ReceivedStore {
-            log_len: log.len(),
-            ..Self::default()
-        };
+        let mut store = ReceivedStore { log_len: log.len(), ..Self::default() };
         let mut report = LoadReport::default();
         let mut rest = log;
         while !rest.is_empty() {

@@ -13,9 +13,9 @@
 
 use crate::address::Recipient;
 use crate::error::{Error, Result};
-use hkdf::Hkdf;
-use nym_wire::epoch::KeyEpoch;
 use nym_wire::topology::Topology;
+use nym_wire::epoch::KeyEpoch;
+use hkdf::Hkdf;
 use rand::CryptoRng;
 use sha2::Sha256;
 use sphinx_packet::header::delays::Delay;
@@ -95,9 +95,7 @@ fn decode_surbs(bytes: &[u8]) -> Result<(Vec<Vec<u8>>, &[u8])> {
     if count > MAX_SURBS_PER_MESSAGE {
         return Err(bad("too many SURBs").into());
     }
-    let (surbs, rest) = rest
-        .split_at_checked(count * SURB_LEN)
-        .ok_or_else(|| bad("truncated SURBs"))?;
+    let (surbs, rest) = rest.split_at_checked(count * SURB_LEN).ok_or_else(|| bad("truncated SURBs"))?;
     Ok((surbs.chunks(SURB_LEN).map(<[u8]>::to_vec).collect(), rest))
 }
 
@@ -115,20 +113,14 @@ impl Envelope {
     pub fn encode(&self) -> Vec<u8> {
         match self {
             Envelope::Plain(m) => [&[PLAIN][..], m].concat(),
-            Envelope::Repliable {
-                sender_tag,
-                surbs,
-                message,
-            } => {
+            Envelope::Repliable { sender_tag, surbs, message } => {
                 let mut out = vec![REPLIABLE];
                 out.extend_from_slice(sender_tag);
                 encode_surbs(&mut out, surbs);
                 out.extend_from_slice(message);
                 out
             }
-            Envelope::SurbRequest { sender_tag, count } => {
-                [&[SURB_REQUEST][..], sender_tag, &count.to_be_bytes()].concat()
-            }
+            Envelope::SurbRequest { sender_tag, count } => [&[SURB_REQUEST][..], sender_tag, &count.to_be_bytes()].concat(),
             Envelope::MoreSurbs { sender_tag, surbs } => {
                 let mut out = vec![MORE_SURBS];
                 out.extend_from_slice(sender_tag);
@@ -149,19 +141,12 @@ impl Envelope {
             Some(REPLIABLE) => {
                 let (sender_tag, rest) = tag_of(&bytes[1..])?;
                 let (surbs, message) = decode_surbs(rest)?;
-                Ok(Envelope::Repliable {
-                    sender_tag,
-                    surbs,
-                    message: message.to_vec(),
-                })
+                Ok(Envelope::Repliable { sender_tag, surbs, message: message.to_vec() })
             }
             Some(SURB_REQUEST) => {
                 let (sender_tag, rest) = tag_of(&bytes[1..])?;
                 match rest {
-                    [a, b] => Ok(Envelope::SurbRequest {
-                        sender_tag,
-                        count: u16::from_be_bytes([*a, *b]),
-                    }),
+                    [a, b] => Ok(Envelope::SurbRequest { sender_tag, count: u16::from_be_bytes([*a, *b]) }),
                     _ => Err(nym_wire::Error::MalformedPacket("envelope: bad SURB request".into()).into()),
                 }
             }
@@ -258,12 +243,7 @@ pub struct ReplyStore {
 
 impl std::fmt::Debug for ReplyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "ReplyStore({} recoveries, {} tags with SURBs)",
-            self.recoveries.len(),
-            self.surbs.len()
-        )
+        write!(f, "ReplyStore({} recoveries, {} tags with SURBs)", self.recoveries.len(), self.surbs.len())
     }
 }
 
@@ -310,10 +290,7 @@ impl ReplyStore {
     }
 
     pub(crate) fn add_surbs(&mut self, tag: SenderTag, surbs: Vec<Vec<u8>>) {
-        self.surbs
-            .entry(tag)
-            .or_default()
-            .extend(surbs.into_iter().filter(|s| s.len() == SURB_LEN));
+        self.surbs.entry(tag).or_default().extend(surbs.into_iter().filter(|s| s.len() == SURB_LEN));
     }
 
     pub(crate) fn knows_tag(&self, tag: &SenderTag) -> bool {
@@ -341,12 +318,7 @@ impl ReplyStore {
     pub(crate) fn surb_epochs(&self) -> Vec<(SenderTag, KeyEpoch)> {
         self.surbs
             .iter()
-            .filter_map(|(tag, surbs)| {
-                Some((
-                    *tag,
-                    surbs.iter().filter_map(|s| split_surb(s).ok()).map(|(e, _)| e).max()?,
-                ))
-            })
+            .filter_map(|(tag, surbs)| Some((*tag, surbs.iter().filter_map(|s| split_surb(s).ok()).map(|(e, _)| e).max()?)))
             .collect()
     }
 
@@ -405,14 +377,8 @@ impl ReplyStore {
         for _ in 0..r.u32()? {
             let tag: SenderTag = r.array()?;
             let n = r.u32()? as usize;
-            let surbs = (0..n)
-                .map(|_| r.take(surb_len).map(<[u8]>::to_vec))
-                .collect::<Result<Vec<_>>>()?;
-            let surbs = if surb_len == SURB_LEN {
-                surbs.into()
-            } else {
-                VecDeque::new()
-            };
+            let surbs = (0..n).map(|_| r.take(surb_len).map(<[u8]>::to_vec)).collect::<Result<Vec<_>>>()?;
+            let surbs = if surb_len == SURB_LEN { surbs.into() } else { VecDeque::new() };
             store.surbs.insert(tag, surbs);
         }
         Ok(store)
@@ -451,19 +417,9 @@ mod tests {
         for e in [
             Envelope::Plain(b"hi".to_vec()),
             Envelope::Plain(vec![]),
-            Envelope::Repliable {
-                sender_tag: [3; 16],
-                surbs: surbs.clone(),
-                message: b"anon".to_vec(),
-            },
-            Envelope::SurbRequest {
-                sender_tag: [4; 16],
-                count: 9,
-            },
-            Envelope::MoreSurbs {
-                sender_tag: [5; 16],
-                surbs,
-            },
+            Envelope::Repliable { sender_tag: [3; 16], surbs: surbs.clone(), message: b"anon".to_vec() },
+            Envelope::SurbRequest { sender_tag: [4; 16], count: 9 },
+            Envelope::MoreSurbs { sender_tag: [5; 16], surbs },
         ] {
             assert_eq!(Envelope::decode(e.encode()).unwrap(), e);
         }

@@ -62,9 +62,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, server: Arc<AppServer>)
     // Room for a JSON-escaped message at the engine's limit, so that an
     // oversize message reaches the engine and gets a clear error.
     let limit = server.max_message_size.saturating_mul(2).saturating_add(1 << 20);
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(limit))
-        .max_frame_size(Some(limit));
+    let config = WebSocketConfig::default().max_message_size(Some(limit)).max_frame_size(Some(limit));
     let ws = match tokio_tungstenite::accept_hdr_async_with_config(stream, check_origin(&server.origins), Some(config))
         .await
     {
@@ -77,15 +75,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, server: Arc<AppServer>)
     let (mut sink, mut source) = ws.split();
     let (dtx, mut drx) = mpsc::unbounded_channel();
     let (accepted_tx, accepted_rx) = oneshot::channel();
-    if server
-        .engine
-        .send(Input::AppAttach {
-            tx: dtx,
-            accepted: accepted_tx,
-        })
-        .await
-        .is_err()
-    {
+    if server.engine.send(Input::AppAttach { tx: dtx, accepted: accepted_tx }).await.is_err() {
         return;
     }
     let app = match accepted_rx.await {
@@ -100,11 +90,8 @@ async fn connection(stream: TcpStream, peer: SocketAddr, server: Arc<AppServer>)
             return;
         }
     };
-    let mut pushes = Pushes {
-        held: VecDeque::new(),
-        from: Instant::now() + server.push_after_quiet,
-        last_was_text: false,
-    };
+    let mut pushes =
+        Pushes { held: VecDeque::new(), from: Instant::now() + server.push_after_quiet, last_was_text: false };
     loop {
         let release = pushes.from;
         let push_now = !pushes.held.is_empty() && release <= Instant::now();
@@ -234,9 +221,7 @@ fn check_origin(
 ) -> Result<handshake::server::Response, handshake::server::ErrorResponse>
        + '_ {
     move |request, response| {
-        let Some(origin) = request.headers().get(http::header::ORIGIN) else {
-            return Ok(response);
-        };
+        let Some(origin) = request.headers().get(http::header::ORIGIN) else { return Ok(response) };
         let origin = String::from_utf8_lossy(origin.as_bytes()).into_owned();
         if origins.allows(&origin) {
             return Ok(response);
@@ -258,18 +243,9 @@ mod tests {
 
     #[test]
     fn a_pushed_failure_names_its_message_and_an_error_has_no_id() {
-        let pushes = Pushes {
-            held: VecDeque::new(),
-            from: Instant::now(),
-            last_was_text: false,
-        };
-        let failed = AppResponse::SendFailed {
-            id: 42,
-            message: "lost".into(),
-        };
-        let Message::Text(text) = pushes.frame(AppDelivery::Notice(failed)) else {
-            panic!("not text")
-        };
+        let pushes = Pushes { held: VecDeque::new(), from: Instant::now(), last_was_text: false };
+        let failed = AppResponse::SendFailed { id: 42, message: "lost".into() };
+        let Message::Text(text) = pushes.frame(AppDelivery::Notice(failed)) else { panic!("not text") };
         let v: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
         assert_eq!(v, serde_json::json!({"type": "error", "message": "lost", "id": 42}));
         let Message::Text(text) = pushes.frame(AppDelivery::Notice(AppResponse::Error("full".into()))) else {

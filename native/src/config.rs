@@ -43,9 +43,7 @@ pub fn validate_id(id: &str) -> Result<()> {
     if id.is_empty()
         || id == "."
         || id == ".."
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        || !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
         bail!("invalid --id '{id}': use letters, digits, '-', '_' or '.'");
     }
@@ -295,15 +293,10 @@ impl Config {
         let config: Config =
             toml::from_str(&text).with_context(|| format!("{} is not a valid client config", path.display()))?;
         if config.socket.socket_type != "WebSocket" {
-            bail!(
-                "[socket] socket_type '{}' is not supported (only \"WebSocket\")",
-                config.socket.socket_type
-            );
+            bail!("[socket] socket_type '{}' is not supported (only \"WebSocket\")", config.socket.socket_type);
         }
         config.debug.client_config()?;
-        config
-            .directory_trust(None)
-            .with_context(|| format!("{}", path.display()))?;
+        config.directory_trust(None).with_context(|| format!("{}", path.display()))?;
         crate::origin::OriginPolicy::new(&config.socket.allowed_origins)
             .map_err(|e| anyhow!("[socket] allowed_origins: {e}"))?;
         Ok(config)
@@ -352,10 +345,7 @@ impl Config {
             let key = nym_client_core::decode_key(&a.key, "key").map_err(|e| bad(e.to_string()))?;
             // The file's own checks (an ed25519 key, an http(s) URL), line for entry.
             nym_wire_line_check(&a.key, &a.url).map_err(bad)?;
-            list.push(Authority {
-                key,
-                url: a.url.trim_end_matches('/').to_string(),
-            });
+            list.push(Authority { key, url: a.url.trim_end_matches('/').to_string() });
         }
         Authorities::new(list, c.threshold)
             .map(DirectoryTrust::Authorities)
@@ -364,14 +354,8 @@ impl Config {
 
     /// Records `authorities` (and their threshold) as the ones `run` believes.
     pub fn set_authorities(&mut self, authorities: &Authorities) {
-        self.client.authorities = authorities
-            .list()
-            .iter()
-            .map(|a| AuthorityEntry {
-                url: a.url.clone(),
-                key: a.key_b58(),
-            })
-            .collect();
+        self.client.authorities =
+            authorities.list().iter().map(|a| AuthorityEntry { url: a.url.clone(), key: a.key_b58() }).collect();
         self.client.threshold = Some(authorities.threshold());
         self.client.directory_key = None;
     }
@@ -394,26 +378,14 @@ impl Config {
     }
 
     pub fn save_keys(&self, keys: &ClientKeys) -> Result<()> {
-        write_file(
-            &self.client.private_identity_key_file,
-            keys.private_pem().as_bytes(),
-            true,
-        )?;
-        write_file(
-            &self.client.public_identity_key_file,
-            keys.public_pem().as_bytes(),
-            false,
-        )?;
+        write_file(&self.client.private_identity_key_file, keys.private_pem().as_bytes(), true)?;
+        write_file(&self.client.public_identity_key_file, keys.public_pem().as_bytes(), false)?;
         Ok(())
     }
 
     /// A file of the client's data directory (beside its private key).
     fn data_file(&self, name: &str) -> PathBuf {
-        self.client
-            .private_identity_key_file
-            .parent()
-            .map(|dir| dir.join(name))
-            .unwrap_or_else(|| PathBuf::from(name))
+        self.client.private_identity_key_file.parent().map(|dir| dir.join(name)).unwrap_or_else(|| PathBuf::from(name))
     }
 
     /// Where SURBs and reply keys are kept across restarts (secret: 0600).
@@ -442,17 +414,13 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
     {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         builder.mode(0o700);
-        builder
-            .create(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        builder.create(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         // the mode above was masked by the umask: set it exactly
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
             .with_context(|| format!("cannot restrict {}", dir.display()))?;
     }
     #[cfg(not(unix))]
-    builder
-        .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
+    builder.create(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(())
 }
 
@@ -462,13 +430,8 @@ pub fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<()> {
     if let Some(dir) = path.parent() {
         create_private_dir(dir)?;
     }
-    let mut f = open_with_mode(
-        fs::OpenOptions::new().write(true).create(true).truncate(true),
-        path,
-        secret,
-    )?;
-    f.write_all(contents)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    let mut f = open_with_mode(fs::OpenOptions::new().write(true).create(true).truncate(true), path, secret)?;
+    f.write_all(contents).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
@@ -486,9 +449,7 @@ fn open_with_mode(opts: &mut fs::OpenOptions, path: &Path, secret: bool) -> Resu
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(if secret { 0o600 } else { 0o644 });
     }
-    let f = opts
-        .open(path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+    let f = opts.open(path).with_context(|| format!("cannot open {}", path.display()))?;
     #[cfg(unix)]
     if secret {
         use std::os::unix::fs::PermissionsExt;
@@ -558,9 +519,7 @@ mod tests {
     }
 
     fn key(seed: u8) -> [u8; 32] {
-        ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
-            .verifying_key()
-            .to_bytes()
+        ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key().to_bytes()
     }
 
     #[test]
@@ -572,21 +531,11 @@ mod tests {
         let authorities = Authorities::parse(&file, None).unwrap();
         c.set_authorities(&authorities);
         let text = c.to_toml().unwrap();
-        assert!(
-            text.contains("[[client.authorities]]") && text.contains("threshold = 2"),
-            "{text}"
-        );
+        assert!(text.contains("[[client.authorities]]") && text.contains("threshold = 2"), "{text}");
         let back: Config = toml::from_str(&text).unwrap();
         assert_eq!(back, c);
-        assert_eq!(
-            back.directory_trust(None).unwrap(),
-            DirectoryTrust::Authorities(authorities)
-        );
-        assert!(back
-            .directory_trust(Some("http://x:1"))
-            .unwrap_err()
-            .to_string()
-            .contains("--directory"));
+        assert_eq!(back.directory_trust(None).unwrap(), DirectoryTrust::Authorities(authorities));
+        assert!(back.directory_trust(Some("http://x:1")).unwrap_err().to_string().contains("--directory"));
 
         let mut bad = c.clone();
         bad.client.authorities[1].key = "not-a-key".into();
@@ -598,27 +547,16 @@ mod tests {
         assert!(e.contains("entry 3") && e.contains("not an http"), "{e}");
         let mut bad = c.clone();
         bad.client.threshold = Some(4);
-        assert!(bad
-            .directory_trust(None)
-            .unwrap_err()
-            .to_string()
-            .contains("threshold 4"));
+        assert!(bad.directory_trust(None).unwrap_err().to_string().contains("threshold 4"));
     }
 
     #[test]
     fn one_directory_is_pinned_by_its_key_or_trusted_on_first_use() {
         let mut c = sample();
-        assert_eq!(
-            c.directory_trust(None).unwrap(),
-            DirectoryTrust::FirstUse {
-                url: "http://127.0.0.1:1".into()
-            }
-        );
+        assert_eq!(c.directory_trust(None).unwrap(), DirectoryTrust::FirstUse { url: "http://127.0.0.1:1".into() });
         assert_eq!(
             c.directory_trust(Some("http://127.0.0.1:2")).unwrap(),
-            DirectoryTrust::FirstUse {
-                url: "http://127.0.0.1:2".into()
-            }
+            DirectoryTrust::FirstUse { url: "http://127.0.0.1:2".into() }
         );
         c.client.directory_key = Some(nym_client_core::encode_key(&key(1)));
         assert_eq!(

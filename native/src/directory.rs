@@ -18,10 +18,7 @@ pub async fn fetch_topology_text(directory: &str) -> Result<String> {
 
 /// The wall clock, for topology expiry: Unix milliseconds.
 pub fn unix_time_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// The first topology, fetched and checked as the driver does at start
@@ -52,10 +49,7 @@ pub async fn fetch_first_topology(directory: &str, pinned: Option<&Authorities>)
         let Some(wait) = defaults::first_fetch_retry(attempt) else {
             return Err(e);
         };
-        tracing::warn!(
-            "topology fetch {attempt}/{attempts} failed: {e:#}; trying again in {} ms",
-            wait.as_millis()
-        );
+        tracing::warn!("topology fetch {attempt}/{attempts} failed: {e:#}; trying again in {} ms", wait.as_millis());
         tokio::time::sleep(wait).await;
     }
     unreachable!("the first fetch's attempts are bounded")

@@ -2,9 +2,9 @@
 //! types `runner.rs` (the engine task) and `app_socket.rs` (one task per
 //! application) share, apart from both so neither imports the other.
 
-use nym_client_core::ReceivedMessage;
-use nym_client_core::{AppId, AttachError, ConnectionId};
 use nym_client_core::{AppRequest, AppResponse};
+use nym_client_core::{AppId, AttachError, ConnectionId};
+use nym_client_core::ReceivedMessage;
 use tokio::sync::{mpsc, oneshot};
 
 /// What the engine task hears.

@@ -94,10 +94,7 @@ pub async fn init(opts: &InitOptions) -> Result<Initialised> {
     }
     let directory = match &opts.authorities {
         Some(a) => a.list().first().map(|a| a.url.clone()).unwrap_or_default(),
-        None => opts
-            .directory
-            .clone()
-            .unwrap_or_else(|| config::DEFAULT_DIRECTORY.to_string()),
+        None => opts.directory.clone().unwrap_or_else(|| config::DEFAULT_DIRECTORY.to_string()),
     };
     let pinned_key = opts
         .directory_key

@@ -3,11 +3,7 @@ use nym_client::{config, runner, InitOptions};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "nym-client",
-    version,
-    about = "Nym mixnet native client: a websocket API for your applications"
-)]
+#[command(name = "nym-client", version, about = "Nym mixnet native client: a websocket API for your applications")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -171,11 +167,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 authorities: None,
             };
             let done = nym_client::init(&opts).await?;
-            println!(
-                "Initialised client '{}' against the local mixnet ({})",
-                args.id,
-                done.config_path.display()
-            );
+            println!("Initialised client '{}' against the local mixnet ({})", args.id, done.config_path.display());
         }
         let config = nym_client::load_for_run(&args.id, args.port, &args.allow_origin)?;
         let result = runner::run(config, Some(directory), Some(ready_tx), ctrl_c()).await;

@@ -16,10 +16,7 @@ use std::fmt;
 
 /// `[socket] allowed_origins` when the config says nothing.
 pub fn default_allowed_origins() -> Vec<String> {
-    ["http://localhost", "http://127.0.0.1", "http://[::1]"]
-        .into_iter()
-        .map(String::from)
-        .collect()
+    ["http://localhost", "http://127.0.0.1", "http://[::1]"].into_iter().map(String::from).collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,14 +48,10 @@ fn parse(text: &str) -> Result<Origin, String> {
         _ => return Err(format!("'{text}': only http and https origins can be allowed")),
     };
     if rest.contains(['/', '?', '#', '@']) {
-        return Err(format!(
-            "'{text}' is not an origin: no path, query or user part (just scheme://host[:port])"
-        ));
+        return Err(format!("'{text}' is not an origin: no path, query or user part (just scheme://host[:port])"));
     }
     let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
-        let (inner, after) = bracketed
-            .split_once(']')
-            .ok_or_else(|| format!("'{text}': unclosed '[' in the host"))?;
+        let (inner, after) = bracketed.split_once(']').ok_or_else(|| format!("'{text}': unclosed '[' in the host"))?;
         (format!("[{inner}]"), after.strip_prefix(':'))
     } else {
         match rest.rsplit_once(':') {
@@ -71,16 +64,9 @@ fn parse(text: &str) -> Result<Origin, String> {
     }
     let port = match port {
         None => None,
-        Some(p) => Some(
-            p.parse::<u16>()
-                .map_err(|_| format!("'{text}': '{p}' is not a port number"))?,
-        ),
+        Some(p) => Some(p.parse::<u16>().map_err(|_| format!("'{text}': '{p}' is not a port number"))?),
     };
-    Ok(Origin {
-        scheme: scheme.to_string(),
-        host,
-        port: port.filter(|p| *p != default_port),
-    })
+    Ok(Origin { scheme: scheme.to_string(), host, port: port.filter(|p| *p != default_port) })
 }
 
 /// The allowed origins, checked.
@@ -112,13 +98,7 @@ impl OriginPolicy {
         }
         self.allowed
             .iter()
-            .map(|a| {
-                if a.port.is_some() {
-                    a.to_string()
-                } else {
-                    format!("{a}[:any port]")
-                }
-            })
+            .map(|a| if a.port.is_some() { a.to_string() } else { format!("{a}[:any port]") })
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -165,10 +145,7 @@ mod tests {
         assert!(p.allows("http://dev.example:8443"));
         assert!(!p.allows("http://dev.example:8444"));
         assert!(!p.allows("http://dev.example"));
-        assert!(
-            !p.allows("http://localhost:3000"),
-            "an explicit list replaces the loopback default"
-        );
+        assert!(!p.allows("http://localhost:3000"), "an explicit list replaces the loopback default");
         assert_eq!(
             OriginPolicy::new(&["http://localhost:80".into()]).unwrap().describe(),
             "http://localhost[:any port]"

@@ -66,20 +66,10 @@ pub async fn run(
         reply_store: StoreFile::read(&config.reply_store_file())?,
         received_messages: StoreFile::read(&config.received_messages_file())?,
     };
-    let (driver, report) = Driver::new(
-        keys,
-        trust,
-        Some(gateway_identity),
-        driver_config,
-        random_seed()?,
-        restored,
-    )
-    .map_err(|e| {
-        anyhow!(
-            "{e} ({} can be removed, losing the reply blocks it held)",
-            config.reply_store_file().display()
-        )
-    })?;
+    let (driver, report) = Driver::new(keys, trust, Some(gateway_identity), driver_config, random_seed()?, restored)
+        .map_err(|e| {
+            anyhow!("{e} ({} can be removed, losing the reply blocks it held)", config.reply_store_file().display())
+        })?;
     if report.torn_bytes > 0 || report.damaged_records > 0 {
         tracing::warn!(
             "{}: skipped {} damaged records and {} bytes of an unfinished one (the gateway delivers those again)",
@@ -89,10 +79,7 @@ pub async fn run(
         );
     }
     if report.kept_messages > 0 {
-        tracing::info!(
-            "{} received messages are kept for the next application",
-            report.kept_messages
-        );
+        tracing::info!("{} received messages are kept for the next application", report.kept_messages);
     }
 
     let (tx, mut rx) = mpsc::channel::<Input>(4096);
@@ -110,10 +97,7 @@ pub async fn run(
     };
     engine.start_up(&mut rx).await?;
     let config = engine.config.clone();
-    let address = engine
-        .driver
-        .address()
-        .ok_or_else(|| anyhow!("the client started without a gateway"))?;
+    let address = engine.driver.address().ok_or_else(|| anyhow!("the client started without a gateway"))?;
 
     let listen_addr = SocketAddr::from(([127, 0, 0, 1], config.socket.listening_port));
     let listener = TcpListener::bind(listen_addr)
@@ -217,10 +201,7 @@ impl Engine {
 
     /// Sleeps until the driver's next timer (forever when it has none).
     fn next_wake(&self) -> impl Future<Output = ()> {
-        let wake = self
-            .driver
-            .poll_timeout()
-            .map(|at| tokio::time::Instant::from_std(self.start + at));
+        let wake = self.driver.poll_timeout().map(|at| tokio::time::Instant::from_std(self.start + at));
         async move {
             match wake {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -243,10 +224,7 @@ impl Engine {
                         // The rest (the first connection) is the running engine's.
                         return Ok(());
                     }
-                    Output::Persist {
-                        store: StoreName::DirectoryKey,
-                        write,
-                    } => self.pin_directory_key(write)?,
+                    Output::Persist { store: StoreName::DirectoryKey, write } => self.pin_directory_key(write)?,
                     other => self.execute(other),
                 }
             }
@@ -282,9 +260,7 @@ impl Engine {
     /// Trust on first use: the driver learned the directory key (a config
     /// from before directory keys); pinned in the config from now on.
     fn pin_directory_key(&mut self, write: StoreWrite) -> Result<()> {
-        let StoreWrite::Replace(bytes) = write else {
-            bail!("the directory key is only ever replaced")
-        };
+        let StoreWrite::Replace(bytes) = write else { bail!("the directory key is only ever replaced") };
         let key = String::from_utf8(bytes).context("the learned directory key is not text")?;
         self.config.client.directory_key = Some(key.clone());
         self.config.save()?;
@@ -414,10 +390,7 @@ impl Engine {
             DeliverTo::One(app) => vec![app],
         };
         for app in targets {
-            let sent = self
-                .apps
-                .get(&app)
-                .is_some_and(|tx| tx.send(AppDelivery::Message(message.clone())).is_ok());
+            let sent = self.apps.get(&app).is_some_and(|tx| tx.send(AppDelivery::Message(message.clone())).is_ok());
             if !sent {
                 // Gone before its detach arrived: with no one left, the message is kept.
                 self.apps.remove(&app);
@@ -447,18 +420,11 @@ impl Engine {
 
 /// One websocket to the gateway, from open to close; frames both ways.
 async fn gateway_connection(conn: ConnectionId, url: String, tx: mpsc::Sender<Input>) {
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(64 << 20))
-        .max_frame_size(Some(64 << 20));
+    let config = WebSocketConfig::default().max_message_size(Some(64 << 20)).max_frame_size(Some(64 << 20));
     let ws = match tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true).await {
         Ok((ws, _)) => ws,
         Err(e) => {
-            let _ = tx
-                .send(Input::GatewayClosed {
-                    conn,
-                    why: format!("cannot connect: {e}"),
-                })
-                .await;
+            let _ = tx.send(Input::GatewayClosed { conn, why: format!("cannot connect: {e}") }).await;
             return;
         }
     };
@@ -529,9 +495,7 @@ pub async fn register(
         client.handle_gateway_connected(start.elapsed());
         loop {
             while let Some(frame) = client.poll_transmit(start.elapsed()) {
-                sink.send(Message::binary(frame))
-                    .await
-                    .context("writing to the gateway")?;
+                sink.send(Message::binary(frame)).await.context("writing to the gateway")?;
             }
             while let Some(event) = client.poll_event() {
                 match event {

@@ -42,10 +42,7 @@ pub(super) enum Incoming {
 
 impl Gateway {
     pub(super) fn new(identity: [u8; 32]) -> Self {
-        Gateway {
-            identity,
-            state: State::Down,
-        }
+        Gateway { identity, state: State::Down }
     }
 
     pub(super) fn identity(&self) -> [u8; 32] {
@@ -84,9 +81,7 @@ impl Gateway {
                     self.state = State::Up(session);
                     Incoming::Connected
                 }
-                Ok(GatewayResponse::Error { message }) => {
-                    Incoming::HandshakeFailed(format!("gateway refused us: {message}"))
-                }
+                Ok(GatewayResponse::Error { message }) => Incoming::HandshakeFailed(format!("gateway refused us: {message}")),
                 other => {
                     self.state = State::Authenticating(session);
                     Incoming::from(other)

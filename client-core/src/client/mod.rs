@@ -51,12 +51,12 @@ use crate::ack::AckKey;
 use crate::address::Recipient;
 use crate::error::{Error, Result};
 use crate::fragment::{self, Reassembler, Receipt};
+use nym_wire::keys::ClientKeys;
 use crate::payload;
 use crate::reply::{self, Envelope, SenderTag};
-use gateway::{Gateway, Incoming};
-use nym_wire::epoch::KeyEpoch;
-use nym_wire::keys::ClientKeys;
 use nym_wire::topology::Topology;
+use nym_wire::epoch::KeyEpoch;
+use gateway::{Gateway, Incoming};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use receive::DeliveryAcks;
@@ -105,10 +105,7 @@ impl Client {
     /// `gateway_identity`, not yet connected and with no topology; its
     /// randomness (routes, delays, padding) comes from `rng_seed`.
     pub fn new(keys: ClientKeys, gateway_identity: [u8; 32], config: ClientConfig, rng_seed: [u8; 32]) -> Self {
-        let reassembler = Reassembler::new(
-            config.incomplete_message_timeout,
-            config.max_message_size.saturating_mul(4),
-        );
+        let reassembler = Reassembler::new(config.incomplete_message_timeout, config.max_message_size.saturating_mul(4));
         let ack_key = AckKey::derive(keys.secret());
         Client {
             keys,
@@ -147,13 +144,8 @@ impl Client {
 
     /// The key epoch packets built at `now` are for.
     fn key_epoch(&self, now: Duration) -> Result<KeyEpoch> {
-        let topology = self
-            .topology
-            .as_ref()
-            .ok_or_else(|| nym_wire::Error::NoRoute("no network topology yet".into()))?;
-        let unix_ms = self
-            .unix_ms(now)
-            .ok_or_else(|| nym_wire::Error::NoRoute("the wall clock is not known yet".into()))?;
+        let topology = self.topology.as_ref().ok_or_else(|| nym_wire::Error::NoRoute("no network topology yet".into()))?;
+        let unix_ms = self.unix_ms(now).ok_or_else(|| nym_wire::Error::NoRoute("the wall clock is not known yet".into()))?;
         Ok(topology.epoch_at(unix_ms))
     }
 
@@ -296,18 +288,9 @@ impl Client {
 
     /// Like [`Client::send`], but the recipient gets a sender tag instead of
     /// our address, and `reply_surbs` single-use blocks to answer with.
-    pub fn send_anonymous(
-        &mut self,
-        recipient: Recipient,
-        message: Vec<u8>,
-        reply_surbs: usize,
-        now: Duration,
-    ) -> Result<u64> {
+    pub fn send_anonymous(&mut self, recipient: Recipient, message: Vec<u8>, reply_surbs: usize, now: Duration) -> Result<u64> {
         if reply_surbs > reply::MAX_SURBS_PER_MESSAGE {
-            return Err(Error::MessageTooLarge {
-                size: reply_surbs,
-                limit: reply::MAX_SURBS_PER_MESSAGE,
-            });
+            return Err(Error::MessageTooLarge { size: reply_surbs, limit: reply::MAX_SURBS_PER_MESSAGE });
         }
         self.check_sendable(&recipient, message.len() + reply_surbs * reply::SURB_LEN)?;
         let sender_tag = reply::sender_tag_for(self.keys.secret(), &recipient);
@@ -319,19 +302,14 @@ impl Client {
     /// rest of the reply waits for them.
     pub fn reply(&mut self, sender_tag: SenderTag, message: Vec<u8>, now: Duration) -> Result<u64> {
         if message.len() > self.config.max_message_size {
-            return Err(Error::MessageTooLarge {
-                size: message.len(),
-                limit: self.config.max_message_size,
-            });
+            return Err(Error::MessageTooLarge { size: message.len(), limit: self.config.max_message_size });
         }
         let usable = self.surb_usability(now);
         self.replies.check_can_reply(&sender_tag, usable)?;
         let capacity = payload::reply_body_capacity(self.config.packet_size) - fragment::HEADER_LEN;
         let message_id = self.new_message_id();
         let message = Envelope::Plain(message).encode();
-        let fragments = self
-            .replies
-            .reply(&mut self.rng, sender_tag, message_id, &message, capacity);
+        let fragments = self.replies.reply(&mut self.rng, sender_tag, message_id, &message, capacity);
         self.queue.push_message(message_id, fragments);
         self.push_event(ClientEvent::ReplyStoreChanged);
         Ok(message_id)
@@ -378,14 +356,10 @@ impl Client {
     /// tick, cover packet, ack deadline or reassembly expiry); `None`: no
     /// timer needed. Arm one timer for it after draining the outputs.
     pub fn poll_timeout(&self) -> Option<Duration> {
-        [
-            self.schedule.next_tick(),
-            self.reassembler.next_expiry(),
-            self.in_flight.next_deadline(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        [self.schedule.next_tick(), self.reassembler.next_expiry(), self.in_flight.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The next frame for the gateway, `None` when there is nothing to send
@@ -426,21 +400,14 @@ impl Client {
 
     fn check_sendable(&self, recipient: &Recipient, len: usize) -> Result<()> {
         if len > self.config.max_message_size {
-            return Err(Error::MessageTooLarge {
-                size: len,
-                limit: self.config.max_message_size,
-            });
+            return Err(Error::MessageTooLarge { size: len, limit: self.config.max_message_size });
         }
-        let topology = self
-            .topology
-            .as_ref()
-            .ok_or_else(|| nym_wire::Error::NoRoute("no network topology yet".into()))?;
+        let topology = self.topology.as_ref().ok_or_else(|| nym_wire::Error::NoRoute("no network topology yet".into()))?;
         if topology.gateway(&recipient.gateway_key).is_none() {
             return Err(nym_wire::Error::NoRoute(format!(
                 "the recipient's gateway {} is not in the network topology",
                 crate::address::encode_key(&recipient.gateway_key)
-            ))
-            .into());
+            )).into());
         }
         Ok(())
     }
@@ -450,14 +417,12 @@ impl Client {
     fn enqueue_forward(&mut self, recipient: Recipient, message: &[u8]) -> u64 {
         let capacity = self.fragment_capacity();
         let message_id = self.new_message_id();
-        let fragments = fragment::split(&mut self.rng, message, capacity)
-            .into_iter()
-            .map(|f| QueuedFragment {
-                message_id,
-                via: Via::Forward(recipient),
-                fragment: f.encode(),
-                retransmissions: 0,
-            });
+        let fragments = fragment::split(&mut self.rng, message, capacity).into_iter().map(|f| QueuedFragment {
+            message_id,
+            via: Via::Forward(recipient),
+            fragment: f.encode(),
+            retransmissions: 0,
+        });
         self.queue.push_message(message_id, fragments);
         message_id
     }

@@ -19,8 +19,8 @@ use crate::ack;
 use crate::fragment::{Completed, Fragment, Insert, Receipt};
 use crate::payload::{self, PayloadKind};
 use crate::reply::Envelope;
-use nym_wire::gateway::{ClientRequest, GatewayResponse, MAX_ACK_IDS};
 use nym_wire::topology::decode_node_address;
+use nym_wire::gateway::{ClientRequest, GatewayResponse, MAX_ACK_IDS};
 use sphinx_packet::route::NodeAddressBytes;
 use std::time::Duration;
 
@@ -47,22 +47,14 @@ impl DeliveryAcks {
 
     /// Delivery `id` of the current connection.
     fn receipt(&self, delivery: u64) -> Receipt {
-        Receipt {
-            connection: self.connection,
-            delivery,
-        }
+        Receipt { connection: self.connection, delivery }
     }
 
     /// Deliveries nothing waits for any more: acknowledged with the next
     /// ack frame, if they came on the current connection.
     pub(super) fn release(&mut self, receipts: impl IntoIterator<Item = Receipt>) {
         let connection = self.connection;
-        self.pending.extend(
-            receipts
-                .into_iter()
-                .filter(|r| r.connection == connection)
-                .map(|r| r.delivery),
-        );
+        self.pending.extend(receipts.into_iter().filter(|r| r.connection == connection).map(|r| r.delivery));
     }
 
     /// Up to [`MAX_ACK_IDS`] delivery ids to acknowledge, oldest first.
@@ -107,11 +99,7 @@ impl Client {
                 self.queue.push_retransmission(fragment);
             } else if fragment.retransmissions >= self.config.max_retransmissions {
                 let recipient = fragment.recipient();
-                self.fail_message(
-                    fragment.message_id,
-                    recipient,
-                    "no route avoids a departed first hop".into(),
-                );
+                self.fail_message(fragment.message_id, recipient, "no route avoids a departed first hop".into());
             } else {
                 fragment.retransmissions += 1;
                 self.stats.retransmissions += 1;
@@ -170,11 +158,7 @@ impl Client {
         let Completed { sets, receipts } = completed;
         let for_application = match Envelope::decode(message) {
             Ok(Envelope::Plain(m)) => Some((m, None)),
-            Ok(Envelope::Repliable {
-                sender_tag,
-                surbs,
-                message,
-            }) => {
+            Ok(Envelope::Repliable { sender_tag, surbs, message }) => {
                 self.add_reply_surbs(sender_tag, surbs);
                 Some((message, Some(sender_tag)))
             }
@@ -194,11 +178,7 @@ impl Client {
         match for_application {
             Some((message, sender_tag)) => {
                 self.stats.messages_received += 1;
-                let event = ClientEvent::Received(ReceivedMessage {
-                    message,
-                    sender_tag,
-                    sets,
-                });
+                let event = ClientEvent::Received(ReceivedMessage { message, sender_tag, sets });
                 self.events.push_back((event, receipts));
             }
             None => self.delivery_acks.release(receipts),

@@ -116,19 +116,10 @@ impl Replies {
                 continue;
             }
             let wanted = held.max(REPLY_SURB_TOP_UP).min(MAX_SURB_REFRESH) as u16;
-            let request = Envelope::SurbRequest {
-                sender_tag: tag,
-                count: wanted,
-            }
-            .encode();
+            let request = Envelope::SurbRequest { sender_tag: tag, count: wanted }.encode();
             let request = fragment::split(rng, &request, capacity).into_iter().next();
             if let (Some(surb), Some(f)) = (self.store.take_surb(&tag), request) {
-                requests.push(QueuedFragment {
-                    message_id: 0,
-                    via: Via::Surb(surb),
-                    fragment: f.encode(),
-                    retransmissions: 0,
-                });
+                requests.push(QueuedFragment { message_id: 0, via: Via::Surb(surb), fragment: f.encode(), retransmissions: 0 });
             }
         }
         requests
@@ -157,32 +148,18 @@ impl Replies {
         let mut queued = Vec::with_capacity(usable.min(needed) + 1);
         for fragment in fragments.by_ref().take(usable.min(needed)) {
             if let Some(surb) = self.store.take_surb(&sender_tag) {
-                queued.push(QueuedFragment {
-                    message_id,
-                    via: Via::Surb(surb),
-                    fragment,
-                    retransmissions: 0,
-                });
+                queued.push(QueuedFragment { message_id, via: Via::Surb(surb), fragment, retransmissions: 0 });
             }
         }
         let rest: VecDeque<(u64, Vec<u8>)> = fragments.map(|f| (message_id, f)).collect();
         if ask_for_more {
             let wanted = (rest.len() + REPLY_SURB_TOP_UP).min(reply::MAX_SURBS_PER_MESSAGE) as u16;
-            let request = Envelope::SurbRequest {
-                sender_tag,
-                count: wanted,
-            }
-            .encode();
+            let request = Envelope::SurbRequest { sender_tag, count: wanted }.encode();
             // A request is a few bytes: one fragment, one SURB.
             let request = fragment::split(rng, &request, capacity).into_iter().next();
             if let (Some(surb), Some(f)) = (self.store.take_surb(&sender_tag), request) {
                 // In this reply's turns, after its fragments (as before).
-                queued.push(QueuedFragment {
-                    message_id: 0,
-                    via: Via::Surb(surb),
-                    fragment: f.encode(),
-                    retransmissions: 0,
-                });
+                queued.push(QueuedFragment { message_id: 0, via: Via::Surb(surb), fragment: f.encode(), retransmissions: 0 });
             }
         }
         if !rest.is_empty() {
@@ -196,20 +173,11 @@ impl Replies {
     fn add_surbs(&mut self, sender_tag: SenderTag, surbs: Vec<Vec<u8>>) -> Vec<QueuedFragment> {
         self.store.add_surbs(sender_tag, surbs);
         let mut released = Vec::new();
-        let Some(waiting) = self.waiting_for_surbs.get_mut(&sender_tag) else {
-            return released;
-        };
+        let Some(waiting) = self.waiting_for_surbs.get_mut(&sender_tag) else { return released };
         while !waiting.is_empty() {
-            let Some(surb) = self.store.take_surb(&sender_tag) else {
-                break;
-            };
+            let Some(surb) = self.store.take_surb(&sender_tag) else { break };
             if let Some((message_id, fragment)) = waiting.pop_front() {
-                released.push(QueuedFragment {
-                    message_id,
-                    via: Via::Surb(surb),
-                    fragment,
-                    retransmissions: 0,
-                });
+                released.push(QueuedFragment { message_id, via: Via::Surb(surb), fragment, retransmissions: 0 });
             }
         }
         if waiting.is_empty() {
@@ -231,27 +199,19 @@ impl Client {
         now: Duration,
     ) -> Result<u64> {
         let me = self.address();
-        let topology = self
-            .topology
-            .as_ref()
-            .ok_or_else(|| nym_wire::Error::NoRoute("no network topology yet".into()))?;
+        let topology = self.topology.as_ref().ok_or_else(|| nym_wire::Error::NoRoute("no network topology yet".into()))?;
         let mut surbs = Vec::with_capacity(count);
         let mut recoveries = Vec::with_capacity(count);
         let epoch = self.key_epoch(now)?;
         for _ in 0..count {
-            let (surb, recovery) =
-                reply::create_surb(&mut self.rng, topology, &me, self.config.average_hop_delay, epoch)?;
+            let (surb, recovery) = reply::create_surb(&mut self.rng, topology, &me, self.config.average_hop_delay, epoch)?;
             surbs.push(surb);
             recoveries.push(recovery);
         }
         self.replies.expect_replies(sender_tag, recipient, &recoveries);
         self.push_event(ClientEvent::ReplyStoreChanged);
         let envelope = match message {
-            Some(message) => Envelope::Repliable {
-                sender_tag,
-                surbs,
-                message,
-            },
+            Some(message) => Envelope::Repliable { sender_tag, surbs, message },
             None => Envelope::MoreSurbs { sender_tag, surbs },
         };
         Ok(self.enqueue_forward(recipient, &envelope.encode()))
@@ -262,9 +222,7 @@ impl Client {
     pub(super) fn refresh_reply_surbs(&mut self, current: KeyEpoch, now: Duration) {
         let capacity = payload::reply_body_capacity(self.config.packet_size) - fragment::HEADER_LEN;
         let usable = self.surb_usability(now);
-        let requests = self
-            .replies
-            .refresh_before_retirement(&mut self.rng, current, usable, capacity);
+        let requests = self.replies.refresh_before_retirement(&mut self.rng, current, usable, capacity);
         if requests.is_empty() {
             return;
         }
@@ -281,9 +239,7 @@ impl Client {
             Some(recipient) => {
                 let count = usize::from(count).min(reply::MAX_SURBS_PER_MESSAGE);
                 if let Err(e) = self.send_surbs(recipient, sender_tag, count, None, now) {
-                    self.push_event(ClientEvent::GatewayError(format!(
-                        "could not send more reply SURBs: {e}"
-                    )));
+                    self.push_event(ClientEvent::GatewayError(format!("could not send more reply SURBs: {e}")));
                 }
             }
             None => self.stats.malformed_packets += 1,
@@ -302,9 +258,7 @@ impl Client {
     /// `identifier || payload` from a SURB we made: only we can read it.
     pub(super) fn open_reply(&mut self, bytes: &[u8]) -> Result<(PayloadKind, Vec<u8>)> {
         let (identifier, payload) = bytes.split_at(16);
-        let identifier: [u8; 16] = identifier
-            .try_into()
-            .map_err(|_| nym_wire::Error::MalformedPacket("short reply".into()))?;
+        let identifier: [u8; 16] = identifier.try_into().map_err(|_| nym_wire::Error::MalformedPacket("short reply".into()))?;
         let recovery = self
             .replies
             .store

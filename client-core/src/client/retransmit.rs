@@ -138,14 +138,10 @@ impl Client {
         while let Some(mut fragment) = self.in_flight.pop_overdue(now) {
             if fragment.retransmissions >= self.config.max_retransmissions {
                 let recipient = fragment.recipient();
-                self.fail_message(
-                    fragment.message_id,
-                    recipient,
-                    format!(
-                        "a packet was not acknowledged after {} retransmissions",
-                        fragment.retransmissions
-                    ),
-                );
+                self.fail_message(fragment.message_id, recipient, format!(
+                    "a packet was not acknowledged after {} retransmissions",
+                    fragment.retransmissions
+                ));
                 continue;
             }
             fragment.retransmissions += 1;
@@ -165,11 +161,7 @@ impl Client {
     pub(super) fn fail_message(&mut self, message_id: u64, recipient: Option<Recipient>, reason: String) {
         if self.in_flight.give_up(message_id) {
             self.queue.remove(message_id);
-            self.push_event(ClientEvent::SendFailed {
-                message_id,
-                recipient,
-                reason,
-            });
+            self.push_event(ClientEvent::SendFailed { message_id, recipient, reason });
         }
     }
 }
@@ -180,21 +172,12 @@ mod tests {
     use crate::client::send_queue::Via;
 
     fn fragment(message_id: u64, retransmissions: u32) -> QueuedFragment {
-        QueuedFragment {
-            message_id,
-            via: Via::Surb(Vec::new()),
-            fragment: Vec::new(),
-            retransmissions,
-        }
+        QueuedFragment { message_id, via: Via::Surb(Vec::new()), fragment: Vec::new(), retransmissions }
     }
 
     #[test]
     fn overdue_packets_come_out_by_deadline_acknowledged_ones_never() {
-        let config = ClientConfig {
-            ack_wait_multiplier: 1.0,
-            ack_wait_addition: Duration::from_secs(1),
-            ..ClientConfig::default()
-        };
+        let config = ClientConfig { ack_wait_multiplier: 1.0, ack_wait_addition: Duration::from_secs(1), ..ClientConfig::default() };
         let mut in_flight = InFlight::default();
         in_flight.sent(1, [1; 32], fragment(10, 0), Duration::ZERO, Duration::ZERO, &config); // due at 1 s
         in_flight.sent(2, [2; 32], fragment(11, 0), Duration::ZERO, Duration::ZERO, &config); // due at 1 s
@@ -205,10 +188,7 @@ mod tests {
         let overdue = in_flight.pop_overdue(Duration::from_secs(2)).map(|f| f.message_id);
         assert_eq!(overdue, Some(11));
         assert!(in_flight.pop_overdue(Duration::from_secs(2)).is_none());
-        assert_eq!(
-            in_flight.pop_overdue(Duration::from_secs(8)).map(|f| f.message_id),
-            Some(12)
-        );
+        assert_eq!(in_flight.pop_overdue(Duration::from_secs(8)).map(|f| f.message_id), Some(12));
         assert_eq!(in_flight.len(), 0);
     }
 
@@ -234,11 +214,7 @@ mod tests {
         in_flight.sent(1, [1; 32], fragment(10, 2), Duration::ZERO, Duration::ZERO, &config);
         in_flight.sent(2, [2; 32], fragment(11, 0), Duration::ZERO, Duration::ZERO, &config);
         let back = in_flight.refused(&[1; 32]).expect("tracked");
-        assert_eq!(
-            (back.message_id, back.retransmissions),
-            (10, 2),
-            "a refusal is not a retransmission"
-        );
+        assert_eq!((back.message_id, back.retransmissions), (10, 2), "a refusal is not a retransmission");
         assert!(in_flight.refused(&[1; 32]).is_none());
         assert!(in_flight.refused(&[9; 32]).is_none(), "cover and unknown tags");
         in_flight.acknowledged(2);

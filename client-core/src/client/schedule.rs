@@ -93,11 +93,7 @@ impl Schedule {
     /// it, or after `now` when `at` is more than [`MAX_CATCH_UP`] mean
     /// gaps late (one cover packet for the whole stall).
     pub(super) fn cover_sent<R: Rng + ?Sized>(&mut self, at: Duration, now: Duration, rng: &mut R) {
-        let from = if at + self.cover_mean * MAX_CATCH_UP as u32 <= now {
-            now
-        } else {
-            at
-        };
+        let from = if at + self.cover_mean * MAX_CATCH_UP as u32 <= now { now } else { at };
         self.next_cover_at = Some(from + sample_exp(rng, self.cover_mean));
     }
 }
@@ -137,10 +133,7 @@ mod tests {
         assert!(schedule.packet_due(now).is_none());
         let at = schedule.cover_due(now).expect("cover is due");
         schedule.cover_sent(at, now, &mut rng);
-        assert!(
-            schedule.cover_due(now).is_none(),
-            "one cover packet for the whole stall"
-        );
+        assert!(schedule.cover_due(now).is_none(), "one cover packet for the whole stall");
         assert!(schedule.next_tick().is_some_and(|t| t > now));
         schedule.stop();
         assert_eq!(schedule.next_tick(), None);

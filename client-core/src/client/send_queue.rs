@@ -117,11 +117,7 @@ impl SendQueue {
                 m.bytes += bytes;
                 m.fragments.push_back(fragment);
             }
-            None => self.messages.push_back(QueuedMessage {
-                id,
-                fragments: VecDeque::from([fragment]),
-                bytes,
-            }),
+            None => self.messages.push_back(QueuedMessage { id, fragments: VecDeque::from([fragment]), bytes }),
         }
     }
 
@@ -203,12 +199,7 @@ mod tests {
 
     /// Fragment `n` of message `id` (its bytes say which, for the asserts).
     fn frag(id: u64, n: u8) -> QueuedFragment {
-        QueuedFragment {
-            message_id: id,
-            via: Via::Surb(Vec::new()),
-            fragment: vec![id as u8, n],
-            retransmissions: 0,
-        }
+        QueuedFragment { message_id: id, via: Via::Surb(Vec::new()), fragment: vec![id as u8, n], retransmissions: 0 }
     }
 
     fn message(id: u64, fragments: u8) -> Vec<QueuedFragment> {
@@ -233,10 +224,7 @@ mod tests {
         q.push_message(3, message(3, 2));
         q.push_message(4, Vec::new()); // nothing to send: no turn
         assert_eq!(q.len(), 7);
-        assert_eq!(
-            drain(&mut q, 64, usize::MAX),
-            [(1, 1), (2, 1), (3, 1), (1, 2), (3, 2), (1, 3), (1, 4)]
-        );
+        assert_eq!(drain(&mut q, 64, usize::MAX), [(1, 1), (2, 1), (3, 1), (1, 2), (3, 2), (1, 3), (1, 4)]);
     }
 
     #[test]
@@ -259,20 +247,7 @@ mod tests {
         }
         assert_eq!(
             drain(&mut q, 2, usize::MAX),
-            [
-                (1, 1),
-                (2, 1),
-                (1, 2),
-                (2, 2),
-                (1, 3),
-                (2, 3),
-                (3, 1),
-                (4, 1),
-                (3, 2),
-                (4, 2),
-                (3, 3),
-                (4, 3)
-            ]
+            [(1, 1), (2, 1), (1, 2), (2, 2), (1, 3), (2, 3), (3, 1), (4, 1), (3, 2), (4, 2), (3, 3), (4, 3)]
         );
         // One at a time: first in, first out, as before round robin.
         q.push_message(1, message(1, 2));

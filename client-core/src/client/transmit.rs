@@ -16,9 +16,9 @@
 use super::send_queue::{bytes_in_turn, messages_in_turn, Via};
 use super::Client;
 use crate::ack;
+use crate::packet::build_sphinx_packet;
 use crate::address::Recipient;
 use crate::error::{Error, Result};
-use crate::packet::build_sphinx_packet;
 use crate::payload::{self, PayloadKind};
 use crate::reply;
 use nym_wire::gateway::ClientRequest;
@@ -40,12 +40,7 @@ impl Client {
     /// its ack deadline.
     pub(super) fn send_next_real(&mut self, now: Duration) -> bool {
         while self.in_flight.len() < self.config.max_unacknowledged {
-            let Some(q) = self
-                .queue
-                .pop(messages_in_turn(&self.config), bytes_in_turn(&self.config))
-            else {
-                break;
-            };
+            let Some(q) = self.queue.pop(messages_in_turn(&self.config), bytes_in_turn(&self.config)) else { break };
             let recipient = match &q.via {
                 Via::Forward(recipient) => *recipient,
                 Via::Surb(surb) => match self.build_reply_frame(surb, &q.fragment, now) {
@@ -96,13 +91,9 @@ impl Client {
             .into());
         }
         let content = payload::encode_content(PayloadKind::Fragment, fragment, size.plaintext_size());
-        let (packet, first_hop) =
-            sphinx_packet::SURB::from_bytes(surb)?.use_surb(&content, size.sphinx_payload_size())?;
+        let (packet, first_hop) = sphinx_packet::SURB::from_bytes(surb)?.use_surb(&content, size.sphinx_payload_size())?;
         let frame = mix_frame::encode(&packet.to_bytes(), epoch)?;
-        self.gateway.seal(&ClientRequest::Forward {
-            next_hop: first_hop.to_bytes(),
-            frame,
-        })
+        self.gateway.seal(&ClientRequest::Forward { next_hop: first_hop.to_bytes(), frame })
     }
 
     /// One sealed gateway frame carrying one Sphinx packet (with a SURB-ACK
@@ -121,35 +112,16 @@ impl Client {
         }
         let me = self.address();
         let epoch = self.key_epoch(now)?;
-        let topology = self
-            .topology
-            .as_ref()
-            .ok_or_else(|| nym_wire::Error::NoRoute("no network topology".into()))?;
+        let topology = self.topology.as_ref().ok_or_else(|| nym_wire::Error::NoRoute("no network topology".into()))?;
         let hop_delay = self.config.average_hop_delay;
-        let (surb_ack, ack_delay) =
-            ack::build_surb_ack(&mut self.rng, topology, &me, &self.ack_key, ack_id, hop_delay, epoch)?;
+        let (surb_ack, ack_delay) = ack::build_surb_ack(&mut self.rng, topology, &me, &self.ack_key, ack_id, hop_delay, epoch)?;
         let route = topology.random_route(&mut self.rng, &recipient.gateway_key, epoch)?;
-        let sealed = payload::seal(
-            &mut self.rng,
-            &PublicKey::from(recipient.client_key),
-            kind,
-            body,
-            self.config.packet_size,
-        )?;
+        let sealed = payload::seal(&mut self.rng, &PublicKey::from(recipient.client_key), kind, body, self.config.packet_size)?;
         let payload = [surb_ack.as_slice(), &sealed].concat();
-        let (packet, delay) = build_sphinx_packet(
-            &mut self.rng,
-            &route,
-            recipient,
-            &payload,
-            hop_delay,
-            self.config.packet_size,
-        )?;
+        let (packet, delay) = build_sphinx_packet(&mut self.rng, &route, recipient, &payload, hop_delay, self.config.packet_size)?;
         let tag = mix_frame::packet_tag(&packet);
-        let request = ClientRequest::Forward {
-            next_hop: route[0].address.to_bytes(),
-            frame: mix_frame::encode(&packet, epoch)?,
-        };
+        let request = ClientRequest::Forward { next_hop: route[0].address.to_bytes(), frame: mix_frame::encode(&packet, epoch)? };
         Ok((self.gateway.seal(&request)?, delay + ack_delay, tag))
     }
 }
+

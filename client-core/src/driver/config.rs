@@ -128,9 +128,7 @@ mod tests {
 
     #[test]
     fn the_first_fetch_backs_off_doubling_to_its_cap_and_then_gives_up() {
-        let waits: Vec<_> = (1..=defaults::FIRST_FETCH_ATTEMPTS)
-            .map(defaults::first_fetch_retry)
-            .collect();
+        let waits: Vec<_> = (1..=defaults::FIRST_FETCH_ATTEMPTS).map(defaults::first_fetch_retry).collect();
         let ms = |v: u64| Some(Duration::from_millis(v));
         assert_eq!(waits, vec![ms(250), ms(500), ms(1000), ms(2000), None]);
         assert_eq!(defaults::first_fetch_retry(100), None);
@@ -149,17 +147,10 @@ mod tests {
         }
         .bounded();
         assert_eq!(zero.handshake_timeout, Duration::from_millis(1));
-        assert_eq!(
-            (zero.reconnect_initial, zero.reconnect_max),
-            (Duration::from_millis(1), Duration::from_millis(1))
-        );
+        assert_eq!((zero.reconnect_initial, zero.reconnect_max), (Duration::from_millis(1), Duration::from_millis(1)));
         assert_eq!(zero.topology_refresh, defaults::MIN_TOPOLOGY_REFRESH);
         assert_eq!(zero.max_applications, 1);
-        let inverted = DriverConfig {
-            reconnect_max: Duration::from_millis(10),
-            ..DriverConfig::default()
-        }
-        .bounded();
+        let inverted = DriverConfig { reconnect_max: Duration::from_millis(10), ..DriverConfig::default() }.bounded();
         assert_eq!(inverted.reconnect_max, defaults::RECONNECT_INITIAL);
         assert_eq!(DriverConfig::default().bounded(), DriverConfig::default());
     }

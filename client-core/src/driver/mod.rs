@@ -278,15 +278,8 @@ impl Driver {
     fn connect(&mut self, now: Duration) {
         self.next_conn += 1;
         let conn = ConnectionId(self.next_conn);
-        self.link = Link::Opening {
-            conn,
-            deadline: now + self.config.handshake_timeout,
-            open: false,
-        };
-        self.outputs.push_back(Output::Connect {
-            conn,
-            url: self.gateway_url.clone(),
-        });
+        self.link = Link::Opening { conn, deadline: now + self.config.handshake_timeout, open: false };
+        self.outputs.push_back(Output::Connect { conn, url: self.gateway_url.clone() });
     }
 
     /// The connection ended (or never opened): tell, and schedule the next.
@@ -306,12 +299,8 @@ impl Driver {
         }
         self.client.handle_gateway_disconnected(now);
         let retry_in = self.backoff;
-        self.backoff = (self.backoff * 2)
-            .min(self.config.reconnect_max)
-            .max(self.config.reconnect_initial);
-        self.link = Link::Waiting {
-            retry_at: now + retry_in,
-        };
+        self.backoff = (self.backoff * 2).min(self.config.reconnect_max).max(self.config.reconnect_initial);
+        self.link = Link::Waiting { retry_at: now + retry_in };
         self.outputs.push_back(Output::Event(DriverEvent::Disconnected {
             url: self.gateway_url.clone(),
             reason,
@@ -325,18 +314,9 @@ impl Driver {
 
     /// The websocket `conn` is open.
     pub fn handle_connected(&mut self, conn: ConnectionId, now: Duration) {
-        if let Link::Opening {
-            conn: c,
-            deadline,
-            open: false,
-        } = self.link
-        {
+        if let Link::Opening { conn: c, deadline, open: false } = self.link {
             if c == conn {
-                self.link = Link::Opening {
-                    conn,
-                    deadline,
-                    open: true,
-                };
+                self.link = Link::Opening { conn, deadline, open: true };
                 self.client.handle_gateway_connected(now);
             }
         }
@@ -415,9 +395,7 @@ impl Driver {
         };
         if gateway.client_listener != self.gateway_url {
             self.gateway_url = gateway.client_listener.clone();
-            self.outputs.push_back(Output::Event(DriverEvent::GatewayMoved {
-                url: self.gateway_url.clone(),
-            }));
+            self.outputs.push_back(Output::Event(DriverEvent::GatewayMoved { url: self.gateway_url.clone() }));
         }
         let newer = verified.issued_at() > self.topology_issued_at;
         self.took_topology(&verified, now, unix_time_ms);
@@ -432,8 +410,7 @@ impl Driver {
         self.topology_expiry = Some(now + Duration::from_millis(verified.expires_at().saturating_sub(unix_time_ms)));
         if std::mem::take(&mut self.topology_expired) {
             let url = self.directories.url();
-            self.outputs
-                .push_back(Output::Event(DriverEvent::TopologyRestored { url }));
+            self.outputs.push_back(Output::Event(DriverEvent::TopologyRestored { url }));
         }
     }
 
@@ -442,8 +419,7 @@ impl Driver {
     fn fetch_failed(&mut self, why: String, now: Duration) {
         let named = self.directories.named(&why);
         let wait = self.directories.failed(&why);
-        self.outputs
-            .push_back(Output::Event(DriverEvent::TopologyRefused(named)));
+        self.outputs.push_back(Output::Event(DriverEvent::TopologyRefused(named)));
         if self.link != Link::Idle {
             let at = if wait { now + self.config.topology_refresh } else { now };
             self.refresh_at = Some(self.refresh_at.map_or(at, |r| r.min(at)));
@@ -483,16 +459,13 @@ impl Driver {
             self.refresh_at = None;
             self.last_fetch = Some(now);
             self.fetch_deadline = Some(now + defaults::TOPOLOGY_FETCH_TIMEOUT);
-            self.outputs.push_back(Output::FetchTopology {
-                url: self.directories.url(),
-            });
+            self.outputs.push_back(Output::FetchTopology { url: self.directories.url() });
         }
         if self.topology_expiry.is_some_and(|at| at <= now) {
             self.topology_expiry = None;
             self.topology_expired = true;
             let reason = self.directories.why_none();
-            self.outputs
-                .push_back(Output::Event(DriverEvent::NoCurrentTopology { reason }));
+            self.outputs.push_back(Output::Event(DriverEvent::NoCurrentTopology { reason }));
         }
         let retransmitted = self.client.stats().retransmissions;
         self.client.handle_timeout(now);
@@ -517,25 +490,17 @@ impl Driver {
             Link::Opening { deadline, .. } => Some(deadline),
             Link::Idle | Link::Up { .. } => None,
         };
-        [
-            self.client.poll_timeout(),
-            link,
-            self.refresh_at,
-            self.fetch_deadline,
-            self.topology_expiry,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        [self.client.poll_timeout(), link, self.refresh_at, self.fetch_deadline, self.topology_expiry]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// An application attached; messages kept while none was go to it.
     /// Refused past [`DriverConfig::max_applications`].
     pub fn attach_app(&mut self) -> Result<AppId, AttachError> {
         if self.apps.len() >= self.config.max_applications {
-            return Err(AttachError::TooManyApplications {
-                attached: self.apps.len(),
-            });
+            return Err(AttachError::TooManyApplications { attached: self.apps.len() });
         }
         self.next_app += 1;
         let app = AppId(self.next_app);
@@ -546,10 +511,7 @@ impl Driver {
             self.received_sync = true;
         }
         for message in kept {
-            self.outputs.push_back(Output::Deliver {
-                to: DeliverTo::One(app),
-                message,
-            });
+            self.outputs.push_back(Output::Deliver { to: DeliverTo::One(app), message });
         }
         self.flush_stores();
         Ok(app)
@@ -589,11 +551,9 @@ impl Driver {
         let queued = match request {
             AppRequest::SelfAddress => return AppResponse::SelfAddress(self.client.address().to_string()),
             AppRequest::Send { recipient, message } => self.client.send(recipient, message, now),
-            AppRequest::SendAnonymous {
-                recipient,
-                message,
-                reply_surbs,
-            } => self.client.send_anonymous(recipient, message, reply_surbs, now),
+            AppRequest::SendAnonymous { recipient, message, reply_surbs } => {
+                self.client.send_anonymous(recipient, message, reply_surbs, now)
+            }
             AppRequest::Reply { sender_tag, message } => self.client.reply(sender_tag, message, now),
         };
         self.take_client_events(now);
@@ -613,9 +573,7 @@ impl Driver {
             Link::Opening { conn, open: true, .. } | Link::Up { conn, .. } => conn,
             _ => return None,
         };
-        self.client
-            .poll_transmit(now)
-            .map(|frame| Output::Transmit { conn, frame })
+        self.client.poll_transmit(now).map(|frame| Output::Transmit { conn, frame })
     }
 
     /// Brings the next topology fetch forward to now (or to
@@ -623,9 +581,7 @@ impl Driver {
     /// when a fetch is out or the driver is stopped.
     fn fetch_topology_soon(&mut self, now: Duration) {
         if let Some(at) = self.refresh_at {
-            let earliest = self
-                .last_fetch
-                .map_or(now, |t| (t + defaults::EARLY_TOPOLOGY_FETCH_GAP).max(now));
+            let earliest = self.last_fetch.map_or(now, |t| (t + defaults::EARLY_TOPOLOGY_FETCH_GAP).max(now));
             self.refresh_at = Some(at.min(earliest));
         }
     }
@@ -638,27 +594,18 @@ impl Driver {
                 ClientEvent::Connected => {
                     if let Link::Opening { conn, .. } = self.link {
                         self.link = Link::Up { conn, since: now };
-                        self.outputs.push_back(Output::Event(DriverEvent::Connected {
-                            url: self.gateway_url.clone(),
-                        }));
+                        self.outputs.push_back(Output::Event(DriverEvent::Connected { url: self.gateway_url.clone() }));
                     }
                 }
                 ClientEvent::HandshakeFailed(why) => self.lost(now, Disconnect::HandshakeFailed(why), true),
                 ClientEvent::GatewayError(e) => self.outputs.push_back(Output::Event(DriverEvent::GatewayError(e))),
-                ClientEvent::SendFailed {
-                    message_id,
-                    recipient,
-                    reason,
-                } => self.outputs.push_back(Output::Event(DriverEvent::SendFailed {
-                    message_id,
-                    recipient,
-                    reason,
-                })),
+                ClientEvent::SendFailed { message_id, recipient, reason } => {
+                    self.outputs.push_back(Output::Event(DriverEvent::SendFailed { message_id, recipient, reason }))
+                }
                 ClientEvent::ReplyStoreChanged => self.reply_store_changed = true,
                 ClientEvent::RouteRefused { first_hop } => {
                     self.fetch_topology_soon(now);
-                    self.outputs
-                        .push_back(Output::Event(DriverEvent::RouteRefused { first_hop }));
+                    self.outputs.push_back(Output::Event(DriverEvent::RouteRefused { first_hop }));
                 }
                 ClientEvent::Received(message) => self.receive(message),
             }
@@ -674,10 +621,7 @@ impl Driver {
         } else {
             let bytes = self.received.handed_over(&message.sets);
             self.received_append.extend_from_slice(&bytes);
-            self.outputs.push_back(Output::Deliver {
-                to: DeliverTo::All,
-                message,
-            });
+            self.outputs.push_back(Output::Deliver { to: DeliverTo::All, message });
         }
     }
 
@@ -686,10 +630,7 @@ impl Driver {
         let dropped = self.received.trim(self.config.kept_messages, self.config.kept_bytes);
         if !dropped.is_empty() {
             let bytes = dropped.iter().map(|m| m.message.len()).sum();
-            self.outputs.push_back(Output::Event(DriverEvent::KeptMessagesDropped {
-                count: dropped.len(),
-                bytes,
-            }));
+            self.outputs.push_back(Output::Event(DriverEvent::KeptMessagesDropped { count: dropped.len(), bytes }));
             self.received_rewrite = true;
         }
         if self.received.wants_compaction() {
@@ -714,10 +655,7 @@ impl Driver {
         }
         if std::mem::take(&mut self.reply_store_changed) {
             let bytes = self.client.export_reply_store();
-            self.outputs.push_back(Output::Persist {
-                store: StoreName::ReplyStore,
-                write: StoreWrite::Replace(bytes),
-            });
+            self.outputs.push_back(Output::Persist { store: StoreName::ReplyStore, write: StoreWrite::Replace(bytes) });
         }
     }
 }

@@ -211,10 +211,9 @@ impl DriverEvent {
     /// shim's to report as its own failure.
     pub fn for_applications(&self) -> Option<AppResponse> {
         match self {
-            DriverEvent::SendFailed { message_id, .. } => Some(AppResponse::SendFailed {
-                id: *message_id,
-                message: self.to_string(),
-            }),
+            DriverEvent::SendFailed { message_id, .. } => {
+                Some(AppResponse::SendFailed { id: *message_id, message: self.to_string() })
+            }
             DriverEvent::GatewayError(e) => Some(AppResponse::Error(e.clone())),
             DriverEvent::NoCurrentTopology { .. } => Some(AppResponse::Error(self.to_string())),
             _ => None,

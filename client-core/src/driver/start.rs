@@ -60,9 +60,7 @@ pub fn choose_gateway<'t, R: Rng + ?Sized>(
     rng: &mut R,
 ) -> Result<&'t Gateway, StartError> {
     match preferred {
-        Some(id) => topology
-            .gateway(id)
-            .ok_or_else(|| StartError::GatewayNotInTopology(encode_key(id))),
+        Some(id) => topology.gateway(id).ok_or_else(|| StartError::GatewayNotInTopology(encode_key(id))),
         None => topology.gateways().choose(rng).ok_or(StartError::NoGateway),
     }
 }
@@ -71,15 +69,9 @@ impl Driver {
     /// Asks for the next attempt at the first fetch.
     pub(super) fn fetch_first(&mut self, attempt: u32, now: Duration) {
         // Not a `last_fetch`: the first early refresh may go at once.
-        self.stage = Stage::FirstFetch {
-            attempt,
-            pending: FirstFetch::Out {
-                deadline: now + defaults::FIRST_FETCH_TIMEOUT,
-            },
-        };
-        self.outputs.push_back(Output::FetchTopology {
-            url: self.directories.url(),
-        });
+        self.stage =
+            Stage::FirstFetch { attempt, pending: FirstFetch::Out { deadline: now + defaults::FIRST_FETCH_TIMEOUT } };
+        self.outputs.push_back(Output::FetchTopology { url: self.directories.url() });
     }
 
     /// The first fetch's timer: a retry is due, or the attempt out took too long.
@@ -91,10 +83,7 @@ impl Driver {
             FirstFetch::Waiting { retry_at } if retry_at <= now => self.fetch_first(attempt + 1, now),
             FirstFetch::Out { deadline } if deadline <= now => self.first_fetch_failed(
                 attempt,
-                format!(
-                    "the authority did not answer within {} s",
-                    defaults::FIRST_FETCH_TIMEOUT.as_secs()
-                ),
+                format!("the authority did not answer within {} s", defaults::FIRST_FETCH_TIMEOUT.as_secs()),
                 now,
             ),
             _ => {}
@@ -104,14 +93,8 @@ impl Driver {
     /// When the first fetch's timer is due.
     pub(super) fn first_fetch_deadline(&self) -> Option<Duration> {
         match self.stage {
-            Stage::FirstFetch {
-                pending: FirstFetch::Out { deadline },
-                ..
-            } => Some(deadline),
-            Stage::FirstFetch {
-                pending: FirstFetch::Waiting { retry_at },
-                ..
-            } => Some(retry_at),
+            Stage::FirstFetch { pending: FirstFetch::Out { deadline }, .. } => Some(deadline),
+            Stage::FirstFetch { pending: FirstFetch::Waiting { retry_at }, .. } => Some(retry_at),
             _ => None,
         }
     }
@@ -122,12 +105,7 @@ impl Driver {
         let reason = named;
         match defaults::first_fetch_retry(attempt) {
             Some(retry_in) => {
-                self.stage = Stage::FirstFetch {
-                    attempt,
-                    pending: FirstFetch::Waiting {
-                        retry_at: now + retry_in,
-                    },
-                };
+                self.stage = Stage::FirstFetch { attempt, pending: FirstFetch::Waiting { retry_at: now + retry_in } };
                 let attempts = defaults::FIRST_FETCH_ATTEMPTS;
                 self.outputs.push_back(Output::Event(DriverEvent::FirstFetchFailed {
                     attempt,
@@ -138,10 +116,7 @@ impl Driver {
             }
             None => {
                 let reason = self.directories.why_none();
-                self.fail_start(StartError::Topology {
-                    attempts: attempt,
-                    reason,
-                })
+                self.fail_start(StartError::Topology { attempts: attempt, reason })
             }
         }
     }
@@ -177,10 +152,7 @@ impl Driver {
         if let Some(learned) = verified.document.signers.learned {
             // Trust on first use: from now on only this key's documents.
             let key = encode_key(&learned).into_bytes();
-            self.outputs.push_back(Output::Persist {
-                store: StoreName::DirectoryKey,
-                write: StoreWrite::Replace(key),
-            });
+            self.outputs.push_back(Output::Persist { store: StoreName::DirectoryKey, write: StoreWrite::Replace(key) });
             self.directories.learned(learned);
         }
         self.gateway_identity = Some(gateway.identity_key);

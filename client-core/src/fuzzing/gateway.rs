@@ -337,6 +337,7 @@ mod tests {
 
     const NOW: Duration = Duration::ZERO;
 
+
     fn client(network: &TestNetwork, seed: u8) -> Client {
         let keys = ClientKeys::generate(&mut StdRng::from_seed([seed; 32]));
         let mut c = Client::new(keys, network.gateway_identity(0), unthrottled(), [seed; 32]);

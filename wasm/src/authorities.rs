@@ -56,7 +56,7 @@ pub fn check_url(url: &str, what: &str) -> Result<String, String> {
     let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
     match rest {
         Some(r) if !r.is_empty() && !r.contains(|c: char| c.is_whitespace() || c == '#') => Ok(url.to_string()),
-        _ => Err(format!("{what} must be an http:// or https:// URL, got '{url}'")),
+        _ => Err(format!("{what} must start with http:// or https://, got '{url}'")),
     }
 }
 

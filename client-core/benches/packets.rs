@@ -14,8 +14,8 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use nym_client_core::fuzzing::{FakeGateway, TestNetwork};
 use nym_client_core::{
-    AppRequest, AppResponse, Client, ClientConfig, ClientKeys, Driver, DriverConfig, Output, PacketSize, Restored,
-    Topology,
+    AppRequest, AppResponse, Client, ClientConfig, ClientKeys, DirectoryTrust, Driver, DriverConfig, Output,
+    PacketSize, Restored, Topology,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -61,7 +61,9 @@ fn connected_driver(rng: &mut StdRng, gateway: &mut FakeGateway<u64>, document: 
     };
     let (mut driver, _) = Driver::new(
         ClientKeys::generate(rng),
-        None,
+        DirectoryTrust::FirstUse {
+            url: "http://127.0.0.1:4000".into(),
+        },
         Some(gateway.identity_key()),
         config,
         [2; 32],
@@ -82,7 +84,7 @@ fn connected_driver(rng: &mut StdRng, gateway: &mut FakeGateway<u64>, document: 
                     driver.handle_frame(conn, &reply, Duration::ZERO);
                 }
             }
-            Some(Output::FetchTopology) => driver.handle_topology_fetched(Ok(document), Duration::ZERO, 0),
+            Some(Output::FetchTopology { .. }) => driver.handle_topology_fetched(Ok(document), Duration::ZERO, 0),
             Some(_) => {}
             None => panic!("the driver stopped asking before it was connected"),
         }
@@ -135,7 +137,10 @@ fn bench(c: &mut Criterion) {
                 recipient: to,
                 message: message.clone(),
             };
-            assert!(matches!(driver.handle_request(send, Duration::ZERO), AppResponse::Send { .. }));
+            assert!(matches!(
+                driver.handle_request(send, Duration::ZERO),
+                AppResponse::Send { .. }
+            ));
             let mut frames = 0u64;
             while let Some(output) = driver.poll_output(Duration::ZERO) {
                 frames += u64::from(matches!(output, Output::Transmit { .. }));

@@ -55,8 +55,9 @@ pub use app_api::{
 };
 pub use client::{Client, ClientConfig, ClientEvent, ClientStats, ReceivedMessage};
 pub use driver::{
-    choose_gateway, defaults, verify_first_topology, AppId, AttachError, ConnectionId, DeliverTo, Disconnect, Driver,
-    DriverConfig, DriverEvent, Output, RestoreReport, Restored, StartError, StoreName, StoreWrite,
+    choose_gateway, defaults, verify_first_topology, AppId, AttachError, ConnectionId, DeliverTo, DirectoryStats,
+    DirectoryTrust, Disconnect, Driver, DriverConfig, DriverEvent, Output, RestoreReport, Restored, StartError,
+    StoreName, StoreWrite,
 };
 pub use error::{Error, Result};
 pub use received_store::{LoadReport, ReceivedStore};
@@ -64,6 +65,9 @@ pub use reply::{decode_sender_tag, encode_sender_tag, SenderTag};
 
 /// Base58 keys, as in addresses and configuration files.
 pub use nym_wire::address::{decode_key, encode_key};
+/// The network's directory authorities and their threshold (what
+/// [`DirectoryTrust::Authorities`] pins; the authorities file's format).
+pub use nym_wire::authority::{Authorities, Authority};
 /// The client's keys: what [`Client::new`] and [`Driver::new`] take.
 pub use nym_wire::keys::ClientKeys;
 /// Packet sizes, as [`ClientConfig::packet_size`] names them.

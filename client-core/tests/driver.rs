@@ -11,8 +11,8 @@
 use ed25519_dalek::SigningKey;
 use nym_client_core::fuzzing::{unthrottled, FakeGateway, Hop, Mood, TestNetwork};
 use nym_client_core::{
-    defaults, AppRequest, AppResponse, AttachError, ClientConfig, ClientKeys, ConnectionId, DeliverTo, Disconnect,
-    Driver, DriverConfig, DriverEvent, Output, Restored, SenderTag, StartError, StoreName, StoreWrite,
+    defaults, AppRequest, AppResponse, AttachError, ClientConfig, ClientKeys, ConnectionId, DeliverTo, DirectoryTrust,
+    Disconnect, Driver, DriverConfig, DriverEvent, Output, Restored, SenderTag, StartError, StoreName, StoreWrite,
 };
 use nym_wire::epoch::epoch_at;
 use nym_wire::topology::TopologyJson;
@@ -37,15 +37,21 @@ fn network() -> TestNetwork {
     TestNetwork::new([2, 1, 1], 1).with_epoch_length(EPOCH_SECS)
 }
 
-/// The key the simulated directory signs with.
+/// The key the simulated directory signs with (the first of the 3
+/// authorities; each of them signs every document).
 fn directory_key() -> SigningKey {
     network().directory
+}
+
+/// The 3 authorities, pinned, threshold 2.
+fn pinned() -> DirectoryTrust {
+    DirectoryTrust::Authorities(network().authorities())
 }
 
 /// How the simulated directory answers the start-up fetches.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum DirectoryMood {
-    /// A fresh document signed by `directory_key()`.
+    /// A fresh document signed by every authority.
     Serve,
     /// Unreachable: every fetch fails at once.
     Down,
@@ -71,6 +77,10 @@ struct Harness {
     events: Vec<(Duration, DriverEvent)>,
     /// Topology fetches after start-up (the refreshes), which tests answer.
     fetches: usize,
+    /// The authority each refresh fetch went to, in order.
+    fetch_urls: Vec<String>,
+    /// The authority each start-up fetch went to, in order.
+    first_fetch_urls: Vec<String>,
     /// When the start-up fetches were asked for; the harness answers them
     /// itself (see `directory`).
     first_fetches: Vec<Duration>,
@@ -101,17 +111,16 @@ fn config() -> DriverConfig {
 }
 
 impl Harness {
-    /// A driver with the directory key pinned and the gateway named, as a
+    /// A driver with the 3 authorities pinned and the gateway named, as a
     /// registered client starts.
     fn new(config: DriverConfig, restored: Restored) -> Self {
-        let pinned = directory_key().verifying_key().to_bytes();
-        Self::with(config, restored, Some(pinned), Some(network().gateway_identity(0)))
+        Self::with(config, restored, pinned(), Some(network().gateway_identity(0)))
     }
 
     fn with(
         config: DriverConfig,
         restored: Restored,
-        pinned: Option<[u8; 32]>,
+        pinned: DirectoryTrust,
         gateway_identity: Option<[u8; 32]>,
     ) -> Self {
         let network = network();
@@ -130,6 +139,8 @@ impl Harness {
             closes: Vec::new(),
             events: Vec::new(),
             fetches: 0,
+            fetch_urls: Vec::new(),
+            first_fetch_urls: Vec::new(),
             first_fetches: Vec::new(),
             directory: DirectoryMood::Serve,
             first_answers: VecDeque::new(),
@@ -192,9 +203,10 @@ impl Harness {
                     self.gateway_hears(conn, &frame);
                 }
             }
-            Output::FetchTopology if !self.started_up => {
+            Output::FetchTopology { url } if !self.started_up => {
                 self.trace.push("first fetch".into());
                 self.first_fetches.push(self.now);
+                self.first_fetch_urls.push(url);
                 match self.directory {
                     DirectoryMood::Serve => {
                         let text = self.topology_text();
@@ -204,9 +216,10 @@ impl Harness {
                     DirectoryMood::Hang => {}
                 }
             }
-            Output::FetchTopology => {
+            Output::FetchTopology { url } => {
                 self.trace.push("fetch".into());
                 self.fetches += 1;
+                self.fetch_urls.push(url);
             }
             Output::Persist { store, write } => {
                 self.trace.push(format!("persist {store:?}"));
@@ -342,16 +355,50 @@ impl Harness {
         self.network.signed_text(self.unix_ms(), VALIDITY_MS)
     }
 
-    /// `json` signed by the directory as of now.
+    /// `json` signed by every authority as of now.
     fn signed(&self, mut json: TopologyJson) -> String {
         let at = self.unix_ms();
-        sign_as(&mut json, &self.network.directory, at, at + VALIDITY_MS);
+        sign_all(&mut json, at, at + VALIDITY_MS);
         serde_json::to_string(&json).unwrap()
     }
 
     fn fetched(&mut self, text: Result<&str, String>) {
         let at = self.unix_ms();
         self.driver.handle_topology_fetched(text, self.now, at);
+    }
+
+    /// Runs until `until` in steps of `step`; every refresh fetch asked
+    /// meanwhile is answered by `serve`, given the authority's URL (`None`:
+    /// that authority never answers).
+    fn run_with_authorities(
+        &mut self,
+        until: Duration,
+        step: Duration,
+        serve: &dyn Fn(&Harness, &str) -> Option<Result<String, String>>,
+    ) {
+        let mut answered = self.fetch_urls.len();
+        while self.now < until {
+            self.run_until((self.now + step).min(until));
+            while answered < self.fetch_urls.len() {
+                let url = self.fetch_urls[answered].clone();
+                answered += 1;
+                if let Some(answer) = serve(self, &url) {
+                    self.fetched(answer.as_deref().map_err(Clone::clone));
+                    self.settle();
+                }
+            }
+        }
+    }
+
+    /// The refusals so far, in order.
+    fn refusals(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                DriverEvent::TopologyRefused(why) => Some(why.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Runs until `until` in steps of `step`, the directory answering
@@ -473,10 +520,13 @@ fn a_topology_without_our_gateway_or_unreadable_is_refused_and_the_old_one_kept(
     h.send_to_self(b"still routable");
     assert_eq!(h.delivered.len(), 0, "no application attached: kept");
     assert_eq!(h.driver.kept_messages(), 1);
-    // The next fetch is scheduled a full period after the answer.
-    let fetches = h.fetches;
-    h.run_until(h.now + DriverConfig::default().topology_refresh);
+    // The next fetch goes at once, to the authority after the last one
+    // charged (three refusals, three authorities: round to the one asked).
+    let (fetches, asked) = (h.fetches, h.fetch_urls.last().cloned().unwrap_or_default());
+    h.run_until(h.now);
     assert_eq!(h.fetches, fetches + 1);
+    assert_eq!(h.fetch_urls.last(), Some(&asked));
+    assert_eq!(h.driver.directory_stats().failovers, 3);
 }
 
 #[test]
@@ -630,22 +680,22 @@ fn only_a_fresh_topology_signed_by_the_pinned_key_with_signed_descriptors_is_bel
     sign_as(&mut foreign, &SigningKey::from_bytes(&[66; 32]), at, at + VALIDITY_MS);
     // 3. expired
     let mut expired = parsed(&good);
-    sign_as(&mut expired, &directory_key(), at - 2 * VALIDITY_MS, at - VALIDITY_MS);
+    sign_all(&mut expired, at - 2 * VALIDITY_MS, at - VALIDITY_MS);
     // 4. a descriptor its node never signed, in a document the directory did
     let mut forged = parsed(&good);
     forged.gateway_nodes[0].mixnet_listener = attacker.clone();
-    sign_as(&mut forged, &directory_key(), at, at + VALIDITY_MS);
+    sign_all(&mut forged, at, at + VALIDITY_MS);
     // 5. not signed at all
     let mut unsigned = parsed(&good);
     unsigned.signatures.clear();
     let cases = [
         (
             serde_json::to_string(&tampered).unwrap(),
-            "not signed by the pinned directory key",
+            "0 valid signatures by the 3 pinned authorities; 2 needed",
         ),
         (
             serde_json::to_string(&foreign).unwrap(),
-            "not signed by the pinned directory key",
+            "0 valid signatures by the 3 pinned authorities; 2 needed",
         ),
         (serde_json::to_string(&expired).unwrap(), "expired"),
         (
@@ -952,13 +1002,21 @@ fn the_first_fetch_is_retried_with_the_shared_backoff_then_the_start_fails_clear
     let DriverEvent::StartFailed(error) = &events[4] else {
         panic!("{events:?}")
     };
-    assert_eq!(
-        *error,
-        StartError::Topology {
-            attempts: 5,
-            reason: "connection refused".into()
-        }
-    );
+    // Each attempt went to the next authority, from a random first one,
+    // and the failure names each one's last error.
+    let urls: Vec<String> = (0..3).map(|i| h.network.authority_url(i)).collect();
+    let first = urls
+        .iter()
+        .position(|u| *u == h.first_fetch_urls[0])
+        .expect("a pinned authority");
+    let expected_urls: Vec<String> = (0..5).map(|i| urls[(first + i) % 3].clone()).collect();
+    assert_eq!(h.first_fetch_urls, expected_urls);
+    let reason = urls
+        .iter()
+        .map(|u| format!("{u}: connection refused"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    assert_eq!(*error, StartError::Topology { attempts: 5, reason });
     assert!(
         error
             .to_string()
@@ -1012,13 +1070,20 @@ fn a_first_fetch_that_hangs_counts_as_failed_and_a_later_attempt_starts_the_driv
 #[test]
 fn with_no_directory_key_pinned_the_first_one_is_trusted_kept_and_then_required() {
     let gateway = network().gateway_identity(0);
-    let mut h = Harness::with(config(), Restored::default(), None, Some(gateway));
+    let url = network().authority_url(0);
+    let mut h = Harness::with(
+        config(),
+        Restored::default(),
+        DirectoryTrust::FirstUse { url },
+        Some(gateway),
+    );
     h.driver.start(h.now);
     h.settle();
     assert!(h.driver.is_connected(), "{:?}", h.events);
     let key = directory_key().verifying_key().to_bytes();
     assert_eq!(h.directory_key_store, nym_client_core::encode_key(&key).into_bytes());
-    assert_eq!(h.driver.directory_key(), Some(key));
+    let learned = nym_client_core::Authorities::single(key, network().authority_url(0));
+    assert_eq!(h.driver.authorities(), Some(&learned));
     // Kept before anything else happens.
     assert_eq!(&h.trace[..2], ["first fetch", "persist DirectoryKey"]);
     // From now on a document signed by another key is refused.
@@ -1043,12 +1108,7 @@ fn with_no_directory_key_pinned_the_first_one_is_trusted_kept_and_then_required(
 
 #[test]
 fn with_no_gateway_named_one_is_chosen_from_the_first_topology_and_told() {
-    let mut h = Harness::with(
-        config(),
-        Restored::default(),
-        Some(directory_key().verifying_key().to_bytes()),
-        None,
-    );
+    let mut h = Harness::with(config(), Restored::default(), pinned(), None);
     assert_eq!(h.driver.address(), None, "no address before a gateway");
     h.driver.start(h.now);
     h.settle();
@@ -1067,8 +1127,7 @@ fn with_no_gateway_named_one_is_chosen_from_the_first_topology_and_told() {
 
 #[test]
 fn a_named_gateway_missing_from_the_first_topology_fails_the_start_at_once() {
-    let pinned = Some(directory_key().verifying_key().to_bytes());
-    let mut h = Harness::with(config(), Restored::default(), pinned, Some([5; 32]));
+    let mut h = Harness::with(config(), Restored::default(), pinned(), Some([5; 32]));
     h.driver.start(h.now);
     h.settle();
     let expected = StartError::GatewayNotInTopology(nym_client_core::encode_key(&[5; 32]));
@@ -1149,10 +1208,258 @@ fn applications_hear_exactly_what_the_core_decides_and_a_failed_message_names_it
     );
 }
 
+/// `json` as every authority of the network signs it for `[at, until)`.
+fn sign_all(json: &mut TopologyJson, at: u64, until: u64) {
+    sign_as(json, &directory_key(), at, until);
+    for key in &network().authority_keys[1..] {
+        json.sign(key);
+    }
+}
+
 /// `json` as the one authority `key` signs it for `[at, until)`.
 fn sign_as(json: &mut TopologyJson, key: &SigningKey, at: u64, until: u64) {
     (json.round, json.issued_at, json.expires_at) = (at / 1000, at, until);
     json.signatures.clear();
     json.served_by = nym_client_core::encode_key(key.verifying_key().as_bytes());
     json.sign(key);
+}
+
+/// The URL of the authority after `url` in the pinned list.
+fn next_authority(url: &str) -> String {
+    let n = network();
+    let i = (0..3)
+        .position(|i| n.authority_url(i) == url)
+        .expect("a pinned authority");
+    n.authority_url((i + 1) % 3)
+}
+
+#[test]
+fn a_refresh_fails_over_to_the_next_authority_when_one_is_down_hangs_or_refuses() {
+    let mut h = started();
+    let first = h.first_fetch_urls[0].clone();
+    assert_eq!(
+        h.driver.directory_stats().last_good_from.as_deref(),
+        Some(first.as_str())
+    );
+    // The authority that served us goes down: the next is asked at once and serves.
+    let down = first.clone();
+    h.run_with_authorities(Duration::from_secs(40), Duration::from_millis(500), &|h, url| {
+        Some(if url == down {
+            Err("connection refused".into())
+        } else {
+            Ok(h.topology_text())
+        })
+    });
+    assert_eq!(h.fetch_urls, vec![first.clone(), next_authority(&first)]);
+    assert_eq!(h.refusals(), vec![format!("{first}: connection refused")]);
+    let second = next_authority(&first);
+    let stats = h.driver.directory_stats();
+    assert_eq!(
+        (stats.last_good_from.as_deref(), stats.failovers),
+        (Some(second.as_str()), 1)
+    );
+    assert_eq!((stats.authorities, stats.threshold), (3, 2));
+
+    // Now it hangs: after the fetch timeout the next authority is asked.
+    let hanging = second.clone();
+    let until =
+        h.now + DriverConfig::default().topology_refresh + defaults::TOPOLOGY_FETCH_TIMEOUT + Duration::from_secs(1);
+    h.run_with_authorities(until, Duration::from_millis(500), &|h, url| {
+        (url != hanging).then(|| Ok(h.topology_text()))
+    });
+    let third = next_authority(&second);
+    assert_eq!(&h.fetch_urls[2..], [second.clone(), third.clone()]);
+    assert!(
+        h.refusals()[1].starts_with(&format!("{second}: the authority did not answer")),
+        "{:?}",
+        h.refusals()
+    );
+
+    // And it refuses: a document signed by it alone.
+    let lone = third.clone();
+    let until = h.now + DriverConfig::default().topology_refresh + Duration::from_secs(1);
+    h.run_with_authorities(until, Duration::from_millis(500), &|h, url| {
+        let mut json: TopologyJson = serde_json::from_str(&h.topology_text()).unwrap();
+        let at = h.unix_ms();
+        if url == lone {
+            sign_as(&mut json, &directory_key(), at, at + VALIDITY_MS);
+        }
+        Some(Ok(serde_json::to_string(&json).unwrap()))
+    });
+    assert_eq!(&h.fetch_urls[4..], [third.clone(), next_authority(&third)]);
+    assert!(
+        h.refusals()[2].contains("1 valid signature by the 3 pinned authorities; 2 needed"),
+        "{:?}",
+        h.refusals()
+    );
+    assert_eq!(h.driver.directory_stats().failovers, 3);
+    assert!(h.driver.is_connected());
+    h.send_to_self(b"still flowing");
+    assert_eq!(h.driver.kept_messages(), 1);
+}
+
+#[test]
+fn too_few_unpinned_repeated_and_replayed_documents_are_refused_and_the_next_authority_is_asked() {
+    let mut h = started();
+    let first_document = h.topology_text();
+    h.run_until(Duration::from_secs(1));
+    let at = h.unix_ms();
+    let fresh = || -> TopologyJson { serde_json::from_str(&h.topology_text()).unwrap() };
+    // 1. fewer than the threshold: one authority's signature
+    let mut too_few = fresh();
+    sign_as(&mut too_few, &directory_key(), at, at + VALIDITY_MS);
+    // 2. one pinned signature and one by a key no one pinned
+    let mut unpinned = too_few.clone();
+    unpinned.sign(&SigningKey::from_bytes(&[66; 32]));
+    // 3. a pinned signature repeated to make up the count
+    let mut repeated = too_few.clone();
+    repeated.signatures.push(repeated.signatures[0].clone());
+    let cases = [
+        (
+            serde_json::to_string(&too_few).unwrap(),
+            "1 valid signature by the 3 pinned authorities; 2 needed".to_string(),
+        ),
+        (
+            serde_json::to_string(&unpinned).unwrap(),
+            "1 valid signature by the 3 pinned authorities; 2 needed (1 other signature(s) unlisted or invalid)".into(),
+        ),
+        (
+            serde_json::to_string(&repeated).unwrap(),
+            format!("two signatures by {}", too_few.signatures[0].key),
+        ),
+        // 4. the older genuine document, replayed
+        (first_document, "before the one in use (a replayed document?)".into()),
+    ];
+    for (text, why) in &cases {
+        h.run_until(h.now + DriverConfig::default().topology_refresh);
+        let asked = h.fetch_urls.last().cloned().expect("a refresh");
+        let refusals = h.refusals().len();
+        h.fetched(Ok(text));
+        h.settle();
+        let refused = &h.refusals()[refusals..];
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(
+            refused[0].starts_with(&format!("{asked}: ")) && refused[0].contains(why.as_str()),
+            "{why}: {refused:?}"
+        );
+        // The next authority is asked at once, and its good document taken.
+        h.run_until(h.now);
+        assert_eq!(h.fetch_urls.last(), Some(&next_authority(&asked)));
+        let good = h.topology_text();
+        h.fetched(Ok(&good));
+        h.settle();
+        assert_eq!(h.refusals().len(), refusals + 1, "the good one is taken");
+        assert_eq!(h.driver.directory_stats().last_good_from, Some(next_authority(&asked)));
+    }
+    // Throughout, the routes were the good document's.
+    h.send_to_self(b"on the good routes");
+    assert_eq!(h.driver.kept_messages(), 1);
+}
+
+#[test]
+fn with_two_of_three_authorities_down_the_last_document_serves_until_it_expires_then_no_current_topology_until_one_returns(
+) {
+    let mut h = started();
+    let last = h.topology_text();
+    let up = network().authority_url(2);
+    // Two authorities are down; the third has no newer consensus (it
+    // cannot make one alone) and keeps serving the last document.
+    let serve_last = |up: String, last: String| {
+        move |_: &Harness, url: &str| -> Option<Result<String, String>> {
+            Some(if url == up {
+                Ok(last.clone())
+            } else {
+                Err("connection refused".into())
+            })
+        }
+    };
+    let expiry = Duration::from_millis(VALIDITY_MS);
+    h.run_with_authorities(
+        expiry - Duration::from_secs(1),
+        Duration::from_millis(500),
+        &serve_last(up.clone(), last.clone()),
+    );
+    assert!(!h
+        .events
+        .iter()
+        .any(|(_, e)| matches!(e, DriverEvent::NoCurrentTopology { .. })));
+    // Still in use: the one authority up serves it and it is taken (the
+    // test network's 60 s key epochs, not the driver, would refuse packets
+    // built on it this late).
+    assert!(h.refusals().iter().all(|r| !r.starts_with(&up)), "{:?}", h.refusals());
+
+    h.run_with_authorities(
+        expiry + Duration::from_secs(60),
+        Duration::from_millis(500),
+        &serve_last(up.clone(), last),
+    );
+    let none: Vec<(Duration, String)> = h
+        .events
+        .iter()
+        .filter_map(|(at, e)| match e {
+            DriverEvent::NoCurrentTopology { reason } => Some((*at, reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(none.len(), 1, "told once: {none:?}");
+    assert_eq!(none[0].0, expiry, "told when it expired");
+    let reason = &none[0].1;
+    for i in 0..2 {
+        assert!(
+            reason.contains(&format!("{}: connection refused", network().authority_url(i))),
+            "{reason}"
+        );
+    }
+    assert!(
+        reason.contains(&format!("{up}: it served nothing newer than the document in use")),
+        "{reason}"
+    );
+    let event = DriverEvent::NoCurrentTopology { reason: reason.clone() };
+    assert!(event.concerns_applications(), "applications hear it");
+
+    // One authority returns with a fresh consensus: service resumes, no restart.
+    let back = network().authority_url(0);
+    h.run_with_authorities(
+        h.now + Duration::from_secs(40),
+        Duration::from_millis(500),
+        &|h, url| {
+            Some(if url == back {
+                Ok(h.topology_text())
+            } else {
+                Err("connection refused".into())
+            })
+        },
+    );
+    assert!(
+        h.events
+            .iter()
+            .any(|(_, e)| *e == DriverEvent::TopologyRestored { url: back.clone() }),
+        "{:?}",
+        h.events
+    );
+    assert_eq!(h.driver.directory_stats().last_good_from, Some(back));
+    h.send_to_self(b"after recovery");
+    h.run_until(h.now + Duration::from_secs(1));
+    assert_eq!(h.driver.kept_messages(), 1);
+}
+
+#[test]
+fn a_single_directory_trusted_on_first_use_accepts_a_multi_authority_document_it_signed() {
+    let gateway = network().gateway_identity(0);
+    let url = network().authority_url(1);
+    let mut h = Harness::with(
+        config(),
+        Restored::default(),
+        DirectoryTrust::FirstUse { url: url.clone() },
+        Some(gateway),
+    );
+    h.driver.start(h.now);
+    h.settle();
+    assert!(h.driver.is_connected(), "{:?}", h.events);
+    assert_eq!(h.first_fetch_urls, vec![url.clone()]);
+    // servedBy is the first authority: its key is the one learned.
+    let learned = nym_client_core::Authorities::single(directory_key().verifying_key().to_bytes(), url);
+    assert_eq!(h.driver.authorities(), Some(&learned));
+    h.run_with_directory(Duration::from_secs(61), Duration::from_millis(500));
+    assert!(h.refusals().is_empty(), "{:?}", h.refusals());
 }

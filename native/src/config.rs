@@ -1,7 +1,9 @@
 //! `$HOME/.nym/clients/<id>/config/config.toml` and the key files beside it.
 
 use anyhow::{anyhow, bail, Context, Result};
-use nym_client_core::{defaults, ClientConfig, ClientKeys, DriverConfig, PacketSize};
+use nym_client_core::{
+    defaults, Authorities, Authority, ClientConfig, ClientKeys, DirectoryTrust, DriverConfig, PacketSize,
+};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::Write;
@@ -74,6 +76,26 @@ pub struct ClientSection {
     /// it can be compared with the one the directory's operator publishes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub directory_key: Option<String>,
+    /// Valid signatures by `authorities` a topology needs (default: a
+    /// majority of them). Only with `authorities`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<usize>,
+    /// The network's directory authorities (`init --authorities FILE`): a
+    /// topology is believed when at least `threshold` of their keys signed
+    /// it; fetched from any of them, the next one when one fails. When set,
+    /// `directory_server` and `directory_key` are not used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorities: Vec<AuthorityEntry>,
+}
+
+/// One `[[client.authorities]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorityEntry {
+    /// Where it serves (`http://host:port`).
+    pub url: String,
+    /// Its base58 ed25519 key.
+    pub key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,6 +263,8 @@ impl Config {
                 public_identity_key_file: data.join("public_identity.pem"),
                 gateway_id: gateway_id.to_string(),
                 directory_key: None,
+                threshold: None,
+                authorities: Vec::new(),
             },
             socket: SocketSection {
                 socket_type: "WebSocket".into(),
@@ -272,6 +296,7 @@ impl Config {
             bail!("[socket] socket_type '{}' is not supported (only \"WebSocket\")", config.socket.socket_type);
         }
         config.debug.client_config()?;
+        config.directory_trust(None).with_context(|| format!("{}", path.display()))?;
         crate::origin::OriginPolicy::new(&config.socket.allowed_origins)
             .map_err(|e| anyhow!("[socket] allowed_origins: {e}"))?;
         Ok(config)
@@ -291,6 +316,48 @@ impl Config {
         let path = config_path(&self.client.id)?;
         write_file(&path, self.to_toml()?.as_bytes(), false)?;
         Ok(path)
+    }
+
+    /// Whom `run` believes: `[[client.authorities]]` with `threshold`; or
+    /// one directory (`directory_server`, or `directory` for this run) with
+    /// its pinned `directory_key`, or trusted on first use without one.
+    pub fn directory_trust(&self, directory: Option<&str>) -> Result<DirectoryTrust> {
+        let c = &self.client;
+        if c.authorities.is_empty() {
+            if c.threshold.is_some() {
+                bail!("[client] threshold is set but no [[client.authorities]] are listed");
+            }
+            let url = directory.unwrap_or(&c.directory_server).to_string();
+            return Ok(match self.directory_key()? {
+                Some(key) => DirectoryTrust::Authorities(Authorities::single(key, url)),
+                None => DirectoryTrust::FirstUse { url },
+            });
+        }
+        if let Some(url) = directory {
+            bail!(
+                "--directory {url} cannot replace the [[client.authorities]] of the config; \
+                 edit them in config.toml instead"
+            );
+        }
+        let mut list = Vec::new();
+        for (i, a) in c.authorities.iter().enumerate() {
+            let bad = |e: String| anyhow!("[[client.authorities]] entry {}: {e}", i + 1);
+            let key = nym_client_core::decode_key(&a.key, "key").map_err(|e| bad(e.to_string()))?;
+            // The file's own checks (an ed25519 key, an http(s) URL), line for entry.
+            nym_wire_line_check(&a.key, &a.url).map_err(bad)?;
+            list.push(Authority { key, url: a.url.trim_end_matches('/').to_string() });
+        }
+        Authorities::new(list, c.threshold)
+            .map(DirectoryTrust::Authorities)
+            .map_err(|e| anyhow!("[client] authorities: {e}"))
+    }
+
+    /// Records `authorities` (and their threshold) as the ones `run` believes.
+    pub fn set_authorities(&mut self, authorities: &Authorities) {
+        self.client.authorities =
+            authorities.list().iter().map(|a| AuthorityEntry { url: a.url.clone(), key: a.key_b58() }).collect();
+        self.client.threshold = Some(authorities.threshold());
+        self.client.directory_key = None;
     }
 
     /// The pinned directory key, if `init` recorded one.
@@ -406,6 +473,8 @@ mod tests {
                 public_identity_key_file: "/x/public_identity.pem".into(),
                 gateway_id: "abc".into(),
                 directory_key: None,
+                threshold: None,
+                authorities: Vec::new(),
             },
             socket: SocketSection {
                 socket_type: "WebSocket".into(),
@@ -440,6 +509,64 @@ mod tests {
         assert_eq!(back.debug.client_config().unwrap().average_packet_delay, Duration::ZERO);
     }
 
+    fn sample() -> Config {
+        let mut c = Config::new("alice", "http://127.0.0.1:1", "abc", 1977).unwrap_or_else(|_| {
+            // No $HOME in this environment: the paths do not matter here.
+            toml::from_str("[client]\nid='alice'\ndirectory_server='http://127.0.0.1:1'\nprivate_identity_key_file='/p'\npublic_identity_key_file='/q'\ngateway_id='abc'\n[socket]\nsocket_type='WebSocket'\nlistening_port=1977\n").unwrap()
+        });
+        c.client.directory_key = None;
+        c
+    }
+
+    fn key(seed: u8) -> [u8; 32] {
+        ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key().to_bytes()
+    }
+
+    #[test]
+    fn authorities_are_kept_as_client_authorities_with_their_threshold() {
+        let mut c = sample();
+        let file = (1..=3u8)
+            .map(|i| format!("{} http://10.0.0.{i}:8080\n", nym_client_core::encode_key(&key(i))))
+            .collect::<String>();
+        let authorities = Authorities::parse(&file, None).unwrap();
+        c.set_authorities(&authorities);
+        let text = c.to_toml().unwrap();
+        assert!(text.contains("[[client.authorities]]") && text.contains("threshold = 2"), "{text}");
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(back.directory_trust(None).unwrap(), DirectoryTrust::Authorities(authorities));
+        assert!(back.directory_trust(Some("http://x:1")).unwrap_err().to_string().contains("--directory"));
+
+        let mut bad = c.clone();
+        bad.client.authorities[1].key = "not-a-key".into();
+        let e = bad.directory_trust(None).unwrap_err().to_string();
+        assert!(e.contains("entry 2"), "{e}");
+        let mut bad = c.clone();
+        bad.client.authorities[2].url = "ftp://a:1".into();
+        let e = bad.directory_trust(None).unwrap_err().to_string();
+        assert!(e.contains("entry 3") && e.contains("not an http"), "{e}");
+        let mut bad = c.clone();
+        bad.client.threshold = Some(4);
+        assert!(bad.directory_trust(None).unwrap_err().to_string().contains("threshold 4"));
+    }
+
+    #[test]
+    fn one_directory_is_pinned_by_its_key_or_trusted_on_first_use() {
+        let mut c = sample();
+        assert_eq!(c.directory_trust(None).unwrap(), DirectoryTrust::FirstUse { url: "http://127.0.0.1:1".into() });
+        assert_eq!(
+            c.directory_trust(Some("http://127.0.0.1:2")).unwrap(),
+            DirectoryTrust::FirstUse { url: "http://127.0.0.1:2".into() }
+        );
+        c.client.directory_key = Some(nym_client_core::encode_key(&key(1)));
+        assert_eq!(
+            c.directory_trust(None).unwrap(),
+            DirectoryTrust::Authorities(Authorities::single(key(1), "http://127.0.0.1:1"))
+        );
+        c.client.threshold = Some(1);
+        assert!(c.directory_trust(None).is_err(), "a threshold without authorities");
+    }
+
     #[test]
     fn bad_ids_are_refused() {
         for id in ["", "..", "a/b", "a b"] {
@@ -447,4 +574,11 @@ mod tests {
         }
         assert!(validate_id("alice-2_x").is_ok());
     }
+}
+
+/// One authority checked as a line of an authorities file is.
+fn nym_wire_line_check(key: &str, url: &str) -> std::result::Result<(), String> {
+    Authorities::parse(&format!("{key} {url}\n"), None)
+        .map(|_| ())
+        .map_err(|e| e.to_string().replace("authorities file line 1: ", ""))
 }

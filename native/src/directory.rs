@@ -1,9 +1,9 @@
 //! Fetching the topology from the directory (`GET /api/presence/topology`, `nym_wire::topology::paths::TOPOLOGY`).
 
 use anyhow::{anyhow, bail, Result};
-use nym_mixnet::http::DirectoryClient;
-use nym_client_core::{defaults, verify_first_topology};
 use nym_client_core::VerifiedTopology;
+use nym_client_core::{defaults, verify_first_topology, Authorities};
+use nym_mixnet::http::DirectoryClient;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The raw topology JSON text, through the servers' one directory HTTP
@@ -23,12 +23,19 @@ pub fn unix_time_ms() -> u64 {
 
 /// The first topology, fetched and checked as the driver does at start
 /// (for `init`, which registers without a driver): retried by the core's
-/// [`defaults::first_fetch_retry`], checked by [`verify_first_topology`]
-/// (signed by `pinned`, or with `None` by the key it names: trust on first
-/// use, the caller keeps `directory_key` of the result).
-pub async fn fetch_first_topology(directory: &str, pinned: Option<&[u8; 32]>) -> Result<VerifiedTopology> {
+/// [`defaults::first_fetch_retry`], each attempt at the next of `pinned`'s
+/// authorities, checked by [`verify_first_topology`] (signed by at least
+/// the threshold of `pinned`, or with `None` by the directory at
+/// `directory` that served it: trust on first use, the caller keeps
+/// `document.signers.learned` of the result).
+pub async fn fetch_first_topology(directory: &str, pinned: Option<&Authorities>) -> Result<VerifiedTopology> {
     let attempts = defaults::FIRST_FETCH_ATTEMPTS;
-    for attempt in 1.. {
+    let urls: Vec<&str> = match pinned {
+        Some(a) if a.list().len() > 1 => a.list().iter().map(|a| a.url.as_str()).collect(),
+        _ => vec![directory],
+    };
+    for attempt in 1u32.. {
+        let directory = urls[(attempt as usize - 1) % urls.len()];
         let fetched = match fetch_topology_text(directory).await {
             Ok(text) => {
                 verify_first_topology(&text, pinned, unix_time_ms()).map_err(|e| anyhow!("from {directory}: {e}"))
@@ -39,7 +46,9 @@ pub async fn fetch_first_topology(directory: &str, pinned: Option<&[u8; 32]>) ->
             Ok(verified) => return Ok(verified),
             Err(e) => e,
         };
-        let Some(wait) = defaults::first_fetch_retry(attempt) else { return Err(e) };
+        let Some(wait) = defaults::first_fetch_retry(attempt) else {
+            return Err(e);
+        };
         tracing::warn!("topology fetch {attempt}/{attempts} failed: {e:#}; trying again in {} ms", wait.as_millis());
         tokio::time::sleep(wait).await;
     }

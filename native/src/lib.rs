@@ -16,9 +16,9 @@ pub mod runner;
 
 use anyhow::{anyhow, bail, Context, Result};
 use config::Config;
-use nym_client_core::{choose_gateway, StartError};
 use nym_client_core::ClientKeys;
 use nym_client_core::Recipient;
+use nym_client_core::{choose_gateway, StartError};
 use rand::SeedableRng;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -52,17 +52,23 @@ pub struct InitOptions {
     pub port: Option<u16>,
     /// base58 directory key to pin; learned from the directory when `None`.
     pub directory_key: Option<String>,
+    /// The network's authorities (`--authorities FILE`, read): replaces
+    /// `directory` and `directory_key`.
+    pub authorities: Option<nym_client_core::Authorities>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Initialised {
     pub address: Recipient,
     pub config_path: PathBuf,
-    /// base58 key of the directory, now pinned in the config.
+    /// base58 key of the directory, now pinned in the config (the
+    /// authority that served the first document, with `--authorities`).
     pub directory_key: String,
     /// True when it was learned from the directory (trust on first use)
-    /// rather than given with `--directory-key`.
+    /// rather than given with `--directory-key` or `--authorities`.
     pub directory_key_learned: bool,
+    /// With `--authorities`: how many are pinned, and the threshold.
+    pub authorities: Option<(usize, usize)>,
 }
 
 /// `nym-client init`: creates keys and config, registers with a gateway.
@@ -83,12 +89,23 @@ pub async fn init(opts: &InitOptions) -> Result<Initialised> {
             opts.id
         );
     }
-    let directory = opts.directory.clone().unwrap_or_else(|| config::DEFAULT_DIRECTORY.to_string());
-    let pinned = opts
+    if opts.authorities.is_some() && (opts.directory.is_some() || opts.directory_key.is_some()) {
+        bail!("--authorities lists the directories and their keys: give it without --directory or --directory-key");
+    }
+    let directory = match &opts.authorities {
+        Some(a) => a.list().first().map(|a| a.url.clone()).unwrap_or_default(),
+        None => opts.directory.clone().unwrap_or_else(|| config::DEFAULT_DIRECTORY.to_string()),
+    };
+    let pinned_key = opts
         .directory_key
         .as_deref()
         .map(|k| nym_client_core::decode_key(k, "--directory-key").map_err(|e| anyhow!("{e}")))
         .transpose()?;
+    let pinned = match (&opts.authorities, pinned_key) {
+        (Some(a), _) => Some(a.clone()),
+        (None, Some(key)) => Some(nym_client_core::Authorities::single(key, directory.clone())),
+        (None, None) => None,
+    };
     let preferred = opts
         .gateway
         .as_deref()
@@ -97,8 +114,11 @@ pub async fn init(opts: &InitOptions) -> Result<Initialised> {
     // The same decisions as the driver's start-up: the first fetch's retries,
     // its check (trust on first use without --directory-key), the gateway choice.
     let verified = directory::fetch_first_topology(&directory, pinned.as_ref()).await?;
-    // the pinned key, or the one trusted on first use
-    let key = pinned.or(verified.document.signers.learned).ok_or_else(|| anyhow!("no directory key"))?;
+    // the pinned key (the serving authority's, with several), or the one trusted on first use
+    let key = pinned_key
+        .or(verified.document.signers.learned)
+        .or_else(|| verified.document.signers.keys.first().copied())
+        .ok_or_else(|| anyhow!("no directory key"))?;
     let directory_key = nym_client_core::encode_key(&key);
     let topology = verified.topology;
     let mut rng = rand::rngs::StdRng::from_seed(runner::random_seed()?);
@@ -115,13 +135,29 @@ pub async fn init(opts: &InitOptions) -> Result<Initialised> {
         &gateway.identity_b58(),
         opts.port.unwrap_or(config::DEFAULT_LISTENING_PORT),
     )?;
-    config.client.directory_key = Some(directory_key.clone());
+    match &opts.authorities {
+        Some(a) => config.set_authorities(a),
+        None => config.client.directory_key = Some(directory_key.clone()),
+    }
     let timeout = Duration::from_millis(config.debug.gateway_response_timeout);
     runner::register(&keys, gateway.identity_key, &gateway.client_listener, topology, timeout).await?;
     config.save_keys(&keys)?;
     let config_path = config.save()?;
     let address = Recipient::new(*keys.public().as_bytes(), gateway.identity_key);
-    Ok(Initialised { address, config_path, directory_key, directory_key_learned: pinned.is_none() })
+    Ok(Initialised {
+        address,
+        config_path,
+        directory_key,
+        directory_key_learned: pinned.is_none(),
+        authorities: opts.authorities.as_ref().map(|a| (a.list().len(), a.threshold())),
+    })
+}
+
+/// Reads an authorities file (`init --authorities FILE`): a bad line is an
+/// error naming the file and the line.
+pub fn read_authorities(path: &std::path::Path, threshold: Option<usize>) -> Result<nym_client_core::Authorities> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    nym_client_core::Authorities::parse(&text, threshold).map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
 /// Loads a client's config for `run`, applying a `--port` override.

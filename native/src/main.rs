@@ -36,6 +36,15 @@ struct InitArgs {
     /// presents on first contact (trust on first use), printed to compare.
     #[arg(long)]
     directory_key: Option<String>,
+    /// The network's directory authorities file: one `<base58 ed25519 key> <http://host:port>`
+    /// per line (`#` comments), the same file as the authorities' and nodes'. A topology is
+    /// believed when at least --threshold of these keys signed it; kept in config.toml.
+    /// Replaces --directory and --directory-key.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["directory", "directory_key"])]
+    authorities: Option<std::path::PathBuf>,
+    /// With --authorities: valid signatures a topology needs (default: a majority, N/2 + 1).
+    #[arg(long, value_name = "K", requires = "authorities")]
+    threshold: Option<usize>,
 }
 
 #[derive(Args)]
@@ -99,16 +108,23 @@ fn main() -> ExitCode {
 
 async fn init(args: InitArgs) -> anyhow::Result<()> {
     println!("{}", nym_client::banner());
+    let authorities = match &args.authorities {
+        Some(path) => Some(nym_client::read_authorities(path, args.threshold)?),
+        None => None,
+    };
     let opts = InitOptions {
         id: args.id,
         directory: args.directory,
         gateway: args.gateway,
         port: args.port,
         directory_key: args.directory_key,
+        authorities,
     };
     let done = nym_client::init(&opts).await?;
     println!("Saved configuration to {}", done.config_path.display());
-    if done.directory_key_learned {
+    if let Some((n, threshold)) = done.authorities {
+        println!("Authorities pinned: {n}; a topology needs {threshold} of their signatures");
+    } else if done.directory_key_learned {
         println!(
             "Directory key (trusted on first use; compare it with the one your directory's operator publishes): {}",
             done.directory_key
@@ -148,6 +164,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 gateway: None,
                 port: args.port,
                 directory_key: Some(nym_client_core::encode_key(&net.directory_key())),
+                authorities: None,
             };
             let done = nym_client::init(&opts).await?;
             println!("Initialised client '{}' against the local mixnet ({})", args.id, done.config_path.display());

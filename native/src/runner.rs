@@ -24,8 +24,8 @@ use crate::received::StoreFile;
 use anyhow::{anyhow, bail, Context, Result};
 use futures_util::{SinkExt, StreamExt};
 use nym_client_core::{
-    AppId, Client, ClientEvent, ClientKeys, ConnectionId, DeliverTo, Driver, DriverEvent,
-    Output, ReceivedMessage, Recipient, Restored, StartError, StoreName, StoreWrite, Topology,
+    AppId, Client, ClientEvent, ClientKeys, ConnectionId, DeliverTo, Driver, DriverEvent, Output, ReceivedMessage,
+    Recipient, Restored, StartError, StoreName, StoreWrite, Topology,
 };
 use std::collections::HashMap;
 use std::future::Future;
@@ -56,20 +56,20 @@ pub async fn run(
     ready: Option<oneshot::Sender<Ready>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
+    let trust = config.directory_trust(directory.as_deref())?;
     let directory = directory.unwrap_or_else(|| config.client.directory_server.clone());
     let keys = config.load_keys()?;
     let gateway_identity = config.gateway_identity()?;
     let driver_config = config.driver_config()?;
     let max_message_size = driver_config.client.max_message_size;
-    let pinned = config.directory_key()?;
     let restored = Restored {
         reply_store: StoreFile::read(&config.reply_store_file())?,
         received_messages: StoreFile::read(&config.received_messages_file())?,
     };
-    let (driver, report) = Driver::new(keys, pinned, Some(gateway_identity), driver_config, random_seed()?, restored)
+    let (driver, report) = Driver::new(keys, trust, Some(gateway_identity), driver_config, random_seed()?, restored)
         .map_err(|e| {
-        anyhow!("{e} ({} can be removed, losing the reply blocks it held)", config.reply_store_file().display())
-    })?;
+            anyhow!("{e} ({} can be removed, losing the reply blocks it held)", config.reply_store_file().display())
+        })?;
     if report.torn_bytes > 0 || report.damaged_records > 0 {
         tracing::warn!(
             "{}: skipped {} damaged records and {} bytes of an unfinished one (the gateway delivers those again)",
@@ -243,6 +243,9 @@ impl Engine {
     fn start_failure(&self, e: StartError) -> anyhow::Error {
         let directory = &self.directory;
         match e {
+            StartError::Topology { .. } if !self.config.client.authorities.is_empty() => anyhow!(
+                "{e} (the topology must be signed by at least the threshold of the [[client.authorities]] in config.toml)"
+            ),
             StartError::Topology { .. } if self.config.client.directory_key.is_some() => anyhow!(
                 "{e} (from {directory}; the topology must be signed by the directory key in [client] directory_key of config.toml)"
             ),
@@ -360,10 +363,10 @@ impl Engine {
                     }
                 }
             }
-            Output::FetchTopology => {
-                let (directory, inputs) = (self.directory.clone(), self.inputs.clone());
+            Output::FetchTopology { url } => {
+                let inputs = self.inputs.clone();
                 tokio::spawn(async move {
-                    let fetched = directory::fetch_topology_text(&directory).await.map_err(|e| format!("{e:#}"));
+                    let fetched = directory::fetch_topology_text(&url).await.map_err(|e| format!("{e:#}"));
                     let _ = inputs.send(Input::TopologyFetched(fetched)).await;
                 });
             }
@@ -399,7 +402,10 @@ impl Engine {
     fn report(&self, event: DriverEvent) {
         match &event {
             DriverEvent::Connected { .. } => tracing::info!("{event}; sending traffic"),
-            DriverEvent::GatewayChosen { .. } | DriverEvent::GatewayMoved { .. } | DriverEvent::RouteRefused { .. } => {
+            DriverEvent::GatewayChosen { .. }
+            | DriverEvent::GatewayMoved { .. }
+            | DriverEvent::RouteRefused { .. }
+            | DriverEvent::TopologyRestored { .. } => {
                 tracing::info!("{event}")
             }
             _ => tracing::warn!("{event}"),

@@ -10,6 +10,7 @@ import init, {
   benchPacketBuild,
   version,
   type InitInput,
+  type NymAuthority,
   type NymClientEvent,
   type NymClientOptions,
   type NymClientStats,
@@ -21,6 +22,7 @@ const options: Required<NymClientOptions> = {
   worker: true,
   gateway: "2xU4CBE6QiiYt6EyBXSALwxkNvM7gqJfjHXaMkjiFGzM",
   directoryKey: "9oF4CT5pXuP6cVJ3nNWbDE5m5mUgyWyZG7t5X6GkbYvV",
+  threshold: 2,
   ephemeral: false,
   storageKey: "consumer",
   passphrase: "correct horse battery staple",
@@ -46,7 +48,10 @@ function describe(event: NymClientEvent): string {
     }
     case "gatewayError":
     case "topologyRefused":
+    case "noCurrentTopology":
       return event.reason;
+    case "topologyRestored":
+      return event.url;
     case "gatewayMoved":
       return event.url;
     case "routeRefused":
@@ -77,7 +82,9 @@ function counters(stats: NymClientStats): number {
     stats.acksReceived +
     stats.retransmissions +
     stats.reroutedPackets +
-    stats.deliveriesAcknowledged
+    stats.deliveriesAcknowledged +
+    stats.authorityFailovers +
+    (stats.lastAuthority === null ? 0 : stats.lastAuthority.length)
   );
 }
 
@@ -97,6 +104,8 @@ export async function use(directoryUrl: string, wasm: ArrayBuffer): Promise<stri
 
   const client: NymClient = await NymClient.start(directoryUrl, options);
   const minimal: NymClient = await NymClient.start(directoryUrl);
+  const authorities: NymAuthority[] = [{ url: directoryUrl, key: "9oF4CT5pXuP6cVJ3nNWbDE5m5mUgyWyZG7t5X6GkbYvV" }];
+  const several: NymClient = await NymClient.start(authorities, { threshold: 1, ephemeral: true });
   const inPage = await NymClient.start(directoryUrl, { worker: false, ephemeral: true });
 
   const inWorker: boolean = client.inWorker;
@@ -129,6 +138,7 @@ export async function use(directoryUrl: string, wasm: ArrayBuffer): Promise<stri
   const stopped: void = await client.stop();
   void stopped;
   await minimal.stop();
+  await several.stop();
   await inPage.stop();
   await forgetIdentity();
   await forgetIdentity("consumer");
@@ -146,6 +156,8 @@ export async function misuse(client: NymClient): Promise<void> {
   void notText;
   // @ts-expect-error: not an option
   await NymClient.start("http://127.0.0.1:8080", { workers: false });
+  // @ts-expect-error: an authority names its key
+  await NymClient.start([{ url: "http://127.0.0.1:8080" }]);
   // @ts-expect-error: options are typed
   await NymClient.start("http://127.0.0.1:8080", { averagePacketDelayMs: "20" });
   // @ts-expect-error: stats are read-only counters of known names

@@ -59,8 +59,10 @@ const gatewayBytes = (g) => new Canonical("nym-gateway-descriptor/2")
   .str(g.identityKey).str(g.clientListener).str(g.mixnetListener).str(g.sphinxKey).epochKeys(g.sphinxKeys)
   .str(g.version).str(g.location).u64(g.seq).done();
 
+// The document: its round, times and parameters, then every descriptor; not
+// `signatures` nor `servedBy`.
 function topologyBytes(t) {
-  const c = new Canonical("nym-topology/2").str(t.directoryKey).u64(t.issuedAt).u64(t.expiresAt).u64(t.epochLengthSecs);
+  const c = new Canonical("nym-topology/3").u64(t.round).u64(t.issuedAt).u64(t.expiresAt).u64(t.epochLengthSecs);
   c.u64(t.mixNodes.length);
   for (const m of t.mixNodes) c.bytes(mixnodeBytes(m)).str(m.signature).u64(m.lastSeen);
   c.u64(t.gatewayNodes.length);
@@ -75,10 +77,15 @@ export function signGateway(g, key, seq = Date.now()) {
   return out;
 }
 
-/** A copy of document `t` signed by directory `key`, valid for `validityMs`. */
-export function signTopology(t, key, validityMs = 300000) {
+/** A copy of document `t` issued now, valid for `validityMs`, signed by
+ * `keys` (one authority's key, or several), as the first of them serves it. */
+export function signTopology(t, keys, validityMs = 300000) {
+  keys = Array.isArray(keys) ? keys : [keys];
   const now = Date.now();
-  const out = { ...t, directoryKey: key.publicB58, issuedAt: now, expiresAt: now + validityMs };
-  out.signature = base58(sign(null, topologyBytes(out), key.privateKey));
+  const out = { ...t, round: Math.floor(now / 1000), issuedAt: now, expiresAt: now + validityMs, servedBy: keys[0].publicB58 };
+  const bytes = topologyBytes(out);
+  out.signatures = keys
+    .map((k) => ({ key: k.publicB58, signature: base58(sign(null, bytes, k.privateKey)) }))
+    .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   return out;
 }

@@ -155,12 +155,19 @@ impl TestClient {
 
     /// [`TestClient::init`] with more `init` arguments (e.g. `--gateway KEY`).
     pub fn init_with(directory: &str, id: &str, extra: &[&str], tweak: impl FnOnce(&mut Config)) -> Result<TestClient> {
+        let args: Vec<&str> = ["--directory", directory].into_iter().chain(extra.iter().copied()).collect();
+        Self::init_args(id, &args, tweak)
+    }
+
+    /// `nym-client init --id ID` with `args` (which name the directory, or
+    /// `--authorities FILE`), then `tweak` on the config.
+    pub fn init_args(id: &str, args: &[&str], tweak: impl FnOnce(&mut Config)) -> Result<TestClient> {
         let home = tempfile::tempdir()?;
         // port 0: `run` binds a free port and prints it
         let port = 0;
         let out = Command::new(client_binary())
-            .args(["init", "--id", id, "--directory", directory, "--port", &port.to_string()])
-            .args(extra)
+            .args(["init", "--id", id, "--port", &port.to_string()])
+            .args(args)
             .env("HOME", home.path())
             .output()
             .context("running nym-client init")?;

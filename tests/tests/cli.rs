@@ -203,3 +203,112 @@ fn run_against_an_unreachable_directory_retries_then_exits_with_a_clear_error() 
     }
     Ok(())
 }
+
+/// The authorities file for the shared localnet, built from what its
+/// directory serves: the authority that served it (its URL and key) and,
+/// when the document carries more signatures (a localnet of several
+/// authorities), the other signers' keys at addresses where nothing
+/// listens, around it: a client must fail over past them.
+async fn localnet_authorities_file(directory: &str, path: &std::path::Path) -> Result<usize> {
+    let text = nym_client::directory::fetch_topology_text(directory).await?;
+    let doc: nym_wire::topology::TopologyJson = serde_json::from_str(&text)?;
+    let mut lines = vec![format!("{} {directory}  # serves\n", doc.served_by)];
+    for s in doc.signatures.iter().filter(|s| s.key != doc.served_by) {
+        let dead = format!("{} http://127.0.0.1:{}  # not listening\n", s.key, free_port());
+        if lines.len() % 2 == 1 {
+            lines.insert(0, dead);
+        } else {
+            lines.push(dead);
+        }
+    }
+    std::fs::write(path, format!("# the shared localnet's authorities\n{}", lines.concat()))?;
+    Ok(lines.len())
+}
+
+/// `init --authorities FILE` keeps the keys, URLs and threshold in
+/// config.toml; `run` believes documents signed by the threshold of them,
+/// failing over past authorities that do not answer, and messages flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_with_an_authorities_file_pins_them_all_and_run_uses_them() -> Result<()> {
+    let dir = shared_localnet();
+    let files = tempfile::tempdir()?;
+    let path = files.path().join("authorities.txt");
+    let n = localnet_authorities_file(&dir, &path).await?;
+    let path_arg = path.to_string_lossy().into_owned();
+    let mut alice = TestClient::init_args("alice", &["--authorities", &path_arg], fast)?;
+    let threshold = n / 2 + 1;
+    assert!(
+        alice.init_output.contains(&format!(
+            "Authorities pinned: {n}; a topology needs {threshold} of their signatures"
+        )),
+        "{}",
+        alice.init_output
+    );
+    let config = Config::load_from(&config_path(alice.home.path(), "alice"))?;
+    assert_eq!(config.client.authorities.len(), n);
+    assert_eq!(config.client.threshold, Some(threshold));
+    assert!(config.client.authorities.iter().any(|a| a.url == dir));
+    assert_eq!(config.client.directory_key, None);
+    let text = std::fs::read_to_string(config_path(alice.home.path(), "alice"))?;
+    assert!(text.contains("[[client.authorities]]"), "{text}");
+
+    alice.start().await?;
+    let mut a = alice.connect().await?;
+    let answer = request(
+        &mut a,
+        &json!({"type": "send", "message": "over N authorities", "recipient": alice.address}),
+    )
+    .await?;
+    assert!(send_id(&answer).is_some(), "{answer}");
+    match recv(&mut a, Duration::from_secs(60)).await {
+        Ok(tokio_tungstenite::tungstenite::Message::Text(t)) => assert_eq!(t.as_str(), "over N authorities"),
+        other => anyhow::bail!("expected the message back, got {other:?}\n{}", alice.log()),
+    }
+    drop(a);
+    alice.stop();
+    Ok(())
+}
+
+/// A bad authorities file is refused naming the file and the line, and
+/// nothing is written; --threshold beyond the list is refused too.
+#[test]
+fn init_with_a_bad_authorities_file_names_the_line_and_writes_nothing() -> Result<()> {
+    let home = tempfile::tempdir()?;
+    let path = home.path().join("authorities.txt");
+    std::fs::write(&path, "# ours\n\nnot-a-key http://127.0.0.1:1\n")?;
+    let out = nym_client(home.path())
+        .args(["init", "--id", "alice", "--authorities"])
+        .arg(&path)
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr)?;
+    assert!(err.contains("authorities.txt") && err.contains("line 3"), "{err}");
+    assert!(!home.path().join(".nym/clients/alice").exists(), "nothing written");
+
+    let key = nym_client_core::encode_key(
+        &ed25519_dalek::SigningKey::from_bytes(&[1; 32])
+            .verifying_key()
+            .to_bytes(),
+    );
+    std::fs::write(&path, format!("{key} http://127.0.0.1:1\n"))?;
+    let out = nym_client(home.path())
+        .args(["init", "--id", "alice", "--threshold", "2", "--authorities"])
+        .arg(&path)
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr)?;
+    assert!(err.contains("threshold 2"), "{err}");
+    let out = nym_client(home.path())
+        .args([
+            "init",
+            "--id",
+            "alice",
+            "--directory",
+            "http://127.0.0.1:1",
+            "--authorities",
+        ])
+        .arg(&path)
+        .output()?;
+    assert!(!out.status.success(), "--authorities replaces --directory");
+    Ok(())
+}

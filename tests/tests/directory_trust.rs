@@ -17,9 +17,11 @@ use tokio_tungstenite::tungstenite::Message;
 /// The attacks the man in the middle takes turns with, and what the client
 /// must say about each.
 const ATTACKS: [(&str, &str); 5] = [
-    ("a layer-1 node's address rewritten", "the topology: the signature does not verify"),
-    ("re-signed by the attacker's directory key", "not by the pinned directory key"),
-    ("a gateway descriptor its gateway never signed", "the signature does not verify"),
+    // The document's signatures are checked first: a change anywhere in it
+    // leaves it without a valid signature by the pinned key.
+    ("a layer-1 node's address rewritten", "is not signed by the pinned directory key"),
+    ("re-signed by the attacker's directory key", "is not signed by the pinned directory key"),
+    ("a gateway descriptor its gateway never signed", "is not signed by the pinned directory key"),
     ("the signature stripped", "the topology is not signed"),
     ("an older genuine document replayed", "before the one in use"),
 ];
@@ -185,7 +187,7 @@ async fn init_with_another_directory_key_refuses_the_directory() -> Result<()> {
         bail!("init believed a directory that is not the pinned one");
     };
     let e = format!("{e:#}");
-    assert!(e.contains(&format!("not by the pinned directory key {other}")), "{e}");
+    assert!(e.contains(&format!("not signed by the pinned directory key {other}")), "{e}");
     let Err(e) = TestClient::init_with(&directory, "dave", &["--directory-key", "not-a-key"], fast) else {
         bail!("init took a malformed key");
     };

@@ -23,7 +23,7 @@ export class EngineBackend {
   /** Opens the identity's store and starts the engine. `handlers.error(Error)`
    * hears problems after start, `handlers.event(object)` every engine event.
    * Resolves once the gateway handshake completed; rejects with an Error. */
-  static async start(directoryUrl, options, legacy, handlers) {
+  static async start(authorities, options, legacy, handlers) {
     const opts = options && typeof options === "object" ? { ...options } : options;
     let kv = null;
     if (opts && typeof opts === "object" && opts.ephemeral !== true) {
@@ -43,7 +43,7 @@ export class EngineBackend {
     }
     let engine;
     try {
-      engine = await NymEngine.start(directoryUrl, opts, kv, legacy);
+      engine = await NymEngine.start(authorities, opts, kv, legacy);
     } catch (e) {
       kv?.close();
       throw e;

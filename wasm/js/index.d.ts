@@ -7,8 +7,10 @@ export interface NymClientOptions {
   worker?: boolean;
   /** base58 identity key of the gateway to use. Default: the saved identity's gateway, else a random gateway from the topology. */
   gateway?: string;
-  /** base58 ed25519 key of the directory, as its operator publishes it: only topologies signed by it are believed. Default: the key kept with the saved identity, else the key the directory presents on first contact (trust on first use), then kept with the identity. */
+  /** With one directory URL: its base58 ed25519 key, as its operator publishes it: only topologies signed by it are believed. Default: the key kept with the saved identity, else the key the directory presents on first contact (trust on first use), then kept with the identity. Not with a list of authorities (each carries its key). */
   directoryKey?: string;
+  /** With a list of authorities: how many of their valid signatures a topology needs (a whole number, 1 to their count). Default: a majority (N/2 + 1). */
+  threshold?: number;
   /** Don't read or write anything in storage: a fresh address every start. Default false. */
   ephemeral?: boolean;
   /** Name of the saved identity: its IndexedDB database is `nym-client-wasm/<storageKey>` (identity, reply store, kept messages, pinned directory key). Default "default". */
@@ -54,6 +56,18 @@ export interface NymClientStats {
   retransmissions: number;
   reroutedPackets: number;
   deliveriesAcknowledged: number;
+  /** The URL of the authority (or directory) the topology in use came from; null before one. */
+  lastAuthority: string | null;
+  /** Topology fetches that failed or were refused, after which the next went to another authority. */
+  authorityFailovers: number;
+}
+
+/** One directory authority of the network: where it serves and its base58 ed25519 key. */
+export interface NymAuthority {
+  /** `http://host:port` or `https://...` */
+  url: string;
+  /** base58 ed25519 key, as the authorities file lists it. */
+  key: string;
 }
 
 /** The engine's events (`onEvent`); `message` is their text. */
@@ -63,7 +77,12 @@ export type NymClientEvent = { message: string } & (
   /** `messageId`: what `send`, `sendAnonymous` or `reply` resolved to for that message. */
   | { type: "sendFailed"; messageId: number; recipient: string | null; reason: string }
   | { type: "gatewayError"; reason: string }
+  /** A fetch failed or its document was refused (`reason` names the authority); the previous topology stays, the next fetch asks the next authority. */
   | { type: "topologyRefused"; reason: string }
+  /** The topology in use expired and no authority served an acceptable one: `reason` names each authority's last failure. */
+  | { type: "noCurrentTopology"; reason: string }
+  /** After `noCurrentTopology`: an authority served an acceptable topology again. */
+  | { type: "topologyRestored"; url: string }
   | { type: "gatewayMoved"; url: string }
   | { type: "routeRefused"; firstHop: string }
   | { type: "keptMessagesDropped"; count: number; bytes: number }
@@ -81,8 +100,11 @@ export interface NymTopology {
 /** A Nym mixnet client: the nym-client-core engine, in a Web Worker by default. */
 export class NymClient {
   private constructor();
-  /** Fetches the topology, loads or creates the identity (IndexedDB unless `ephemeral`), connects to the gateway; resolves once the handshake completed. Rejects with an Error saying what went wrong. */
-  static start(directoryUrl: string, options?: NymClientOptions): Promise<NymClient>;
+  /**
+   * Fetches the topology, loads or creates the identity (IndexedDB unless `ephemeral`), connects to the gateway; resolves once the handshake completed. Rejects with an Error saying what went wrong.
+   * `authorities`: one directory's URL (pinned by `options.directoryKey`, or trusted on first use), or the network's authorities: a topology is believed when `options.threshold` of their keys signed it (default a majority); fetched from any of them, the next one when one fails. Kept with the identity (the ones given at each start win).
+   */
+  static start(authorities: string | NymAuthority[], options?: NymClientOptions): Promise<NymClient>;
   /** Whether the engine runs in a Web Worker. */
   readonly inWorker: boolean;
   /** Whether the identity is kept in IndexedDB (false: ephemeral, also after a `fallbackToEphemeral`). */

@@ -3,7 +3,7 @@
 // (worker-proxy.js); with { worker: false } (or where there are no workers)
 // it runs it in the page, through an EngineBackend (engine.js). Both have one
 // interface, chosen once at start. Identity, reply store, kept messages and
-// the pinned directory key live in IndexedDB (storage.js), optionally
+// the pinned directory key or authorities live in IndexedDB (storage.js), optionally
 // encrypted with a passphrase.
 import initWasm from "./nym_client_wasm.js";
 import { EngineBackend } from "./engine.js";
@@ -76,11 +76,13 @@ export class NymClient {
   #onEvent = null;
 
   constructor(token) {
-    if (token !== PRIVATE) throw new TypeError("use NymClient.start(directoryUrl, options)");
+    if (token !== PRIVATE) throw new TypeError("use NymClient.start(authorities, options)");
   }
 
-  /** Starts a client: see the package README. `options.worker` (default true) runs the engine in a Web Worker. */
-  static async start(directoryUrl, options) {
+  /** Starts a client: see the package README. `authorities`: the directory's URL, or the network's
+   * authorities as [{ url, key }, ...] (`options.threshold` of their signatures needed, default a
+   * majority). `options.worker` (default true) runs the engine in a Web Worker. */
+  static async start(authorities, options) {
     await init();
     const o = options ?? {};
     const object = typeof o === "object";
@@ -91,8 +93,8 @@ export class NymClient {
     const client = new NymClient(PRIVATE);
     const handlers = { error: (e) => client.#error(e), event: (e) => client.#event(e) };
     client.#backend = inWorker
-      ? await WorkerProxy.start(compiledModule(), directoryUrl, o, legacy, handlers)
-      : await EngineBackend.start(directoryUrl, o, legacy, handlers);
+      ? await WorkerProxy.start(compiledModule(), authorities, o, legacy, handlers)
+      : await EngineBackend.start(authorities, o, legacy, handlers);
     if (client.#backend.migrated) removeLegacy(storageKey);
     return client;
   }

@@ -11,7 +11,7 @@
 
 /** What the page asks the worker to do. The args of each, in order. */
 export const Op = Object.freeze({
-  /** [compiled WebAssembly.Module, directoryUrl, options, legacy] -> { address, persistent, migrated, stats } */
+  /** [compiled WebAssembly.Module, authorities, options, legacy] -> { address, persistent, migrated, stats } */
   START: "start",
   /** [recipient, message] -> the message id (what the engine resolved to) */
   SEND: "send",

@@ -29,13 +29,13 @@ export class WorkerProxy {
 
   /** Starts a module worker and the engine in it (with the page's compiled
    * wasm `module`); resolves once it is started, as EngineBackend.start does. */
-  static async start(module, directoryUrl, options, legacy, handlers) {
+  static async start(module, authorities, options, legacy, handlers) {
     const proxy = new WorkerProxy(handlers);
-    await proxy.#start(module, directoryUrl, options, legacy);
+    await proxy.#start(module, authorities, options, legacy);
     return proxy;
   }
 
-  async #start(module, directoryUrl, options, legacy) {
+  async #start(module, authorities, options, legacy) {
     const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "nym-client-wasm" });
     this.#worker = worker;
     worker.onmessage = ({ data }) => (isAnswer(data) ? this.#settle(data) : this.#notice(data));
@@ -47,7 +47,7 @@ export class WorkerProxy {
       if (this.#started && !this.#stopped) this.#handlers.error(error);
     };
     try {
-      const started = await this.#call(Op.START, [module, directoryUrl, options, legacy]);
+      const started = await this.#call(Op.START, [module, authorities, options, legacy]);
       this.#address = started.address;
       this.#persistent = started.persistent;
       this.#migrated = started.migrated;

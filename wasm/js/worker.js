@@ -13,9 +13,9 @@ const post = (message, transfer = []) => self.postMessage(message, transfer);
 const stats = () => backend?.stats();
 
 const handlers = {
-  async [Op.START](module, directoryUrl, options, legacy) {
+  async [Op.START](module, authorities, options, legacy) {
     await init({ module_or_path: module });
-    backend = await EngineBackend.start(directoryUrl, options, legacy, {
+    backend = await EngineBackend.start(authorities, options, legacy, {
       error: (e) => post(notice(Notice.ERROR, stats(), { message: errorText(e) })),
       event: (value) => post(notice(Notice.EVENT, stats(), { value })),
     });

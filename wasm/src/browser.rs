@@ -17,13 +17,14 @@
 //! worker (only globals both have: `fetch`, `performance`, `WebSocket`,
 //! `setTimeout`, `crypto`).
 
+use crate::authorities::{AuthorityJs, Given, KeptAuthorities};
 use crate::bench::BenchSetup;
 use crate::crypt::{OpenError, Sealer, NONCE_LEN, SALT_LEN};
 use gloo_timers::callback::Timeout;
 use js_sys::{Function, Promise, Uint8Array};
 use nym_client_core::{
     decode_key, decode_sender_tag, defaults, encode_key, encode_sender_tag, AppId, AppRequest, AppResponse,
-    ClientKeys, ConnectionId, Disconnect, Driver, DriverConfig, DriverEvent, Output, ReceivedMessage, Recipient,
+    Authorities, ClientKeys, ConnectionId, DirectoryTrust, Disconnect, Driver, DriverConfig, DriverEvent, Output, ReceivedMessage, Recipient,
     Restored, StartError, StoreName, StoreWrite,
 };
 use rand::rngs::StdRng;
@@ -62,6 +63,8 @@ const IDENTITY: &str = "identity";
 const REPLIES: &str = "replies";
 const RECEIVED: &str = "received";
 const DIRECTORY_KEY: &str = "directory-key";
+/// The authorities given to the last start with a list (JSON [`KeptAuthorities`]).
+const AUTHORITIES: &str = "authorities";
 /// The passphrase's salt, parameters and check value (in clear).
 const CRYPT: &str = "crypt";
 
@@ -111,6 +114,7 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], JsValue> {
 struct JsOptions {
     gateway: Option<String>,
     directory_key: Option<String>,
+    threshold: Option<f64>,
     ephemeral: Option<bool>,
     storage_key: Option<String>,
     passphrase: Option<String>,
@@ -125,6 +129,7 @@ struct JsOptions {
 struct Options {
     gateway: Option<String>,
     directory_key: Option<[u8; 32]>,
+    threshold: Option<f64>,
     ephemeral: bool,
     storage_key: String,
     passphrase: Option<String>,
@@ -184,6 +189,7 @@ impl Options {
         Ok(Options {
             gateway: js.gateway,
             directory_key,
+            threshold: js.threshold,
             ephemeral,
             storage_key: js.storage_key.unwrap_or_else(|| "default".into()),
             passphrase,
@@ -362,6 +368,10 @@ struct Stats {
     retransmissions: u64,
     rerouted_packets: u64,
     deliveries_acknowledged: u64,
+    /// The URL of the authority the topology in use came from.
+    last_authority: Option<String>,
+    /// Fetches that failed or were refused, after which the next went to another authority.
+    authority_failovers: u64,
 }
 
 /// `topology()`: the network the client routes through, as drawn by the demo.
@@ -403,6 +413,8 @@ enum EventView {
     SendFailed { message_id: u64, recipient: Option<String>, reason: String },
     GatewayError { reason: String },
     TopologyRefused { reason: String },
+    NoCurrentTopology { reason: String },
+    TopologyRestored { url: String },
     GatewayMoved { url: String },
     #[serde(rename_all = "camelCase")]
     RouteRefused { first_hop: String },
@@ -432,6 +444,8 @@ fn event_view(event: &DriverEvent) -> JsValue {
         }
         DriverEvent::GatewayError(reason) => EventView::GatewayError { reason },
         DriverEvent::TopologyRefused(reason) => EventView::TopologyRefused { reason },
+        DriverEvent::NoCurrentTopology { reason } => EventView::NoCurrentTopology { reason },
+        DriverEvent::TopologyRestored { url } => EventView::TopologyRestored { url },
         DriverEvent::GatewayMoved { url } => EventView::GatewayMoved { url },
         DriverEvent::RouteRefused { first_hop } => EventView::RouteRefused { first_hop },
         DriverEvent::KeptMessagesDropped { count, bytes } => EventView::KeptMessagesDropped { count, bytes },
@@ -455,7 +469,6 @@ enum State {
 struct Inner {
     driver: Driver,
     state: State,
-    directory: String,
     /// The gateway socket the driver asked for, with its handlers.
     ws: Option<(ConnectionId, WebSocket, Handlers)>,
     /// Handlers of closed sockets: dropped at the next connect, never inside their own call.
@@ -473,6 +486,8 @@ struct Inner {
     identity_pems: (String, String),
     /// `start`'s `directoryKey` option, kept with the identity once it started.
     given_directory_key: Option<[u8; 32]>,
+    /// `start`'s list of authorities, kept with the identity once it started.
+    given_authorities: Option<KeptAuthorities>,
     /// The received log as stored (rewritten whole: the shim keeps it).
     received_log: Vec<u8>,
     /// Store writes not yet settled; while any is, frames wait in `held`
@@ -562,8 +577,8 @@ impl Inner {
                         self.close_socket();
                     }
                 }
-                Output::FetchTopology => {
-                    let (weak, directory) = (weak.clone(), self.directory.clone());
+                Output::FetchTopology { url: directory } => {
+                    let weak = weak.clone();
                     wasm_bindgen_futures::spawn_local(async move {
                         let fetched = fetch_topology_text(&directory).await.map_err(|e| describe(&e));
                         if let Some(shared) = weak.upgrade() {
@@ -682,7 +697,17 @@ impl Inner {
         let bytes = serde_json::to_vec(&saved).map_err(|e| js_error(format!("cannot save the identity: {e}")))?;
         let identity = kv.write(IDENTITY, &bytes);
         let key = self.given_directory_key.map(|key| kv.write(DIRECTORY_KEY, encode_key(&key).as_bytes()));
+        let authorities = match &self.given_authorities {
+            Some(kept) => {
+                let json = serde_json::to_vec(kept).map_err(|e| js_error(format!("cannot save the authorities: {e}")))?;
+                Some(kv.write(AUTHORITIES, &json))
+            }
+            None => None,
+        };
         self.track_write("the identity", identity, weak)?;
+        if let Some(promise) = authorities {
+            self.track_write("the authorities", promise, weak)?;
+        }
         match key {
             Some(promise) => self.track_write("the directory key", promise, weak),
             None => Ok(()),
@@ -907,8 +932,11 @@ pub struct Engine {
 
 #[wasm_bindgen(js_class = NymEngine)]
 impl Engine {
-    /// Fetches the topology from the directory (`GET {directoryUrl}/api/presence/topology`;
-    /// as the driver's start-up says: up to 5 attempts, waiting 250 ms, doubling, between),
+    /// Fetches the topology (`GET {url}/api/presence/topology`) from the directory at
+    /// `authorities` (a URL string), or from one of `authorities` (an array of
+    /// `{ url, key }`, base58 ed25519 keys: a topology needs `threshold` of their signatures,
+    /// default a majority; the next one is asked when one fails), as the driver's start-up
+    /// says: up to 5 attempts, waiting 250 ms, doubling, between,
     /// loads or creates the identity (kept in `kv`, the identity's store, unless it is
     /// null: ephemeral), connects to the gateway and resolves once the gateway handshake
     /// has completed. `legacy`: what localStorage held for this identity name before
@@ -917,19 +945,24 @@ impl Engine {
     ///
     /// Rejects with an Error saying what went wrong: storage refused, wrong passphrase,
     /// the directory is unreachable or sent no usable topology (among others: not signed
-    /// by `directoryKey` or by the key kept with the identity, expired, a node descriptor
+    /// by `directoryKey` or by the key kept with the identity, fewer than `threshold` valid
+    /// signatures by the authorities, expired, a node descriptor
     /// with a bad signature), the gateway is unknown, the connection closed, the gateway
     /// refused the handshake, or it timed out (`connectTimeoutMs`).
-    pub async fn start(
-        #[wasm_bindgen(js_name = directoryUrl)] directory_url: String,
-        options: JsValue,
-        kv: Option<Kv>,
-        legacy: JsValue,
-    ) -> Result<Engine, JsValue> {
+    pub async fn start(authorities: JsValue, options: JsValue, kv: Option<Kv>, legacy: JsValue) -> Result<Engine, JsValue> {
         let mut options = Options::read(&options)?;
-        let directory = directory_url.trim().trim_end_matches('/').to_string();
-        if !(directory.starts_with("http://") || directory.starts_with("https://")) {
-            return Err(js_error(format!("the directory URL must start with http:// or https://, got '{directory_url}'")));
+        let given = if let Some(url) = authorities.as_string() {
+            crate::authorities::check(Some(&url), None, options.threshold)
+        } else if js_sys::Array::is_array(&authorities) {
+            let list: Vec<AuthorityJs> = serde_wasm_bindgen::from_value(authorities)
+                .map_err(|e| js_error(format!("the authorities must be a list of {{ url, key }}: {e}")))?;
+            crate::authorities::check(None, Some(list), options.threshold)
+        } else {
+            crate::authorities::check(None, None, options.threshold)
+        }
+        .map_err(js_error)?;
+        if matches!(given, Given::Authorities(_)) && options.directory_key.is_some() {
+            return Err(js_error("option directoryKey goes with one directory URL; a list of authorities carries each one's key"));
         }
         let legacy: Legacy = if legacy.is_undefined() || legacy.is_null() {
             Legacy::default()
@@ -946,6 +979,15 @@ impl Engine {
             None => (None, false),
         };
 
+        if let (Given::Authorities(a), Some(store)) = (&given, &store) {
+            let kept = store.read(AUTHORITIES).await?.and_then(|bytes| serde_json::from_slice::<KeptAuthorities>(&bytes).ok());
+            if kept.is_some_and(|k| k != KeptAuthorities::of(a)) {
+                warn(&format!(
+                    "the authorities given differ from those kept with the identity '{}': using the given ones and keeping them",
+                    options.storage_key
+                ));
+            }
+        }
         let pinned = match (options.directory_key, &store) {
             (Some(key), _) => Some(key),
             (None, Some(store)) => match store.read(DIRECTORY_KEY).await? {
@@ -1003,13 +1045,23 @@ impl Engine {
 
         let restored = Restored { reply_store, received_messages: received };
         let storage_key = options.storage_key.clone();
-        let (driver, _) = Driver::new(keys, pinned, gateway, options.config.clone(), random_bytes::<32>()?, restored)
+        let given_authorities = match &given {
+            Given::Authorities(a) => Some(KeptAuthorities::of(a)),
+            Given::Url(_) => None,
+        };
+        let trust = match given {
+            Given::Authorities(a) => DirectoryTrust::Authorities(a),
+            Given::Url(url) => match pinned {
+                Some(key) => DirectoryTrust::Authorities(Authorities::single(key, url)),
+                None => DirectoryTrust::FirstUse { url },
+            },
+        };
+        let (driver, _) = Driver::new(keys, trust, gateway, options.config.clone(), random_bytes::<32>()?, restored)
             .map_err(|e| js_error(format!("{e} (the stored reply store of '{storage_key}'; forgetIdentity removes it, or use another storageKey)")))?;
 
         let shared: Shared = Rc::new(RefCell::new(Inner {
             driver,
             state: State::Starting,
-            directory: directory.clone(),
             ws: None,
             old_handlers: Vec::new(),
             timer: None,
@@ -1020,6 +1072,7 @@ impl Engine {
             store,
             identity_pems,
             given_directory_key: options.directory_key,
+            given_authorities,
             received_log,
             writes_in_flight: 0,
             held: VecDeque::new(),
@@ -1163,6 +1216,8 @@ impl Engine {
             retransmissions: s.retransmissions,
             rerouted_packets: s.rerouted_packets,
             deliveries_acknowledged: s.deliveries_acknowledged,
+            last_authority: inner.driver.directory_stats().last_good_from,
+            authority_failovers: inner.driver.directory_stats().failovers,
         })
     }
 

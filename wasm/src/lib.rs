@@ -8,6 +8,7 @@
 //! (wasm32 only; `NymEngine` in JS, behind the package's `NymClient`);
 //! [`bench`] is the packet-creation benchmark, built for both the browser and native.
 
+pub mod authorities;
 pub mod bench;
 pub mod crypt;
 

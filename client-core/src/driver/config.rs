@@ -45,6 +45,9 @@ pub mod defaults {
     /// An attempt at the first fetch that brought no answer within this
     /// long counts as failed (a fetch that hangs must not hang the start).
     pub const FIRST_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+    /// A refresh fetch that brought no answer within this long counts as
+    /// failed, and the next goes to the next authority.
+    pub const TOPOLOGY_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
     /// The wait before the next attempt at the first topology fetch once
     /// attempt `failed` (1-based) failed; `None` when it was the last one.

@@ -6,18 +6,22 @@
 //! around it, so they live here, sans-IO like the engine:
 //!
 //! - **start-up** (`start.rs`): the first topology fetch and its retries,
-//!   its verification, trust on first use of the directory key, the
+//!   its verification, trust on first use of a single directory's key, the
 //!   gateway choice; a clear [`StartError`] when it cannot start;
 //! - **the gateway connection's life**: when to open one, how long a
 //!   handshake may take, how long to wait before the next try (exponential
 //!   backoff, reset only by a connection that stayed up), which URL to dial
 //!   (the gateway's current one, from the latest topology);
-//! - **the topology**: when to fetch it again, and whether to believe what
-//!   came back: signed by the directory key the client pinned, not expired,
-//!   not older than the one in use, every node descriptor signed by its node
+//! - **the topology**: when to fetch it again, from which authority
+//!   (`trust.rs`: a random one first, the next one after a failure or a
+//!   refusal), and whether to believe what came back: signed by at least
+//!   the threshold of the pinned authorities (or by the one directory
+//!   trusted on first use), not expired, not older than the one in use,
+//!   every node descriptor signed by its node
 //!   ([`nym_wire::signed::verify_topology`]), our version spoken and our
 //!   gateway still listed; anything else is refused and the last good
-//!   topology stays;
+//!   topology stays until it expires ([`DriverEvent::NoCurrentTopology`]
+//!   then names each authority's last failure);
 //! - **what must survive a restart** (the reply store, the received-message
 //!   log, a directory key learned on first use), as "write these bytes under this name" outputs, always before the
 //!   frames that depend on them;
@@ -58,6 +62,7 @@
 mod config;
 mod outputs;
 mod start;
+mod trust;
 
 pub use config::{defaults, DriverConfig};
 pub use outputs::{
@@ -65,17 +70,20 @@ pub use outputs::{
     StoreName, StoreWrite,
 };
 pub use start::{choose_gateway, verify_first_topology};
+pub use trust::{DirectoryStats, DirectoryTrust};
 
 use crate::app_api::{AppRequest, AppResponse};
 use crate::client::{Client, ClientEvent, ReceivedMessage};
 use crate::received_store::ReceivedStore;
 use crate::Recipient;
+use nym_wire::authority::Authorities;
 use nym_wire::keys::ClientKeys;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use start::Stage;
 use std::collections::VecDeque;
 use std::time::Duration;
+use trust::Directories;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Link {
@@ -110,11 +118,18 @@ pub struct Driver {
     gateway_identity: Option<[u8; 32]>,
     /// Our gateway's URL in the latest topology (empty before the first).
     gateway_url: String,
-    /// The directory key every topology must be signed by: pinned by the
-    /// shim, or learned from the first one (trust on first use).
-    directory_key: Option<[u8; 32]>,
+    /// The authorities every topology must be signed by (pinned by the
+    /// shim, or one learned from the first document: trust on first use),
+    /// and which of them the next fetch goes to.
+    directories: Directories,
     /// `issuedAt` of the topology in use: an older one is a replay.
     topology_issued_at: u64,
+    /// When the topology in use expires, on the driver's clock.
+    topology_expiry: Option<Duration>,
+    /// It expired with no acceptable successor ([`DriverEvent::NoCurrentTopology`] told).
+    topology_expired: bool,
+    /// A refresh fetch is out and counts as failed at this time.
+    fetch_deadline: Option<Duration>,
     link: Link,
     next_conn: u64,
     backoff: Duration,
@@ -137,9 +152,9 @@ pub struct Driver {
 impl Driver {
     /// A driver for the identity `keys`, before any network contact.
     ///
-    /// - `directory_key`: the directory key topologies must be signed by;
-    ///   `None`: the first topology's own key is trusted and comes out as a
-    ///   [`StoreName::DirectoryKey`] write to keep (trust on first use);
+    /// - `trust`: the authorities topologies must be signed by (at least
+    ///   their threshold), or one directory trusted on first use (its key
+    ///   comes out as a [`StoreName::DirectoryKey`] write to keep);
     /// - `gateway`: the gateway our address belongs to (registered, or
     ///   asked for); `None`: one at random from the first topology;
     ///   either way [`DriverEvent::GatewayChosen`] tells which;
@@ -150,7 +165,7 @@ impl Driver {
     /// happens until [`Driver::start`].
     pub fn new(
         keys: ClientKeys,
-        directory_key: Option<[u8; 32]>,
+        trust: DirectoryTrust,
         gateway: Option<[u8; 32]>,
         config: DriverConfig,
         rng_seed: [u8; 32],
@@ -176,14 +191,18 @@ impl Driver {
             damaged_records: load.bad_records,
         };
         let backoff = config.reconnect_initial;
+        let directories = Directories::new(trust, &mut rng);
         let driver = Driver {
             client,
             rng,
             stage: Stage::New,
             gateway_identity: gateway,
             gateway_url: String::new(),
-            directory_key,
+            directories,
             topology_issued_at: 0,
+            topology_expiry: None,
+            topology_expired: false,
+            fetch_deadline: None,
             link: Link::Idle,
             next_conn: 0,
             backoff,
@@ -252,6 +271,8 @@ impl Driver {
         }
         self.link = Link::Idle;
         self.refresh_at = None;
+        self.fetch_deadline = None;
+        self.topology_expiry = None;
     }
 
     fn connect(&mut self, now: Duration) {
@@ -316,12 +337,15 @@ impl Driver {
         }
     }
 
-    /// The answer to [`Output::FetchTopology`]: the directory's body, or why
+    /// The answer to [`Output::FetchTopology`]: the authority's body, or why
     /// there is none, and the wall clock (Unix milliseconds) to judge its
     /// expiry by. A topology that fails [`crate::verify_topology`] with the
-    /// pinned directory key, is older than the one in use, or no longer lists
-    /// our gateway is refused ([`DriverEvent::TopologyRefused`] says why) and
-    /// the previous one stays.
+    /// pinned authorities (fewer than their threshold of valid signatures,
+    /// expired...), is older than the one in use (a replay), or no longer
+    /// lists our gateway is refused ([`DriverEvent::TopologyRefused`] says
+    /// why and from where), the previous one stays, and the next fetch goes
+    /// to the next authority: at once while some authority has not failed
+    /// since the last good document, else after the refresh period.
     ///
     /// The first answer starts the driver instead ([`Driver::start`]); an
     /// answer to a stopped driver is ignored.
@@ -331,43 +355,87 @@ impl Driver {
             Stage::New | Stage::Stopped => return,
             Stage::Running => {}
         }
-        if self.link != Link::Idle {
-            self.refresh_at = Some(now + self.config.topology_refresh);
-        }
+        self.fetch_deadline = None;
         self.client.handle_clock(now, unix_time_ms);
-        let Some(pinned) = self.directory_key else { return };
+        match self.accept_topology(fetched, now, unix_time_ms) {
+            Ok(newer) => {
+                if newer {
+                    self.directories.succeeded();
+                } else {
+                    self.directories.not_newer();
+                }
+                if self.link != Link::Idle {
+                    self.refresh_at = Some(now + self.config.topology_refresh);
+                }
+            }
+            Err(why) => self.fetch_failed(why, now),
+        }
+    }
+
+    /// Verifies and takes a refreshed topology: whether it is newer than
+    /// the one in use (else the same one again); why not, if refused.
+    fn accept_topology(
+        &mut self,
+        fetched: Result<&str, String>,
+        now: Duration,
+        unix_time_ms: u64,
+    ) -> Result<bool, String> {
+        let pinned = self.directories.trust().authorities();
         let verified = fetched.and_then(|text| {
-            verify_first_topology(text, Some(&pinned), unix_time_ms).map_err(|e| e.to_string())
-        });
-        let verified = match verified {
-            Ok(v) => v,
-            Err(e) => return self.refuse_topology(e),
-        };
+            crate::verify_topology(text, pinned, unix_time_ms, crate::VERSION).map_err(|e| e.to_string())
+        })?;
         if verified.issued_at() < self.topology_issued_at {
-            return self.refuse_topology(format!(
+            return Err(format!(
                 "it was issued {} ms before the one in use (a replayed document?)",
                 self.topology_issued_at - verified.issued_at()
             ));
         }
         let Some(gateway) = self.gateway_identity.and_then(|id| verified.topology.gateway(&id)) else {
-            return self.refuse_topology("our gateway is missing from it".into());
+            return Err("our gateway is missing from it".into());
         };
         if gateway.client_listener != self.gateway_url {
             self.gateway_url = gateway.client_listener.clone();
             self.outputs.push_back(Output::Event(DriverEvent::GatewayMoved { url: self.gateway_url.clone() }));
         }
-        self.topology_issued_at = verified.issued_at();
+        let newer = verified.issued_at() > self.topology_issued_at;
+        self.took_topology(&verified, now, unix_time_ms);
         self.client.handle_topology(verified.topology);
+        Ok(newer)
     }
 
-    fn refuse_topology(&mut self, why: String) {
-        self.outputs.push_back(Output::Event(DriverEvent::TopologyRefused(why)));
+    /// A verified document is in use from now: remember where from, when
+    /// it expires, and tell if service resumes after an expiry.
+    fn took_topology(&mut self, verified: &crate::VerifiedTopology, now: Duration, unix_time_ms: u64) {
+        self.topology_issued_at = verified.issued_at();
+        self.topology_expiry = Some(now + Duration::from_millis(verified.expires_at().saturating_sub(unix_time_ms)));
+        if std::mem::take(&mut self.topology_expired) {
+            let url = self.directories.url();
+            self.outputs.push_back(Output::Event(DriverEvent::TopologyRestored { url }));
+        }
     }
 
-    /// The directory key topologies must be signed by: pinned, or learned
-    /// from the first topology (`None` until then).
-    pub fn directory_key(&self) -> Option<[u8; 32]> {
-        self.directory_key
+    /// A refresh failed, timed out or was refused: say so, naming the
+    /// authority, and ask the next one.
+    fn fetch_failed(&mut self, why: String, now: Duration) {
+        let named = self.directories.named(&why);
+        let wait = self.directories.failed(&why);
+        self.outputs.push_back(Output::Event(DriverEvent::TopologyRefused(named)));
+        if self.link != Link::Idle {
+            let at = if wait { now + self.config.topology_refresh } else { now };
+            self.refresh_at = Some(self.refresh_at.map_or(at, |r| r.min(at)));
+        }
+    }
+
+    /// Whom topologies must be signed by: the pinned authorities, or the
+    /// one learned from the first topology (`None` until then).
+    pub fn authorities(&self) -> Option<&Authorities> {
+        self.directories.trust().authorities()
+    }
+
+    /// Which authority the topology in use came from, failovers, and the
+    /// threshold, for the shims' stats.
+    pub fn directory_stats(&self) -> DirectoryStats {
+        self.directories.stats()
     }
 
     /// The timer armed for [`Driver::poll_timeout`] fired (or any time later).
@@ -382,10 +450,22 @@ impl Driver {
             Link::Waiting { retry_at } if retry_at <= now => self.connect(now),
             _ => {}
         }
+        if self.fetch_deadline.is_some_and(|at| at <= now) {
+            self.fetch_deadline = None;
+            let secs = defaults::TOPOLOGY_FETCH_TIMEOUT.as_secs();
+            self.fetch_failed(format!("the authority did not answer within {secs} s"), now);
+        }
         if self.refresh_at.is_some_and(|at| at <= now) {
             self.refresh_at = None;
             self.last_fetch = Some(now);
-            self.outputs.push_back(Output::FetchTopology);
+            self.fetch_deadline = Some(now + defaults::TOPOLOGY_FETCH_TIMEOUT);
+            self.outputs.push_back(Output::FetchTopology { url: self.directories.url() });
+        }
+        if self.topology_expiry.is_some_and(|at| at <= now) {
+            self.topology_expiry = None;
+            self.topology_expired = true;
+            let reason = self.directories.why_none();
+            self.outputs.push_back(Output::Event(DriverEvent::NoCurrentTopology { reason }));
         }
         let retransmitted = self.client.stats().retransmissions;
         self.client.handle_timeout(now);
@@ -410,7 +490,10 @@ impl Driver {
             Link::Opening { deadline, .. } => Some(deadline),
             Link::Idle | Link::Up { .. } => None,
         };
-        [self.client.poll_timeout(), link, self.refresh_at].into_iter().flatten().min()
+        [self.client.poll_timeout(), link, self.refresh_at, self.fetch_deadline, self.topology_expiry]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// An application attached; messages kept while none was go to it.

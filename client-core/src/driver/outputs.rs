@@ -166,8 +166,23 @@ pub enum DriverEvent {
     },
     /// The gateway reported a problem on a working connection.
     GatewayError(String),
-    /// A topology fetch failed or was refused; the previous one stays.
+    /// A topology fetch failed or was refused (the text names the
+    /// authority); the previous one stays and the next fetch goes to the
+    /// next authority.
     TopologyRefused(String),
+    /// The topology in use expired and no authority served an acceptable
+    /// successor: routes are drawn from the expired one until one does.
+    /// `reason` is each authority's last failure.
+    NoCurrentTopology {
+        /// Why no document is acceptable, per authority.
+        reason: String,
+    },
+    /// After [`DriverEvent::NoCurrentTopology`], an authority served an
+    /// acceptable document: service resumes.
+    TopologyRestored {
+        /// The authority it came from.
+        url: String,
+    },
     /// Our gateway's URL changed in the topology; used from the next connection.
     GatewayMoved {
         /// The new URL.
@@ -200,6 +215,7 @@ impl DriverEvent {
                 Some(AppResponse::SendFailed { id: *message_id, message: self.to_string() })
             }
             DriverEvent::GatewayError(e) => Some(AppResponse::Error(e.clone())),
+            DriverEvent::NoCurrentTopology { .. } => Some(AppResponse::Error(self.to_string())),
             _ => None,
         }
     }
@@ -230,6 +246,10 @@ impl fmt::Display for DriverEvent {
             }
             DriverEvent::GatewayError(e) => write!(f, "gateway: {e}"),
             DriverEvent::TopologyRefused(e) => write!(f, "topology refresh failed (keeping the previous one): {e}"),
+            DriverEvent::NoCurrentTopology { reason } => {
+                write!(f, "no current topology: the one in use expired and no authority served an acceptable one ({reason})")
+            }
+            DriverEvent::TopologyRestored { url } => write!(f, "a current topology again, from {url}"),
             DriverEvent::GatewayMoved { url } => write!(f, "our gateway moved to {url}; using it from the next connection"),
             DriverEvent::RouteRefused { first_hop } => write!(
                 f,
@@ -266,9 +286,13 @@ pub enum Output {
         /// The frame.
         frame: Vec<u8>,
     },
-    /// Fetch the topology from the directory; answer with
-    /// [`super::Driver::handle_topology_fetched`]. The first one starts the driver.
-    FetchTopology,
+    /// Fetch the topology (`GET {url}/api/presence/topology`) from this
+    /// authority; answer with [`super::Driver::handle_topology_fetched`].
+    /// The first one starts the driver.
+    FetchTopology {
+        /// The authority's base URL (`http://host:port`).
+        url: String,
+    },
     /// Write to a store before carrying out the outputs after this one.
     Persist {
         /// Which store.

@@ -1,16 +1,18 @@
 //! Start-up, decided once for both shims: the first topology fetch (retried
-//! with [`defaults::first_fetch_retry`], then a clear
-//! [`StartError::Topology`]), its verification, trust on first use of the
-//! directory key (the key to keep comes out as a
-//! [`StoreName::DirectoryKey`] write), and the gateway choice.
+//! with [`defaults::first_fetch_retry`], each attempt at the next authority,
+//! then a clear [`StartError::Topology`] naming each authority's last
+//! failure), its verification, trust on first use of a single directory's
+//! key (the key to keep comes out as a [`StoreName::DirectoryKey`] write),
+//! and the gateway choice.
 //!
 //! `nym-client init` makes the same decisions without a driver (it only
 //! registers): [`verify_first_topology`] and [`choose_gateway`].
 
 use super::{defaults, Driver, DriverEvent, Link, Output, StartError, StoreName, StoreWrite};
 use crate::address::encode_key;
-use nym_wire::topology::{Gateway, Topology};
 use crate::VerifiedTopology;
+use nym_wire::authority::Authorities;
+use nym_wire::topology::{Gateway, Topology};
 use rand::seq::IndexedRandom;
 use rand::Rng;
 use std::time::Duration;
@@ -38,16 +40,16 @@ pub(super) enum FirstFetch {
     Waiting { retry_at: Duration },
 }
 
-/// Checks the first topology document: signed by `pinned`, or, with none
-/// pinned, by the key it names (trust on first use: keep `directory_key` of
-/// the result), fresh at `unix_time_ms`, every descriptor signed by its node.
+/// Checks the first topology document: signed by at least the threshold of
+/// `pinned`, or, with none pinned, by the authority that served it (trust on
+/// first use: keep `document.signers.learned` of the result), fresh at
+/// `unix_time_ms`, every descriptor signed by its node.
 pub fn verify_first_topology(
     text: &str,
-    pinned: Option<&[u8; 32]>,
+    pinned: Option<&Authorities>,
     unix_time_ms: u64,
 ) -> Result<VerifiedTopology, nym_wire::Error> {
-    let authorities = pinned.map(|k| nym_wire::authority::Authorities::single(*k, ""));
-    crate::verify_topology(text, authorities.as_ref(), unix_time_ms, crate::VERSION)
+    crate::verify_topology(text, pinned, unix_time_ms, crate::VERSION)
 }
 
 /// The gateway a client uses: `preferred` (the one it registered with, or
@@ -69,7 +71,7 @@ impl Driver {
         // Not a `last_fetch`: the first early refresh may go at once.
         self.stage =
             Stage::FirstFetch { attempt, pending: FirstFetch::Out { deadline: now + defaults::FIRST_FETCH_TIMEOUT } };
-        self.outputs.push_back(Output::FetchTopology);
+        self.outputs.push_back(Output::FetchTopology { url: self.directories.url() });
     }
 
     /// The first fetch's timer: a retry is due, or the attempt out took too long.
@@ -81,7 +83,7 @@ impl Driver {
             FirstFetch::Waiting { retry_at } if retry_at <= now => self.fetch_first(attempt + 1, now),
             FirstFetch::Out { deadline } if deadline <= now => self.first_fetch_failed(
                 attempt,
-                format!("the directory did not answer within {} s", defaults::FIRST_FETCH_TIMEOUT.as_secs()),
+                format!("the authority did not answer within {} s", defaults::FIRST_FETCH_TIMEOUT.as_secs()),
                 now,
             ),
             _ => {}
@@ -98,6 +100,9 @@ impl Driver {
     }
 
     fn first_fetch_failed(&mut self, attempt: u32, reason: String, now: Duration) {
+        let named = self.directories.named(&reason);
+        self.directories.failed(&reason);
+        let reason = named;
         match defaults::first_fetch_retry(attempt) {
             Some(retry_in) => {
                 self.stage = Stage::FirstFetch { attempt, pending: FirstFetch::Waiting { retry_at: now + retry_in } };
@@ -109,7 +114,10 @@ impl Driver {
                     reason,
                 }));
             }
-            None => self.fail_start(StartError::Topology { attempts: attempt, reason }),
+            None => {
+                let reason = self.directories.why_none();
+                self.fail_start(StartError::Topology { attempts: attempt, reason })
+            }
         }
     }
 
@@ -126,7 +134,7 @@ impl Driver {
             return;
         };
         let verified = fetched.and_then(|text| {
-            verify_first_topology(text, self.directory_key.as_ref(), unix_time_ms).map_err(|e| e.to_string())
+            verify_first_topology(text, self.directories.trust().authorities(), unix_time_ms).map_err(|e| e.to_string())
         });
         let verified = match verified {
             Ok(v) => v,
@@ -145,7 +153,7 @@ impl Driver {
             // Trust on first use: from now on only this key's documents.
             let key = encode_key(&learned).into_bytes();
             self.outputs.push_back(Output::Persist { store: StoreName::DirectoryKey, write: StoreWrite::Replace(key) });
-            self.directory_key = Some(learned);
+            self.directories.learned(learned);
         }
         self.gateway_identity = Some(gateway.identity_key);
         self.gateway_url = gateway.client_listener.clone();
@@ -154,7 +162,8 @@ impl Driver {
             gateway: encode_key(&gateway.identity_key),
             url: gateway.client_listener,
         }));
-        self.topology_issued_at = verified.issued_at();
+        self.directories.succeeded();
+        self.took_topology(&verified, now, unix_time_ms);
         self.client.handle_clock(now, unix_time_ms);
         self.client.handle_topology(verified.topology);
         self.stage = Stage::Running;

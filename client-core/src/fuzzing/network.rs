@@ -100,16 +100,21 @@ pub enum Hop {
     RetiredKey,
 }
 
-/// 3 layers of mixnodes and some gateways with known keys, and the
-/// directory key that signs their document.
+/// 3 layers of mixnodes and some gateways with known keys, and the 3
+/// authorities that sign their document.
 #[derive(Clone, Debug)]
 pub struct TestNetwork {
     /// Every mixnode, layer by layer.
     pub mixnodes: Vec<TestMixnode>,
     /// Every gateway, by index.
     pub gateways: Vec<TestGatewayNode>,
-    /// The directory's key: signs [`TestNetwork::signed_text`].
+    /// The first authority's key (the one that serves
+    /// [`TestNetwork::signed_text`]; a single directory's key for a client
+    /// that pins only it).
     pub directory: SigningKey,
+    /// The 3 authorities' keys (the first is [`TestNetwork::directory`]):
+    /// each signs [`TestNetwork::signed_text`]; see [`TestNetwork::authorities`].
+    pub authority_keys: Vec<SigningKey>,
     /// The length of a key epoch, in seconds.
     pub epoch_length_secs: u64,
 }
@@ -150,6 +155,7 @@ impl TestNetwork {
             mixnodes,
             gateways,
             directory: SigningKey::from_bytes(&[42; 32]),
+            authority_keys: (0..3).map(|i| SigningKey::from_bytes(&[42 + i; 32])).collect(),
             epoch_length_secs: ONE_EPOCH_SECS,
         }
     }
@@ -220,14 +226,42 @@ impl TestNetwork {
         json
     }
 
-    /// [`TestNetwork::json`] signed by the directory, valid from `unix_ms`
-    /// for `validity_ms`: what a topology fetch returns.
-    pub fn signed_text(&self, unix_ms: u64, validity_ms: u64) -> String {
+    /// The authorities that sign the network's document, pinned by their
+    /// keys: authority `i` at `http://127.0.0.1:(4000 + i)` (nothing
+    /// listens: the harness answers fetches), threshold 2 (a majority).
+    pub fn authorities(&self) -> nym_wire::authority::Authorities {
+        let list = (0u16..)
+            .zip(&self.authority_keys)
+            .map(|(i, k)| nym_wire::authority::Authority {
+                key: k.verifying_key().to_bytes(),
+                url: self.authority_url(usize::from(i)),
+            })
+            .collect();
+        nym_wire::authority::Authorities::new(list, None).unwrap_or_else(|_| {
+            nym_wire::authority::Authorities::single(self.directory.verifying_key().to_bytes(), self.authority_url(0))
+        })
+    }
+
+    /// Where authority `i` serves.
+    pub fn authority_url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", 4000 + i)
+    }
+
+    /// [`TestNetwork::json`] signed by every authority, valid from
+    /// `unix_ms` for `validity_ms`, as the first authority serves it.
+    pub fn signed_json(&self, unix_ms: u64, validity_ms: u64) -> TopologyJson {
         let mut json = self.json(unix_ms);
         (json.round, json.issued_at, json.expires_at) = (unix_ms / 1000, unix_ms, unix_ms + validity_ms);
         json.served_by = crate::encode_key(self.directory.verifying_key().as_bytes());
-        json.sign(&self.directory);
-        serde_json::to_string(&json).unwrap_or_default()
+        for key in &self.authority_keys {
+            json.sign(key);
+        }
+        json
+    }
+
+    /// [`TestNetwork::signed_json`] as text: what a topology fetch returns.
+    pub fn signed_text(&self, unix_ms: u64, validity_ms: u64) -> String {
+        serde_json::to_string(&self.signed_json(unix_ms, validity_ms)).unwrap_or_default()
     }
 
     /// The network as a client draws routes from it at `unix_ms`.

@@ -196,6 +196,8 @@ impl Lab {
             expiry_secs.to_string(),
             "--data-dir".into(),
             key_dir,
+            // the lab's nodes make their keys as they start: any identity may announce
+            "--open".into(),
         ];
         let out = self.spawn("directory", Some(&hub), bin, &args, true)?.ok_or_else(|| anyhow!("no stdout"))?;
         let mut log = std::fs::OpenOptions::new().append(true).open(self.log_path("directory"))?;

@@ -188,10 +188,11 @@ struct GatewayProcess {
 }
 
 impl GatewayProcess {
-    fn start(directory: &str, directory_key: &[u8; 32], epoch_secs: u64, data_dir: &Path) -> Result<Self> {
+    fn start(authorities: &Path, epoch_secs: u64, data_dir: &Path) -> Result<Self> {
         let args = vec![
-            "--directory-key".into(),
-            nym_client_core::encode_key(directory_key),
+            // every authority of the localnet: a node listed by one alone is not in the consensus
+            "--authorities".into(),
+            authorities.display().to_string(),
             // the localnet's key epochs: its directory refuses keys for others
             "--epoch-secs".into(),
             epoch_secs.to_string(),
@@ -200,8 +201,6 @@ impl GatewayProcess {
             "127.0.0.1:0".into(),
             "--clients-listen".into(),
             "127.0.0.1:0".into(),
-            "--directory".into(),
-            directory.into(),
             "--announce-interval".into(),
             "0.2".into(),
             "--data-dir".into(),
@@ -273,7 +272,7 @@ async fn a_gateway_killed_and_restarted_while_delivering_1000_messages_loses_and
     config.also_admit.push(gateway_identity.verifying_key().to_bytes());
     let net = nym_mixnet::localnet::Localnet::start(config).await?;
     let dir = net.directory_url();
-    let mut gateway = GatewayProcess::start(&dir, &net.directory_key(), net.config().epochs.epoch_secs, gateway_dir.path())?;
+    let mut gateway = GatewayProcess::start(&net.authorities_file(), net.config().epochs.epoch_secs, gateway_dir.path())?;
     let directory = nym_mixnet::http::DirectoryClient::new(&dir)?;
     let known: Vec<String> = net.gateways().iter().map(|g| g.identity_key.clone()).collect();
     let deadline = Instant::now() + Duration::from_secs(30);

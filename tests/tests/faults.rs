@@ -42,10 +42,12 @@ async fn a_mixnode_leaves_mid_transfer(layer: u8) -> Result<()> {
     config.also_admit.push(identity.verifying_key().to_bytes());
     let net = nym_mixnet::localnet::Localnet::start(config).await?;
     let dir = net.directory_url();
-    let directory_key = nym_client_core::encode_key(&net.directory_key());
+    // every authority of the localnet: a node listed by one alone is not in the consensus
+    let authorities = net.authorities_file();
     let mut victim = Command::new(nym_integration_tests::netns::mixnet_binaries().join("nym-mixnode"))
-        .args(["--layer", &layer.to_string(), "--listen", "127.0.0.1:0", "--directory", &dir])
-        .args(["--directory-key", &directory_key, "--announce-interval", "0.2"])
+        .args(["--layer", &layer.to_string(), "--listen", "127.0.0.1:0", "--authorities"])
+        .arg(&authorities)
+        .args(["--announce-interval", "0.2"])
         // the localnet's key epochs: the directory refuses keys for others
         .args(["--epoch-secs", &net.config().epochs.epoch_secs.to_string(), "--data-dir"])
         .arg(node_dir.path())

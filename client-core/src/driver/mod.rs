@@ -110,6 +110,8 @@ enum Link {
 pub struct Driver {
     client: Client,
     config: DriverConfig,
+    /// Descriptors verified in the document in use: a refresh checks only new ones.
+    descriptors: nym_wire::signed::DescriptorCache,
     /// For the gateway choice.
     rng: StdRng,
     stage: Stage,
@@ -193,6 +195,7 @@ impl Driver {
         let backoff = config.reconnect_initial;
         let directories = Directories::new(trust, &mut rng);
         let driver = Driver {
+            descriptors: nym_wire::signed::DescriptorCache::default(),
             client,
             rng,
             stage: Stage::New,
@@ -381,8 +384,12 @@ impl Driver {
         unix_time_ms: u64,
     ) -> Result<bool, String> {
         let pinned = self.directories.trust().authorities();
+        let cache = &mut self.descriptors;
         let verified = fetched.and_then(|text| {
-            crate::verify_topology(text, pinned, unix_time_ms, crate::VERSION).map_err(|e| e.to_string())
+            let json: nym_wire::topology::TopologyJson =
+                serde_json::from_str(text).map_err(|e| format!("not topology JSON: {e}"))?;
+            nym_wire::signed::verify_topology_cached(&json, pinned, unix_time_ms, crate::VERSION, cache)
+                .map_err(|e| e.to_string())
         })?;
         if verified.issued_at() < self.topology_issued_at {
             return Err(format!(

@@ -39,7 +39,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| verify(&cap, 990, 10))
     });
     // A refresh that lists the same descriptors as the document in use:
-    // their signatures were checked then (the driver keeps this cache).
+    // their signatures were checked then (the driver and the nodes keep this cache).
     let json: TopologyJson = serde_json::from_str(&cap.text).expect("parses");
     let mut cache = DescriptorCache::default();
     verify_topology_cached(&json, Some(&cap.authorities), NOW_MS, nym_client_core::VERSION, &mut cache).expect("verifies");

@@ -1,7 +1,8 @@
 //! How a node (gateway or mixnode) decides which topology to believe, and
 //! where it gets it.
 //!
-//! A document must pass `nym_wire::signed::verify_topology_json` with the
+//! A document must pass `nym_wire::signed::verify_topology_cached` (the one
+//! check, skipping descriptors verified in the document in use) with the
 //! node's authorities: the authorities file (`--authorities`, threshold
 //! `--threshold`, default a majority), or one directory with its pinned key
 //! (`--directory-key`), or one directory whose key was trusted on first use
@@ -22,7 +23,7 @@ use crate::metrics::{Exposition, Kind};
 use anyhow::{anyhow, Result};
 use nym_wire::address::encode_key;
 use nym_wire::authority::Authorities;
-use nym_wire::signed::{verify_document, verify_topology_json, VerifiedDocument, MAX_CLOCK_SKEW_MS};
+use nym_wire::signed::{verify_document, verify_topology_cached, DescriptorCache, VerifiedDocument, MAX_CLOCK_SKEW_MS};
 use nym_wire::topology::{Topology, TopologyJson};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -160,6 +161,8 @@ pub(crate) struct TopologyTrust {
     /// The key epoch length the node's keys use (0: not known yet): a document
     /// with another is warned about.
     epoch_secs: AtomicU64,
+    /// Descriptors verified in the document in use: a refresh checks only new ones.
+    descriptors: Mutex<DescriptorCache>,
 }
 
 impl TopologyTrust {
@@ -215,6 +218,7 @@ impl TopologyTrust {
             state: Mutex::new(state),
             metrics,
             epoch_secs: AtomicU64::new(0),
+            descriptors: Mutex::new(DescriptorCache::default()),
         })
     }
 
@@ -268,7 +272,8 @@ impl TopologyTrust {
         let now = now_ms();
         let authorities = self.authorities();
         let checked = if topology {
-            verify_topology_json(json, authorities.as_ref(), now, nym_wire::VERSION).map(|v| Fetched {
+            let mut cache = self.descriptors.lock().unwrap_or_else(|p| p.into_inner());
+            verify_topology_cached(json, authorities.as_ref(), now, nym_wire::VERSION, &mut cache).map(|v| Fetched {
                 document: v.document,
                 topology: Some(v.topology),
             })

@@ -131,24 +131,10 @@ impl DirectoryClient {
     /// [`TOPOLOGY_TIMEOUT`]; every error names the URL.
     pub async fn topology_text(&self) -> Result<String> {
         let url = format!("{}{}", self.base, paths::TOPOLOGY);
-        let uri: hyper::Uri = url.parse().with_context(|| format!("bad directory URL '{url}'"))?;
-        let req = hyper::Request::builder()
-            .method(hyper::Method::GET)
-            .uri(uri)
-            .body(Full::new(Bytes::new()))?;
         let fetch = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .with_context(|| format!("cannot reach the directory at {url}"))?;
-            let status = resp.status();
-            // Bounded while it is read, not after: a huge answer is cut off.
-            let body = http_body_util::Limited::new(resp.into_body(), MAX_TOPOLOGY_BYTES)
-                .collect()
-                .await;
+            let (status, body) = self.get_limited(&url, "directory ", "the directory at ", MAX_TOPOLOGY_BYTES).await?;
             let body = match body {
-                Ok(b) => b.to_bytes(),
+                Ok(b) => b,
                 Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
                     bail!("topology from {url} is too large (more than {MAX_TOPOLOGY_BYTES} bytes)")
                 }
@@ -169,23 +155,9 @@ impl DirectoryClient {
     /// fetch from each other (`/api/authority/...`).
     pub async fn get_bounded(&self, path: &str, max: usize, timeout: Duration) -> Result<Vec<u8>> {
         let url = format!("{}{}", self.base, path);
-        let uri: hyper::Uri = url.parse().with_context(|| format!("bad URL '{url}'"))?;
-        let req = hyper::Request::builder()
-            .method(hyper::Method::GET)
-            .uri(uri)
-            .body(Full::new(Bytes::new()))?;
         let fetch = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .with_context(|| format!("cannot reach {url}"))?;
-            let status = resp.status();
-            let body = http_body_util::Limited::new(resp.into_body(), max)
-                .collect()
-                .await
-                .map_err(|e| anyhow!("reading {url}: {e}"))?
-                .to_bytes();
+            let (status, body) = self.get_limited(&url, "", "", max).await?;
+            let body = body.map_err(|e| anyhow!("reading {url}: {e}"))?;
             if !status.is_success() {
                 bail!(
                     "{url} answered {status}: {}",
@@ -197,5 +169,28 @@ impl DirectoryClient {
         tokio::time::timeout(timeout, fetch)
             .await
             .map_err(|_| anyhow!("{url} did not answer within {timeout:?}"))?
+    }
+
+    /// One GET of `url`: its status, and its body read up to `max` bytes
+    /// while it arrives (bounded while read, not after: a huge answer is cut
+    /// off), or why the body could not be read. An error only when the
+    /// request can't be made or sent: `bad {url_noun}URL`, `cannot reach
+    /// {reach}{url}`.
+    async fn get_limited(
+        &self,
+        url: &str,
+        url_noun: &str,
+        reach: &str,
+        max: usize,
+    ) -> Result<(hyper::StatusCode, std::result::Result<Bytes, Box<dyn std::error::Error + Send + Sync>>)> {
+        let uri: hyper::Uri = url.parse().with_context(|| format!("bad {url_noun}URL '{url}'"))?;
+        let req = hyper::Request::builder()
+            .method(hyper::Method::GET)
+            .uri(uri)
+            .body(Full::new(Bytes::new()))?;
+        let resp = self.client.request(req).await.with_context(|| format!("cannot reach {reach}{url}"))?;
+        let status = resp.status();
+        let body = http_body_util::Limited::new(resp.into_body(), max).collect().await.map(|b| b.to_bytes());
+        Ok((status, body))
     }
 }

@@ -16,8 +16,9 @@
 //! - Times come from the round: `issuedAt` is the round's start, `expiresAt`
 //!   `issuedAt + validity`, every `lastSeen` the round's start (ns).
 
+use super::state::Descriptor;
 use nym_wire::authority::majority;
-use nym_wire::topology::{versions_compatible, Gateway, GatewayJson, MixNode, MixNodeJson, TopologyJson};
+use nym_wire::topology::{versions_compatible, Gateway, MixNode, TopologyJson};
 use nym_wire::vote::VoteJson;
 use std::collections::{BTreeMap, HashSet};
 
@@ -42,27 +43,8 @@ impl RoundParams {
     }
 }
 
-#[derive(Clone)]
-enum Descriptor {
-    Mix(MixNodeJson),
-    Gateway(GatewayJson),
-}
-
+// The consensus's rules for the directory's one descriptor type.
 impl Descriptor {
-    fn seq(&self) -> u64 {
-        match self {
-            Descriptor::Mix(m) => m.seq,
-            Descriptor::Gateway(g) => g.seq,
-        }
-    }
-
-    fn signature(&self) -> &str {
-        match self {
-            Descriptor::Mix(m) => &m.signature,
-            Descriptor::Gateway(g) => &g.signature,
-        }
-    }
-
     /// The mix-network addresses it holds (normalised text).
     fn addresses(&self) -> Vec<String> {
         match self {
@@ -173,6 +155,7 @@ mod tests {
     use super::*;
     use ed25519_dalek::SigningKey;
     use nym_wire::address::encode_key;
+    use nym_wire::topology::MixNodeJson;
     use nym_wire::topology::EpochKeyJson;
     use proptest::prelude::*;
 

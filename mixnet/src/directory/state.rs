@@ -20,28 +20,37 @@ struct Entry<T> {
     seen: Instant,
 }
 
-/// A descriptor after its signature verified.
-enum Descriptor {
+/// A node's descriptor, either role: what an announcement carries, and
+/// what a vote lists (`super::consensus` adds its own rules to it).
+#[derive(Clone)]
+pub(super) enum Descriptor {
     Mix(MixNodeJson),
     Gateway(GatewayJson),
 }
 
 impl Descriptor {
-    fn seq(&self) -> u64 {
+    pub(super) fn seq(&self) -> u64 {
         match self {
             Descriptor::Mix(m) => m.seq,
             Descriptor::Gateway(g) => g.seq,
         }
     }
 
-    fn version(&self) -> &str {
+    pub(super) fn signature(&self) -> &str {
+        match self {
+            Descriptor::Mix(m) => &m.signature,
+            Descriptor::Gateway(g) => &g.signature,
+        }
+    }
+
+    pub(super) fn version(&self) -> &str {
         match self {
             Descriptor::Mix(m) => &m.version,
             Descriptor::Gateway(g) => &g.version,
         }
     }
 
-    fn sphinx_keys(&self) -> &[nym_wire::topology::EpochKeyJson] {
+    pub(super) fn sphinx_keys(&self) -> &[nym_wire::topology::EpochKeyJson] {
         match self {
             Descriptor::Mix(m) => &m.sphinx_keys,
             Descriptor::Gateway(g) => &g.sphinx_keys,
